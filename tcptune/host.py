@@ -1,0 +1,179 @@
+"""The one seam between tcptune and the machine.
+
+``Host(root)`` does every read and write of sysctls and /proc files relative to a
+root path: ``/`` is the live host; a directory shaped like / (holding
+proc/sys/net and proc/net) is a saved snapshot or a container's view.
+``DumpHost`` serves values parsed from ``sysctl -a`` output of another machine.
+
+Everything above this layer takes values, not paths.  Keys are validated by
+tcptune.keys before any path under proc/sys is built.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Iterable
+
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.keys import key_to_relpath, normalize_key
+
+# The sysctl directories a TCP tuner looks at; `show` lists tcp_* from ipv4 plus
+# every knowledge-base key.
+SYSCTL_DIRS = ("net/ipv4", "net/core")
+
+
+def _clean(value: str) -> str:
+    # Vector values (tcp_rmem) are tab separated in /proc and space separated in
+    # `sysctl -a`; normalise to single spaces so both compare equal.
+    return " ".join(value.split())
+
+
+class Host:
+    """Reads and writes the machine below ``root``."""
+
+    kind = "root"
+
+    def __init__(self, root: str | os.PathLike[str] = "/"):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise TcptuneError(
+                f"--root {root}: not a directory", ExitCode.BAD_INPUT, hint="pass a directory shaped like / (proc/sys/net ...)"
+            )
+        net = self.root / "proc/sys/net"
+        if not net.is_dir() or not os.access(net, os.R_OK | os.X_OK):
+            raise TcptuneError(
+                f"--root {root}: {net} is missing or unreadable",
+                ExitCode.BAD_INPUT,
+                hint="a root must hold proc/sys/net (and proc/net for socket tables)",
+            )
+        self.kind = "live" if self.root.resolve() == Path("/") else "root"
+
+    @property
+    def is_live(self) -> bool:
+        return self.kind == "live"
+
+    @property
+    def label(self) -> str:
+        return "live host" if self.is_live else f"root {self.root}"
+
+    # -- sysctls -------------------------------------------------------------
+    def sysctl_path(self, key: str) -> Path:
+        return self.root / key_to_relpath(key)
+
+    def read_sysctl(self, key: str) -> str | None:
+        """The value of ``key`` with whitespace normalised, or None when this kernel lacks it."""
+        path = self.sysctl_path(key)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(65536)
+        except FileNotFoundError:
+            return None
+        except PermissionError:
+            # Some keys (e.g. tcp_fastopen_key) are root-only; say so rather than pretend absent.
+            raise TcptuneError(
+                f"{key}: permission denied reading {path}", ExitCode.PRIVILEGES, hint="run as root"
+            ) from None
+        except OSError as exc:
+            if exc.errno in (errno.EIO, errno.EINVAL):
+                return None
+            raise TcptuneError(f"{key}: cannot read {path}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+        return _clean(raw.decode("utf-8", "replace"))
+
+    def read_sysctls(self, keys: Iterable[str]) -> dict[str, str | None]:
+        return {k: self.read_sysctl(k) for k in keys}
+
+    def list_sysctls(self, dirs: Iterable[str] = SYSCTL_DIRS) -> list[str]:
+        """Keys present in the given proc/sys directories (files only, not subdirectories)."""
+        keys: list[str] = []
+        for d in dirs:
+            base = self.root / "proc/sys" / d
+            try:
+                entries = sorted(os.scandir(base), key=lambda e: e.name)
+            except FileNotFoundError:
+                continue
+            prefix = d.replace("/", ".") + "."
+            keys.extend(prefix + e.name for e in entries if e.is_file(follow_symlinks=False))
+        return keys
+
+    def write_sysctl(self, key: str, value: str) -> None:
+        """Write one sysctl.  Raises TcptuneError with the kernel's reason on failure."""
+        path = self.sysctl_path(normalize_key(key))
+        data = (" ".join(str(value).split()) + "\n").encode()
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            raise TcptuneError(f"{key}: not present on this kernel ({path})", ExitCode.BAD_INPUT) from None
+        except PermissionError as exc:
+            raise TcptuneError(
+                f"{key}: permission denied writing {path}", ExitCode.PRIVILEGES, hint="run as root or use --dry-run"
+            ) from exc
+        except OSError as exc:
+            if exc.errno == errno.EROFS:
+                raise TcptuneError(
+                    f"{key}: {path} is on a read-only mount", ExitCode.PRIVILEGES,
+                    hint="/proc/sys is mounted read-only (typical in containers); run on the host or a privileged container",
+                ) from exc
+            raise TcptuneError(f"{key}: cannot open {path}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+        try:
+            os.write(fd, data)
+        except OSError as exc:
+            code = ExitCode.FINDINGS if exc.errno == errno.EINVAL else ExitCode.BAD_INPUT
+            if exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+                code = ExitCode.PRIVILEGES
+            raise TcptuneError(f"{key}: the kernel rejected {value!r}: {exc.strerror}", code) from exc
+        finally:
+            os.close(fd)
+
+    # -- other /proc files ----------------------------------------------------
+    def proc_path(self, rel: str) -> Path:
+        rel = rel.lstrip("/")
+        if ".." in rel.split("/") or "\x00" in rel:
+            raise TcptuneError(f"bad /proc path {rel!r}", ExitCode.BAD_INPUT)
+        return self.root / "proc" / rel
+
+    def read_proc_text(self, rel: str) -> str | None:
+        """Text of root/proc/REL (e.g. 'net/tcp'), or None when absent."""
+        try:
+            return self.proc_path(rel).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TcptuneError(f"cannot read {self.proc_path(rel)}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+
+    def kernel_release(self) -> str | None:
+        value = self.read_proc_text("sys/kernel/osrelease")
+        if value is None and self.is_live:
+            value = os.uname().release
+        return value.strip() if value else None
+
+
+class DumpHost:
+    """Values from `sysctl -a` output (another machine, or this one at another time).  Read-only."""
+
+    kind = "dump"
+    is_live = False
+
+    def __init__(self, values: dict[str, str], label: str):
+        self.values = {k: _clean(v) for k, v in values.items()}
+        self.label = f"sysctl dump {label}"
+
+    def read_sysctl(self, key: str) -> str | None:
+        return self.values.get(normalize_key(key))
+
+    def read_sysctls(self, keys: Iterable[str]) -> dict[str, str | None]:
+        return {k: self.read_sysctl(k) for k in keys}
+
+    def list_sysctls(self, dirs: Iterable[str] = SYSCTL_DIRS) -> list[str]:
+        prefixes = tuple(d.replace("/", ".") + "." for d in dirs)
+        return sorted(k for k in self.values if k.startswith(prefixes) and k.count(".") == 2)
+
+    def write_sysctl(self, key: str, value: str) -> None:
+        raise TcptuneError(f"{key}: cannot write to a {self.label}", ExitCode.BAD_INPUT, hint="apply works on a live host or --netns")
+
+    def read_proc_text(self, rel: str) -> str | None:
+        return None
+
+    def kernel_release(self) -> str | None:
+        return self.values.get("kernel.osrelease")

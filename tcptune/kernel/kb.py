@@ -1,0 +1,174 @@
+"""Loader for the kernel parameter knowledge base (tcptune/kernel/params.toml).
+
+The data file, not code, holds what tcptune claims about each parameter; this
+module only reads and checks it.  See the header of params.toml for the schema.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from tcptune.kernel.version import Version, parse_version
+
+TYPES = ("int", "bool", "enum", "vector", "string")
+SCOPES = ("netns", "global")
+NETNS_INIT = ("default", "copy", "computed")
+
+
+@dataclass(frozen=True)
+class Warn:
+    """A known-risky value: ``when`` is a comparison such as '== 0' or '< 2'."""
+
+    when: str
+    reason: str
+    source: str = ""
+
+    def matches(self, value: str) -> bool:
+        op, _, ref = self.when.strip().partition(" ")
+        try:
+            a, b = int(value.split()[0]), int(ref)
+        except (ValueError, IndexError):
+            return op == "==" and value.strip() == ref.strip() or op == "!=" and value.strip() != ref.strip()
+        return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str
+    type: str
+    unit: str
+    meaning: str
+    source: str
+    scope: str = "netns"
+    default: str | None = None  # on current kernels; None when computed at boot
+    default_rule: str = ""  # how the kernel computes it, when it is computed
+    older_defaults: tuple[tuple[Version, str], ...] = ()  # (before_version, value)
+    netns_init: str = "default"  # what a new network namespace starts from
+    min: int | None = None
+    max: int | None = None
+    length: int | None = None  # number of fields of a vector
+    choices: tuple[str, ...] = ()
+    values: dict[str, str] = field(default_factory=dict)  # value -> what it means
+    since: Version | None = None
+    removed: Version | None = None
+    changes: tuple[tuple[str, str], ...] = ()  # (version, what changed)
+    states: tuple[str, ...] = ()
+    details: str = ""
+    warn: tuple[Warn, ...] = ()
+
+    @property
+    def short(self) -> str:
+        return self.key.rsplit(".", 1)[-1]
+
+    def default_for(self, release: Version | None) -> str | None:
+        """The kernel default on ``release`` (None: unknown, computed, or key absent there)."""
+        if release is not None and not self.exists_in(release):
+            return None
+        if release is not None:
+            for before, value in sorted(self.older_defaults):
+                if release < before:
+                    return value
+        return self.default
+
+    def exists_in(self, release: Version) -> bool:
+        if self.since is not None and release < self.since:
+            return False
+        if self.removed is not None and release >= self.removed:
+            return False
+        return True
+
+
+class KnowledgeBase:
+    def __init__(self, params: dict[str, Param]):
+        self.params = params
+        self._by_short = {p.short: p for p in params.values()}
+
+    def __iter__(self):
+        return iter(self.params.values())
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.params
+
+    def get(self, key: str) -> Param | None:
+        """Look up by full key (net.ipv4.tcp_fin_timeout) or short name (tcp_fin_timeout)."""
+        key = key.strip().replace("/", ".")
+        return self.params.get(key) or self._by_short.get(key)
+
+    def suggest(self, key: str, known: list[str] | tuple[str, ...] = ()) -> str | None:
+        """A close match to a misspelt key, from the knowledge base and ``known`` keys."""
+        pool = set(self.params) | set(known)
+        short_pool = {k.rsplit(".", 1)[-1]: k for k in pool}
+        hit = difflib.get_close_matches(key, sorted(pool), n=1, cutoff=0.75)
+        if hit:
+            return hit[0]
+        hit = difflib.get_close_matches(key.rsplit(".", 1)[-1], sorted(short_pool), n=1, cutoff=0.75)
+        return short_pool[hit[0]] if hit else None
+
+
+def _version(v: Any, where: str) -> Version | None:
+    if v in (None, ""):
+        return None
+    return parse_version(str(v))
+
+
+def param_from_dict(d: dict[str, Any]) -> Param:
+    where = d.get("key", "?")
+    missing = [f for f in ("key", "type", "unit", "meaning", "source") if not d.get(f)]
+    if missing:
+        raise ValueError(f"params.toml: {where}: missing {', '.join(missing)}")
+    if d["type"] not in TYPES:
+        raise ValueError(f"params.toml: {where}: type {d['type']!r} not in {TYPES}")
+    if d.get("scope", "netns") not in SCOPES:
+        raise ValueError(f"params.toml: {where}: scope {d['scope']!r} not in {SCOPES}")
+    if d.get("netns_init", "default") not in NETNS_INIT:
+        raise ValueError(f"params.toml: {where}: netns_init {d['netns_init']!r} not in {NETNS_INIT}")
+    rng = d.get("range") or [None, None]
+    default = d.get("default")
+    return Param(
+        key=d["key"],
+        type=d["type"],
+        unit=d["unit"],
+        meaning=d["meaning"].strip(),
+        source=d["source"].strip(),
+        scope=d.get("scope", "netns"),
+        default=None if default is None else " ".join(str(default).split()),
+        default_rule=d.get("default_rule", ""),
+        older_defaults=tuple((parse_version(str(o["before"])), str(o["value"])) for o in d.get("older_defaults", [])),
+        netns_init=d.get("netns_init", "default"),
+        min=rng[0],
+        max=rng[1],
+        length=d.get("length"),
+        choices=tuple(d.get("choices", ())),
+        values={str(k): v for k, v in d.get("values", {}).items()},
+        since=_version(d.get("since"), where),
+        removed=_version(d.get("removed"), where),
+        changes=tuple((str(c["version"]), c["what"]) for c in d.get("changes", [])),
+        states=tuple(d.get("states", ())),
+        details=d.get("details", "").strip(),
+        warn=tuple(Warn(w["when"], w["reason"], w.get("source", "")) for w in d.get("warn", [])),
+    )
+
+
+def parse_kb(text: str) -> KnowledgeBase:
+    data = tomllib.loads(text)
+    params: dict[str, Param] = {}
+    for d in data.get("param", []):
+        p = param_from_dict(d)
+        if p.key in params:
+            raise ValueError(f"params.toml: {p.key} appears twice")
+        params[p.key] = p
+    return KnowledgeBase(params)
+
+
+@lru_cache(maxsize=1)
+def load_kb() -> KnowledgeBase:
+    text = resources.files("tcptune.kernel").joinpath("params.toml").read_text(encoding="utf-8")
+    return parse_kb(text)

@@ -1,0 +1,87 @@
+"""Entering another network namespace (setns), before any read of /proc/sys/net or /proc/net.
+
+/proc/sys/net and /proc/net show the network namespace of the reading task, so
+auditing a container means entering its namespace first.  Python 3.11 has no
+os.setns, so this calls libc's setns(2) through ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from pathlib import Path
+
+from tcptune.errors import ExitCode, TcptuneError
+
+CLONE_NEWNET = 0x40000000
+NETNS_RUN_DIR = "/run/netns"  # where `ip netns add NAME` bind-mounts named namespaces
+
+
+def resolve_netns(spec: str) -> Path:
+    """Map NAME | PID | PATH to a namespace file (no side effects besides stat)."""
+    if not spec or "\x00" in spec:
+        raise TcptuneError("--netns needs a name, a pid or a path", ExitCode.BAD_INPUT)
+    if spec.isdigit():
+        path = Path(f"/proc/{spec}/ns/net")
+        if not path.exists():
+            raise TcptuneError(f"--netns {spec}: no process with pid {spec}", ExitCode.BAD_INPUT)
+        return path
+    if "/" in spec:
+        path = Path(spec)
+    else:
+        path = Path(NETNS_RUN_DIR) / spec
+    if not path.exists():
+        raise TcptuneError(
+            f"--netns {spec}: {path} does not exist",
+            ExitCode.BAD_INPUT,
+            hint="see `ip netns list`, or pass a pid or a path such as /proc/PID/ns/net",
+        )
+    return path
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def enter_netns(spec: str) -> Path:
+    """Switch this process into the network namespace named by ``spec``.
+
+    Needs CAP_SYS_ADMIN; raises TcptuneError with exit 3 otherwise.
+    """
+    path = resolve_netns(spec)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except PermissionError as exc:
+        raise TcptuneError(
+            f"--netns {spec}: cannot open {path}: {exc.strerror}", ExitCode.PRIVILEGES, hint="run as root"
+        ) from exc
+    except OSError as exc:
+        raise TcptuneError(f"--netns {spec}: cannot open {path}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+    try:
+        if _libc().setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            if err == errno.EPERM:
+                raise TcptuneError(
+                    f"--netns {spec}: entering a network namespace needs CAP_SYS_ADMIN",
+                    ExitCode.PRIVILEGES,
+                    hint="run as root, or run tcptune inside the namespace (e.g. `nsenter -n -t PID tcptune ...`)",
+                )
+            if err == errno.EINVAL:
+                raise TcptuneError(f"--netns {spec}: {path} is not a network namespace", ExitCode.BAD_INPUT)
+            raise TcptuneError(f"--netns {spec}: setns failed: {os.strerror(err)}", ExitCode.BAD_INPUT)
+    finally:
+        os.close(fd)
+    return path
+
+
+def unshare_netns() -> None:
+    """Move this process into a brand-new, empty network namespace (used by tests and probes)."""
+    if _libc().unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise TcptuneError(
+            f"cannot create a network namespace: {os.strerror(err)}",
+            ExitCode.PRIVILEGES,
+            hint="needs CAP_SYS_ADMIN (run as root)",
+        )
