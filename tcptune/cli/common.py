@@ -81,7 +81,7 @@ def open_source(root: Optional[Path] = None, sysctl_dump: Optional[str] = None, 
     from tcptune.host import DumpHost, Host
 
     if sysctl_dump:
-        from tcptune.procfs import parse_sysctl_dump
+        from tcptune.sysctlconf import parse_sysctl_dump
 
         text, label = read_dump_text(sysctl_dump)
         return DumpHost(parse_sysctl_dump(text, source=label), label)

@@ -1,0 +1,62 @@
+"""Parsers for `key = value` sysctl text: `sysctl -a` dumps and sysctl.d(5) files (pure).
+
+Both formats are lines of ``key = value``.  sysctl.d(5) also allows comments
+starting with '#' or ';', a leading '-' on the key (ignore a failure to set it),
+and keys written with '/' separators.  Values keep their inner words, with
+whitespace normalised to single spaces (tcp_rmem "4096\t131072\t6291456" and
+"4096 131072 6291456" compare equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tcptune.errors import ExitCode, TcptuneError
+
+
+@dataclass(frozen=True)
+class SysctlLine:
+    key: str  # dotted, as written (not validated: dumps hold kernel.*, vm.* ... too)
+    value: str
+    line: int
+    ignore_failure: bool = False  # sysctl.d '-key = value'
+
+
+def _bad(source: str, lineno: int, line: str, why: str) -> TcptuneError:
+    shown = line if len(line) <= 80 else line[:77] + "..."
+    return TcptuneError(f"{source}:{lineno}: {why}: {shown!r}", ExitCode.BAD_INPUT)
+
+
+def parse_sysctl_lines(text: str, source: str, *, conf: bool = False) -> list[SysctlLine]:
+    """Parse ``text``; ``conf=True`` accepts the sysctl.d(5) extras.  Raises on any malformed line."""
+    out: list[SysctlLine] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#") or (conf and line.startswith(";")):
+            continue
+        if "\x00" in line:
+            raise _bad(source, lineno, line.replace("\x00", "\\0"), "NUL byte in line")
+        key, sep, value = line.partition("=")
+        if not sep:
+            if not conf and line.startswith("sysctl: "):
+                # `sysctl -a 2>&1` mixes in "sysctl: permission denied on key ..."; not a value.
+                continue
+            raise _bad(source, lineno, line, "expected `key = value`")
+        key = key.strip()
+        ignore = False
+        if conf and key.startswith("-"):
+            ignore, key = True, key[1:].strip()
+        if not key or any(c.isspace() for c in key):
+            raise _bad(source, lineno, line, "bad key")
+        if "/" in key and "." not in key:
+            key = key.replace("/", ".")
+        out.append(SysctlLine(key, " ".join(value.split()), lineno, ignore))
+    return out
+
+
+def parse_sysctl_dump(text: str, source: str = "<dump>") -> dict[str, str]:
+    """`sysctl -a` output -> {key: value}; later lines win, as when sysctl reads them."""
+    values = {ln.key: ln.value for ln in parse_sysctl_lines(text, source)}
+    if not values:
+        raise TcptuneError(f"{source}: no `key = value` lines; is this `sysctl -a` output?", ExitCode.BAD_INPUT)
+    return values
