@@ -7,47 +7,21 @@ Modules keep heavy imports (scapy, psutil, tabulate) inside functions so that
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
-import typer
-
-from tcptune import __version__
 from tcptune.errors import ExitCode, TcptuneError
 
-app = typer.Typer(
-    name="tcptune",
-    help=(
-        "Audit, tune and prove the Linux kernel's TCP behaviour.\n\n"
-        "Reads net.ipv4.tcp_* and friends, audits them against profiles, applies profiles "
-        "safely, counts sockets per TCP state and runs probes that show what the kernel really does.\n\n"
-        "Exit codes: 0 ok, 1 findings (drift, differs, rejected write), 2 bad input, 3 needs privileges. "
-        "Add --traceback anywhere for the Python stack of an error."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+from tcptune.cli._app import app
+
+# Each module adds its commands to `app` when imported.  One name per command group.
+COMMAND_MODULES = (
+    "inspect",  # show, explain
+    "profiles",  # profiles list|show|validate, audit
 )
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"tcptune {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
-    traceback: bool = typer.Option(False, "--traceback", help="On error, print the Python stack as well as the one-line message."),
-) -> None:
-    """Audit, tune and prove the Linux kernel's TCP behaviour."""
-
-
-# Command modules register themselves on `app` when imported.
-from tcptune.cli import inspect as _inspect  # noqa: E402,F401  show, explain
-from tcptune.cli import profiles as _profiles  # noqa: E402,F401  profiles, audit
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"tcptune.cli.{_name}")
 
 
 def main(argv: list[str] | None = None) -> None:
