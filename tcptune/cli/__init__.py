@@ -24,6 +24,9 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"tcptune.cli.{_name}")
 
 
+INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in tcptune, not a finding and not bad input
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     # --traceback is accepted anywhere on the line (tcptune audit --traceback ...).
@@ -42,9 +45,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("tcptune: interrupted\n")
         sys.exit(130)
     except BrokenPipeError:
-        # `tcptune show | head`: the reader went away; that's not an error.
+        # `tcptune show | head`: the reader went away; that is not an error.
         try:
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         sys.exit(ExitCode.OK)
+    except Exception as exc:  # a bug: one line unless --traceback, and a distinct exit code
+        if show_tb:
+            raise
+        sys.stderr.write(f"tcptune: internal error: {type(exc).__name__}: {exc} (rerun with --traceback and report it)\n")
+        sys.exit(INTERNAL_ERROR)

@@ -1,1 +1,190 @@
-"""(being written)"""
+"""`tcptune profiles list|show|validate` and `tcptune audit`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tcptune.cli._app import app
+from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, emit_json, open_source, use_color
+from tcptune.errors import ExitCode, TcptuneError
+
+profiles_app = typer.Typer(
+    help=(
+        "List, show and validate tuning profiles.\n\n"
+        "Profiles are found, highest precedence first: a path you pass; ~/.config/tcptune/profiles/NAME.toml; "
+        "/etc/tcptune/profiles/NAME.toml; the built-ins shipped with tcptune. Format: tcptune-profile(5)."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(profiles_app, name="profiles")
+
+ProfileOpt = Annotated[
+    Optional[str],
+    typer.Option("--profile", "-p", metavar="NAME|PATH", help="Profile to audit against (default: kernel-default, i.e. show what someone changed)."),
+]
+
+
+def _release(host):
+    from tcptune.kernel.version import parse_version
+
+    rel = host.kernel_release()
+    try:
+        return parse_version(rel) if rel else None
+    except TcptuneError:
+        return None
+
+
+def _known_keys(host) -> list[str]:
+    return host.list_sysctls() if host is not None else []
+
+
+@profiles_app.command("list")
+def profiles_list(json_out: JsonOpt = False) -> None:
+    """List every profile on the search path, in precedence order; shadowed ones are marked."""
+    from tcptune.profile import list_profiles
+
+    infos = list_profiles()
+    if json_out:
+        emit_json({"profiles": [{"name": i.name, "path": i.path, "kind": i.kind, "description": i.description, "shadowed_by": i.shadowed_by} for i in infos]})
+        return
+    from tcptune.render import render_table
+
+    rows = [[i.name + (" (shadowed)" if i.shadowed_by else ""), i.kind, i.description, i.path] for i in infos]
+    typer.echo(render_table(["name", "kind", "description", "path"], rows, maxcolwidths=[None, None, 50, None]))
+
+
+def _load(spec: str, host=None):
+    from tcptune.kernel.kb import load_kb
+    from tcptune.profile import load_profile
+
+    return load_profile(spec, kb=load_kb(), kernel_release=_release(host) if host is not None else None, known_keys=_known_keys(host))
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: Annotated[str, typer.Argument(metavar="NAME|PATH", help="Profile name or path to a .toml file.")],
+    json_out: JsonOpt = False,
+    root: RootOpt = None,
+    sysctl_dump: SysctlDumpOpt = None,
+    netns: NetnsOpt = None,
+) -> None:
+    """Show a profile with `extends` resolved: every key, the value apply writes, what audit accepts, why, and the source."""
+    host = open_source(root, sysctl_dump, netns)
+    prof = _load(name, host)
+    data = {
+        "name": prof.name,
+        "description": prof.description,
+        "origin": prof.origin,
+        "extends": prof.extends,
+        "kernel": prof.kernel,
+        "chain": list(prof.chain),
+        "settings": [
+            {"key": s.key, "value": s.value, "accept": s.expected if s.accept else None, "required": s.required, "reason": s.reason, "source": s.source}
+            for s in prof.settings.values()
+        ],
+    }
+    if json_out:
+        emit_json(data)
+        return
+    from tcptune.render import render_table
+
+    typer.echo(f"{prof.name}: {prof.description}\n  from {prof.origin}" + (f" (extends {' -> '.join(prof.chain[1:])})" if prof.extends else "") + (f"; kernel {prof.kernel}" if prof.kernel else ""))
+    rows = [[s.key, s.value, s.expected if s.accept else "", s.reason] for s in prof.settings.values()]
+    typer.echo(render_table(["key", "value", "audit accepts", "reason"], rows, maxcolwidths=[None, None, 18, 60]))
+
+
+@profiles_app.command("validate")
+def profiles_validate(
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Profile files to check.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Check profile files (TOML syntax, known keys, types, ranges, extends) without touching the system.
+
+    Exit 0 when all are valid; otherwise the first error as one line (file:line: what, and the fix), exit 2.
+    """
+    results = []
+    for p in paths:
+        prof = _load(str(p) if "/" in str(p) else f"./{p}")
+        results.append({"path": str(p), "name": prof.name, "keys": len(prof.settings), "valid": True})
+    if json_out:
+        emit_json({"results": results})
+        return
+    for r in results:
+        typer.echo(f"{r['path']}: ok ({r['keys']} keys)")
+
+
+@app.command("audit")
+def audit_cmd(
+    profile: ProfileOpt = None,
+    show_all: Annotated[bool, typer.Option("--all", help="List ok rows too (default: only what needs attention).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings as well as on drift.")] = False,
+    json_out: JsonOpt = False,
+    root: RootOpt = None,
+    sysctl_dump: SysctlDumpOpt = None,
+    netns: NetnsOpt = None,
+) -> None:
+    """Audit the host's TCP settings against a profile.
+
+    Verdicts: ok; drift (differs from what the profile accepts); unsupported (this kernel lacks
+    the key); removed (e.g. tcp_tw_recycle, gone since 4.12); warning (valid but risky, e.g.
+    tcp_timestamps=0, flagged even when the profile does not mention the key).
+
+    Exit 0 when nothing drifted, 1 on drift (and on warnings with --strict), 2 for bad input.
+
+    Examples: tcptune audit;  tcptune audit -p web-server --json;
+    ssh host sysctl -a | tcptune audit --sysctl-dump -
+    """
+    from tcptune.audit import audit, exit_code, summarize
+    from tcptune.kernel.kb import load_kb
+    from tcptune.profile import KERNEL_DEFAULT
+
+    host = open_source(root, sysctl_dump, netns)
+    kb = load_kb()
+    release = _release(host)
+    prof = _load(profile or KERNEL_DEFAULT, host)
+    keys = set(prof.settings) | {p.key for p in kb if p.warn}
+    current = {}
+    for k in keys:
+        try:
+            current[k] = host.read_sysctl(k)
+        except TcptuneError as exc:
+            if exc.exit_code != ExitCode.PRIVILEGES:
+                raise
+            current[k] = None
+    findings = audit(prof, current, kb, release)
+    counts = summarize(findings)
+    code = exit_code(findings, strict)
+    notes = [n for n in [prof.kernel_mismatch(release)] if n]
+    if json_out:
+        emit_json(
+            {
+                "profile": prof.name,
+                "profile_origin": prof.origin,
+                "source": host.label,
+                "kernel": host.kernel_release(),
+                "findings": [f.to_dict() for f in findings],
+                "summary": counts,
+                "notes": notes,
+                "exit_code": code,
+            }
+        )
+        raise typer.Exit(code)
+    from tcptune.render import colorize, render_table
+
+    color = use_color()
+    shown = [f for f in findings if show_all or f.verdict != "ok"]
+    order = {"drift": 0, "warning": 1, "removed": 2, "unsupported": 3, "ok": 4}
+    shown.sort(key=lambda f: (order[f.verdict], f.key))
+    typer.echo(f"audit of {host.label} against profile {prof.name} ({prof.origin})")
+    for n in notes:
+        typer.echo(f"note: {n}")
+    if shown:
+        rows = [[f.key, f.expected if f.expected is not None else "-", f.actual if f.actual is not None else "(absent)", colorize(f.verdict, color), f.reason] for f in shown]
+        typer.echo(render_table(["key", "expected", "actual", "verdict", "reason"], rows, maxcolwidths=[None, 22, 22, None, 60]))
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    hidden = "" if show_all or not counts["ok"] else " (ok rows hidden; --all shows them)"
+    typer.echo(f"\n{len(findings)} checked: {summary}{hidden}")
+    raise typer.Exit(code)

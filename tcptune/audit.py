@@ -1,0 +1,93 @@
+"""Audit: (profile, current values, kernel facts) -> findings.  Pure.
+
+Verdicts:
+  ok           the value is what the profile accepts
+  drift        the value differs from what the profile accepts
+  unsupported  the profile sets a key this kernel does not have (not drift)
+  removed      the key was removed from the kernel (e.g. tcp_tw_recycle in 4.12)
+  warning      the value is valid but known to be risky (knowledge base `warn` entries),
+               flagged whether or not the profile mentions the key
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from tcptune.kernel.kb import KnowledgeBase
+from tcptune.kernel.version import Version, format_version
+from tcptune.profile import Profile
+
+VERDICTS = ("ok", "drift", "unsupported", "removed", "warning")
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: str
+    expected: str | None
+    actual: str | None
+    verdict: str
+    reason: str
+    source: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _absent(key: str, kb: KnowledgeBase, release: Version | None) -> tuple[str, str, str]:
+    p = kb.get(key) if key in kb else None
+    if p is not None and p.removed is not None and (release is None or release >= p.removed):
+        return "removed", f"removed from the kernel in {format_version(p.removed)}; {p.meaning}", p.source
+    if p is not None and p.since is not None and release is not None and release < p.since:
+        return "unsupported", f"needs kernel {format_version(p.since)} or later (this one is {format_version(release)})", p.source
+    return "unsupported", "this kernel has no such key", p.source if p else ""
+
+
+def audit(
+    profile: Profile,
+    current: dict[str, str | None],
+    kb: KnowledgeBase,
+    release: Version | None = None,
+) -> list[Finding]:
+    """Compare ``current`` (key -> value, None when absent) with ``profile``; add risky-value warnings."""
+    findings: list[Finding] = []
+    for key, s in profile.settings.items():
+        actual = current.get(key)
+        param = kb.get(key) if key in kb else None
+        if actual is None:
+            verdict, why, src = _absent(key, kb, release)
+            findings.append(Finding(key, s.expected, None, verdict, s.reason or why if verdict == "unsupported" else why, s.source or src))
+            continue
+        warn = next((w for w in (param.warn if param else ()) if w.matches(actual)), None)
+        if not s.accepts(actual):
+            reason = s.reason or (f"kernel default is {param.default}" if param and param.default else "differs from the profile")
+            if warn:
+                reason += f"; also risky: {warn.reason}"
+            findings.append(Finding(key, s.expected, actual, "drift", reason, s.source))
+        elif warn:
+            findings.append(Finding(key, s.expected, actual, "warning", warn.reason, warn.source or (param.source if param else "")))
+        else:
+            findings.append(Finding(key, s.expected, actual, "ok", s.reason, s.source))
+    # Known-risky values are flagged even when the profile does not mention the key.
+    for param in kb:
+        if param.key in profile.settings or not param.warn:
+            continue
+        actual = current.get(param.key)
+        if actual is None:
+            continue
+        warn = next((w for w in param.warn if w.matches(actual)), None)
+        if warn:
+            findings.append(Finding(param.key, None, actual, "warning", warn.reason, warn.source or param.source))
+    return findings
+
+
+def summarize(findings: list[Finding]) -> dict[str, int]:
+    counts = {v: 0 for v in VERDICTS}
+    for f in findings:
+        counts[f.verdict] += 1
+    return counts
+
+
+def exit_code(findings: list[Finding], strict: bool = False) -> int:
+    """0 all ok, 1 any drift (with --strict also any warning)."""
+    bad = {"drift", "warning"} if strict else {"drift"}
+    return 1 if any(f.verdict in bad for f in findings) else 0

@@ -1,0 +1,121 @@
+"""Change plans for `apply` and `rollback` (pure: values in, values out).
+
+``plan_apply(current, profile)`` compares the live values with what a profile
+writes and says, per key, whether apply will change it, leave it (already the
+same) or skip it (the running kernel lacks the key).  ``plan_restore`` does the
+same for a snapshot that rollback puts back.  Nothing here touches the machine;
+the host layer (tcptune.transaction) carries the plan out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+CHANGE = "change"
+SAME = "same"
+MISSING = "missing"
+STATUSES = (CHANGE, SAME, MISSING)
+
+
+def normalize_value(value: str) -> str:
+    """Whitespace-insensitive form of a sysctl value.
+
+    /proc/sys prints vectors (tcp_rmem) tab separated and sysctl(8) space
+    separated; the kernel's integer parsers skip any whitespace between fields
+    (proc_get_long() after skipping spaces, kernel/sysctl.c), so only the words count.
+    """
+    return " ".join(str(value).split())
+
+
+def values_equal(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return normalize_value(a) == normalize_value(b)
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    current: str | None  # None: the running kernel lacks the key
+    new: str
+    reason: str
+    status: str  # change | same | missing
+    required: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "key": self.key,
+            "current": self.current,
+            "new": self.new,
+            "reason": self.reason,
+            "status": self.status,
+            "required": self.required,
+        }
+
+
+def _status(current: str | None, new: str) -> str:
+    if current is None:
+        return MISSING
+    return SAME if values_equal(current, new) else CHANGE
+
+
+def plan_apply(current: Mapping[str, str | None], profile) -> list[Change]:
+    """One Change per profile setting, in profile order.
+
+    ``current`` maps each key to its live value or None when the kernel lacks it;
+    a key absent from ``current`` counts as missing.  A key is "same" only when
+    the live value equals the value apply would write word for word: apply
+    writes the profile's canonical value even when audit would accept the live
+    one, so that after apply every host running the profile reads identically.
+    """
+    out: list[Change] = []
+    for key, setting in profile.settings.items():
+        new = normalize_value(setting.value)
+        cur = current.get(key)
+        cur = None if cur is None else normalize_value(cur)
+        out.append(Change(key, cur, new, setting.reason, _status(cur, new), bool(getattr(setting, "required", False))))
+    return out
+
+
+def plan_restore(current: Mapping[str, str | None], saved: Mapping[str, str | None]) -> list[Change]:
+    """The changes that put ``saved`` (a snapshot's before-values) back, in snapshot order.
+
+    A saved value of None means the key did not exist when the snapshot was taken;
+    there is nothing to restore for it.  A key that exists in the snapshot but not
+    on this kernel any more is "missing".
+    """
+    out: list[Change] = []
+    for key, old in saved.items():
+        if old is None:
+            continue
+        old = normalize_value(old)
+        cur = current.get(key)
+        cur = None if cur is None else normalize_value(cur)
+        out.append(Change(key, cur, old, "value before the snapshot's apply", _status(cur, old)))
+    return out
+
+
+def changes_to_write(plan: Iterable[Change]) -> list[Change]:
+    return [c for c in plan if c.status == CHANGE]
+
+
+def missing_required(plan: Iterable[Change]) -> list[Change]:
+    return [c for c in plan if c.status == MISSING and c.required]
+
+
+def summarize(plan: Iterable[Change]) -> dict[str, int]:
+    counts = {s: 0 for s in STATUSES}
+    for c in plan:
+        counts[c.status] += 1
+    return counts
+
+
+def render_plan_rows(plan: Iterable[Change]) -> list[list[str]]:
+    """Rows (key, current, new, status, reason) for a table a reviewer reads as a diff."""
+    rows = []
+    for c in plan:
+        current = "(absent on this kernel)" if c.current is None else c.current
+        mark = {CHANGE: "change", SAME: "same", MISSING: "skip (required!)" if c.required else "skip"}[c.status]
+        rows.append([c.key, current, c.new, mark, c.reason])
+    return rows
