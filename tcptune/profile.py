@@ -317,14 +317,12 @@ def resolve(
 ) -> Profile:
     """Resolve ``extends`` chains.  ``load_raw(name) -> _Raw`` finds and parses one profile."""
     chain: list[_Raw] = []
-    seen: list[str] = []
     current = name
     while current:
-        if current in seen:
-            cycle = " -> ".join(seen + [current])
-            raise TcptuneError(f"extends cycle: {cycle}", ExitCode.BAD_INPUT, hint="remove one of the extends lines")
-        seen.append(current)
         raw = load_raw(current, chain[-1] if chain else None)
+        if any(r.origin == raw.origin for r in chain):
+            cycle = " -> ".join([r.name for r in chain] + [raw.name])
+            raise TcptuneError(f"extends cycle: {cycle}", ExitCode.BAD_INPUT, hint=f"remove the extends line of one of them ({raw.origin})")
         chain.append(raw)
         current = raw.data.get("extends")
     settings: dict[str, Setting] = {}

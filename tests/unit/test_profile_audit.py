@@ -1,0 +1,242 @@
+"""Profiles (parse, validate, extends) and audit verdicts, on a small knowledge base written here.
+
+The real knowledge base has its own tests (test_kb_data.py); these pin the loader's rules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tcptune.audit import audit, exit_code, summarize
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.kernel.kb import parse_kb
+from tcptune.profile import list_profiles, load_profile
+
+KB = parse_kb(
+    '''
+[[param]]
+key = "net.ipv4.tcp_syn_retries"
+type = "int"
+unit = "retransmissions"
+range = [1, 127]
+default = "6"
+older_defaults = [{ before = "3.7", value = "5" }]
+meaning = "SYN retransmissions"
+source = "ip-sysctl.rst"
+
+[[param]]
+key = "net.ipv4.tcp_timestamps"
+type = "enum"
+unit = "mode"
+range = [0, 2]
+default = "1"
+meaning = "RFC 7323 timestamps"
+source = "ip-sysctl.rst"
+warn = [{ when = "== 0", reason = "disables TIME_WAIT reuse and PAWS" }]
+
+[[param]]
+key = "net.ipv4.tcp_rmem"
+type = "vector"
+unit = "bytes"
+length = 3
+default = "4096 131072 33554432"
+meaning = "receive buffer"
+source = "ip-sysctl.rst"
+
+[[param]]
+key = "net.ipv4.tcp_tw_recycle"
+type = "bool"
+unit = "boolean"
+range = [0, 1]
+default = "0"
+removed = "4.12"
+meaning = "fast TIME_WAIT recycling (broke NAT)"
+source = "commit 4396e46187ca"
+
+[[param]]
+key = "net.ipv4.tcp_rto_max_ms"
+type = "int"
+unit = "ms"
+range = [1000, 120000]
+default = "120000"
+since = "6.15"
+meaning = "RTO cap"
+source = "ip-sysctl.rst"
+
+[[param]]
+key = "net.ipv4.tcp_congestion_control"
+type = "string"
+unit = "name"
+default = "cubic"
+meaning = "congestion control"
+source = "ip-sysctl.rst"
+'''
+)
+V618 = (6, 18, 0)
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    p = tmp_path / f"{name}.toml"
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return p
+
+
+def load(path, **kw):
+    return load_profile(str(path), kb=KB, kernel_release=V618, search_dirs=[path.parent if hasattr(path, "parent") else Path(".")], **kw)
+
+
+def bad(tmp_path, text, *needles, name="p"):
+    p = write(tmp_path, name, text)
+    with pytest.raises(TcptuneError) as err:
+        load(p)
+    assert err.value.exit_code == ExitCode.BAD_INPUT
+    for n in needles:
+        assert n in str(err.value), str(err.value)
+    return str(err.value)
+
+
+def test_canonical_and_short_forms(tmp_path):
+    p = write(tmp_path, "ff", '''
+description = "fast fail"
+kernel = ">=4.12"
+[settings."net.ipv4.tcp_syn_retries"]
+value = 2
+accept = { max = 3 }
+reason = "give up early"
+source = "ops"
+[settings]
+"net.ipv4.tcp_rmem" = [4096, 131072, 16777216]
+''')
+    prof = load(p)
+    s = prof.settings["net.ipv4.tcp_syn_retries"]
+    assert (s.value, s.reason, s.expected) == ("2", "give up early", "<= 3")
+    assert s.accepts("3") and s.accepts("1") and not s.accepts("4")
+    assert prof.settings["net.ipv4.tcp_rmem"].value == "4096 131072 16777216"
+    assert prof.settings["net.ipv4.tcp_rmem"].accepts("4096\t131072   16777216")
+
+
+def test_malformed_toml_reports_file_and_line(tmp_path):
+    msg = bad(tmp_path, 'description = "x"\n[settings]\n"net.ipv4.tcp_sack" = = 1\n')
+    assert "p.toml:3:" in msg and "malformed TOML" in msg
+
+
+def test_unknown_key_suggests_close_match(tmp_path):
+    msg = bad(tmp_path, '[settings]\n"net.ipv4.tcp_syn_retires" = 2\n', "unknown key net.ipv4.tcp_syn_retires", "did you mean net.ipv4.tcp_syn_retries")
+    assert "p.toml:2:" in msg
+
+
+def test_key_known_to_the_running_kernel_is_accepted(tmp_path):
+    p = write(tmp_path, "p", '[settings]\n"net.ipv4.tcp_comp_sack_nr" = 44\n')
+    assert load(p, known_keys=["net.ipv4.tcp_comp_sack_nr"]).settings["net.ipv4.tcp_comp_sack_nr"].value == "44"
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ('[settings]\n"net.ipv4.tcp_syn_retries" = "six"\n', "not an integer"),
+        ('[settings]\n"net.ipv4.tcp_syn_retries" = 500\n', "out of range [1, 127]"),
+        ('[settings]\n"net.ipv4.tcp_syn_retries" = 1.5\n', "has type float"),
+        ('[settings]\n"net.ipv4.tcp_rmem" = [1, 2]\n', "needs 3 integers"),
+        ('[settings."net.ipv4.tcp_syn_retries"]\nvalue = 2\nreasn = "x"\n', "did you mean 'reason'"),
+        ('[settings."net.ipv4.tcp_syn_retries"]\nreason = "x"\n', "missing `value`"),
+        ('[settings."net.ipv4.tcp_syn_retries"]\nvalue = 2\naccept = { maximum = 3 }\n', "unknown accept field"),
+        ('descripton = "x"\n[settings]\n"net.ipv4.tcp_timestamps" = 1\n', "did you mean 'description'"),
+        ('kernel = "newest"\n[settings]\n"net.ipv4.tcp_syn_retries" = 2\n', "kernel range"),
+        ('[settings]\n"kernel.hostname" = "x"\n', "outside net.*"),
+        ('[settings]\n"net/../kernel/hostname" = "x"\n', "not a plain key"),
+        ('[settings]\n"net.ipv4.../x" = 1\n', "not a plain key"),
+        ('[settings]\n"/proc/sys/net/ipv4/tcp_sack" = 1\n', "not a plain key"),
+        ('description = "empty"\n', "sets no keys"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path, text, needle):
+    bad(tmp_path, text, needle)
+
+
+def test_nul_non_utf8_and_oversized(tmp_path):
+    bad(tmp_path, b'[settings]\n"net.ipv4.tcp_syn_retries" = 2\x00\n', "NUL")
+    bad(tmp_path, b'description = "caf\xe9"\n', "p.toml:1: not UTF-8")
+    bad(tmp_path, b"#" * (1 << 20) + b"\n", "over the 1 MiB limit")
+
+
+def test_extends_merges_child_over_parent(tmp_path):
+    write(tmp_path, "base", '[settings]\n"net.ipv4.tcp_syn_retries" = 3\n"net.ipv4.tcp_timestamps" = 1\n')
+    child = write(tmp_path, "child", 'extends = "base"\n[settings]\n"net.ipv4.tcp_syn_retries" = 2\n')
+    prof = load(child)
+    assert prof.chain == ("child", "base")
+    assert {k: s.value for k, s in prof.settings.items()} == {"net.ipv4.tcp_syn_retries": "2", "net.ipv4.tcp_timestamps": "1"}
+
+
+def test_extends_cycle_and_missing_parent(tmp_path):
+    write(tmp_path, "a", 'extends = "b"\n[settings]\n"net.ipv4.tcp_timestamps" = 1\n')
+    write(tmp_path, "b", 'extends = "a"\n[settings]\n"net.ipv4.tcp_timestamps" = 1\n')
+    with pytest.raises(TcptuneError, match="extends cycle: a -> b -> a"):
+        load(tmp_path / "a.toml")
+    bad(tmp_path, 'extends = "nosuch"\n[settings]\n"net.ipv4.tcp_syn_retries" = 2\n', "no profile named 'nosuch'", name="orphan")
+
+
+def test_kernel_defaults_follow_the_release(tmp_path):
+    p = write(tmp_path, "kd", 'description = "defaults"\nkernel_defaults = true\n')
+    new = load_profile(str(p), kb=KB, kernel_release=V618)
+    old = load_profile(str(p), kb=KB, kernel_release=(3, 2, 0))
+    assert new.settings["net.ipv4.tcp_syn_retries"].value == "6"
+    assert old.settings["net.ipv4.tcp_syn_retries"].value == "5"
+    assert "net.ipv4.tcp_tw_recycle" not in new.settings and "net.ipv4.tcp_tw_recycle" in old.settings
+    assert "net.ipv4.tcp_rto_max_ms" not in old.settings
+
+
+def test_user_dirs_shadow_builtins(tmp_path):
+    write(tmp_path, "mine", 'description = "mine"\n[settings]\n"net.ipv4.tcp_timestamps" = 1\n')
+    infos = list_profiles([tmp_path])
+    assert infos[0].name == "mine" and infos[0].kind == "user"
+
+
+# -- audit ----------------------------------------------------------------------
+
+def _audit(tmp_path, text, current, release=V618):
+    prof = load(write(tmp_path, "a", text))
+    return {f.key: f for f in audit(prof, current, KB, release)}
+
+
+def test_audit_verdicts(tmp_path):
+    text = '''
+[settings."net.ipv4.tcp_syn_retries"]
+value = 2
+accept = { max = 3 }
+reason = "fail fast"
+source = "ops"
+[settings]
+"net.ipv4.tcp_rmem" = [4096, 131072, 33554432]
+"net.ipv4.tcp_tw_recycle" = 0
+"net.ipv4.tcp_rto_max_ms" = 60000
+"net.ipv4.tcp_congestion_control" = "bbr"
+'''
+    current = {
+        "net.ipv4.tcp_syn_retries": "3",
+        "net.ipv4.tcp_rmem": "4096\t131072\t33554432",
+        "net.ipv4.tcp_tw_recycle": None,
+        "net.ipv4.tcp_rto_max_ms": None,
+        "net.ipv4.tcp_congestion_control": "cubic",
+        "net.ipv4.tcp_timestamps": "0",
+    }
+    f = _audit(tmp_path, text, current)
+    assert f["net.ipv4.tcp_syn_retries"].verdict == "ok"
+    assert f["net.ipv4.tcp_rmem"].verdict == "ok"
+    assert f["net.ipv4.tcp_tw_recycle"].verdict == "removed" and "4.12" in f["net.ipv4.tcp_tw_recycle"].reason
+    assert f["net.ipv4.tcp_congestion_control"].verdict == "drift"
+    # timestamps is not in the profile, but 0 is risky: flagged anyway
+    assert f["net.ipv4.tcp_timestamps"].verdict == "warning" and "TIME_WAIT" in f["net.ipv4.tcp_timestamps"].reason
+    old = _audit(tmp_path, text, current, release=(5, 10, 0))
+    assert old["net.ipv4.tcp_rto_max_ms"].verdict == "unsupported" and "6.15" in old["net.ipv4.tcp_rto_max_ms"].reason
+    findings = list(f.values())
+    assert summarize(findings)["drift"] == 1 and exit_code(findings) == 1
+
+
+def test_audit_exit_codes(tmp_path):
+    text = '[settings]\n"net.ipv4.tcp_syn_retries" = 6\n"net.ipv4.tcp_timestamps" = 1\n'
+    ok = list(_audit(tmp_path, text, {"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_timestamps": "1"}).values())
+    assert exit_code(ok) == 0 and {f.verdict for f in ok} == {"ok"}
+    warn = list(_audit(tmp_path, '[settings]\n"net.ipv4.tcp_syn_retries" = 6\n', {"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_timestamps": "0"}).values())
+    assert exit_code(warn) == 0 and exit_code(warn, strict=True) == 1
