@@ -1,0 +1,139 @@
+"""show / explain / profiles / audit end to end, as a user runs them (a subprocess per call)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "data" / "root-fresh-netns-6.18"
+
+
+def run(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = dict(os.environ, NO_COLOR="1", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "tcptune", *args], input=stdin, capture_output=True, text=True, env=e, timeout=60)
+
+
+def test_show_lists_tcp_keys_with_defaults():
+    r = run("show", "--root", str(ROOT), "--json")
+    assert r.returncode == 0, r.stderr
+    params = {p["key"]: p for p in json.loads(r.stdout)["parameters"]}
+    assert len(params) >= 60
+    syn = params["net.ipv4.tcp_syn_retries"]
+    assert syn["value"] == "6" and syn["default"] == "6" and syn["differs"] is False and syn["unit"]
+    assert "net.core.somaxconn" in params and "net.ipv4.ip_local_port_range" in params
+
+
+def test_show_patterns_and_table():
+    r = run("show", "--root", str(ROOT), "keepalive")
+    assert r.returncode == 0
+    assert "tcp_keepalive_time" in r.stdout and "tcp_syn_retries" not in r.stdout
+    r = run("show", "--root", str(ROOT), "tcp_*mem", "--json")
+    keys = [p["key"] for p in json.loads(r.stdout)["parameters"]]
+    assert "net.ipv4.tcp_rmem" in keys and "net.ipv4.tcp_wmem" in keys and "net.ipv4.tcp_syn_retries" not in keys
+    r = run("show", "--root", str(ROOT), "no_such_thing")
+    assert r.returncode == 2 and "no parameter matches" in r.stderr
+
+
+def test_explain_fin_timeout_is_not_time_wait():
+    r = run("explain", "tcp_fin_timeout", "--root", str(ROOT), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert "FIN_WAIT2" in info["states"] and "TIME_WAIT" not in info["states"]
+    assert info["current"] == "60" and info["unit"] and info["source"]
+    text = run("explain", "tcp_fin_timeout", "--root", str(ROOT)).stdout
+    assert "FIN_WAIT2" in text and "source" in text
+
+
+def test_explain_unknown_key_suggests():
+    r = run("explain", "tcp_keepalive_tme")
+    assert r.returncode == 2 and "did you mean net.ipv4.tcp_keepalive_time" in r.stderr
+    assert r.stderr.count("\n") == 1  # one line
+
+
+def test_audit_fresh_defaults_is_clean():
+    r = run("audit", "--root", str(ROOT), "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["profile"] == "kernel-default" and out["summary"]["drift"] == 0
+    assert out["summary"]["ok"] >= 40
+
+
+def _drifted_root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    shutil.copytree(ROOT, root)
+    (root / "proc/sys/net/ipv4/tcp_syn_retries").write_text("2\n")
+    (root / "proc/sys/net/ipv4/tcp_timestamps").write_text("0\n")
+    return root
+
+
+def test_audit_root_shows_drift_and_warning(tmp_path):
+    r = run("audit", "--root", str(_drifted_root(tmp_path)), "--json")
+    assert r.returncode == 1
+    f = {x["key"]: x for x in json.loads(r.stdout)["findings"]}
+    assert f["net.ipv4.tcp_syn_retries"]["verdict"] == "drift"
+    assert f["net.ipv4.tcp_syn_retries"]["expected"] == "6" and f["net.ipv4.tcp_syn_retries"]["actual"] == "2"
+    assert f["net.ipv4.tcp_timestamps"]["verdict"] in ("drift", "warning")
+    table = run("audit", "--root", str(_drifted_root(tmp_path / "b")))
+    assert table.returncode == 1 and "drift" in table.stdout and "\x1b[" not in table.stdout
+
+
+def test_audit_sysctl_dump_from_stdin(data_dir):
+    dump = (data_dir / "sysctl-a-host-6.18.txt").read_text().replace("net.ipv4.tcp_fin_timeout = 60", "net.ipv4.tcp_fin_timeout = 15")
+    r = run("audit", "--sysctl-dump", "-", "--json", stdin=dump)
+    assert r.returncode == 1, r.stderr
+    f = {x["key"]: x for x in json.loads(r.stdout)["findings"]}
+    assert f["net.ipv4.tcp_fin_timeout"]["verdict"] == "drift"
+
+
+def test_bad_dump_line_is_exit_2(tmp_path):
+    p = tmp_path / "d.txt"
+    p.write_text("net.ipv4.tcp_sack = 1\ngarbage line\n")
+    r = run("audit", "--sysctl-dump", str(p))
+    assert r.returncode == 2 and f"{p}:2:" in r.stderr and "garbage line" in r.stderr
+
+
+def test_unreadable_root_and_conflicting_sources(tmp_path):
+    r = run("audit", "--root", str(tmp_path))
+    assert r.returncode == 2 and "proc/sys/net" in r.stderr
+    r = run("audit", "--root", str(ROOT), "--sysctl-dump", "x")
+    assert r.returncode == 2 and "cannot be combined" in r.stderr
+
+
+def test_audit_against_a_bad_profile_is_exit_2_and_one_line(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[settings]\n"net.ipv4.tcp_keepalive_tim" = 60\n')
+    r = run("audit", "--root", str(ROOT), "--profile", str(p))
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"tcptune: error: {p}:2: unknown key") and "did you mean net.ipv4.tcp_keepalive_time" in r.stderr
+    assert r.stdout == "" and r.stderr.count("\n") == 1
+    tb = run("audit", "--root", str(ROOT), "--profile", str(p), "--traceback")
+    assert "Traceback" in tb.stderr and tb.returncode == 2
+
+
+def test_profiles_list_show_validate(repo_root):
+    r = run("profiles", "list", "--json", env={"TCPTUNE_PROFILE_DIRS": ""})
+    names = {p["name"] for p in json.loads(r.stdout)["profiles"]}
+    assert {"kernel-default", "web-server", "fast-fail-client", "long-lived", "syn-flood-hardened", "high-throughput"} <= names
+    r = run("profiles", "show", "fast-fail-client", "--root", str(ROOT), "--json")
+    assert r.returncode == 0, r.stderr
+    assert any(s["key"] == "net.ipv4.tcp_syn_retries" for s in json.loads(r.stdout)["settings"])
+    r = run("profiles", "validate", *sorted(str(p) for p in (repo_root / "profiles").glob("*.toml")))
+    assert r.returncode == 0, r.stderr
+
+
+def test_user_profile_dir_shadows_builtin(tmp_path):
+    (tmp_path / "web-server.toml").write_text('description = "mine"\n[settings]\n"net.ipv4.tcp_fin_timeout" = 30\n')
+    r = run("profiles", "show", "web-server", "--root", str(ROOT), "--json", env={"TCPTUNE_PROFILE_DIRS": str(tmp_path)})
+    assert json.loads(r.stdout)["description"] == "mine"
+
+
+def test_help_teaches():
+    r = run("audit", "--help")
+    assert r.returncode == 0 and "drift" in r.stdout and "--sysctl-dump" in r.stdout
+    assert run("--version").stdout.startswith("tcptune ")

@@ -1,0 +1,97 @@
+"""Audit the kernel itself, inside private network namespaces: set values there, audit, see drift.
+
+Nothing here writes a sysctl outside a namespace this test created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nsutil import netns_argv, require_netns
+
+PY = [sys.executable, "-m", "tcptune"]
+
+
+def run_netns(script_pre: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `sysctl -w ...` then tcptune in one fresh namespace."""
+    cmd = netns_argv(["sh", "-c", f'{script_pre} >/dev/null && exec "$@"', "sh", *PY, *args])
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=dict(os.environ, NO_COLOR="1"))
+
+
+def test_fresh_namespace_matches_kernel_default_profile():
+    r = run_netns("true", "audit", "--json")
+    out = json.loads(r.stdout)
+    drift = [f for f in out["findings"] if f["verdict"] == "drift"]
+    assert r.returncode == 0 and not drift, drift
+
+
+def test_values_set_in_namespace_show_as_drift():
+    r = run_netns("sysctl -w net.ipv4.tcp_syn_retries=3 net.ipv4.tcp_keepalive_time=600 net.ipv4.tcp_timestamps=0", "audit", "--json")
+    assert r.returncode == 1, r.stderr
+    f = {x["key"]: x for x in json.loads(r.stdout)["findings"] if x["verdict"] != "ok"}
+    assert f["net.ipv4.tcp_syn_retries"]["actual"] == "3" and f["net.ipv4.tcp_syn_retries"]["verdict"] == "drift"
+    assert f["net.ipv4.tcp_keepalive_time"]["verdict"] == "drift"
+    assert "net.ipv4.tcp_timestamps" in f
+
+
+def test_profile_audit_in_namespace():
+    ok = run_netns("sysctl -w net.ipv4.tcp_syn_retries=2 net.ipv4.tcp_retries2=5", "audit", "-p", "fast-fail-client", "--json")
+    bad = run_netns("true", "audit", "-p", "fast-fail-client", "--json")
+    assert bad.returncode == 1
+    assert any(x["key"] == "net.ipv4.tcp_syn_retries" and x["verdict"] == "drift" for x in json.loads(bad.stdout)["findings"])
+    syn = [x for x in json.loads(ok.stdout)["findings"] if x["key"] == "net.ipv4.tcp_syn_retries"]
+    assert syn and syn[0]["verdict"] == "ok"
+
+
+@pytest.fixture
+def ns_process():
+    """A process sleeping in its own namespace with tcp_fin_timeout=17 there."""
+    require_netns()
+    p = subprocess.Popen(
+        ["unshare", "-n", "--", "sh", "-c", "sysctl -qw net.ipv4.tcp_fin_timeout=17 && echo ready && exec sleep 60"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert p.stdout.readline().strip() == "ready"
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_netns_by_pid_and_path(ns_process):
+    for spec in (str(ns_process.pid), f"/proc/{ns_process.pid}/ns/net"):
+        r = subprocess.run([*PY, "audit", "--netns", spec, "--json"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, r.stderr
+        f = {x["key"]: x for x in json.loads(r.stdout)["findings"]}
+        assert f["net.ipv4.tcp_fin_timeout"]["actual"] == "17"
+    # the host itself was not touched: its value is still whatever it was
+    assert open("/proc/sys/net/ipv4/tcp_fin_timeout").read().strip() != "17"
+
+
+def test_netns_by_name():
+    require_netns()
+    name = f"tcptune-test-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.tcp_keepalive_probes=4"], check=True)
+        r = subprocess.run([*PY, "show", "keepalive_probes", "--netns", name, "--json"], capture_output=True, text=True, timeout=60)
+        assert json.loads(r.stdout)["parameters"][0]["value"] == "4"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def test_netns_errors():
+    require_netns()
+    r = subprocess.run([*PY, "audit", "--netns", "no-such-ns-xyz"], capture_output=True, text=True)
+    assert r.returncode == 2 and "/run/netns/no-such-ns-xyz does not exist" in r.stderr
+    # root without CAP_SYS_ADMIN cannot setns: exit 3 and a clear line
+    r = subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_admin", "--inh-caps=-sys_admin", *PY, "audit", "--netns", "1"],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 3 and "CAP_SYS_ADMIN" in r.stderr, r.stderr
