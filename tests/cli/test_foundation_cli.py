@@ -137,3 +137,22 @@ def test_help_teaches():
     r = run("audit", "--help")
     assert r.returncode == 0 and "drift" in r.stdout and "--sysctl-dump" in r.stdout
     assert run("--version").stdout.startswith("tcptune ")
+
+
+def test_dump_must_be_utf8_and_small(tmp_path):
+    p = tmp_path / "bin.txt"
+    p.write_bytes(b"net.ipv4.tcp_sack = \xff\xfe\n")
+    r = run("audit", "--sysctl-dump", str(p))
+    assert r.returncode == 2 and "not UTF-8" in r.stderr
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as fh:
+        fh.write(b"net.ipv4.tcp_sack = 1\n" * (800_000))
+    r = run("audit", "--sysctl-dump", str(big))
+    assert r.returncode == 2 and "larger than 16 MiB" in r.stderr
+
+
+def test_profile_file_must_be_utf8(tmp_path):
+    p = tmp_path / "latin1.toml"
+    p.write_bytes(b'description = "caf\xe9"\n[settings]\n"net.ipv4.tcp_sack" = 1\n')
+    r = run("profiles", "validate", str(p))
+    assert r.returncode == 2 and f"{p}:1: not UTF-8" in r.stderr

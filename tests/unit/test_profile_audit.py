@@ -240,3 +240,31 @@ def test_audit_exit_codes(tmp_path):
     assert exit_code(ok) == 0 and {f.verdict for f in ok} == {"ok"}
     warn = list(_audit(tmp_path, '[settings]\n"net.ipv4.tcp_syn_retries" = 6\n', {"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_timestamps": "0"}).values())
     assert exit_code(warn) == 0 and exit_code(warn, strict=True) == 1
+
+
+# -- malformed input never escapes as anything but a one-line TcptuneError ------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tcptune.profile import parse_profile  # noqa: E402
+
+_FRAGMENTS = st.sampled_from([
+    'description = "x"\n', 'extends = "y"\n', "kernel = \">=4.12\"\n", "[settings]\n",
+    '"net.ipv4.tcp_syn_retries" = 2\n', '"net.ipv4.tcp_rmem" = [1, 2, 3]\n', '[settings."net.ipv4.tcp_timestamps"]\n',
+    "value = 0\n", "accept = { min = 1 }\n", 'reason = "r"\n', "accept = { one_of = [1, 2] }\n", "= = =\n",
+    '"../etc" = 1\n', "value = [1, 2]\n", "kernel_defaults = true\n", "required = 1\n", '"net.ipv4.tcp_x" = 1\n',
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_FRAGMENTS, max_size=8), st.text(max_size=20))
+def test_parse_profile_never_crashes(fragments, noise):
+    text = "".join(fragments) + noise
+    try:
+        prof = parse_profile(text, "fuzz", "fuzz.toml", KB)
+    except TcptuneError as exc:
+        assert exc.exit_code == ExitCode.BAD_INPUT and str(exc).startswith("fuzz.toml") and "\n" not in str(exc)
+        return
+    for key, s in prof.settings.items():
+        assert key.startswith("net.") and s.value

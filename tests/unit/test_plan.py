@@ -1,0 +1,116 @@
+"""plan_apply / plan_restore: statuses, whitespace-insensitivity, and the fixpoint property."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tcptune.plan import (
+    CHANGE,
+    MISSING,
+    SAME,
+    missing_required,
+    normalize_value,
+    plan_apply,
+    plan_restore,
+    render_plan_rows,
+    summarize,
+    values_equal,
+)
+from tcptune.profile import Profile, Setting
+
+
+def profile(values: dict[str, str], required: set[str] = frozenset()) -> Profile:
+    return Profile(
+        "t", "test", "built-in",
+        {k: Setting(k, v, f"why {k}", "test", k in required) for k, v in values.items()},
+    )
+
+
+def test_statuses_in_profile_order():
+    prof = profile({"net.ipv4.tcp_syn_retries": "4", "net.ipv4.tcp_rmem": "4096 131072 6291456", "net.ipv4.tcp_new": "1"})
+    current = {"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_rmem": "4096\t131072\t6291456", "net.ipv4.tcp_new": None}
+    plan = plan_apply(current, prof)
+    assert [(c.key, c.status) for c in plan] == [
+        ("net.ipv4.tcp_syn_retries", CHANGE),
+        ("net.ipv4.tcp_rmem", SAME),  # /proc prints tabs, profiles spaces: same value
+        ("net.ipv4.tcp_new", MISSING),
+    ]
+    assert plan[0].current == "6" and plan[0].new == "4" and plan[0].reason == "why net.ipv4.tcp_syn_retries"
+    assert plan[1].current == "4096 131072 6291456"
+    assert summarize(plan) == {CHANGE: 1, SAME: 1, MISSING: 1}
+
+
+def test_key_absent_from_current_is_missing_and_required_is_flagged():
+    prof = profile({"net.ipv4.tcp_a": "1", "net.ipv4.tcp_b": "2"}, required={"net.ipv4.tcp_b"})
+    plan = plan_apply({}, prof)
+    assert [c.status for c in plan] == [MISSING, MISSING]
+    assert [c.key for c in missing_required(plan)] == ["net.ipv4.tcp_b"]
+    rows = render_plan_rows(plan)
+    assert rows[0][1] == "(absent on this kernel)" and rows[0][3] == "skip"
+    assert rows[1][3] == "skip (required!)"
+
+
+def test_value_accepted_by_audit_is_still_rewritten():
+    # apply writes the canonical value even if audit's wider `accept` would pass the live one.
+    prof = profile({"net.ipv4.tcp_fin_timeout": "30"})
+    assert plan_apply({"net.ipv4.tcp_fin_timeout": "31"}, prof)[0].status == CHANGE
+
+
+def test_plan_restore_skips_keys_that_did_not_exist():
+    saved = {"net.ipv4.tcp_a": "1", "net.ipv4.tcp_b": None, "net.ipv4.tcp_c": "3 4"}
+    plan = plan_restore({"net.ipv4.tcp_a": "2", "net.ipv4.tcp_c": "3\t4"}, saved)
+    assert [(c.key, c.current, c.new, c.status) for c in plan] == [
+        ("net.ipv4.tcp_a", "2", "1", CHANGE),
+        ("net.ipv4.tcp_c", "3 4", "3 4", SAME),
+    ]
+    gone = plan_restore({}, {"net.ipv4.tcp_a": "1"})
+    assert gone[0].status == MISSING
+
+
+def test_values_equal():
+    assert values_equal("1\t2 3", " 1 2  3\n")
+    assert not values_equal("1 2", "1 2 3")
+    assert values_equal(None, None) and not values_equal(None, "1")
+
+
+_word = st.text(alphabet="0123456789abc", min_size=1, max_size=5)
+_value = st.lists(_word, min_size=1, max_size=3).map(lambda ws: " ".join(ws))
+_sep = st.sampled_from([" ", "\t", "  ", " \t "])
+_keys = st.lists(st.sampled_from([f"net.ipv4.tcp_k{i}" for i in range(8)]), unique=True, min_size=1, max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_keys, st.data())
+def test_applying_the_plan_reaches_a_fixpoint(keys, data):
+    wanted = {k: data.draw(_value) for k in keys}
+    current: dict[str, str | None] = {}
+    for k in keys:
+        choice = data.draw(st.sampled_from(["same", "other", "absent"]))
+        if choice == "same":
+            sep = data.draw(_sep)
+            current[k] = sep + sep.join(wanted[k].split()) + sep  # same words, other whitespace
+        elif choice == "other":
+            current[k] = data.draw(_value)
+        else:
+            current[k] = None
+    plan = plan_apply(current, profile(wanted))
+    for c in plan:
+        if current[c.key] is None:
+            assert c.status == MISSING
+        elif normalize_value(current[c.key]) == normalize_value(wanted[c.key]):
+            assert c.status == SAME
+        else:
+            assert c.status == CHANGE
+    after = dict(current)
+    for c in plan:
+        if c.status == CHANGE:
+            after[c.key] = c.new
+    assert all(c.status in (SAME, MISSING) for c in plan_apply(after, profile(wanted)))
+    # Rolling back with the before-values restores exactly what was there.
+    saved = {c.key: c.current for c in plan if c.status == CHANGE}
+    back = dict(after)
+    for c in plan_restore(after, saved):
+        if c.status == CHANGE:
+            back[c.key] = c.new
+    assert {k: back[k] and normalize_value(back[k]) for k in keys} == {k: current[k] and normalize_value(current[k]) for k in keys}
