@@ -1,0 +1,300 @@
+"""sysctl.d(5) precedence and tcptune's own sysctl.d file (pure: text in, values out).
+
+At boot, systemd-sysctl (and `sysctl --system` from procps) read every ``*.conf``
+file in these directories, most important first::
+
+    /etc/sysctl.d  /run/sysctl.d  /usr/local/lib/sysctl.d  /usr/lib/sysctl.d  /lib/sysctl.d
+
+A file name found in a more important directory hides the files with the same
+name in the others (that is also how a package's file is masked: a same-named
+empty file or a symlink to /dev/null in /etc).  The surviving files are read in
+lexicographic order of their *names*, whichever directory holds them, and
+``/etc/sysctl.conf`` last; when several lines set the same key the last one read
+wins.  Sources: sysctl.d(5) "CONFIGURATION DIRECTORIES AND PRECEDENCE" (systemd),
+sysctl(8) --system (procps-ng; https://gitlab.com/procps-ng/procps/-/issues/200
+confirms the by-name ordering across directories).
+
+systemd-sysctl also accepts glob keys (``net.ipv4.conf.*.rp_filter = 1``); a key
+with an explicit assignment anywhere is excluded from every glob, and a line
+``-pattern`` with no value excludes matching keys from globs (sysctl.d(5)).
+procps `sysctl --system` has no such exclusion rule; tcptune follows systemd,
+which is what runs at boot on systemd hosts.
+
+The host layer (tcptune.persist) lists and reads the files below a root and
+hands ``(path, text)`` pairs to these functions; paths here are the paths as
+seen from inside that root ("/etc/sysctl.d/90-tcptune.conf").
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.keys import normalize_key
+from tcptune.sysctlconf import parse_sysctl_lines
+
+SYSCTL_D_DIRS = (
+    "/etc/sysctl.d",
+    "/run/sysctl.d",
+    "/usr/local/lib/sysctl.d",
+    "/usr/lib/sysctl.d",
+    "/lib/sysctl.d",
+)
+SYSCTL_CONF = "/etc/sysctl.conf"
+DEFAULT_PERSIST_FILE = "/etc/sysctl.d/90-tcptune.conf"
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class BootValue:
+    """The value a key gets at boot and the file:line that sets it."""
+
+    value: str
+    path: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+    def to_json(self) -> dict:
+        return {"value": self.value, "path": self.path, "line": self.line}
+
+
+@dataclass(frozen=True)
+class Assignment:
+    key: str  # dotted key, or a glob pattern
+    value: str | None  # None for a '-pattern' exclusion line
+    path: str
+    line: int
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in self.key for c in _GLOB_CHARS)
+
+
+@dataclass
+class BootState:
+    """Everything the boot-time loader would do, per key."""
+
+    files: list[str]  # files read, in load order
+    assignments: list[Assignment]  # every line, in load order
+    values: dict[str, BootValue] = field(default_factory=dict)  # explicit keys (+ globs expanded over known keys)
+    setters: dict[str, list[BootValue]] = field(default_factory=dict)  # every assignment to a key, load order
+    warnings: list[str] = field(default_factory=list)
+
+
+def is_sysctl_d_path(path: str) -> bool:
+    """True when ``path`` is a file the boot loader reads (a *.conf in a sysctl.d dir, or /etc/sysctl.conf)."""
+    path = posixpath.normpath(path)
+    if path == SYSCTL_CONF:
+        return True
+    return posixpath.dirname(path) in SYSCTL_D_DIRS and path.endswith(".conf")
+
+
+def order_config_files(paths: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+    """(files in load order, {hidden path: the same-named path that hides it}).
+
+    ``paths`` are candidate files; anything not read at boot is ignored.
+    """
+    by_name: dict[str, str] = {}
+    hidden: dict[str, str] = {}
+    rank = {d: i for i, d in enumerate(SYSCTL_D_DIRS)}
+    candidates = sorted(
+        {posixpath.normpath(p) for p in paths if is_sysctl_d_path(p) and posixpath.normpath(p) != SYSCTL_CONF},
+        key=lambda p: (rank[posixpath.dirname(p)], p),
+    )
+    for p in candidates:
+        name = posixpath.basename(p)
+        if name in by_name:
+            hidden[p] = by_name[name]
+        else:
+            by_name[name] = p
+    ordered = [by_name[n] for n in sorted(by_name)]
+    if any(posixpath.normpath(p) == SYSCTL_CONF for p in paths):
+        ordered.append(SYSCTL_CONF)
+    return ordered, hidden
+
+
+def parse_config_text(text: str, path: str) -> tuple[list[Assignment], list[str]]:
+    """Assignments of one file and warnings for lines the boot loader would skip.
+
+    systemd-sysctl logs a malformed line and carries on with the rest of the
+    file, so one bad line in someone else's file must not stop tcptune either.
+    """
+    try:
+        lines = parse_sysctl_lines(text, path, conf=True)
+        return [Assignment(ln.key, ln.value, path, ln.line) for ln in lines], []
+    except TcptuneError:
+        pass
+    out: list[Assignment] = []
+    warnings: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        stripped = raw.strip()
+        if stripped.startswith("-") and "=" not in stripped and stripped[1:].strip() and " " not in stripped[1:].strip():
+            out.append(Assignment(stripped[1:].strip(), None, path, lineno))  # '-pattern': exclude from globs
+            continue
+        try:
+            parsed = parse_sysctl_lines(raw, path, conf=True)
+        except TcptuneError as exc:
+            warnings.append(f"{path}:{lineno}: line ignored at boot: {exc.message.split(': ', 1)[-1]}")
+            continue
+        out.extend(Assignment(ln.key, ln.value, path, lineno) for ln in parsed)
+    return out, warnings
+
+
+def compute_boot_state(files: Sequence[tuple[str, str]], known_keys: Iterable[str] = ()) -> BootState:
+    """Apply sysctl.d precedence to ``files`` [(path, text)].
+
+    Explicit keys always appear in ``values``.  A glob assignment is expanded over
+    ``known_keys`` (e.g. the profile's keys, or the keys of the running kernel):
+    without a key list a glob cannot be resolved to keys.
+    """
+    texts = {posixpath.normpath(p): t for p, t in files}
+    ordered, hidden = order_config_files(texts)
+    state = BootState(files=ordered, assignments=[])
+    for hidden_path, winner in sorted(hidden.items()):
+        state.warnings.append(f"{hidden_path} is not read at boot: {winner} has the same name and takes precedence")
+    for path in ordered:
+        assigns, warns = parse_config_text(texts[path], path)
+        state.assignments.extend(assigns)
+        state.warnings.extend(warns)
+    explicit: set[str] = set()
+    excluded_patterns: list[str] = []
+    for a in state.assignments:
+        if a.value is None:
+            excluded_patterns.append(a.key)
+        elif not a.is_glob:
+            explicit.add(a.key)
+    known = set(known_keys)
+    for a in state.assignments:
+        if a.value is None:
+            continue
+        if a.is_glob:
+            targets = [
+                k
+                for k in sorted(known)
+                if fnmatch.fnmatchcase(k, a.key)
+                and k not in explicit
+                and not any(fnmatch.fnmatchcase(k, p) for p in excluded_patterns)
+            ]
+        else:
+            targets = [a.key]
+        for key in targets:
+            bv = BootValue(a.value, a.path, a.line)
+            state.values[key] = bv
+            state.setters.setdefault(key, []).append(bv)
+    return state
+
+
+@dataclass(frozen=True)
+class Override:
+    """Another file sets a key that tcptune's file sets, and wins at boot."""
+
+    key: str
+    ours: BootValue
+    winner: BootValue
+
+    @property
+    def same_value(self) -> bool:
+        return " ".join(self.ours.value.split()) == " ".join(self.winner.value.split())
+
+    def message(self) -> str:
+        if self.same_value:
+            return (
+                f"{self.key}: {self.winner.where} sets the same value ({self.winner.value}) and is read after "
+                f"{self.ours.path}; harmless today, but it wins if either file changes"
+            )
+        return (
+            f"{self.key}: at boot {self.winner.where} sets {self.winner.value}, overriding tcptune's "
+            f"{self.ours.value} from {self.ours.where} (remove that line, or give tcptune's file a later name)"
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "key": self.key,
+            "ours": self.ours.to_json(),
+            "winner": self.winner.to_json(),
+            "same_value": self.same_value,
+        }
+
+
+def find_overrides(state: BootState, own_path: str) -> list[Override]:
+    """Keys set in ``own_path`` whose boot value comes from another file."""
+    own_path = posixpath.normpath(own_path)
+    out: list[Override] = []
+    for key, setters in state.setters.items():
+        ours = [s for s in setters if s.path == own_path]
+        if not ours:
+            continue
+        winner = state.values[key]
+        if winner.path != own_path:
+            out.append(Override(key, ours[-1], winner))
+    out.sort(key=lambda o: o.key)
+    return out
+
+
+def own_file_problem(paths: Iterable[str], own_path: str) -> str | None:
+    """Why ``own_path`` would not be read at boot at all (not a sysctl.d path, or hidden), else None."""
+    own_path = posixpath.normpath(own_path)
+    if not is_sysctl_d_path(own_path):
+        return (
+            f"{own_path} is not read at boot: sysctl.d(5) reads *.conf files in "
+            f"{', '.join(SYSCTL_D_DIRS)} and {SYSCTL_CONF}"
+        )
+    _, hidden = order_config_files(set(paths) | {own_path})
+    if own_path in hidden:
+        return f"{own_path} is not read at boot: {hidden[own_path]} has the same name and takes precedence"
+    return None
+
+
+def _comment(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def render_own_file(
+    settings: Iterable[tuple[str, str, str]],
+    *,
+    profile: str,
+    origin: str,
+    version: str,
+) -> str:
+    """Text of tcptune's sysctl.d file: one ``key = value`` per (key, value, reason).
+
+    Loads with `sysctl -p FILE` and systemd-sysctl alike.  Keys are validated
+    and values are single-line, so nothing in a profile can inject extra lines.
+    """
+    lines = [
+        f"# Written by tcptune {version} from profile {_comment(profile)} ({_comment(origin)}).",
+        "# Do not edit: `tcptune apply --persist` rewrites this file and `tcptune rollback`",
+        "# puts back the version it replaced.  See tcptune(8).",
+    ]
+    for key, value, reason in settings:
+        key = normalize_key(key)
+        value = " ".join(str(value).split())
+        if not value:
+            raise TcptuneError(f"{key}: empty value cannot be persisted", ExitCode.BAD_INPUT)
+        lines.append("")
+        if reason:
+            lines.append(f"# {_comment(reason)}")
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def boot_values_from_files(files: Sequence[tuple[str, str]], known_keys: Iterable[str] = ()) -> dict[str, BootValue]:
+    return compute_boot_state(files, known_keys).values
+
+
+def drift_against_boot(live: Mapping[str, str | None], boot: Mapping[str, BootValue]) -> list[tuple[str, str | None, BootValue]]:
+    """(key, live value, boot value) for each key whose live value differs from what boot would set."""
+    out = []
+    for key, bv in boot.items():
+        if key not in live:
+            continue
+        cur = live[key]
+        if cur is None or " ".join(cur.split()) != " ".join(bv.value.split()):
+            out.append((key, cur, bv))
+    return sorted(out, key=lambda t: t[0])
