@@ -19,6 +19,7 @@ from tcptune.cli._app import app
 COMMAND_MODULES = (
     "inspect",  # show, explain
     "profiles",  # profiles list|show|validate, audit
+    "apply",  # apply, rollback, snapshots
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"tcptune.cli.{_name}")

@@ -1,0 +1,695 @@
+"""Host layer: apply and rollback as transactions that never lose a value.
+
+Layout of the state directory (default /var/lib/tcptune, or --state-dir, or
+$TCPTUNE_STATE_DIR), created mode 0700::
+
+    lock                      flock(2) target; holds the pid of the holder
+    snapshots/<id>.json       one per apply, mode 0600
+
+Apply, in order:
+  1. take the lock (a second apply waits up to --lock-timeout seconds, then fails);
+  2. re-read the live values and re-plan (another apply may have run while we waited);
+  3. write the snapshot (every key it will change, with its value before) and
+     fsync the file and the directory: nothing is written to /proc/sys before the
+     old values are on disk;
+  4. for each key: write, read back, compare; on the first failure put back every
+     key written so far *and the failing key* (a rejected vector write can leave
+     its first fields stored: writing "8192 131072 0" to tcp_rmem fails with
+     EINVAL yet leaves 8192 in place, measured on 6.18; __do_proc_dointvec() in
+     kernel/sysctl.c stores each field as it converts it);
+  5. with --persist, replace tcptune's sysctl.d file atomically (its previous text
+     is in the snapshot);
+  6. mark the snapshot applied (or failed) and release the lock.
+
+A process killed between 3 and 6 leaves a snapshot in state "pending" that
+`tcptune rollback` restores.  Rollback follows the same rules; restoring twice is
+harmless because keys already at their snapshot value are left alone.
+
+Test hook: TCPTUNE_TEST_PAUSE_AFTER_WRITES=N makes apply print
+"tcptune-test: paused after N writes" to stderr and sleep
+(TCPTUNE_TEST_PAUSE_SECONDS, default 60) after its N-th sysctl write, so a test
+can SIGKILL it mid-transaction.  It has no other effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.keys import normalize_key
+from tcptune.plan import CHANGE, MISSING, Change, normalize_value, plan_apply, plan_restore, values_equal
+
+DEFAULT_STATE_DIR = "/var/lib/tcptune"
+STATE_DIR_ENV = "TCPTUNE_STATE_DIR"
+PAUSE_ENV = "TCPTUNE_TEST_PAUSE_AFTER_WRITES"
+PAUSE_SECONDS_ENV = "TCPTUNE_TEST_PAUSE_SECONDS"
+SNAPSHOT_FORMAT = "tcptune-snapshot/1"
+CAP_NET_ADMIN = 12
+_ID_RE = re.compile(r"\A\d{8}T\d{6}Z-[0-9a-f]{6}\Z")
+MAX_SNAPSHOT_BYTES = 4 << 20
+
+PENDING = "pending"
+APPLIED = "applied"
+FAILED = "failed"  # a write failed and every key was put back
+INCOMPLETE = "restore-incomplete"  # a write failed and putting back failed too
+ROLLED_BACK = "rolled-back"
+SNAPSHOT_STATUSES = (PENDING, APPLIED, FAILED, INCOMPLETE, ROLLED_BACK)
+
+
+def resolve_state_dir(option: str | os.PathLike[str] | None) -> Path:
+    """--state-dir, else $TCPTUNE_STATE_DIR, else /var/lib/tcptune."""
+    if option:
+        return Path(option)
+    env = os.environ.get(STATE_DIR_ENV)
+    return Path(env) if env else Path(DEFAULT_STATE_DIR)
+
+
+# -- privileges ------------------------------------------------------------------
+def parse_cap_eff(status_text: str) -> int | None:
+    for line in status_text.splitlines():
+        if line.startswith("CapEff:"):
+            try:
+                return int(line.split(":", 1)[1].strip(), 16)
+            except ValueError:
+                return None
+    return None
+
+
+def _unescape_mountinfo(s: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo (fs/proc_namespace.c, mangle()).
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
+
+
+@dataclass(frozen=True)
+class Mount:
+    mount_point: str
+    options: tuple[str, ...]
+    super_options: tuple[str, ...]
+    fstype: str
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.options or "ro" in self.super_options
+
+
+def find_mount(mountinfo_text: str, path: str) -> Mount | None:
+    """The mount that holds ``path`` (the last-mounted longest prefix), from /proc/self/mountinfo text."""
+    best: Mount | None = None
+    best_len = -1
+    for line in mountinfo_text.splitlines():
+        head, sep, tail = line.partition(" - ")
+        fields = head.split()
+        if not sep or len(fields) < 6:
+            continue
+        mp = _unescape_mountinfo(fields[4])
+        tail_fields = tail.split()
+        prefix = mp.rstrip("/") + "/"
+        if path == mp or path.startswith(prefix) or mp == "/":
+            # >= : a later line with the same mount point is mounted on top and wins.
+            if len(mp) >= best_len:
+                best_len = len(mp)
+                best = Mount(
+                    mp,
+                    tuple(fields[5].split(",")),
+                    tuple(tail_fields[2].split(",")) if len(tail_fields) > 2 else (),
+                    tail_fields[0] if tail_fields else "",
+                )
+    return best
+
+
+def check_can_write(host, probe_key: str | None) -> None:
+    """Refuse early (exit 3) when writes would fail for lack of rights; nothing is changed yet.
+
+    The kernel lets a task write /proc/sys/net when its euid is root *or* it has
+    CAP_NET_ADMIN over the namespace (net_ctl_permissions(), net/sysctl_net.c):
+    measured on 6.18, root without CAP_NET_ADMIN can still write
+    tcp_syn_retries, and uid 65534 cannot.
+    """
+    if getattr(host, "kind", None) == "dump":
+        raise TcptuneError("cannot apply to a sysctl dump", ExitCode.BAD_INPUT, hint="apply works on a live host, --root or --netns")
+    if host.is_live:
+        try:
+            with open("/proc/self/status") as fh:
+                cap = parse_cap_eff(fh.read())
+        except OSError:
+            cap = None
+        has_cap = cap is not None and bool(cap >> CAP_NET_ADMIN & 1)
+        if os.geteuid() != 0 and not has_cap:
+            raise TcptuneError(
+                "changing sysctls needs root or CAP_NET_ADMIN", ExitCode.PRIVILEGES, hint="run as root or use --dry-run"
+            )
+    target = host.sysctl_path(probe_key) if probe_key else host.root / "proc/sys/net"
+    try:
+        real = os.path.realpath(target if Path(target).exists() else host.root / "proc/sys/net")
+        with open("/proc/self/mountinfo") as fh:
+            mount = find_mount(fh.read(), real)
+    except OSError:
+        mount = None
+    if mount is not None and mount.read_only:
+        raise TcptuneError(
+            f"{real} is on the read-only mount {mount.mount_point} ({mount.fstype}); nothing was changed",
+            ExitCode.PRIVILEGES,
+            hint="containers usually mount /proc/sys read-only: run on the host, in a privileged container, or use --dry-run",
+        )
+
+
+# -- snapshots -------------------------------------------------------------------
+@dataclass
+class Snapshot:
+    id: str
+    created: float
+    profile: str
+    origin: str
+    target: dict
+    kernel: str | None
+    keys: dict[str, dict]  # key -> {"before": str, "after": str}
+    skipped: list[dict] = field(default_factory=list)  # [{"key", "reason"}]
+    persist: dict | None = None  # {"root", "path", "before": str|None, "after": str}
+    status: str = PENDING
+    history: list[dict] = field(default_factory=list)  # [{"time", "event", "detail"}]
+
+    def before_values(self) -> dict[str, str]:
+        return {k: v["before"] for k, v in self.keys.items()}
+
+    def to_json(self) -> dict:
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "id": self.id,
+            "created": self.created,
+            "profile": self.profile,
+            "origin": self.origin,
+            "target": self.target,
+            "kernel": self.kernel,
+            "keys": self.keys,
+            "skipped": self.skipped,
+            "persist": self.persist,
+            "status": self.status,
+            "history": self.history,
+        }
+
+    def summary(self) -> dict:
+        return {
+            "id": self.id,
+            "created": self.created,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
+            "profile": self.profile,
+            "keys": list(self.keys),
+            "persisted": self.persist is not None,
+            "status": self.status,
+            "target": self.target,
+        }
+
+    def event(self, name: str, detail: str = "") -> None:
+        self.history.append({"time": time.time(), "event": name, "detail": detail})
+
+
+def _corrupt(path: Path, why: str) -> TcptuneError:
+    return TcptuneError(
+        f"snapshot {path} is corrupt ({why}); refusing to restore from it",
+        ExitCode.BAD_INPUT,
+        hint="the file was kept; inspect it, or roll back another snapshot (`tcptune snapshots`)",
+    )
+
+
+def _check_value(path: Path, key: str, value, what: str, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, str) or not value.strip() or "\n" in value or "\x00" in value:
+        raise _corrupt(path, f"{key}: bad {what} value {value!r}")
+
+
+def snapshot_from_json(data, path: Path) -> Snapshot:
+    """Validate everything rollback will trust: keys (inside net.*), values (one line), types."""
+    if not isinstance(data, dict):
+        raise _corrupt(path, "not a JSON object")
+    if data.get("format") != SNAPSHOT_FORMAT:
+        raise _corrupt(path, f"format is {data.get('format')!r}, expected {SNAPSHOT_FORMAT!r}")
+    sid = data.get("id")
+    if not isinstance(sid, str) or not _ID_RE.match(sid) or path.stem != sid:
+        raise _corrupt(path, f"id {sid!r} does not match the file name")
+    keys = data.get("keys")
+    if not isinstance(keys, dict):
+        raise _corrupt(path, "no 'keys' object")
+    for key, entry in keys.items():
+        try:
+            if normalize_key(key) != key:
+                raise _corrupt(path, f"key {key!r} is not in dotted form")
+        except TcptuneError as exc:
+            if "corrupt" in exc.message:
+                raise
+            raise _corrupt(path, exc.message) from None
+        if not isinstance(entry, dict):
+            raise _corrupt(path, f"{key}: entry is not an object")
+        _check_value(path, key, entry.get("before"), "before")
+        _check_value(path, key, entry.get("after"), "after")
+    created = data.get("created")
+    if not isinstance(created, (int, float)) or isinstance(created, bool):
+        raise _corrupt(path, "no 'created' time")
+    status = data.get("status")
+    if status not in SNAPSHOT_STATUSES:
+        raise _corrupt(path, f"unknown status {status!r}")
+    target = data.get("target")
+    if not isinstance(target, dict):
+        raise _corrupt(path, "no 'target' object")
+    persist = data.get("persist")
+    if persist is not None:
+        if not isinstance(persist, dict) or not isinstance(persist.get("path"), str) or not isinstance(persist.get("root"), str):
+            raise _corrupt(path, "bad 'persist' object")
+        if not (persist.get("before") is None or isinstance(persist.get("before"), str)) or not isinstance(persist.get("after"), str):
+            raise _corrupt(path, "bad 'persist' texts")
+    for name in ("profile", "origin"):
+        if not isinstance(data.get(name), str):
+            raise _corrupt(path, f"no '{name}'")
+    skipped = data.get("skipped", [])
+    history = data.get("history", [])
+    if not isinstance(skipped, list) or not isinstance(history, list):
+        raise _corrupt(path, "bad 'skipped' or 'history'")
+    kernel = data.get("kernel")
+    return Snapshot(
+        id=sid,
+        created=float(created),
+        profile=data["profile"],
+        origin=data["origin"],
+        target=target,
+        kernel=kernel if isinstance(kernel, str) else None,
+        keys={k: {"before": v["before"], "after": v["after"]} for k, v in keys.items()},
+        skipped=skipped,
+        persist=persist,
+        status=status,
+        history=history,
+    )
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StateDir:
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.snapshots = self.path / "snapshots"
+
+    def _fail(self, exc: OSError, what: str) -> TcptuneError:
+        code = ExitCode.PRIVILEGES if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ExitCode.BAD_INPUT
+        return TcptuneError(
+            f"state directory {self.path}: cannot {what}: {exc.strerror}",
+            code,
+            hint="run as root, or point --state-dir / $TCPTUNE_STATE_DIR at a writable directory",
+        )
+
+    def ensure(self) -> None:
+        try:
+            self.snapshots.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.path, 0o700)
+            os.chmod(self.snapshots, 0o700)
+        except OSError as exc:
+            raise self._fail(exc, "create it") from exc
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 30.0, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Exclusive flock on STATE/lock; waits up to ``timeout`` seconds, then fails (exit 1)."""
+        self.ensure()
+        lock_path = self.path / "lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise self._fail(exc, "open its lock") from exc
+        try:
+            deadline = time.monotonic() + max(0.0, timeout)
+            told = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = ""
+                    try:
+                        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                    except OSError:
+                        pass
+                    if time.monotonic() >= deadline:
+                        raise TcptuneError(
+                            f"another tcptune apply/rollback (pid {holder or '?'}) holds {lock_path}; "
+                            f"gave up after {timeout:g}s, nothing was changed",
+                            ExitCode.FINDINGS,
+                            hint="wait for it to finish, or raise --lock-timeout",
+                        ) from None
+                    if not told and on_wait:
+                        on_wait(f"waiting for {lock_path} (held by pid {holder or '?'})")
+                        told = True
+                    time.sleep(0.05)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock; a SIGKILLed holder drops it too
+
+    # snapshot files
+    def path_of(self, sid: str) -> Path:
+        if not _ID_RE.match(sid or ""):
+            raise TcptuneError(
+                f"unknown snapshot {sid!r}",
+                ExitCode.BAD_INPUT,
+                hint=self._available_hint(),
+            )
+        return self.snapshots / f"{sid}.json"
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.snapshots)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._fail(exc, "list snapshots") from exc
+        # Ids start with a UTC timestamp, so name order is time order.
+        return sorted(n[:-5] for n in names if n.endswith(".json") and _ID_RE.match(n[:-5]))
+
+    def _available_hint(self) -> str:
+        ids = self.ids()
+        if not ids:
+            return f"no snapshots in {self.snapshots}"
+        shown = ids[-10:]
+        more = f" (and {len(ids) - 10} older)" if len(ids) > 10 else ""
+        return "available: " + ", ".join(shown) + more
+
+    def load(self, sid: str) -> Snapshot:
+        path = self.path_of(sid)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(MAX_SNAPSHOT_BYTES + 1)
+        except FileNotFoundError:
+            raise TcptuneError(f"unknown snapshot {sid!r}", ExitCode.BAD_INPUT, hint=self._available_hint()) from None
+        except OSError as exc:
+            raise self._fail(exc, f"read {path.name}") from exc
+        if len(raw) > MAX_SNAPSHOT_BYTES:
+            raise _corrupt(path, "larger than 4 MiB")
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _corrupt(path, f"not valid JSON: {exc}") from None
+        return snapshot_from_json(data, path)
+
+    def list(self) -> list[tuple[str, Snapshot | None, str]]:
+        """[(id, snapshot or None, error)] oldest first; corrupt files are listed, not fatal."""
+        out = []
+        for sid in self.ids():
+            try:
+                out.append((sid, self.load(sid), ""))
+            except TcptuneError as exc:
+                out.append((sid, None, exc.message))
+        return out
+
+    def latest(self) -> str:
+        ids = self.ids()
+        if not ids:
+            raise TcptuneError(
+                f"no snapshots in {self.snapshots}", ExitCode.BAD_INPUT, hint="apply writes one; see --state-dir"
+            )
+        return ids[-1]
+
+    def new_id(self) -> str:
+        now = time.time()
+        return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(3)
+
+    def save(self, snap: Snapshot) -> Path:
+        """Atomically (temp + fsync + rename + fsync dir) write ``snap``, mode 0600."""
+        self.ensure()
+        path = self.path_of(snap.id)
+        tmp = self.snapshots / f".{snap.id}.{os.getpid()}.tmp"
+        data = (json.dumps(snap.to_json(), indent=2) + "\n").encode()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+            _fsync_dir(self.snapshots)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise self._fail(exc, f"write snapshot {path.name}") from exc
+        return path
+
+
+# -- the transaction -------------------------------------------------------------
+def netns_inode() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def target_of(host) -> dict:
+    """What a snapshot applies to: the live host's current network namespace, or a root directory."""
+    if host.is_live:
+        return {"kind": "live", "root": "/", "netns_inode": netns_inode()}
+    return {"kind": "root", "root": str(Path(host.root).resolve()), "netns_inode": None}
+
+
+def check_same_target(snap: Snapshot, host) -> None:
+    here = target_of(host)
+    there = snap.target
+    if there.get("kind") != here["kind"] or there.get("root") != here["root"] or there.get("netns_inode") != here["netns_inode"]:
+        def show(t: dict) -> str:
+            if t.get("kind") == "live":
+                return f"network namespace net:[{t.get('netns_inode')}]"
+            return f"root {t.get('root')}"
+
+        raise TcptuneError(
+            f"snapshot {snap.id} was taken in {show(there)}, but this run is in {show(here)}; nothing was changed",
+            ExitCode.BAD_INPUT,
+            hint="run rollback where apply ran (e.g. --netns PID or --root DIR)",
+        )
+
+
+@dataclass
+class PersistRequest:
+    root: Path
+    path: str  # as seen from root, e.g. /etc/sysctl.d/90-tcptune.conf
+    text: str  # the new file
+
+
+@dataclass
+class Result:
+    snapshot: Snapshot | None
+    plan: list[Change]
+    written: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    persisted: bool = False
+
+
+def _pause_hook(writes: int) -> None:
+    want = os.environ.get(PAUSE_ENV)
+    if want and want.isdigit() and int(want) == writes:
+        sys.stderr.write(f"tcptune-test: paused after {writes} writes\n")
+        sys.stderr.flush()
+        time.sleep(float(os.environ.get(PAUSE_SECONDS_ENV, "60")))
+
+
+def _write_and_verify(host, key: str, value: str) -> None:
+    host.write_sysctl(key, value)
+    got = host.read_sysctl(key)
+    if not values_equal(got, value):
+        raise TcptuneError(
+            f"{key}: wrote {value!r} but the kernel reads back {got!r}",
+            ExitCode.FINDINGS,
+            hint="the kernel adjusted the value; fix the profile to the value the kernel keeps",
+        )
+
+
+def _restore(host, values: dict[str, str]) -> list[str]:
+    """Put ``values`` back; return one message per key that could not be restored (empty = all good)."""
+    problems = []
+    for key, old in values.items():
+        try:
+            if not values_equal(host.read_sysctl(key), old):
+                _write_and_verify(host, key, old)
+        except TcptuneError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _persist_restore(snap: Snapshot) -> None:
+    from tcptune.persist import write_own_file
+
+    p = snap.persist
+    write_own_file(Path(p["root"]), p["path"], p["before"])
+
+
+def apply_profile(
+    host,
+    state: StateDir,
+    profile,
+    *,
+    persist: Callable[[list[Change]], PersistRequest] | None = None,
+    lock_timeout: float = 30.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> Result:
+    """Apply ``profile`` to ``host`` as one transaction (see the module docstring).
+
+    ``persist``, given the plan made under the lock, returns what to write to
+    sysctl.d.  Raises TcptuneError after restoring everything when a step fails;
+    the error names the key, the value and the snapshot.
+    """
+    with state.lock(lock_timeout, on_wait):
+        current = host.read_sysctls(profile.settings.keys())
+        plan = plan_apply(current, profile)
+        missing_req = [c.key for c in plan if c.status == MISSING and c.required]
+        if missing_req:
+            raise TcptuneError(
+                f"profile {profile.name} requires {', '.join(missing_req)}, which this kernel lacks; nothing was changed",
+                ExitCode.BAD_INPUT,
+                hint="use a profile made for this kernel, or make the key optional in the profile",
+            )
+        changes = [c for c in plan if c.status == CHANGE]
+        skipped = [{"key": c.key, "reason": "not present on this kernel"} for c in plan if c.status == MISSING]
+        request = persist(plan) if persist else None
+        persist_record = None
+        if request is not None:
+            from tcptune.persist import read_own_file
+
+            before = read_own_file(request.root, request.path)
+            if before != request.text:
+                persist_record = {
+                    "root": str(Path(request.root).resolve()),
+                    "path": request.path,
+                    "before": before,
+                    "after": request.text,
+                }
+        if not changes and persist_record is None:
+            return Result(None, plan, skipped=skipped)
+
+        snap = Snapshot(
+            id=state.new_id(),
+            created=time.time(),
+            profile=profile.name,
+            origin=str(profile.origin),
+            target=target_of(host),
+            kernel=host.kernel_release(),
+            keys={c.key: {"before": c.current, "after": c.new} for c in changes},
+            skipped=skipped,
+            persist=persist_record,
+        )
+        snap.event("created", f"{len(changes)} keys to change")
+        state.save(snap)  # fsynced before the first write to /proc/sys
+
+        written: list[str] = []
+        failure: TcptuneError | None = None
+        failed_key = None
+        try:
+            for c in changes:
+                failed_key = c.key
+                written.append(c.key)  # counted before the write: a rejected write can still store part of it
+                _write_and_verify(host, c.key, c.new)
+                _pause_hook(len(written))
+            failed_key = None
+            if persist_record is not None:
+                from tcptune.persist import write_own_file
+
+                write_own_file(request.root, request.path, request.text)
+        except TcptuneError as exc:
+            failure = exc
+        except OSError as exc:
+            failure = TcptuneError(f"unexpected error: {exc}", ExitCode.BAD_INPUT)
+
+        if failure is None:
+            snap.status = APPLIED
+            snap.event("applied", f"{len(written)} keys written" + (", sysctl.d file written" if persist_record else ""))
+            state.save(snap)
+            return Result(snap, plan, written=written, skipped=skipped, persisted=persist_record is not None)
+
+        problems = _restore(host, {k: snap.keys[k]["before"] for k in written})
+        if persist_record is not None and failed_key is None:
+            try:
+                _persist_restore(snap)
+            except TcptuneError as exc:
+                problems.append(str(exc))
+        what = f"{failure}" if failed_key is None or failed_key in str(failure) else f"{failed_key}: {failure}"
+        if problems:
+            snap.status = INCOMPLETE
+            snap.event("failed", f"{what}; could not restore: {'; '.join(problems)}")
+            with contextlib.suppress(TcptuneError):
+                state.save(snap)
+            raise TcptuneError(
+                f"{what}; restoring the previous values ALSO failed: {'; '.join(problems)}",
+                ExitCode.FINDINGS,
+                hint=f"fix the cause and run `tcptune rollback {snap.id}`",
+            )
+        snap.status = FAILED
+        snap.event("failed", f"{what}; all {len(written)} written keys restored")
+        state.save(snap)
+        code = failure.exit_code if failure.exit_code != ExitCode.OK else ExitCode.FINDINGS
+        raise TcptuneError(
+            f"{what}; restored the {len(written)} key(s) already written, the host is as before (snapshot {snap.id})",
+            code,
+            hint=failure.hint,
+        )
+
+
+def rollback_snapshot(
+    host,
+    state: StateDir,
+    sid: str | None,
+    *,
+    lock_timeout: float = 30.0,
+    on_wait: Callable[[str], None] | None = None,
+    dry_run: bool = False,
+) -> Result:
+    """Restore snapshot ``sid`` (default: the latest) as a transaction."""
+    if dry_run:
+        snap = state.load(sid or state.latest())
+        check_same_target(snap, host)
+        saved = snap.before_values()
+        return Result(snap, plan_restore(host.read_sysctls(saved), saved))
+    with state.lock(lock_timeout, on_wait):
+        snap = state.load(sid or state.latest())
+        check_same_target(snap, host)
+        saved = snap.before_values()
+        current = host.read_sysctls(saved)
+        plan = plan_restore(current, saved)
+        changes = [c for c in plan if c.status == CHANGE]
+        skipped = [{"key": c.key, "reason": "not present on this kernel"} for c in plan if c.status == MISSING]
+        written: list[str] = []
+        try:
+            for c in changes:
+                written.append(c.key)
+                _write_and_verify(host, c.key, c.new)
+            if snap.persist is not None:
+                _persist_restore(snap)
+        except TcptuneError as exc:
+            problems = _restore(host, {k: current[k] for k in written if current.get(k) is not None})
+            snap.event("rollback-failed", str(exc))
+            with contextlib.suppress(TcptuneError):
+                state.save(snap)
+            if problems:
+                raise TcptuneError(
+                    f"rollback of {snap.id} failed: {exc}; putting the previous values back ALSO failed: {'; '.join(problems)}",
+                    ExitCode.FINDINGS,
+                ) from exc
+            raise TcptuneError(
+                f"rollback of {snap.id} failed: {exc}; the {len(written)} key(s) it had written were put back",
+                exc.exit_code,
+                hint=exc.hint,
+            ) from exc
+        snap.status = ROLLED_BACK
+        snap.event("rolled-back", f"{len(written)} keys written" + (", sysctl.d file restored" if snap.persist else ""))
+        state.save(snap)
+        return Result(snap, plan, written=written, skipped=skipped, persisted=snap.persist is not None)
