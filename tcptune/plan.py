@@ -15,7 +15,8 @@ from typing import Iterable, Mapping
 CHANGE = "change"
 SAME = "same"
 MISSING = "missing"
-STATUSES = (CHANGE, SAME, MISSING)
+READ_ONLY = "read-only"  # present, differs, but this namespace may not write it
+STATUSES = (CHANGE, SAME, MISSING, READ_ONLY)
 
 
 def normalize_value(value: str) -> str:
@@ -40,7 +41,7 @@ class Change:
     current: str | None  # None: the running kernel lacks the key
     new: str
     reason: str
-    status: str  # change | same | missing
+    status: str  # change | same | missing | read-only
     required: bool = False
 
     def to_json(self) -> dict:
@@ -54,13 +55,15 @@ class Change:
         }
 
 
-def _status(current: str | None, new: str) -> str:
+def _status(current: str | None, new: str, read_only: bool = False) -> str:
     if current is None:
         return MISSING
-    return SAME if values_equal(current, new) else CHANGE
+    if values_equal(current, new):
+        return SAME
+    return READ_ONLY if read_only else CHANGE
 
 
-def plan_apply(current: Mapping[str, str | None], profile) -> list[Change]:
+def plan_apply(current: Mapping[str, str | None], profile, read_only: Iterable[str] = ()) -> list[Change]:
     """One Change per profile setting, in profile order.
 
     ``current`` maps each key to its live value or None when the kernel lacks it;
@@ -68,13 +71,19 @@ def plan_apply(current: Mapping[str, str | None], profile) -> list[Change]:
     the live value equals the value apply would write word for word: apply
     writes the profile's canonical value even when audit would accept the live
     one, so that after apply every host running the profile reads identically.
+
+    ``read_only`` names keys this process may not write here (a global key such as
+    net.core.rmem_max shows mode 0444 inside a non-initial network namespace);
+    one that differs is "read-only": skipped and reported like a missing key.
     """
+    ro = set(read_only)
     out: list[Change] = []
     for key, setting in profile.settings.items():
         new = normalize_value(setting.value)
         cur = current.get(key)
         cur = None if cur is None else normalize_value(cur)
-        out.append(Change(key, cur, new, setting.reason, _status(cur, new), bool(getattr(setting, "required", False))))
+        status = _status(cur, new, key in ro)
+        out.append(Change(key, cur, new, setting.reason, status, bool(getattr(setting, "required", False))))
     return out
 
 
@@ -101,7 +110,19 @@ def changes_to_write(plan: Iterable[Change]) -> list[Change]:
 
 
 def missing_required(plan: Iterable[Change]) -> list[Change]:
-    return [c for c in plan if c.status == MISSING and c.required]
+    """Required keys apply cannot set: absent on this kernel, or read-only here."""
+    return [c for c in plan if c.status in (MISSING, READ_ONLY) and c.required]
+
+
+SKIP_REASONS = {
+    MISSING: "not present on this kernel",
+    READ_ONLY: "read-only in this network namespace (a global key: set it in the host's namespace)",
+}
+
+
+def skipped(plan: Iterable[Change]) -> list[dict]:
+    """[{key, reason}] for every key apply leaves alone although the profile wants another value."""
+    return [{"key": c.key, "reason": SKIP_REASONS[c.status]} for c in plan if c.status in SKIP_REASONS]
 
 
 def summarize(plan: Iterable[Change]) -> dict[str, int]:
@@ -116,6 +137,13 @@ def render_plan_rows(plan: Iterable[Change]) -> list[list[str]]:
     rows = []
     for c in plan:
         current = "(absent on this kernel)" if c.current is None else c.current
-        mark = {CHANGE: "change", SAME: "same", MISSING: "skip (required!)" if c.required else "skip"}[c.status]
+        mark = {
+            CHANGE: "change",
+            SAME: "same",
+            MISSING: "skip: absent",
+            READ_ONLY: "skip: read-only",
+        }[c.status]
+        if c.status in (MISSING, READ_ONLY) and c.required:
+            mark += " (required!)"
         rows.append([c.key, current, c.new, mark, c.reason])
     return rows

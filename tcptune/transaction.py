@@ -48,7 +48,7 @@ from typing import Callable, Iterator
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.keys import normalize_key
-from tcptune.plan import CHANGE, MISSING, Change, normalize_value, plan_apply, plan_restore, values_equal
+from tcptune.plan import CHANGE, MISSING, Change, missing_required, plan_apply, plan_restore, skipped, values_equal
 
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
 STATE_DIR_ENV = "TCPTUNE_STATE_DIR"
@@ -271,9 +271,9 @@ def snapshot_from_json(data, path: Path) -> Snapshot:
     for name in ("profile", "origin"):
         if not isinstance(data.get(name), str):
             raise _corrupt(path, f"no '{name}'")
-    skipped = data.get("skipped", [])
+    skipped_list = data.get("skipped", [])
     history = data.get("history", [])
-    if not isinstance(skipped, list) or not isinstance(history, list):
+    if not isinstance(skipped_list, list) or not isinstance(history, list):
         raise _corrupt(path, "bad 'skipped' or 'history'")
     kernel = data.get("kernel")
     return Snapshot(
@@ -284,7 +284,7 @@ def snapshot_from_json(data, path: Path) -> Snapshot:
         target=target,
         kernel=kernel if isinstance(kernel, str) else None,
         keys={k: {"before": v["before"], "after": v["after"]} for k, v in keys.items()},
-        skipped=skipped,
+        skipped=skipped_list,
         persist=persist,
         status=status,
         history=history,
@@ -504,6 +504,35 @@ def _pause_hook(writes: int) -> None:
         time.sleep(float(os.environ.get(PAUSE_SECONDS_ENV, "60")))
 
 
+def read_only_keys(host, current: dict[str, str | None]) -> set[str]:
+    """Present keys this process may not write (access(2) asks the sysctl's own permission check)."""
+    out = set()
+    for key, value in current.items():
+        if value is not None and not os.access(host.sysctl_path(key), os.W_OK):
+            out.add(key)
+    return out
+
+
+def check_required(profile, plan: list[Change]) -> None:
+    """Stop before anything is written when a required key cannot be set here."""
+    bad = missing_required(plan)
+    if not bad:
+        return
+    absent = [c.key for c in bad if c.status == MISSING]
+    ro = [c.key for c in bad if c.status != MISSING]
+    if absent:
+        raise TcptuneError(
+            f"profile {profile.name} requires {', '.join(absent)}, which this kernel lacks; nothing was changed",
+            ExitCode.BAD_INPUT,
+            hint="use a profile made for this kernel, or make the key optional in the profile",
+        )
+    raise TcptuneError(
+        f"profile {profile.name} requires {', '.join(ro)}, which is read-only here; nothing was changed",
+        ExitCode.PRIVILEGES,
+        hint="global keys can only be set in the host's initial network namespace",
+    )
+
+
 def _write_and_verify(host, key: str, value: str) -> None:
     host.write_sysctl(key, value)
     got = host.read_sysctl(key)
@@ -551,16 +580,10 @@ def apply_profile(
     """
     with state.lock(lock_timeout, on_wait):
         current = host.read_sysctls(profile.settings.keys())
-        plan = plan_apply(current, profile)
-        missing_req = [c.key for c in plan if c.status == MISSING and c.required]
-        if missing_req:
-            raise TcptuneError(
-                f"profile {profile.name} requires {', '.join(missing_req)}, which this kernel lacks; nothing was changed",
-                ExitCode.BAD_INPUT,
-                hint="use a profile made for this kernel, or make the key optional in the profile",
-            )
+        plan = plan_apply(current, profile, read_only_keys(host, current))
+        check_required(profile, plan)
         changes = [c for c in plan if c.status == CHANGE]
-        skipped = [{"key": c.key, "reason": "not present on this kernel"} for c in plan if c.status == MISSING]
+        skipped_keys = skipped(plan)
         request = persist(plan) if persist else None
         persist_record = None
         if request is not None:
@@ -575,7 +598,7 @@ def apply_profile(
                     "after": request.text,
                 }
         if not changes and persist_record is None:
-            return Result(None, plan, skipped=skipped)
+            return Result(None, plan, skipped=skipped_keys)
 
         snap = Snapshot(
             id=state.new_id(),
@@ -585,7 +608,7 @@ def apply_profile(
             target=target_of(host),
             kernel=host.kernel_release(),
             keys={c.key: {"before": c.current, "after": c.new} for c in changes},
-            skipped=skipped,
+            skipped=skipped_keys,
             persist=persist_record,
         )
         snap.event("created", f"{len(changes)} keys to change")
@@ -614,7 +637,7 @@ def apply_profile(
             snap.status = APPLIED
             snap.event("applied", f"{len(written)} keys written" + (", sysctl.d file written" if persist_record else ""))
             state.save(snap)
-            return Result(snap, plan, written=written, skipped=skipped, persisted=persist_record is not None)
+            return Result(snap, plan, written=written, skipped=skipped_keys, persisted=persist_record is not None)
 
         problems = _restore(host, {k: snap.keys[k]["before"] for k in written})
         if persist_record is not None and failed_key is None:
@@ -666,7 +689,7 @@ def rollback_snapshot(
         current = host.read_sysctls(saved)
         plan = plan_restore(current, saved)
         changes = [c for c in plan if c.status == CHANGE]
-        skipped = [{"key": c.key, "reason": "not present on this kernel"} for c in plan if c.status == MISSING]
+        skipped_keys = skipped(plan)
         written: list[str] = []
         try:
             for c in changes:
@@ -692,4 +715,4 @@ def rollback_snapshot(
         snap.status = ROLLED_BACK
         snap.event("rolled-back", f"{len(written)} keys written" + (", sysctl.d file restored" if snap.persist else ""))
         state.save(snap)
-        return Result(snap, plan, written=written, skipped=skipped, persisted=snap.persist is not None)
+        return Result(snap, plan, written=written, skipped=skipped_keys, persisted=snap.persist is not None)

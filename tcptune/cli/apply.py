@@ -83,7 +83,10 @@ def _print_plan(plan, header: str) -> None:
     if plan:
         typer.echo(render_table(["key", "current", "new", "action", "reason"], render_plan_rows(plan), maxcolwidths=[None, 24, 24, None, 50]))
     counts = summarize(plan)
-    typer.echo(f"{counts['change']} to change, {counts['same']} already set, {counts['missing']} absent on this kernel (skipped)")
+    line = f"{counts['change']} to change, {counts['same']} already set, {counts['missing']} absent on this kernel (skipped)"
+    if counts.get("read-only"):
+        line += f", {counts['read-only']} read-only in this network namespace (skipped)"
+    typer.echo(line)
 
 
 def _persist_preview(profile, plan, persist_root: Path, persist_file: str):
@@ -136,8 +139,16 @@ def apply_cmd(
 
     Examples: tcptune apply web-server --dry-run;  tcptune apply web-server --persist --yes
     """
-    from tcptune.plan import CHANGE, MISSING, plan_apply, summarize
-    from tcptune.transaction import PersistRequest, StateDir, apply_profile, check_can_write, resolve_state_dir
+    from tcptune.plan import CHANGE, MISSING, plan_apply, skipped, summarize
+    from tcptune.transaction import (
+        PersistRequest,
+        StateDir,
+        apply_profile,
+        check_can_write,
+        check_required,
+        read_only_keys,
+        resolve_state_dir,
+    )
 
     if persist and netns and persist_root is None:
         raise TcptuneError(
@@ -150,9 +161,8 @@ def apply_cmd(
     host = open_source(root, None, netns)
     prof = _load_profile(profile, host)
     current = host.read_sysctls(prof.settings.keys())
-    plan = plan_apply(current, prof)
+    plan = plan_apply(current, prof, read_only_keys(host, current))
     counts = summarize(plan)
-    missing_req = [c.key for c in plan if c.status == MISSING and c.required]
     proot = Path(persist_root or root or "/")
 
     preview = _persist_preview(prof, plan, proot, persist_file) if persist else None
@@ -172,7 +182,7 @@ def apply_cmd(
             "warnings": state.warnings,
         }
 
-    def result_json(result: str, snap=None, written=(), skipped=(), persisted=False):
+    def result_json(result: str, snap=None, written=(), skipped_keys=None, persisted=False):
         return {
             "profile": prof.name,
             "profile_origin": str(prof.origin),
@@ -184,7 +194,7 @@ def apply_cmd(
             "snapshot": snap.id if snap else None,
             "undo": f"tcptune rollback {snap.id}" if snap else None,
             "written": list(written),
-            "skipped": list(skipped) or [{"key": c.key, "reason": "not present on this kernel"} for c in plan if c.status == MISSING],
+            "skipped": list(skipped_keys) if skipped_keys is not None else skipped(plan),
             "persist": persist_json(persisted),
             "notes": notes,
         }
@@ -199,18 +209,13 @@ def apply_cmd(
             for msg in ([problem] if problem else []) + [o.message() for o in overrides] + state.warnings:
                 typer.echo(f"warning: {msg}", err=True)
 
-    if missing_req:
-        raise TcptuneError(
-            f"profile {prof.name} requires {', '.join(missing_req)}, which this kernel lacks; nothing was changed",
-            ExitCode.BAD_INPUT,
-            hint="use a profile made for this kernel",
-        )
     if dry_run:
         if json_out:
             emit_json(result_json("dry-run"))
         else:
             typer.echo("dry run: nothing was changed")
         return
+    check_required(prof, plan)
     needs_file = False
     if preview is not None:
         from tcptune.persist import read_own_file

@@ -120,19 +120,25 @@ def test_a_rejected_nth_key_leaves_every_key_as_before(tmp_path, n):
     assert status == FAILED and "restored" in detail
 
 
-def test_a_key_read_only_in_this_namespace_is_restored_and_exit_3(tmp_path):
+def test_a_key_read_only_in_this_namespace_is_skipped_or_fatal_when_required(tmp_path):
     # net.core.rmem_max is global: a child namespace shows it mode 0444 (measured on 6.18).
     values = dict(GOOD)
     values["net.core.rmem_max"] = "424242"
 
     def body():
+        host = Host("/")
         before = all_values()
+        res = apply_profile(host, StateDir(tmp_path / "a"), make_profile(values))
+        applied = host.read_sysctls(values)
+        rollback_snapshot(host, StateDir(tmp_path / "a"), None)
         with pytest.raises(TcptuneError) as ei:
-            apply_profile(Host("/"), StateDir(tmp_path), make_profile(values))
-        return before, all_values(), ei.value.exit_code, str(ei.value)
+            apply_profile(host, StateDir(tmp_path / "b"), make_profile(values, required={"net.core.rmem_max"}))
+        return before, res.skipped, res.written, applied, all_values(), ei.value.exit_code, str(ei.value)
 
-    before, after, code, msg = run_in_netns(body)
-    assert after == before and code == 3 and "net.core.rmem_max" in msg
+    before, skipped, written, applied, after, code, msg = run_in_netns(body)
+    assert [s["key"] for s in skipped] == ["net.core.rmem_max"] and "read-only" in skipped[0]["reason"]
+    assert written == ORDER and applied["net.core.rmem_max"] == before["net.core.rmem_max"]
+    assert after == before and code == 3 and "net.core.rmem_max" in msg and "nothing was changed" in msg
 
 
 def test_missing_keys_are_skipped_unless_required(tmp_path):

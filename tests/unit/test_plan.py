@@ -8,12 +8,15 @@ from hypothesis import strategies as st
 from tcptune.plan import (
     CHANGE,
     MISSING,
+    READ_ONLY,
     SAME,
+    SKIP_REASONS,
     missing_required,
     normalize_value,
     plan_apply,
     plan_restore,
     render_plan_rows,
+    skipped,
     summarize,
     values_equal,
 )
@@ -38,7 +41,7 @@ def test_statuses_in_profile_order():
     ]
     assert plan[0].current == "6" and plan[0].new == "4" and plan[0].reason == "why net.ipv4.tcp_syn_retries"
     assert plan[1].current == "4096 131072 6291456"
-    assert summarize(plan) == {CHANGE: 1, SAME: 1, MISSING: 1}
+    assert summarize(plan) == {CHANGE: 1, SAME: 1, MISSING: 1, READ_ONLY: 0}
 
 
 def test_key_absent_from_current_is_missing_and_required_is_flagged():
@@ -47,8 +50,18 @@ def test_key_absent_from_current_is_missing_and_required_is_flagged():
     assert [c.status for c in plan] == [MISSING, MISSING]
     assert [c.key for c in missing_required(plan)] == ["net.ipv4.tcp_b"]
     rows = render_plan_rows(plan)
-    assert rows[0][1] == "(absent on this kernel)" and rows[0][3] == "skip"
-    assert rows[1][3] == "skip (required!)"
+    assert rows[0][1] == "(absent on this kernel)" and rows[0][3] == "skip: absent"
+    assert rows[1][3] == "skip: absent (required!)"
+
+
+def test_read_only_keys_are_skipped_only_when_they_differ():
+    prof = profile({"net.core.rmem_max": "424242", "net.core.wmem_max": "212992"}, required={"net.core.wmem_max"})
+    current = {"net.core.rmem_max": "212992", "net.core.wmem_max": "212992"}
+    plan = plan_apply(current, prof, read_only={"net.core.rmem_max", "net.core.wmem_max"})
+    assert [c.status for c in plan] == [READ_ONLY, SAME]
+    assert missing_required(plan) == []  # a required read-only key that already matches is fine
+    assert skipped(plan) == [{"key": "net.core.rmem_max", "reason": SKIP_REASONS[READ_ONLY]}]
+    assert render_plan_rows(plan)[0][3] == "skip: read-only"
 
 
 def test_value_accepted_by_audit_is_still_rewritten():
