@@ -505,10 +505,22 @@ def _pause_hook(writes: int) -> None:
 
 
 def read_only_keys(host, current: dict[str, str | None]) -> set[str]:
-    """Present keys this process may not write (access(2) asks the sysctl's own permission check)."""
+    """Present keys that have no write bit at all here.
+
+    Global keys (net.core.rmem_max, ...) are shown mode 0444 inside a non-initial
+    network namespace (measured on 6.18).  The mode, not access(2), decides: a
+    read-only *mount* must stay an error (exit 3, check_can_write), not turn
+    every key into a silent skip.
+    """
     out = set()
     for key, value in current.items():
-        if value is not None and not os.access(host.sysctl_path(key), os.W_OK):
+        if value is None:
+            continue
+        try:
+            mode = os.stat(host.sysctl_path(key)).st_mode
+        except OSError:
+            continue
+        if not mode & 0o222:
             out.add(key)
     return out
 

@@ -204,10 +204,12 @@ def apply_cmd(
         for n in notes:
             typer.echo(f"note: {n}")
         if preview is not None:
-            text, state, overrides, problem = preview
-            typer.echo(f"persist: {persist_file} under {proot} ({len(text.splitlines())} lines)")
-            for msg in ([problem] if problem else []) + [o.message() for o in overrides] + state.warnings:
-                typer.echo(f"warning: {msg}", err=True)
+            typer.echo(f"persist: {persist_file} under {proot} ({len(preview[0].splitlines())} lines)")
+    if preview is not None:
+        # Boot-time overrides go to stderr in both modes, so --json stdout stays one document.
+        text, bstate, overrides, problem = preview
+        for msg in ([problem] if problem else []) + [o.message() for o in overrides] + bstate.warnings:
+            typer.echo(f"warning: {msg}", err=True)
 
     if dry_run:
         if json_out:

@@ -1,0 +1,132 @@
+"""apply / rollback / snapshots on the command line, without writing any sysctl.
+
+These run against a copy of a saved root (tests/data/root-fresh-netns-6.18) or
+stop before writing (dry run, no confirmation, bad input); the tests that
+really write live in tests/netns/test_apply_*.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from tcptune.cli import app
+
+ROOT_DATA = Path(__file__).resolve().parent.parent / "data/root-fresh-netns-6.18"
+
+
+def run(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    e = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tcptune", *args], capture_output=True, text=True, env=e, input=stdin if stdin is not None else "", timeout=60
+    )
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    dst = tmp_path / "root"
+    shutil.copytree(ROOT_DATA, dst)
+    return dst
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_every_apply_option_is_in_the_man_page(repo_root):
+    man = (repo_root / "man/tcptune.8").read_text()
+    man = re.sub(r"\\f[BIRP]|\\&", "", man).replace("\\-", "-")
+    section = man[man.index('.\\" BEGIN apply'): man.index('.\\" END apply')]
+    group = typer.main.get_command(app)
+    missing = []
+    for name in ("apply", "rollback", "snapshots"):
+        cmd = group.commands[name]
+        if not re.search(rf"^\.SS \"tcptune {name}\b", section, re.M):
+            missing.append(f"section for tcptune {name}")
+        for param in cmd.params:
+            for opt in getattr(param, "opts", []):
+                if opt.startswith("--") and opt not in section:
+                    missing.append(f"{opt} of tcptune {name}")
+    assert not missing, missing
+
+
+def test_dry_run_prints_the_plan_changes_nothing_and_exits_0(root, tmp_path):
+    before = tree_bytes(root)
+    r = run("apply", "fast-fail-client", "--dry-run", "--root", str(root), "--state-dir", str(tmp_path / "state"))
+    assert r.returncode == 0, r.stderr
+    assert "net.ipv4.tcp_syn_retries" in r.stdout and "change" in r.stdout
+    assert re.search(r"net\.ipv4\.tcp_syn_retries\s+6\s+2\s+change", r.stdout)
+    assert "dry run: nothing was changed" in r.stdout
+    assert tree_bytes(root) == before and not (tmp_path / "state").exists()
+
+    j = run("apply", "fast-fail-client", "--dry-run", "--json", "--root", str(root))
+    data = json.loads(j.stdout)
+    assert j.returncode == 0
+    assert set(data) == {"profile", "profile_origin", "target", "dry_run", "result", "changes", "summary", "snapshot", "undo", "written", "skipped", "persist", "notes"}
+    assert data["result"] == "dry-run" and data["snapshot"] is None and data["dry_run"] is True
+    syn = next(c for c in data["changes"] if c["key"] == "net.ipv4.tcp_syn_retries")
+    assert syn == {"key": "net.ipv4.tcp_syn_retries", "current": "6", "new": "2", "reason": syn["reason"], "status": "change", "required": False}
+    assert data["summary"]["change"] >= 1
+
+
+def test_without_a_terminal_and_without_yes_it_refuses(root, tmp_path):
+    before = tree_bytes(root)
+    r = run("apply", "fast-fail-client", "--root", str(root), "--state-dir", str(tmp_path / "state"))
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "not a terminal" in err[0] and "--yes" in err[0]
+    assert tree_bytes(root) == before and not (tmp_path / "state").exists()
+
+
+def test_bad_profile_and_bad_options_are_exit_2(root):
+    r = run("apply", "no-such-profile", "--root", str(root), "--dry-run")
+    assert r.returncode == 2 and "no-such-profile" in r.stderr
+    r = run("apply", "web-server", "--persist", "--netns", "1", "--yes")
+    assert r.returncode == 2 and "--persist-root" in r.stderr
+    r = run("apply", "web-server", "--root", str(root), "--persist-file", "relative.conf", "--dry-run")
+    assert r.returncode == 2 and "absolute" in r.stderr
+    r = run("apply", "web-server", "--sysctl-dump", "x")
+    assert r.returncode == 2  # not an option of apply: a dump cannot be written
+
+
+def test_persist_dry_run_reports_boot_overrides_and_writes_nothing(root, tmp_path):
+    tree = tmp_path / "sys"
+    (tree / "usr/lib/sysctl.d").mkdir(parents=True)
+    (tree / "etc/sysctl.d").mkdir(parents=True)
+    (tree / "usr/lib/sysctl.d/99-vendor.conf").write_text("net.ipv4.tcp_syn_retries = 5\n")
+    (tree / "etc/sysctl.d/10-early.conf").write_text("net.ipv4.tcp_retries2 = 12\n")
+    (tree / "etc/sysctl.conf").write_text("# local\nnet.ipv4.tcp_retries2 = 7\n")
+    before = tree_bytes(tree)
+    r = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root), "--json")
+    assert r.returncode == 0, r.stderr
+    p = json.loads(r.stdout)["persist"]
+    assert p["written"] is False and p["path"] == "/etc/sysctl.d/90-tcptune.conf"
+    winners = {o["key"]: (o["winner"]["path"], o["winner"]["line"], o["winner"]["value"]) for o in p["overrides"]}
+    assert winners == {
+        "net.ipv4.tcp_syn_retries": ("/usr/lib/sysctl.d/99-vendor.conf", 1, "5"),
+        "net.ipv4.tcp_retries2": ("/etc/sysctl.conf", 2, "7"),
+    }
+    assert p["boot_values"]["net.ipv4.tcp_syn_linear_timeouts"]["path"] == "/etc/sysctl.d/90-tcptune.conf"
+    assert tree_bytes(tree) == before
+    text = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root))
+    assert "warning: net.ipv4.tcp_syn_retries: at boot /usr/lib/sysctl.d/99-vendor.conf:1 sets 5, overriding tcptune's 2" in text.stderr
+
+
+def test_snapshots_and_rollback_with_an_empty_state_dir(tmp_path, root):
+    state = tmp_path / "state"
+    r = run("snapshots", "--state-dir", str(state))
+    assert r.returncode == 0 and "no snapshots" in r.stdout
+    r = run("snapshots", "--json", env={"TCPTUNE_STATE_DIR": str(state)})
+    assert json.loads(r.stdout) == {"state_dir": str(state), "snapshots": []}
+    r = run("rollback", "--root", str(root), "--state-dir", str(state))
+    assert r.returncode == 2 and "no snapshots" in r.stderr
+    r = run("rollback", "--dry-run", "20260101T000000Z-000000", "--root", str(root), "--state-dir", str(state))
+    assert r.returncode == 2 and "unknown snapshot" in r.stderr
