@@ -19,20 +19,35 @@ CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add NAME` bind-mounts named namespaces
 
 
+def _exists(path: Path, spec: str) -> bool:
+    try:
+        os.stat(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except PermissionError:
+        raise TcptuneError(
+            f"--netns {spec}: permission denied on {path}", ExitCode.PRIVILEGES,
+            hint="entering another process's network namespace needs root (CAP_SYS_ADMIN and CAP_SYS_PTRACE)",
+        ) from None
+    except OSError as exc:
+        raise TcptuneError(f"--netns {spec}: cannot stat {path}: {exc.strerror}", ExitCode.BAD_INPUT) from None
+
+
 def resolve_netns(spec: str) -> Path:
     """Map NAME | PID | PATH to a namespace file (no side effects besides stat)."""
     if not spec or "\x00" in spec:
         raise TcptuneError("--netns needs a name, a pid or a path", ExitCode.BAD_INPUT)
     if spec.isdigit():
         path = Path(f"/proc/{spec}/ns/net")
-        if not path.exists():
+        if not _exists(path, spec):
             raise TcptuneError(f"--netns {spec}: no process with pid {spec}", ExitCode.BAD_INPUT)
         return path
     if "/" in spec:
         path = Path(spec)
     else:
         path = Path(NETNS_RUN_DIR) / spec
-    if not path.exists():
+    if not _exists(path, spec):
         raise TcptuneError(
             f"--netns {spec}: {path} does not exist",
             ExitCode.BAD_INPUT,
