@@ -132,6 +132,16 @@ def summarize(plan: Iterable[Change]) -> dict[str, int]:
     return counts
 
 
+def short_reason(reason: str, limit: int = 72) -> str:
+    """The first sentence of a profile's reason, for a table (JSON keeps the whole text)."""
+    text = " ".join(reason.split())
+    for end in (". ", "; "):
+        if end in text:
+            text = text.split(end, 1)[0] + end.strip()
+            break
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
 def render_plan_rows(plan: Iterable[Change]) -> list[list[str]]:
     """Rows (key, current, new, status, reason) for a table a reviewer reads as a diff."""
     rows = []
@@ -145,5 +155,5 @@ def render_plan_rows(plan: Iterable[Change]) -> list[list[str]]:
         }[c.status]
         if c.status in (MISSING, READ_ONLY) and c.required:
             mark += " (required!)"
-        rows.append([c.key, current, c.new, mark, c.reason])
+        rows.append([c.key, current, c.new, mark, short_reason(c.reason)])
     return rows

@@ -315,7 +315,13 @@ def rollback_cmd(
         return
     typer.echo(
         f"rolled back: {len(res.written)} key(s) restored, {counts['same']} already had the snapshot value"
-        + (f"; restored {snap.persist['path']}" if res.persisted else "")
+        + (
+            ""
+            if not res.persisted
+            else f"; removed {snap.persist['path']} (it did not exist before)"
+            if snap.persist["before"] is None
+            else f"; restored the previous {snap.persist['path']}"
+        )
     )
 
 

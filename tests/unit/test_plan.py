@@ -127,3 +127,13 @@ def test_applying_the_plan_reaches_a_fixpoint(keys, data):
         if c.status == CHANGE:
             back[c.key] = c.new
     assert {k: back[k] and normalize_value(back[k]) for k in keys} == {k: current[k] and normalize_value(current[k]) for k in keys}
+
+
+def test_table_reason_is_the_first_sentence():
+    from tcptune.plan import short_reason
+
+    assert short_reason("Fail fast. The kernel stops at ...") == "Fail fast."
+    assert short_reason("a; b") == "a;"
+    long = "x" * 100
+    assert short_reason(long) == "x" * 69 + "..." and len(short_reason(long)) == 72
+    assert short_reason("") == ""
