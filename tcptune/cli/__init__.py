@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "inspect",  # show, explain
     "profiles",  # profiles list|show|validate, audit
     "apply",  # apply, rollback, snapshots
+    "states",  # states
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"tcptune.cli.{_name}")

@@ -1,0 +1,527 @@
+"""Netlink sock_diag (inet_diag) dumps of the TCP socket table, read without per-socket objects.
+
+HOST layer: opens netlink sockets and /proc/*/fd.
+
+Why it is shaped like this: at a million sockets the kernel's own dump is most of
+the cost (about 2.4 s here), so Python may add almost nothing per socket.  A dump
+arrives as netlink messages of ``struct nlmsghdr`` + ``struct inet_diag_msg``
+(include/uapi/linux/inet_diag.h) + attributes.  Within one dump of one socket
+kind (full sockets, TIME_WAIT socks or request socks) every message has the
+same length, so a received buffer is a strided array: ``buf[17::L]`` is the
+``idiag_state`` byte of every message, ``buf[84:].cast('I')[::L//4]`` every
+inode, and counting or grouping runs in C (bytes.count, Counter over zip).  The
+layout is proved, not assumed: the ``nlmsg_len`` and ``nlmsg_type`` of every
+message in a run are compared in bulk, and where lengths differ the buffer is
+cut into runs of equal length (a mixed buffer is still parsed correctly, only
+slower).
+
+To keep runs long, one dump is asked per socket kind, with the kernel-side
+``idiag_states`` bitmask: LISTEN (the listening hash only, with backlog
+details), SYN_RECV + TIME_WAIT (request socks and timewait socks, both sent as
+a bare inet_diag_msg: net/ipv4/inet_diag.c inet_req_diag_fill, which reports a
+TCP_NEW_SYN_RECV request sock as TCP_SYN_RECV as `ss` shows it, and
+inet_twsk_diag_fill) and everything else (full sockets, with attributes).
+Each dump of the established hash costs a walk of all its buckets, so the
+split is kept to two such walks per family.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+import time
+from collections import Counter
+from itertools import compress
+from dataclasses import dataclass, field
+
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.kernel.states import ALL_STATES_MASK, TCP_NEW_SYN_RECV, TcpState
+
+NETLINK_SOCK_DIAG = 4  # include/uapi/linux/netlink.h
+SOCK_DIAG_BY_FAMILY = 20  # include/uapi/linux/sock_diag.h
+# The pre-sock_diag request (include/uapi/linux/inet_diag.h, struct inet_diag_req).  The
+# kernel still serves it (net/ipv4/inet_diag.c inet_diag_dump_compat) with
+# sdiag_family = AF_UNSPEC: ONE walk of the hash tables returns IPv4 and IPv6 sockets,
+# where the per-family requests `ss` sends walk the established hash once per family.
+TCPDIAG_GETSOCK = 18
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_DUMP_INTR = 0x10  # the table changed while it was dumped (ss ignores it too)
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
+
+# struct inet_diag_msg offsets from the start of the netlink message (16-byte nlmsghdr):
+#   __u8 idiag_family, idiag_state, idiag_timer, idiag_retrans;
+#   struct inet_diag_sockid { __be16 sport, dport; __be32 src[4], dst[4]; __u32 if; __u32 cookie[2]; };
+#   __u32 idiag_expires, idiag_rqueue, idiag_wqueue, idiag_uid, idiag_inode;
+OFF_FAMILY = 16
+OFF_STATE = 17
+OFF_SPORT = 20
+OFF_DPORT = 22
+OFF_SRC = 24
+OFF_DST = 40
+OFF_RQUEUE = 72
+OFF_WQUEUE = 76
+OFF_INODE = 84
+MIN_MSG = 88  # nlmsghdr + inet_diag_msg
+
+# Netlink hands out at most one skb per recvmsg(); the kernel sizes dump skbs from
+# the largest buffer userspace offered, capped at 32 KiB (net/netlink/af_netlink.c
+# netlink_recvmsg: max_recvmsg_len).  A larger buffer costs nothing.
+RECV_BUF = 1 << 17
+
+# TIME_WAIT socks and request socks are both reported with no attributes (same message
+# length), so they share one dump; full sockets carry attributes (longer messages).
+_KIND_MASKS = (
+    ("listen", 1 << TcpState.LISTEN),
+    ("mini", (1 << TcpState.SYN_RECV) | (1 << TcpState.TIME_WAIT)),
+)
+_REST_MASK = ALL_STATES_MASK & ~((1 << TcpState.LISTEN) | (1 << TcpState.SYN_RECV) | (1 << TcpState.TIME_WAIT))
+
+GROUP_KEYS = ("state", "local-port", "peer", "process")
+
+
+class SockDiagUnavailable(Exception):
+    """Netlink sock_diag cannot be used here (no NETLINK_SOCK_DIAG, inet_diag not built, ...)."""
+
+
+@dataclass
+class Listener:
+    family: int
+    address: str
+    port: int
+    accept_queue: int  # idiag_rqueue = sk_ack_backlog for LISTEN (net/ipv4/tcp_diag.c tcp_diag_get_info)
+    backlog: int  # idiag_wqueue = sk_max_ack_backlog: listen() backlog capped by net.core.somaxconn
+    inode: int
+
+
+@dataclass
+class DiagTable:
+    """What one pass over the kernel's TCP table found (values only; rendering is tcptune.states)."""
+
+    counts: Counter = field(default_factory=Counter)  # TcpState value -> sockets
+    groups: Counter = field(default_factory=Counter)  # (TcpState value, key) -> sockets, when grouped
+    listeners: list = field(default_factory=list)  # Listener
+    syn_recv_by_port: Counter = field(default_factory=Counter)  # local port -> pending requests
+    orphans: int | None = None  # FIN_WAIT1/FIN_WAIT2/CLOSING/LAST_ACK without an inode, when computed
+    interrupted: bool = False  # the kernel flagged NLM_F_DUMP_INTR
+
+
+def _request(family: int, states: int, seq: int) -> bytes:
+    """A dump request; family 0 (AF_UNSPEC) means both families through TCPDIAG_GETSOCK."""
+    if family == socket.AF_UNSPEC:
+        # struct inet_diag_req: family, src_len, dst_len, ext, inet_diag_sockid (48), states, dbs
+        body = struct.pack("=BBBB", 0, 0, 0, 0) + bytes(48) + struct.pack("=II", states, 0)
+        mtype = TCPDIAG_GETSOCK
+    else:
+        # struct inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48 zero bytes)
+        body = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, states) + bytes(48)
+        mtype = SOCK_DIAG_BY_FAMILY
+    return struct.pack("=IHHII", 16 + len(body), mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
+def _reply_type(family: int) -> int:
+    return TCPDIAG_GETSOCK if family == socket.AF_UNSPEC else SOCK_DIAG_BY_FAMILY
+
+
+def open_diag_socket() -> socket.socket:
+    try:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+    except OSError as exc:
+        raise SockDiagUnavailable(f"netlink sock_diag socket: {exc.strerror}") from exc
+
+
+def iter_runs(sock: socket.socket, family: int, states: int, seq: int = 1):
+    """Send one dump request; yield (memoryview, offset, msg_len, count, flags_intr) per run of equal-length messages.
+
+    The memoryview is only valid until the next item is requested.
+    """
+    try:
+        sock.send(_request(family, states, seq))
+    except OSError as exc:
+        raise SockDiagUnavailable(f"netlink sock_diag send: {exc.strerror}") from exc
+    buf = bytearray(RECV_BUF)
+    mv = memoryview(buf)
+    unpack_hdr = struct.Struct("=IHH").unpack_from
+    rtype = _reply_type(family)
+    while True:
+        n = sock.recv_into(buf)
+        if n < 16:
+            raise TcptuneError(f"netlink sock_diag: short message ({n} bytes)", ExitCode.BAD_INPUT)
+        off = 0
+        while off < n:
+            length, mtype, flags = unpack_hdr(buf, off)
+            if length < 16 or off + length > n:
+                raise TcptuneError(f"netlink sock_diag: malformed message length {length} at {off}", ExitCode.BAD_INPUT)
+            if mtype == NLMSG_DONE:
+                return
+            if mtype == NLMSG_ERROR:
+                err = -struct.unpack_from("=i", buf, off + 16)[0]
+                if err in (errno.ENOENT, errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.EINVAL):
+                    raise SockDiagUnavailable(f"inet_diag for family {family}: {os.strerror(err)}")
+                raise TcptuneError(f"netlink sock_diag dump failed: {os.strerror(err)}", ExitCode.BAD_INPUT)
+            if mtype != rtype or length < MIN_MSG:
+                off += (length + 3) & ~3
+                continue
+            cnt = _run_length(mv, off, n, length, rtype)
+            yield mv, off, length, cnt, bool(flags & NLM_F_DUMP_INTR)
+            off += cnt * length
+
+
+def _run_length(mv: memoryview, off: int, n: int, length: int, rtype: int = SOCK_DIAG_BY_FAMILY) -> int:
+    """How many consecutive ``rtype`` messages of ``length`` bytes start at ``off``.
+
+    Checks every message's nlmsg_len and nlmsg_type with strided slices (C loops):
+    if message i has length L, message i+1 starts at off+(i+1)*L, so checking the
+    lengths at every stride proves the layout.
+    """
+    if length & 3:  # netlink messages are 4-byte aligned (NLMSG_ALIGN); a run needs whole words
+        return 1
+    hi = (n - off) // length  # at most this many fit
+    if hi <= 1:
+        return 1
+    want_len = _LEN_BYTES.get(length) or struct.pack("=I", length)
+    step = length // 4
+
+    def ok(k: int) -> bool:
+        # Only lengths are compared in bulk: a message of another type in a dump is
+        # NLMSG_DONE or NLMSG_ERROR, and the kernel ends the dump's last skb with it
+        # (net/netlink/af_netlink.c netlink_dump_done), so it can only be the last one,
+        # whose type is checked on its own.
+        last = off + (k - 1) * length
+        if mv[last + 4] | (mv[last + 5] << 8) != rtype:
+            return False
+        return mv[off : last + 4].cast("I")[::step].tobytes() == want_len * k
+
+    if ok(hi):
+        return hi
+    lo = 1  # ok(lo) holds, ok(hi) fails: binary search for the longest valid prefix
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+_LEN_BYTES = {n: struct.pack("=I", n) for n in range(MIN_MSG, 512, 4)}
+
+
+def _bytes_col(mv: memoryview, off: int, length: int, cnt: int, field_off: int) -> bytes:
+    start = off + field_off
+    return mv[start : start + (cnt - 1) * length + 1 : length].tobytes()
+
+
+def _u32_col(mv: memoryview, off: int, length: int, cnt: int, field_off: int) -> memoryview:
+    start = off + field_off
+    return mv[start : start + (cnt - 1) * length + 4].cast("I")[:: length // 4]
+
+
+def _u16_col(mv: memoryview, off: int, length: int, cnt: int, field_off: int) -> memoryview:
+    start = off + field_off
+    return mv[start : start + (cnt - 1) * length + 2].cast("H")[:: length // 2]
+
+
+_SELECT = {code: bytes(1 if i == code else 0 for i in range(256)) for code in (TcpState.SYN_RECV, TCP_NEW_SYN_RECV)}
+_ntohs = socket.ntohs
+
+
+def _port_col(mv, off, length, cnt, field_off):
+    hi = _bytes_col(mv, off, length, cnt, field_off)
+    lo = _bytes_col(mv, off, length, cnt, field_off + 1)
+    return zip(hi, lo)  # (high byte, low byte) of a big-endian port; joined after counting
+
+
+def _addr_col(mv, off, length, cnt, family):
+    if family == socket.AF_INET:
+        return _u32_col(mv, off, length, cnt, OFF_DST).tolist()
+    return zip(*(_u32_col(mv, off, length, cnt, OFF_DST + 4 * i).tolist() for i in range(4)))
+
+
+def _fmt_addr(family: int, raw) -> str:
+    import ipaddress
+
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, struct.pack("=I", raw))
+    addr = ipaddress.IPv6Address(struct.pack("=4I", *raw))
+    return str(addr.ipv4_mapped or addr)
+
+
+def _state_byte(s: int) -> int:
+    # Request socks may report TCP_NEW_SYN_RECV on some kernels; fold them into SYN_RECV.
+    return TcpState.SYN_RECV if s == TCP_NEW_SYN_RECV else s
+
+
+def dump_table(families=(socket.AF_INET, socket.AF_INET6), states: int = ALL_STATES_MASK, by: str | None = None) -> DiagTable:
+    """Count TCP sockets per state (and per group when ``by`` is given) in the current network namespace.
+
+    ``states`` is an inet_diag idiag_states bitmask (tcptune.kernel.states.states_mask).
+    ``by``: None or 'state' (counts only), 'local-port', 'peer' or 'process' (groups keyed by
+    local port, peer address string, or socket inode for the caller to map to owners).
+    Raises SockDiagUnavailable when netlink sock_diag is not usable (the caller falls back to /proc).
+    """
+    if by not in (None, "state", "local-port", "peer", "process"):
+        raise ValueError(f"unknown grouping {by!r}")
+    kinds = [(name, mask & states) for name, mask in _KIND_MASKS] + [("rest", _REST_MASK & states)]
+    kinds = [(k, m) for k, m in kinds if m]
+    both = set(families) == {socket.AF_INET, socket.AF_INET6}
+    with open_diag_socket() as sock:
+        # Both families in one walk, unless the peer address width must be known per message.
+        if both and by != "peer":
+            table = DiagTable()
+            try:
+                for seq, (kind, mask) in enumerate(kinds, 1):
+                    _dump_kind(sock, socket.AF_UNSPEC, kind, mask, seq, by, table)
+                return table
+            except SockDiagUnavailable:
+                pass  # a kernel without the compat request: per family below
+        table = DiagTable()
+        seq = 100
+        for family in families:
+            for kind, mask in kinds:
+                seq += 1
+                _dump_kind(sock, family, kind, mask, seq, by, table)
+    return table
+
+
+def _dump_kind(sock, family, kind, mask, seq, by, table: DiagTable) -> None:
+    per_state = [0] * 256
+    groups = table.groups
+    port_groups: Counter = Counter()
+    addr_groups: Counter = Counter()
+    syn_recv_ports = table.syn_recv_by_port
+    for mv, off, length, cnt, intr in iter_runs(sock, family, mask, seq):
+        if intr:
+            table.interrupted = True
+        if kind == "listen":
+            for i in range(cnt):
+                table.listeners.append(_listener(mv, off + i * length))
+        st = mv[off + OFF_STATE : off + OFF_STATE + (cnt - 1) * length + 1 : length].tobytes()
+        for s in set(st):
+            per_state[s] += st.count(s)
+        if kind == "mini":
+            # Pending requests per local port, for the listen-backlog warning.  Found with
+            # bytes.find so the cost follows the (usually few) SYN_RECV, not TIME_WAIT.
+            for code in (TcpState.SYN_RECV, TCP_NEW_SYN_RECV):
+                many = st.count(code)
+                if many > 16:  # many: select them in C (compress) from the port column
+                    sel = st.translate(_SELECT[code])
+                    for be, c in Counter(compress(_u16_col(mv, off, length, cnt, OFF_SPORT), sel)).items():
+                        syn_recv_ports[_ntohs(be)] += c
+                    continue
+                i = st.find(code) if many else -1
+                while i >= 0:
+                    o = off + i * length + OFF_SPORT
+                    syn_recv_ports[(mv[o] << 8) | mv[o + 1]] += 1
+                    i = st.find(code, i + 1)
+        if by is None or by == "state":
+            continue
+        if by == "local-port":
+            port_groups.update(zip(st, _port_col(mv, off, length, cnt, OFF_SPORT)))
+        elif by == "peer":
+            addr_groups.update(zip(st, _addr_col(mv, off, length, cnt, family)))
+        else:  # process: inode, mapped to owners by the caller
+            for (s, ino), c in Counter(zip(st, _u32_col(mv, off, length, cnt, OFF_INODE).tolist())).items():
+                groups[(_state_byte(s), ino)] += c
+    counts = table.counts
+    for s, c in enumerate(per_state):
+        if c:
+            counts[_state_byte(s)] += c
+    for (s, (h, l_)), c in port_groups.items():
+        groups[(_state_byte(s), (h << 8) | l_)] += c
+    for (s, raw), c in addr_groups.items():
+        groups[(_state_byte(s), _fmt_addr(family, raw))] += c
+
+
+def _listener(mv, o) -> Listener:
+    return Listener(
+        family=mv[o + OFF_FAMILY],
+        address=_fmt_src(mv, o),
+        port=(mv[o + OFF_SPORT] << 8) | mv[o + OFF_SPORT + 1],
+        accept_queue=struct.unpack_from("=I", mv, o + OFF_RQUEUE)[0],
+        backlog=struct.unpack_from("=I", mv, o + OFF_WQUEUE)[0],
+        inode=struct.unpack_from("=I", mv, o + OFF_INODE)[0],
+    )
+
+
+def _fmt_src(mv, o) -> str:
+    family = mv[o + OFF_FAMILY]
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, mv[o + OFF_SRC : o + OFF_SRC + 4].tobytes())
+    return socket.inet_ntop(socket.AF_INET6, mv[o + OFF_SRC : o + OFF_SRC + 16].tobytes())
+
+
+def discard_dump(families=(socket.AF_INET, socket.AF_INET6), states: int = ALL_STATES_MASK) -> int:
+    """The floor: dump requests read and thrown away.  Returns bytes read.
+
+    ``families`` (AF_INET, AF_INET6) sends one request per family, as `ss` does;
+    (AF_UNSPEC,) sends one TCPDIAG_GETSOCK request covering both.
+    """
+    total = 0
+    buf = bytearray(RECV_BUF)
+    with open_diag_socket() as sock:
+        for seq, family in enumerate(families, 1):
+            sock.send(_request(family, states, seq))
+            while True:
+                n = sock.recv_into(buf)
+                total += n
+                # The dump ends with NLMSG_DONE (20 bytes, the last message of the last skb).
+                if n >= 20 and buf[n - 20 + 4] == NLMSG_DONE and buf[n - 20 + 5] == 0 and buf[n - 20] == 20:
+                    break
+                if n >= 16 and buf[4] == NLMSG_ERROR:
+                    break
+    return total
+
+
+# -- owners: socket inode -> (pid, name) -------------------------------------------
+
+
+def socket_owners(wanted: set[int] | None = None, proc: str = "/proc") -> tuple[dict[int, tuple[int, str]], int]:
+    """Map socket inodes to (pid, command name) with one pass over /proc/*/fd.
+
+    Returns (owners, unreadable_pids).  A socket shared by several processes (fork,
+    SCM_RIGHTS) is credited to the lowest pid that holds it.  Processes whose fd
+    directory cannot be read (other users' when not root, or gone mid-scan) are
+    counted, not fatal.  ``wanted`` limits the map to these inodes (the scan still
+    reads every fd link: the kernel offers no reverse index).
+    """
+    owners: dict[int, tuple[int, str]] = {}
+    unreadable = 0
+    readlink = os.readlink
+    try:
+        pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
+    except OSError as exc:
+        raise TcptuneError(f"cannot list {proc}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+    for pid in pids:
+        fd_dir = f"{proc}/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except (PermissionError, FileNotFoundError, ProcessLookupError):
+            unreadable += 1
+            continue
+        except OSError:
+            unreadable += 1
+            continue
+        found = []
+        for fd in fds:
+            try:
+                link = readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            # sockfs names its dentries "socket:[INODE]" (net/socket.c sockfs_dname).
+            if link.startswith("socket:["):
+                ino = int(link[8:-1])
+                if wanted is None or ino in wanted:
+                    found.append(ino)
+        if not found:
+            continue
+        try:
+            with open(f"{proc}/{pid}/comm", "rb") as fh:
+                name = fh.read().decode("utf-8", "replace").strip()
+        except OSError:
+            name = "?"
+        for ino in found:
+            if ino not in owners:
+                owners[ino] = (pid, name)
+    return owners, unreadable
+
+
+def read_sockstat(proc: str = "/proc") -> dict[str, int]:
+    """The TCP line of /proc/net/sockstat: inuse, orphan, tw, alloc, mem (orphan is host-wide)."""
+    try:
+        with open(f"{proc}/net/sockstat") as fh:
+            text = fh.read()
+    except OSError:
+        return {}
+    from tcptune.procfs import parse_sockstat
+
+    return parse_sockstat(text).get("TCP", {})
+
+
+def monotonic() -> float:
+    return time.monotonic()
+
+
+# -- one sample as a tcptune.states.Summary ------------------------------------------
+
+
+def collect_summary(host, by: str | None = None, states=None, families=(socket.AF_INET, socket.AF_INET6)):
+    """Read the socket table ``host`` stands for: netlink for the live host (or --netns),
+    /proc/net/tcp{,6} for a --root snapshot or when netlink is unavailable.
+
+    ``states``: a set of TcpState (None = all).  For by='process' the groups come back
+    keyed by owner ((pid, name), tcptune.states.NO_OWNER, or None when not visible).
+    """
+    from tcptune.kernel.states import states_mask
+    from tcptune.states import ListenerInfo, Summary, normalize_counts, resolve_process_groups
+
+    if getattr(host, "kind", None) == "dump":
+        raise TcptuneError(
+            f"{host.label} holds sysctl values, not a socket table",
+            ExitCode.BAD_INPUT,
+            hint="`tcptune states` reads the live host, --netns, or --root DIR holding proc/net/tcp",
+        )
+    if by == "process" and not host.is_live:
+        raise TcptuneError(
+            f"--by process needs running processes; {host.label} is a snapshot",
+            ExitCode.BAD_INPUT,
+            hint="use --by local-port or --by peer with --root",
+        )
+    summary = None
+    if host.is_live:
+        try:
+            t = dump_table(families, states_mask(states or ()), by)
+        except SockDiagUnavailable as exc:
+            summary = _summary_from_proc(host, by, states, families)
+            summary.notes.insert(0, f"netlink sock_diag unavailable ({exc}); read /proc/net/tcp and tcp6 instead")
+        else:
+            summary = Summary(
+                source="netlink sock_diag" + ("" if host.label == "live host" else f" ({host.label})"),
+                counts=normalize_counts(t.counts),
+                groups=t.groups,
+                listeners=[ListenerInfo(x.address, x.port, x.accept_queue, x.backlog, x.inode) for x in t.listeners],
+                syn_recv_by_port=t.syn_recv_by_port,
+            )
+            # /proc/net/sockstat "orphan" is tcp_orphan_count, the host-wide number the
+            # kernel compares with tcp_max_orphans (net/ipv4/tcp.c tcp_check_oom).
+            summary.orphans = read_sockstat().get("orphan")
+            if t.interrupted:
+                summary.notes.append("the kernel flagged the dump as interrupted (sockets changed while it was read)")
+    else:
+        summary = _summary_from_proc(host, by, states, families)
+    if by == "process":
+        wanted = {ino for (_s, ino) in summary.groups if ino}
+        owners, _unreadable = socket_owners(wanted)
+        summary.groups = resolve_process_groups(summary.groups, owners)
+    return summary
+
+
+def _summary_from_proc(host, by, states, families):
+    from tcptune.procfs import parse_proc_net_tcp
+    from tcptune.states import summarize_rows
+
+    rows, notes, read = [], [], []
+    for family, rel in ((socket.AF_INET, "net/tcp"), (socket.AF_INET6, "net/tcp6")):
+        if family not in families:
+            continue
+        text = host.read_proc_text(rel)
+        if text is None:
+            continue
+        path = str(host.proc_path(rel))
+        read.append(path)
+        r, warns = parse_proc_net_tcp(text, family, source=path)
+        rows.extend(r)
+        notes.extend(str(w) for w in warns)
+    if not read:
+        raise TcptuneError(
+            f"{host.label}: no proc/net/tcp or proc/net/tcp6 to read",
+            ExitCode.BAD_INPUT,
+            hint="a --root snapshot needs proc/net/tcp (copy /proc/net/tcp and tcp6 into DIR/proc/net/)",
+        )
+    summary = summarize_rows(rows, by, states, source=" + ".join(read))
+    summary.notes.extend(notes)
+    return summary

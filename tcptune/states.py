@@ -1,0 +1,308 @@
+"""TCP state histograms: aggregation, grouping, warnings tied to settings, data for rendering (pure).
+
+Sources (netlink in tcptune.sockdiag, /proc text in tcptune.procfs) hand over counts and
+groups; setting values and owner maps come in as plain values.  Nothing here reads the
+machine or the clock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from tcptune.kernel.states import STATE_NAMES, TcpState, state_from_kernel
+
+# Warn when a count reaches this fraction of the limit that governs it.
+NEAR_LIMIT = 0.8
+# A listener whose pending requests reach this fraction of its backlog.
+BACKLOG_FRACTION = 0.5
+MIN_PENDING = 16  # below this many pending requests a full-looking queue is noise
+CLOSE_WAIT_PER_PROCESS = 100  # CLOSE_WAIT sockets held by one process worth a warning
+
+GROUP_BYS = ("state", "local-port", "peer", "process")
+NO_OWNER = "(no owner)"  # TIME_WAIT, request socks, orphans: inode 0 (no struct socket left)
+UNKNOWN_OWNER = "(owner not visible)"  # inode not found in any readable /proc/*/fd
+
+ORPHAN_STATES = (TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.CLOSING, TcpState.LAST_ACK)
+
+SETTING_KEYS = (
+    "net.ipv4.tcp_max_tw_buckets",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.tcp_max_orphans",
+    "net.ipv4.tcp_max_syn_backlog",
+    "net.core.somaxconn",
+    "net.ipv4.tcp_fin_timeout",
+)
+
+
+@dataclass
+class ListenerInfo:
+    address: str
+    port: int
+    accept_queue: int
+    backlog: int | None  # sk_max_ack_backlog; None from /proc (not printed there)
+    inode: int = 0
+
+
+@dataclass
+class Summary:
+    """One sample of the socket table, whatever the source."""
+
+    source: str
+    counts: dict = field(default_factory=dict)  # TcpState -> sockets
+    groups: Counter = field(default_factory=Counter)  # (TcpState, key) -> sockets
+    listeners: list = field(default_factory=list)  # ListenerInfo
+    syn_recv_by_port: Counter = field(default_factory=Counter)
+    orphans: int | None = None  # sockets the kernel counts against tcp_max_orphans
+    notes: list = field(default_factory=list)  # strings: malformed /proc lines, interrupted dumps
+
+
+@dataclass(frozen=True)
+class Warning_:
+    key: str
+    message: str
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "message": self.message}
+
+
+def normalize_counts(raw) -> dict[TcpState, int]:
+    """Kernel state numbers (or TcpState) -> all eleven TcpState with zeros filled in."""
+    out = {s: 0 for s in TcpState}
+    for k, v in dict(raw).items():
+        s = state_from_kernel(int(k))
+        if s is not None:
+            out[s] += int(v)
+    return out
+
+
+def summarize_rows(rows: Iterable, by: str | None, states: set | None = None, source: str = "/proc") -> Summary:
+    """Aggregate tcptune.procfs.TcpRow rows (both files) into a Summary.
+
+    ``states``: a set of TcpState to keep (None = all).  ``by`` as in GROUP_BYS; for
+    'process' groups are keyed by inode (the caller maps inodes to owners).
+    """
+    counts: Counter = Counter()
+    groups: Counter = Counter()
+    syn_recv: Counter = Counter()
+    listeners = []
+    orphans = 0
+    for r in rows:
+        s = state_from_kernel(r.state)
+        if s is None or (states and s not in states):
+            continue
+        counts[s] += 1
+        if s == TcpState.LISTEN:
+            listeners.append(ListenerInfo(r.local_address, r.local_port, r.rx_queue, None, r.inode))
+        elif s == TcpState.SYN_RECV:
+            syn_recv[r.local_port] += 1
+        if s in ORPHAN_STATES and r.inode == 0:
+            orphans += 1
+        if by in (None, "state"):
+            continue
+        key = {"local-port": r.local_port, "peer": r.remote_address, "process": r.inode}[by]
+        groups[(s, key)] += 1
+    return Summary(source, normalize_counts(counts), groups, listeners, syn_recv, orphans)
+
+
+def _int(value) -> int | None:
+    try:
+        return int(str(value).split()[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def owner_label(owner) -> str:
+    if owner is None:
+        return UNKNOWN_OWNER
+    if owner == NO_OWNER:
+        return NO_OWNER
+    pid, name = owner
+    return f"{name}[{pid}]"
+
+
+def resolve_process_groups(groups: Counter, owners: dict) -> Counter:
+    """(state, inode) groups -> (state, owner) where owner is (pid, name), NO_OWNER or None (not visible)."""
+    out: Counter = Counter()
+    for (s, ino), c in groups.items():
+        out[(s, NO_OWNER if ino == 0 else owners.get(ino))] += c
+    return out
+
+
+def check_warnings(summary: Summary, settings: dict, close_wait_threshold: int = CLOSE_WAIT_PER_PROCESS, by: str | None = None) -> list[Warning_]:
+    """Warnings that tie what the table shows to the setting that governs it.
+
+    ``settings`` maps SETTING_KEYS to their values (str or int; None when unknown).
+    For by='process', ``summary.groups`` must already be keyed by owner.
+    """
+    c = summary.counts
+    out: list[Warning_] = []
+    tw, tw_max = c.get(TcpState.TIME_WAIT, 0), _int(settings.get("net.ipv4.tcp_max_tw_buckets"))
+    if tw_max is not None and tw and tw >= NEAR_LIMIT * tw_max:
+        # net/ipv4/inet_timewait_sock.c inet_twsk_alloc: no TIME_WAIT sock once
+        # tw_refcount reaches sysctl_max_tw_buckets; tcp_time_wait() then closes the
+        # socket at once ("TCP: time wait bucket table overflow", TCPTimeWaitOverflow).
+        out.append(Warning_(
+            "net.ipv4.tcp_max_tw_buckets",
+            f"{tw} TIME_WAIT sockets are {tw / tw_max:.0%} of net.ipv4.tcp_max_tw_buckets={tw_max}; beyond it the "
+            "kernel skips TIME_WAIT (\"time wait bucket table overflow\"), risking old duplicates on reused 4-tuples",
+        ))
+    syncookies = _int(settings.get("net.ipv4.tcp_syncookies"))
+    max_syn = _int(settings.get("net.ipv4.tcp_max_syn_backlog"))
+    somaxconn = _int(settings.get("net.core.somaxconn"))
+    backlog_of = {}
+    for lst in summary.listeners:
+        if lst.backlog is not None:
+            backlog_of[lst.port] = min(backlog_of.get(lst.port, lst.backlog), lst.backlog)
+    for port, pending in sorted(summary.syn_recv_by_port.items()):
+        if pending < MIN_PENDING:
+            continue
+        backlog = backlog_of.get(port)
+        if backlog and pending >= BACKLOG_FRACTION * backlog:
+            # net/ipv4/tcp_input.c tcp_conn_request: a full request queue
+            # (inet_csk_reqsk_queue_is_full: qlen >= sk_max_ack_backlog) means syncookies
+            # or, with tcp_syncookies=0, dropped SYNs.  The backlog is listen()'s, capped
+            # by net.core.somaxconn.
+            capped = somaxconn is not None and backlog >= somaxconn
+            out.append(Warning_(
+                "net.core.somaxconn",
+                f"port {port}: {pending} pending connections (SYN_RECV) fill {pending / backlog:.0%} of its listen "
+                f"backlog {backlog}" + (f" (capped by net.core.somaxconn={somaxconn})" if capped else
+                                        " (set by the application's listen(); net.core.somaxconn caps it)"),
+            ))
+        if syncookies == 0 and max_syn and pending >= BACKLOG_FRACTION * max_syn:
+            # tcp_conn_request without syncookies drops SYNs from unproven peers once
+            # max_syn_backlog - qlen < max_syn_backlog / 4.
+            out.append(Warning_(
+                "net.ipv4.tcp_syncookies",
+                f"port {port}: {pending} SYN_RECV with net.ipv4.tcp_syncookies=0; at 3/4 of "
+                f"net.ipv4.tcp_max_syn_backlog={max_syn} the kernel drops new SYNs instead of answering with cookies",
+            ))
+    if syncookies == 0 and not summary.syn_recv_by_port and max_syn:
+        total = c.get(TcpState.SYN_RECV, 0)
+        if total >= max(MIN_PENDING, BACKLOG_FRACTION * max_syn):
+            out.append(Warning_(
+                "net.ipv4.tcp_syncookies",
+                f"{total} SYN_RECV with net.ipv4.tcp_syncookies=0 and net.ipv4.tcp_max_syn_backlog={max_syn}",
+            ))
+    cw = c.get(TcpState.CLOSE_WAIT, 0)
+    if by == "process":
+        per_owner: Counter = Counter()
+        for (s, owner), n in summary.groups.items():
+            if s == TcpState.CLOSE_WAIT and owner not in (None, NO_OWNER):
+                per_owner[owner] += n
+        for owner, n in per_owner.most_common():
+            if n < close_wait_threshold:
+                break
+            out.append(Warning_(
+                "application",
+                f"{owner_label(owner)} holds {n} CLOSE_WAIT sockets: the peer closed and this process never called "
+                "close(); no sysctl reclaims them, fix or restart the application",
+            ))
+    elif cw >= close_wait_threshold:
+        out.append(Warning_(
+            "application",
+            f"{cw} CLOSE_WAIT sockets: peers closed and the application has not called close(); "
+            "`tcptune states --by process --state CLOSE_WAIT` shows which process holds them",
+        ))
+    orphans, max_orphans = summary.orphans, _int(settings.get("net.ipv4.tcp_max_orphans"))
+    if orphans is not None and max_orphans and orphans >= NEAR_LIMIT * max_orphans:
+        # net/ipv4/tcp.c tcp_check_oom: past tcp_max_orphans orphans are reset
+        # ("too many orphaned sockets").
+        fin = _int(settings.get("net.ipv4.tcp_fin_timeout"))
+        out.append(Warning_(
+            "net.ipv4.tcp_max_orphans",
+            f"{orphans} orphaned sockets ({c.get(TcpState.FIN_WAIT2, 0)} in FIN_WAIT2) are {orphans / max_orphans:.0%} "
+            f"of net.ipv4.tcp_max_orphans={max_orphans}; beyond it the kernel resets them"
+            + (f" (FIN_WAIT2 orphans live net.ipv4.tcp_fin_timeout={fin} s)" if fin is not None else ""),
+        ))
+    return out
+
+
+def group_label(by: str, key) -> str:
+    if by == "process":
+        return owner_label(key)
+    if by == "state":
+        return key.name
+    return str(key)
+
+
+def build_groups(summary: Summary, by: str, top: int | None) -> list[dict]:
+    """Groups sorted by total (desc), each {'key', 'total', 'states'} (+ 'pid', 'name' for process)."""
+    if by == "state":
+        items = [(s, {s: n}) for s, n in summary.counts.items() if n]
+    else:
+        per: dict = {}
+        for (s, key), n in summary.groups.items():
+            per.setdefault(key, Counter())[s] += n
+        items = list(per.items())
+    rows = []
+    for key, states in items:
+        total = sum(states.values())
+        g = {"key": group_label(by, key), "total": total,
+             "states": {s.name: states[s] for s in TcpState if states.get(s)}}
+        if by == "process":
+            g["pid"] = key[0] if isinstance(key, tuple) else None
+            g["name"] = key[1] if isinstance(key, tuple) else None
+        if by == "local-port":
+            g["port"] = key
+        rows.append(g)
+    rows.sort(key=lambda g: (-g["total"], g["key"]))
+    return rows[:top] if top else rows
+
+
+def build_report(summary: Summary, warnings: list, by: str | None = None, top: int | None = None,
+                 previous: dict | None = None) -> dict:
+    """The JSON-ready report (shape documented in tcptune(8))."""
+    states = {name: summary.counts.get(TcpState[name], 0) for name in STATE_NAMES}
+    report = {"source": summary.source, "states": states, "total": sum(states.values())}
+    if by:
+        report["by"] = by
+        report["groups"] = build_groups(summary, by, top)
+    if previous is not None:
+        report["changes"] = {k: states[k] - previous.get(k, 0) for k in STATE_NAMES}
+    report["warnings"] = [w.to_json() for w in warnings]
+    if summary.notes:
+        report["notes"] = list(summary.notes)
+    return report
+
+
+def bar(value: int, maximum: int, width: int, unicode: bool = True) -> str:
+    """A horizontal bar: value/maximum of ``width`` cells (eighth blocks in unicode, '#' in ASCII)."""
+    if maximum <= 0 or value <= 0 or width <= 0:
+        return ""
+    if not unicode:
+        return "#" * max(1, round(width * value / maximum))
+    eighths = max(1, round(8 * width * value / maximum))
+    full, part = divmod(eighths, 8)
+    return "\u2588" * full + ("" if not part else "\u2588\u2589\u258a\u258b\u258c\u258d\u258e\u258f"[8 - part])
+
+
+def histogram_rows(report: dict, width: int = 40, unicode: bool = True, show_zero: bool = True) -> list[list]:
+    """Rows [state, count, (change,) bar] for the state table."""
+    states = report["states"]
+    peak = max(states.values(), default=0)
+    changes = report.get("changes")
+    rows = []
+    for name in STATE_NAMES:
+        n = states[name]
+        if not n and not show_zero:
+            continue
+        row = [name, n]
+        if changes is not None:
+            row.append(f"{changes[name]:+d}")
+        row.append(bar(n, peak, width, unicode))
+        rows.append(row)
+    return rows
+
+
+def group_rows(report: dict, width: int = 30, unicode: bool = True) -> list[list]:
+    """Rows [key, total, top states, bar] for the --by table."""
+    groups = report.get("groups", [])
+    peak = max((g["total"] for g in groups), default=0)
+    rows = []
+    for g in groups:
+        top_states = ", ".join(f"{k} {v}" for k, v in sorted(g["states"].items(), key=lambda kv: -kv[1])[:3])
+        rows.append([g["key"], g["total"], top_states, bar(g["total"], peak, width, unicode)])
+    return rows
