@@ -1,0 +1,386 @@
+"""Pure models of the kernel's TCP timers: what a probe should see, and the comparison.
+
+Each ``predict_*`` takes setting values (never a path, a socket or the clock) and
+returns a :class:`Prediction`: the events a probe should observe, each with its
+time ``t`` in seconds from the probe's first packet, and when the kernel gives up.
+
+The rules are those of Linux 6.x (net/ipv4/tcp_timer.c, inet_connection_sock.c,
+tcp.c, tcp_input.c, tcp_minisocks.c, tcp_ipv4.c); where a rule changed across
+versions the caller passes the value that the running kernel has (a sysctl that is
+absent is passed as None).  The probes in tcptune.probe check these models against
+the running kernel; on this machine's 6.18 they agree.
+
+Timer slack: TCP's timers are ordinary timer-wheel timers (kernel/time/timer.c),
+which never fire early but are rounded *up* to the granularity of the wheel level
+the delay falls in: 1 jiffy for delays under 63 jiffies, then 8x coarser per level
+(at HZ=250 a 1 s timer may fire up to 32 ms late, a 4 s one up to 256 ms late,
+a 32 s one up to 2 s late).  :func:`timer_slack` computes that bound, and
+:func:`compare` allows it on the late side of each timer-driven event, on top of
+the stated tolerance max(30 ms, 3 %).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+# include/net/tcp.h
+TCP_TIMEOUT_INIT = 1.0  # initial RTO of a SYN / SYN-ACK (tcp_timeout_init() without BPF)
+TCP_RTO_MAX = 120.0  # default cap; tcp_rto_max_ms (6.15+) makes it per-netns
+TCP_TIMEWAIT_LEN = 60.0  # TIME_WAIT length; not a sysctl (tcp_fin_timeout is NOT it)
+
+DEFAULT_ABS_TOL = 0.030
+DEFAULT_REL_TOL = 0.03
+# The HZ values kernels are built with; when the running kernel's HZ is unknown the
+# slack allowed is the worst of these.
+COMMON_HZ = (100, 250, 300, 1000)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing a probe sees: a packet or a socket-level outcome."""
+
+    t: float  # seconds from the probe's first packet
+    what: str  # e.g. "syn", "syn_retransmit", "connect_timeout"
+    n: int = 0  # ordinal among events of the same kind (retransmission 1, 2, ...)
+    timer: float = 0.0  # length of the kernel timer whose expiry causes it (0: not timer driven)
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        d = {"t": round(self.t, 6), "what": self.what, "n": self.n}
+        if self.detail:
+            d["detail"] = self.detail
+        return d
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probe: str
+    settings: dict
+    events: tuple[Event, ...]
+    give_up: float | None  # when the kernel gives up (None: never, within the model)
+    give_up_what: str = ""
+    notes: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- timer slack
+def timer_slack(delay: float, hz: int | None) -> float:
+    """Worst-case lateness (s) of a timer-wheel timer armed ``delay`` seconds ahead.
+
+    kernel/time/timer.c: LVL_CLK_SHIFT=3, LVL_BITS=6; level n starts at
+    LVL_START(n) = 63 << 3(n-1) jiffies and has granularity 8^n jiffies; the expiry
+    is rounded up to the next slot of its level (calc_index()), so a timer fires
+    between 0 and one granularity late.  ``hz`` None: the worst over COMMON_HZ.
+    """
+    if delay <= 0:
+        return 0.0
+    if hz is None:
+        return max(timer_slack(delay, h) for h in COMMON_HZ)
+    jiffies = delay * hz
+    level = 0
+    while level < 8 and jiffies >= (63 << (3 * level)):
+        level += 1
+    gran = 1 << (3 * level)
+    return gran / hz
+
+
+# --------------------------------------------------------------------------- SYN
+def model_timeout(boundary: int, rto_base: float, rto_max: float) -> float:
+    """tcp_model_timeout() in net/ipv4/tcp_timer.c: the time a doubling schedule
+    starting at ``rto_base`` and capped at ``rto_max`` takes for ``boundary``
+    retransmissions.  It ignores tcp_syn_linear_timeouts, which is why a SYN with
+    linear timeouts can hit this time cap before its retry count."""
+    ratio = int(round(rto_max * 1000)) // int(round(rto_base * 1000))
+    thresh = ratio.bit_length() - 1 if ratio > 0 else 0  # ilog2()
+    if boundary <= thresh:
+        return ((2 << boundary) - 1) * rto_base
+    return ((2 << thresh) - 1) * rto_base + (boundary - thresh) * rto_max
+
+
+def predict_syn(
+    syn_retries: int,
+    linear_timeouts: int | None = None,
+    rto_max: float | None = None,
+    *,
+    rto_init: float = TCP_TIMEOUT_INIT,
+    hz: int | None = None,
+) -> Prediction:
+    """An unanswered connect(): the client's SYN retransmissions and ETIMEDOUT.
+
+    net/ipv4/tcp_timer.c (6.5+):
+    - tcp_retransmit_timer(): after each retransmission ``total_rto`` counts up;
+      the RTO stays at its initial 1 s while ``total_rto <= tcp_syn_linear_timeouts``
+      in SYN_SENT, then doubles (``min(rto << 1, tcp_rto_max)``).
+    - tcp_write_timeout(), run when the timer fires, before retransmitting: give up
+      when ``retransmits >= tcp_syn_retries + tcp_syn_linear_timeouts`` or when
+      retransmits_timed_out(): time since the first SYN >= tcp_model_timeout(
+      tcp_syn_retries, 1 s), the doubling schedule's length, linear or not.
+    ``linear_timeouts`` None: a kernel before 6.5 (no such sysctl, pure doubling).
+    ``rto_max`` None: 120 s (TCP_RTO_MAX; tcp_rto_max_ms appeared in 6.15).
+    """
+    if syn_retries < 1 or syn_retries > 127:
+        raise ValueError(f"tcp_syn_retries={syn_retries} is outside 1..127")
+    lin = linear_timeouts or 0
+    cap = TCP_RTO_MAX if rto_max is None else rto_max
+    max_retx = syn_retries + lin  # linear timeouts add to the count in SYN_SENT only
+    time_cap = model_timeout(syn_retries, rto_init, cap)
+    events = [Event(0.0, "syn")]
+    t, rto, retx = 0.0, min(rto_init, cap), 0
+    while True:
+        t += rto  # timer fires
+        if retx >= max_retx or (retx > 0 and t >= time_cap - 1e-9):
+            why = "retry count" if retx >= max_retx else f"time cap {time_cap:g} s (tcp_model_timeout)"
+            events.append(Event(t, "connect_timeout", 0, rto, f"ETIMEDOUT after {retx} retransmissions ({why})"))
+            break
+        retx += 1
+        events.append(Event(t, "syn_retransmit", retx, rto))
+        if retx > lin:  # total_rto > tcp_syn_linear_timeouts: exponential from here
+            rto = min(rto * 2, cap)
+    settings = {"tcp_syn_retries": syn_retries, "tcp_syn_linear_timeouts": linear_timeouts, "rto_max_s": cap,
+                "initial_rto_s": rto_init, "time_cap_s": time_cap}
+    notes = (f"gives up at the first timer expiry with >= {max_retx} retransmissions or >= {time_cap:g} s since the first SYN",)
+    return Prediction("syn", settings, tuple(events), t, "connect_timeout", notes)
+
+
+def predict_syn_textbook(syn_retries: int) -> Prediction:
+    """The schedule the old tutorials print (1, 2, 4, ... s, give up after the last
+    doubling): a deliberately naive model, used to show that a probe says 'differs'."""
+    events = [Event(0.0, "syn")]
+    t, rto = 0.0, 1.0
+    for k in range(1, syn_retries + 1):
+        t += rto
+        events.append(Event(t, "syn_retransmit", k, rto))
+        rto *= 2
+    t += rto
+    events.append(Event(t, "connect_timeout", 0, rto, "textbook"))
+    return Prediction("syn", {"tcp_syn_retries": syn_retries, "model": "textbook"}, tuple(events), t, "connect_timeout")
+
+
+# --------------------------------------------------------------------------- SYN-ACK
+def predict_synack(
+    synack_retries: int, rto_max: float | None = None, *, rto_init: float = TCP_TIMEOUT_INIT, hz: int | None = None
+) -> Prediction:
+    """A request sitting in SYN_RECV whose final ACK never arrives.
+
+    net/ipv4/inet_connection_sock.c reqsk_timer_handler(): at each expiry,
+    syn_ack_recalc() expires the request when ``num_timeout >= tcp_synack_retries``
+    (no TCP_DEFER_ACCEPT; one request, so the queue-pressure pruning is not
+    involved); otherwise inet_rtx_syn_ack() resends and the timer is re-armed for
+    reqsk_timeout() = min(1 s << num_timeout, rto max).  No linear phase here.
+    """
+    if synack_retries < 0 or synack_retries > 255:
+        raise ValueError(f"tcp_synack_retries={synack_retries} is outside 0..255")
+    cap = TCP_RTO_MAX if rto_max is None else rto_max
+    events = [Event(0.0, "synack")]
+    t, num_timeout = 0.0, 0
+    delay = min(rto_init, cap)
+    while True:
+        t += delay
+        if num_timeout >= synack_retries:
+            events.append(Event(t, "request_dropped", 0, delay, f"after {num_timeout} SYN-ACK retransmissions"))
+            break
+        events.append(Event(t, "synack_retransmit", num_timeout + 1, delay))
+        num_timeout += 1
+        delay = min(rto_init * (1 << num_timeout), cap)
+    settings = {"tcp_synack_retries": synack_retries, "rto_max_s": cap, "initial_rto_s": rto_init}
+    return Prediction("synack", settings, tuple(events), t, "request_dropped")
+
+
+# --------------------------------------------------------------------------- FIN_WAIT2
+def fin_time(fin_timeout: float, rto: float) -> float:
+    """tcp_fin_time() in include/net/tcp.h: max(tcp_fin_timeout, 3.5 * RTO)
+    (``(rto << 2) - (rto >> 1)``), linger2 unset."""
+    return max(float(fin_timeout), 3.5 * rto)
+
+
+def predict_fin_timeout(fin_timeout: float, rto: float = 0.2, *, hz: int | None = None) -> Prediction:
+    """An orphaned socket (closed by its owner) whose peer ACKs the FIN but never
+    sends its own: how long it stays in FIN_WAIT2.
+
+    net/ipv4/tcp_input.c tcp_rcv_state_process(), case TCP_FIN_WAIT1, when the ACK
+    of our FIN arrives on an orphan: tmo = tcp_fin_time(); if tmo <= TCP_TIMEWAIT_LEN
+    the socket becomes a timewait socket in substate FIN_WAIT2 living tmo
+    (tcp_time_wait(), which also floors the time at 3.5 * RTO); otherwise the full
+    socket keeps a keepalive timer of tmo - 60 s and tcp_keepalive_timer() then
+    calls tcp_time_wait(sk, TCP_FIN_WAIT2, tcp_fin_time() - 60 s) again, so the total
+    is (tmo - 60) + max(tmo - 60, 3.5 * RTO), not tmo.
+    Events: "fin" (t=0), "fin_acked" (FIN_WAIT2 begins, ~0 on loopback),
+    "fin_wait2_expired" (the socket is gone; no packet is sent).
+    """
+    tmo = fin_time(fin_timeout, rto)
+    events = [Event(0.0, "fin"), Event(0.0, "fin_acked")]
+    if tmo <= TCP_TIMEWAIT_LEN:
+        life = tmo
+        events.append(Event(life, "fin_wait2_expired", 0, life, f"timewait socket in FIN_WAIT2 for {tmo:g} s"))
+        note = f"lifetime = max(tcp_fin_timeout, 3.5 x RTO) = max({fin_timeout:g}, {3.5 * rto:.3f}) = {tmo:g} s"
+    else:
+        first = tmo - TCP_TIMEWAIT_LEN
+        second = max(first, 3.5 * rto)
+        life = first + second
+        events.append(Event(life, "fin_wait2_expired", 0, second,
+                            f"keepalive timer {first:g} s, then timewait FIN_WAIT2 {second:g} s"))
+        note = (f"tcp_fin_time() = {tmo:g} s > 60 s: the kernel waits {first:g} s as a full socket and "
+                f"then {second:g} s as a timewait socket, {life:g} s in all")
+    settings = {"tcp_fin_timeout": fin_timeout, "rto_s": rto}
+    return Prediction("fin-timeout", settings, tuple(events), life, "fin_wait2_expired", (note,))
+
+
+# --------------------------------------------------------------------------- keepalive
+def predict_keepalive(keepalive_time: float, keepalive_intvl: float, keepalive_probes: int, *,
+                      hz: int | None = None) -> Prediction:
+    """An idle ESTABLISHED socket with SO_KEEPALIVE (no TCP_KEEP* overrides, no
+    TCP_USER_TIMEOUT) whose peer stops answering.
+
+    net/ipv4/tcp_timer.c tcp_keepalive_timer(): the first probe goes out
+    keepalive_time after the last segment received (the handshake); then one every
+    keepalive_intvl; when a timer fires with ``probes_out >= keepalive_probes`` the
+    kernel sends a RST and the socket fails with ETIMEDOUT.
+    Events: "established" (t=0), "keepalive_probe" 1..N, "reset_timeout".
+    """
+    events = [Event(0.0, "established")]
+    t = float(keepalive_time)
+    delay = float(keepalive_time)
+    for k in range(1, keepalive_probes + 1):
+        events.append(Event(t, "keepalive_probe", k, delay))
+        delay = float(keepalive_intvl)
+        t += delay
+    events.append(Event(t, "reset_timeout", 0, delay, f"RST and ETIMEDOUT after {keepalive_probes} unanswered probes"))
+    settings = {"tcp_keepalive_time": keepalive_time, "tcp_keepalive_intvl": keepalive_intvl,
+                "tcp_keepalive_probes": keepalive_probes}
+    return Prediction("keepalive", settings, tuple(events), t, "reset_timeout")
+
+
+# --------------------------------------------------------------------------- TIME_WAIT reuse
+def predict_tw_reuse(tw_reuse: int, timestamps: int, reuse_delay_ms: int | None, *, loopback: bool = True,
+                     hz: int | None = None) -> Prediction:
+    """Can connect() pick a local port whose 4-tuple sits in TIME_WAIT, and when?
+
+    net/ipv4/tcp_ipv4.c tcp_twsk_unique(): reuse needs the TIME_WAIT socket to hold a
+    peer timestamp (tcp_timestamps on for the old connection) and tcp_tw_reuse
+    1, or 2 with a loopback address; since 6.13 only once tcp_tw_reuse_delay ms
+    have passed since the socket entered TIME_WAIT (before: after the next
+    one-second tick of the timestamp clock).  Otherwise the 4-tuple frees when the
+    TIME_WAIT socket dies, TCP_TIMEWAIT_LEN = 60 s after it was created.
+    Events: "fin" (t=0), "time_wait" (~0), "reuse_ok".
+    """
+    enabled = tw_reuse == 1 or (tw_reuse == 2 and loopback)
+    can = enabled and timestamps != 0
+    events = [Event(0.0, "fin"), Event(0.0, "time_wait")]
+    if can:
+        if reuse_delay_ms is None:
+            t, detail, timer = 1.0, "after the next second of the timestamp clock (pre-6.13)", 1.0
+        else:
+            t, detail, timer = reuse_delay_ms / 1000.0, f"tcp_tw_reuse_delay {reuse_delay_ms} ms", 0.0
+        events.append(Event(t, "reuse_ok", 0, timer, detail))
+        note = f"reuse allowed {detail}"
+    else:
+        why = []
+        if not enabled:
+            why.append(f"tcp_tw_reuse={tw_reuse}" + (" (loopback only, this is not loopback)" if tw_reuse == 2 else ""))
+        if timestamps == 0:
+            why.append("tcp_timestamps=0 (no peer timestamp in the TIME_WAIT socket)")
+        t = TCP_TIMEWAIT_LEN
+        events.append(Event(t, "reuse_ok", 0, TCP_TIMEWAIT_LEN, "only when TIME_WAIT ends (60 s)"))
+        note = "no reuse: " + ", ".join(why) + "; the 4-tuple is free when TIME_WAIT ends after 60 s"
+    settings = {"tcp_tw_reuse": tw_reuse, "tcp_timestamps": timestamps, "tcp_tw_reuse_delay": reuse_delay_ms,
+                "loopback": loopback}
+    return Prediction("tw-reuse", settings, tuple(events), t, "reuse_ok", (note,))
+
+
+# --------------------------------------------------------------------------- comparison
+@dataclass(frozen=True)
+class Tolerance:
+    abs_s: float = DEFAULT_ABS_TOL
+    rel: float = DEFAULT_REL_TOL
+    hz: int | None = None  # for timer slack; None: worst over COMMON_HZ
+    poll_s: float = 0.0  # extra lateness allowed for events seen by polling
+
+    def window(self, ev: Event, gap: float) -> tuple[float, float]:
+        """(early, late) allowed for an event ``gap`` s after the previous one."""
+        tol = max(self.abs_s, self.rel * abs(gap))
+        late = tol + timer_slack(ev.timer, self.hz) + self.poll_s
+        return tol, late
+
+    def as_dict(self) -> dict:
+        return {"abs_s": self.abs_s, "rel": self.rel, "hz": self.hz, "poll_s": self.poll_s,
+                "rule": "each event's delay after the previous one may be early by max(abs_s, rel x delay) and late "
+                        "by that plus the timer-wheel slack of its timer at hz (plus poll_s when polled)"}
+
+
+@dataclass
+class Comparison:
+    rows: list[dict] = field(default_factory=list)
+    verdict: str = "matches"  # matches | differs | not_observed
+    reason: str = ""
+    unobserved: list[dict] = field(default_factory=list)  # predicted beyond the observation window
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _key(ev: Event) -> tuple[str, int]:
+    return (ev.what, ev.n)
+
+
+def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], tol: Tolerance,
+            window: float | None = None, ignore: tuple[str, ...] = (), absence_is_evidence: bool = False) -> Comparison:
+    """Pair predicted with observed events by (what, n) and check every delay.
+
+    Events predicted after ``window`` s (the time the probe could watch) are listed
+    as unobserved, not failed, unless one was observed anyway.  Observed events that
+    no prediction has (e.g. a fourth retransmission) make the verdict 'differs'.
+    Kinds in ``ignore`` are neither required nor counted as extra (used when a
+    source, like a pcap, cannot see socket-level outcomes).  When only the t=0
+    anchors could be compared the verdict is 'not_observed', unless
+    ``absence_is_evidence`` (seeing nothing in the window is what was predicted and
+    is itself the check, e.g. no TIME_WAIT reuse before 60 s).
+    """
+    cmp = Comparison()
+    obs_by_key: dict[tuple[str, int], Event] = {}
+    for ev in observed:
+        obs_by_key.setdefault(_key(ev), ev)
+    used: set[tuple[str, int]] = set()
+    prev_pred, prev_obs = 0.0, 0.0
+    first_bad = ""
+    for ev in sorted(predicted, key=lambda e: e.t):
+        if ev.what in ignore:
+            continue
+        ob = obs_by_key.get(_key(ev))
+        if ob is None and window is not None and ev.t > window:
+            cmp.unobserved.append(ev.as_dict())
+            continue
+        gap = ev.t - prev_pred
+        early, late = tol.window(ev, gap)
+        row = {"what": ev.what, "n": ev.n, "predicted_t": round(ev.t, 6), "observed_t": None,
+               "error_s": None, "allowed_early_s": round(early, 6), "allowed_late_s": round(late, 6), "ok": False}
+        if ob is None:
+            row["problem"] = "not observed"
+        else:
+            used.add(_key(ev))
+            err = (ob.t - prev_obs) - gap
+            row.update(observed_t=round(ob.t, 6), error_s=round(err, 6), ok=-early <= err <= late)
+            if not row["ok"]:
+                row["problem"] = "late" if err > 0 else "early"
+            prev_pred, prev_obs = ev.t, ob.t
+        if not row["ok"] and not first_bad:
+            first_bad = f"{ev.what}" + (f" #{ev.n}" if ev.n else "") + f": {row['problem']}"
+            if row["error_s"] is not None:
+                first_bad += f" by {abs(row['error_s']):.3f} s (predicted {ev.t:.3f} s, observed {ob.t:.3f} s)"
+        cmp.rows.append(row)
+    for ev in observed:
+        if _key(ev) in used or ev.what in ignore:
+            continue
+        if any(_key(p) == _key(ev) for p in predicted):
+            continue
+        cmp.rows.append({"what": ev.what, "n": ev.n, "predicted_t": None, "observed_t": round(ev.t, 6), "error_s": None,
+                         "allowed_early_s": None, "allowed_late_s": None, "ok": False, "problem": "not predicted"})
+        if not first_bad:
+            first_bad = f"{ev.what}" + (f" #{ev.n}" if ev.n else "") + f": observed at {ev.t:.3f} s but not predicted"
+    if first_bad:
+        cmp.verdict, cmp.reason = "differs", first_bad
+    elif not absence_is_evidence and not any(r["observed_t"] is not None and r["predicted_t"] for r in cmp.rows):
+        cmp.verdict = "not_observed"
+        cmp.reason = "nothing the model predicts happens within the time allowed"
+    else:
+        cmp.verdict = "matches"
+        cmp.reason = "every event within tolerance" + (f"; {len(cmp.unobserved)} later event(s) not watched" if cmp.unobserved else "")
+    return cmp

@@ -1,0 +1,221 @@
+"""What every probe shares: loopback sockets, socket filters, TCP_INFO, the socket
+table, the clock, progress and cleanup.
+
+Probes are their own layer (like tcptune.host): they open sockets and read the
+clock, but only ever on 127.0.0.1 in the current network namespace, and never
+change sysctls, firewall rules or interfaces.  A socket filter (SO_ATTACH_FILTER,
+no privileges) on the probe's own socket is what makes the kernel drop segments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from tcptune.kernel.schedule import Event
+from tcptune.probe.capture import BPF_JSET_K, BPF_LD_B_ABS, BPF_RET_K, Capture, Segment, attach_filter, can_capture
+
+LOOPBACK = "127.0.0.1"
+POLL_S = 0.005  # how often socket state is polled
+SETTLE_S = 0.15  # after the last expected event, keep watching this long for extras
+
+# Socket filters for a TCP socket see the segment from its TCP header on
+# (tcp_filter() in net/ipv4/tcp_ipv4.c runs with skb->data at the TCP header).
+DROP_ALL = [(BPF_RET_K, 0, 0, 0)]
+DROP_ACK = [  # drop every segment with ACK set: SYNs pass, the handshake's final ACK does not
+    (BPF_LD_B_ABS, 0, 0, 13),  # TCP flags byte
+    (BPF_JSET_K, 0, 1, 0x10),
+    (BPF_RET_K, 0, 0, 0),
+    (BPF_RET_K, 0, 0, 0x40000),
+]
+
+# /proc/net/tcp st column (include/net/tcp_states.h)
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+              7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
+
+
+@dataclass
+class Observation:
+    """What a probe saw.  Times are absolute (CLOCK_REALTIME, like packet stamps)
+    until :meth:`events_relative` makes them relative to the first packet."""
+
+    probe: str
+    source: str  # "capture" or "socket" (TCP_INFO / socket table, no packets)
+    raw_events: list[tuple[float, str, int, str]] = field(default_factory=list)  # (abs t, what, n, detail)
+    segments: list[Segment] = field(default_factory=list)
+    frames: list[tuple[float, bytes]] = field(default_factory=list)
+    started: float = 0.0  # absolute time the probe started its first action
+    watched_until: float = 0.0  # absolute time it stopped watching
+    measured: dict = field(default_factory=dict)  # socket facts the model needs (e.g. the RTO)
+    notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def add(self, t: float, what: str, n: int = 0, detail: str = "") -> None:
+        self.raw_events.append((t, what, n, detail))
+
+    @property
+    def t0(self) -> float:
+        firsts = [e[0] for e in self.raw_events]
+        return min(firsts) if firsts else self.started
+
+    def events(self) -> list[Event]:
+        t0 = self.t0
+        return sorted((Event(t - t0, what, n, 0.0, detail) for t, what, n, detail in self.raw_events), key=lambda e: e.t)
+
+    @property
+    def watched_for(self) -> float:
+        return max(0.0, self.watched_until - self.t0)
+
+
+Progress = Callable[[str, float, float, int], None]  # (probe, elapsed, left, events so far)
+
+
+@dataclass
+class Context:
+    """How a probe should run: how long it may wait, whether to capture, progress."""
+
+    max_wait: float
+    capture: bool = True
+    progress: Progress | None = None
+    name: str = ""
+    _start: float = 0.0
+    _last_tick: float = 0.0
+    events_seen: int = 0
+
+    def begin(self) -> None:
+        self._start = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.max_wait - self.elapsed)
+
+    def expired(self) -> bool:
+        return self.elapsed >= self.max_wait
+
+    def tick(self) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last_tick >= 0.2:
+            self._last_tick = now
+            self.progress(self.name, self.elapsed, self.left, self.events_seen)
+
+
+def capture_possible(ctx: Context) -> tuple[bool, str]:
+    if not ctx.capture:
+        return False, "capture disabled"
+    return can_capture()
+
+
+@contextlib.contextmanager
+def closing_all() -> Iterator[list[socket.socket]]:
+    """Collect sockets; all are closed (with RST, no lingering state) on exit,
+    including on Ctrl-C."""
+    socks: list[socket.socket] = []
+    try:
+        yield socks
+    finally:
+        for s in reversed(socks):
+            with contextlib.suppress(OSError):
+                if s.fileno() >= 0 and s.type == socket.SOCK_STREAM:
+                    abort_on_close(s)
+                s.close()
+
+
+def abort_on_close(s: socket.socket) -> None:
+    """SO_LINGER {on, 0}: close() sends RST and frees the socket at once."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def listener(socks: list[socket.socket], prog=None) -> tuple[socket.socket, int]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    socks.append(s)
+    s.bind((LOOPBACK, 0))
+    if prog is not None:
+        attach_filter(s, prog)
+    s.listen(16)
+    return s, s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def maybe_capture(ctx: Context, port: int, obs: Observation) -> Iterator[Capture | None]:
+    ok, why = capture_possible(ctx)
+    if not ok:
+        obs.source = "socket"
+        if why != "capture disabled":
+            obs.notes.append(f"{why}: times come from TCP_INFO and the socket table instead of packets")
+        yield None
+        return
+    obs.source = "capture"
+    cap = Capture(port)
+    with cap:
+        try:
+            yield cap
+        finally:
+            cap.drain()
+            obs.frames = cap.snapshot()
+            obs.segments = cap.segments()
+
+
+# -- TCP_INFO (include/uapi/linux/tcp.h struct tcp_info) ------------------------
+@dataclass(frozen=True)
+class TcpInfo:
+    state: int
+    retransmits: int
+    probes: int
+    backoff: int
+    rto_us: int
+    total_retrans: int
+
+
+def tcp_info(s: socket.socket) -> TcpInfo:
+    raw = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    state, _ca, retransmits, probes, backoff = struct.unpack_from("BBBBB", raw, 0)
+    rto = struct.unpack_from("I", raw, 8)[0]
+    total_retrans = struct.unpack_from("I", raw, 100)[0] if len(raw) >= 104 else 0
+    return TcpInfo(state, retransmits, probes, backoff, rto, total_retrans)
+
+
+# -- the socket table (/proc/net/tcp of the current network namespace) ---------
+@dataclass(frozen=True)
+class TableEntry:
+    local_port: int
+    remote_port: int
+    state: int
+    retransmits: int
+
+
+def socket_table() -> list[TableEntry]:
+    """IPv4 TCP sockets on loopback from /proc/net/tcp (reads the current netns)."""
+    out = []
+    with open("/proc/net/tcp", "rb") as fh:
+        lines = fh.read().decode("ascii", "replace").splitlines()[1:]
+    for line in lines:
+        f = line.split()
+        if len(f) < 7:
+            continue
+        try:
+            lport = int(f[1].rsplit(":", 1)[1], 16)
+            rport = int(f[2].rsplit(":", 1)[1], 16)
+            state = int(f[3], 16)
+            retr = int(f[6], 16)
+        except (ValueError, IndexError):
+            continue
+        out.append(TableEntry(lport, rport, state, retr))
+    return out
+
+
+def find_entry(local_port: int, remote_port: int | None = None, states: tuple[int, ...] = ()) -> TableEntry | None:
+    for e in socket_table():
+        if e.local_port == local_port and (remote_port is None or e.remote_port == remote_port):
+            if not states or e.state in states:
+                return e
+    return None

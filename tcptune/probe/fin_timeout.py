@@ -1,0 +1,76 @@
+"""Probe `fin-timeout`: how long an orphaned FIN_WAIT2 socket lives.
+
+The client connects, then close()s: its FIN is ACKed by the server socket, which
+then stays open and silent (CLOSE_WAIT), so the orphaned client sits in FIN_WAIT2
+until tcp_fin_time() runs out (see predict_fin_timeout).  The end sends no packet;
+it is seen when the 4-tuple leaves the socket table (timewait sockets in the
+FIN_WAIT2 substate are listed with state 05 too).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from tcptune.probe.base import LOOPBACK, POLL_S, Context, Observation, closing_all, find_entry, listener, maybe_capture, tcp_info
+from tcptune.probe.capture import ACK, FIN, Segment
+
+NAME = "fin-timeout"
+FIN_WAIT1, FIN_WAIT2 = 4, 5
+
+
+def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
+    """The client's FIN and the server's ACK of it (live capture or pcap)."""
+    fins = [s for s in segments if s.has(FIN) and (server_port is None or s.dport == server_port)]
+    if not fins:
+        return []
+    fin = fins[0]
+    out = [(fin.t, "fin", 0, "")]
+    for s in segments:
+        if (s.sport, s.dport) == (fin.dport, fin.sport) and s.has(ACK) and s.t >= fin.t and s.ack == (fin.seq + fin.payload + 1) % (1 << 32):
+            out.append((s.t, "fin_acked", 0, ""))
+            break
+    return out
+
+
+def run(ctx: Context) -> Observation:
+    obs = Observation(NAME, "capture")
+    with closing_all() as socks:
+        lst, port = listener(socks)
+        with maybe_capture(ctx, port, obs) as cap:
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.settimeout(5)
+            c.connect((LOOPBACK, port))
+            srv, _ = lst.accept()
+            socks.append(srv)  # stays open and silent: the client never gets a FIN
+            cport = c.getsockname()[1]
+            time.sleep(0.01)
+            obs.measured["rto_s"] = tcp_info(c).rto_us / 1e6  # tcp_fin_time() floors at 3.5 x this
+            obs.started = time.time()
+            ctx.begin()
+            c.close()  # orphan it: FIN goes out
+            t_close = time.time()
+            if cap is None:
+                obs.add(t_close, "fin", 0, "close() called (no capture)")
+            seen = False
+            while not ctx.expired():
+                e = find_entry(cport, port)
+                now = time.time()
+                if e is not None and e.state == FIN_WAIT2:
+                    if not seen and cap is None:
+                        obs.add(now, "fin_acked", 0, "FIN_WAIT2 in the socket table")
+                    seen = True
+                    ctx.events_seen = 1
+                elif e is None and seen:
+                    obs.add(now, "fin_wait2_expired", 0, "gone from the socket table")
+                    break
+                elif e is not None and e.state not in (FIN_WAIT1, FIN_WAIT2):
+                    obs.notes.append(f"client socket went to state {e.state} instead of leaving FIN_WAIT2")
+                    break
+                ctx.tick()
+                time.sleep(POLL_S)
+            obs.watched_until = time.time()
+            obs.measured.update(client_port=cport, server_port=port)
+        if cap is not None:
+            obs.raw_events.extend(analyze(obs.segments, port))
+    return obs

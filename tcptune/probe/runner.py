@@ -1,0 +1,168 @@
+"""Run a probe: read the governing settings through the Host, predict with the pure
+model (tcptune.kernel.schedule), watch the kernel, compare with the tolerance.
+
+The result is a plain dict (the --json shape documented in tcptune(8)).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.kernel import schedule as S
+from tcptune.probe.base import SETTLE_S, Context, Observation, Progress
+
+PROBES = ("syn", "synack", "fin-timeout", "keepalive", "tw-reuse")
+_MODULES = {"syn": "syn", "synack": "synack", "fin-timeout": "fin_timeout", "keepalive": "keepalive", "tw-reuse": "tw_reuse"}
+
+# Which sysctls govern each probe (read through the Host; None when this kernel lacks one).
+SETTINGS = {
+    "syn": ("net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_rto_max_ms"),
+    "synack": ("net.ipv4.tcp_synack_retries", "net.ipv4.tcp_rto_max_ms"),
+    "fin-timeout": ("net.ipv4.tcp_fin_timeout",),
+    "keepalive": ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"),
+    "tw-reuse": ("net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay", "net.ipv4.tcp_timestamps"),
+}
+
+# Socket-level outcomes a pcap cannot show (no packet is sent when they happen).
+NOT_IN_PACKETS = {"syn": ("connect_timeout", "connect_result"), "synack": ("request_dropped",),
+                  "fin-timeout": ("fin_wait2_expired",), "keepalive": (), "tw-reuse": ("reuse_ok",)}
+
+
+def kernel_hz() -> int | None:
+    """CONFIG_HZ of the running kernel (timer-wheel granularity), or None if unknown.
+    Probe-layer read of /proc/config.gz or /boot/config-RELEASE."""
+    for path in ("/proc/config.gz", f"/boot/config-{os.uname().release}"):
+        try:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt", errors="replace") as fh:
+                for line in fh:
+                    if line.startswith("CONFIG_HZ="):
+                        return int(line.split("=", 1)[1])
+        except (OSError, ValueError, EOFError):
+            continue
+    return None
+
+
+def _int(values: dict, key: str) -> int | None:
+    v = values.get(key)
+    if v is None:
+        return None
+    try:
+        return int(v.split()[0])
+    except (ValueError, IndexError):
+        raise TcptuneError(f"{key}: unexpected value {v!r}", ExitCode.BAD_INPUT) from None
+
+
+def read_settings(host, probe: str) -> dict[str, int | None]:
+    values = host.read_sysctls(SETTINGS[probe])
+    return {k.rsplit(".", 1)[1]: _int(values, k) for k in SETTINGS[probe]}
+
+
+def predict(probe: str, st: dict, hz: int | None, measured: dict | None = None) -> S.Prediction:
+    """The model's prediction for ``probe`` from setting values (and socket facts)."""
+    measured = measured or {}
+
+    def need(key):
+        if st.get(key) is None:
+            raise TcptuneError(f"net.ipv4.{key} is not present on this kernel", ExitCode.BAD_INPUT,
+                               hint=f"the {probe} probe needs it")
+        return st[key]
+
+    rto_max = st["tcp_rto_max_ms"] / 1000.0 if st.get("tcp_rto_max_ms") else None
+    if probe == "syn":
+        return S.predict_syn(need("tcp_syn_retries"), st.get("tcp_syn_linear_timeouts"), rto_max, hz=hz)
+    if probe == "synack":
+        return S.predict_synack(need("tcp_synack_retries"), rto_max, hz=hz)
+    if probe == "fin-timeout":
+        return S.predict_fin_timeout(need("tcp_fin_timeout"), measured.get("rto_s", 0.2), hz=hz)
+    if probe == "keepalive":
+        return S.predict_keepalive(need("tcp_keepalive_time"), need("tcp_keepalive_intvl"), need("tcp_keepalive_probes"), hz=hz)
+    if probe == "tw-reuse":
+        return S.predict_tw_reuse(need("tcp_tw_reuse"), need("tcp_timestamps"), st.get("tcp_tw_reuse_delay"), hz=hz)
+    raise TcptuneError(f"unknown probe {probe!r}", ExitCode.BAD_INPUT, hint="one of " + ", ".join(PROBES))
+
+
+def first_event_time(pred: S.Prediction) -> float:
+    """When the first thing worth watching happens (after the t=0 anchors)."""
+    later = [e.t for e in pred.events if e.t > 0]
+    return min(later) if later else 0.0
+
+
+def run_module(probe: str):
+    return importlib.import_module(f"tcptune.probe.{_MODULES[probe]}")
+
+
+def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, capture: bool = True,
+              progress: Progress | None = None, tolerance: S.Tolerance | None = None,
+              model: Callable[[dict, int | None, dict], S.Prediction] | None = None) -> dict:
+    """Predict, observe, compare.  ``model`` replaces the kernel model (tests pass a
+    deliberately wrong one to see 'differs')."""
+    if probe not in PROBES:
+        raise TcptuneError(f"unknown probe {probe!r}", ExitCode.BAD_INPUT, hint="one of " + ", ".join(PROBES))
+    if max_wait <= 0:
+        raise TcptuneError(f"--max-wait {max_wait}: must be positive", ExitCode.BAD_INPUT)
+    hz = kernel_hz()
+    st = read_settings(host, probe)
+    predictor = model or (lambda s, h, m: predict(probe, s, h, m))
+    pred = predictor(st, hz, {})
+    tol = tolerance or S.Tolerance(hz=hz, poll_s=0.010)
+    base = {"probe": probe, "settings": st, "kernel": host.kernel_release(), "hz": hz, "max_wait_s": max_wait,
+            "tolerance": tol.as_dict()}
+    if first_event_time(pred) > max_wait:
+        # Nothing to see in the time allowed (e.g. keepalive_time=7200): say so, do not wait.
+        return {**base, "source": None, "predicted": [e.as_dict() for e in pred.events], "observed": [],
+                "give_up": {"what": pred.give_up_what, "predicted_s": pred.give_up, "observed_s": None},
+                "comparison": [], "verdict": "not_observed", "observed_for_s": 0.0,
+                "unobserved": [e.as_dict() for e in pred.events if e.t > 0],
+                "reason": (f"the first {probe} event is predicted at {first_event_time(pred):g} s, beyond --max-wait "
+                           f"{max_wait:g} s; too long to observe in the allowed time"),
+                "notes": list(pred.notes), "pcap": None}
+    # Watch until the kernel should have given up (plus a little), but never past --max-wait.
+    watch = min(max_wait, (pred.give_up or max_wait) * 1.1 + 1.0 + SETTLE_S)
+    ctx = Context(max_wait=watch, capture=capture, progress=progress, name=probe)
+    obs: Observation = run_module(probe).run(ctx)
+    if pcap:
+        if obs.source != "capture":
+            obs.notes.append(f"--pcap {pcap}: nothing written, no capture was possible")
+        else:
+            from tcptune.probe.capture import write_pcap
+
+            write_pcap(pcap, obs.frames)
+    if obs.measured:
+        pred = predictor(st, hz, obs.measured)
+    observed = obs.events()
+    cmp = S.compare(pred.events, observed, tol, window=obs.watched_for,
+                    absence_is_evidence=probe == "tw-reuse")
+    gave_up = next((e.t for e in observed if e.what == pred.give_up_what), None)
+    notes = list(pred.notes) + obs.notes
+    if cmp.unobserved:
+        notes.append(f"watched {obs.watched_for:.1f} s (--max-wait {max_wait:g}); not observed in that time: "
+                     + ", ".join(f"{u['what']}{' #' + str(u['n']) if u['n'] else ''} at {u['t']:g} s" for u in cmp.unobserved))
+    return {**base, "source": obs.source, "predicted": [e.as_dict() for e in pred.events],
+            "observed": [e.as_dict() for e in observed],
+            "give_up": {"what": pred.give_up_what, "predicted_s": pred.give_up, "observed_s": gave_up},
+            "comparison": cmp.rows, "verdict": cmp.verdict, "reason": cmp.reason,
+            "observed_for_s": round(obs.watched_for, 3), "unobserved": cmp.unobserved, "notes": notes,
+            "measured": obs.measured, "pcap": pcap if pcap and obs.source == "capture" else None}
+
+
+def replay_pcap(probe: str, path: str, pred: S.Prediction, tolerance: S.Tolerance | None = None) -> dict:
+    """Run a saved capture through the same analysis and comparison as a live one."""
+    from tcptune.probe.capture import read_pcap
+
+    segs = read_pcap(path)
+    mod = run_module(probe)
+    raw = mod.analyze(segs)
+    obs = Observation(probe, "pcap", raw_events=list(raw))
+    observed = obs.events()
+    span = max((e.t for e in observed), default=0.0)
+    tol = tolerance or S.Tolerance(hz=None)
+    cmp = S.compare(pred.events, observed, tol, window=span + SETTLE_S, ignore=NOT_IN_PACKETS[probe])
+    return {"probe": probe, "source": "pcap", "pcap": str(path), "observed": [e.as_dict() for e in observed],
+            "predicted": [e.as_dict() for e in pred.events], "comparison": cmp.rows, "verdict": cmp.verdict,
+            "reason": cmp.reason, "unobserved": cmp.unobserved}

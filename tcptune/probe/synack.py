@@ -1,0 +1,71 @@
+"""Probe `synack`: a request left in SYN_RECV, its SYN-ACK retransmissions and its drop.
+
+The listener's socket filter drops every segment carrying ACK: the client's SYN gets
+through, the client's final handshake ACK does not (tcp_v4_rcv() runs the
+listener's filter for segments that match a request socket too), so the server keeps
+the request and retransmits its SYN-ACK (reqsk_timer_handler()) until it drops it.
+The drop sends nothing; it is seen when the request leaves the socket table.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from tcptune.probe.base import DROP_ACK, LOOPBACK, POLL_S, SETTLE_S, Context, Observation, closing_all, find_entry, listener, maybe_capture
+from tcptune.probe.capture import ACK, SYN, Segment
+
+NAME = "synack"
+SYN_RECV = 3
+
+
+def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
+    """The server's SYN-ACK and its retransmissions (live capture or pcap)."""
+    sa = [s for s in segments if s.has(SYN | ACK) and (server_port is None or s.sport == server_port)]
+    if not sa:
+        return []
+    first = sa[0]
+    mine = [s for s in sa if (s.sport, s.dport, s.seq) == (first.sport, first.dport, first.seq)]
+    return [(s.t, "synack" if i == 0 else "synack_retransmit", i, "") for i, s in enumerate(mine)]
+
+
+def run(ctx: Context) -> Observation:
+    obs = Observation(NAME, "capture")
+    with closing_all() as socks:
+        _lst, port = listener(socks, DROP_ACK)
+        with maybe_capture(ctx, port, obs) as cap:
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(c)
+            c.settimeout(5)
+            obs.started = time.time()
+            ctx.begin()
+            c.connect((LOOPBACK, port))  # completes on the client side: it got the SYN-ACK
+            t_conn = time.time()
+            cport = c.getsockname()[1]
+            if cap is None:
+                obs.add(t_conn, "synack", 0, "client connected (no capture)")
+            seen, present, last = 0, False, None
+            while not ctx.expired():
+                e = find_entry(port, cport, (SYN_RECV,))
+                now = time.time()
+                if e is not None:
+                    present = True
+                    if cap is None and e.retransmits > seen:
+                        for k in range(seen + 1, e.retransmits + 1):
+                            obs.add(now, "synack_retransmit", k, "socket table retrnsmt")
+                    seen = max(seen, e.retransmits)
+                    ctx.events_seen = seen
+                elif present:
+                    obs.add(now, "request_dropped", 0, "request left SYN_RECV")
+                    last = now
+                    break
+                ctx.tick()
+                time.sleep(POLL_S)
+            if last is not None:  # keep watching briefly for stray SYN-ACKs
+                time.sleep(SETTLE_S)
+            obs.watched_until = time.time()
+            obs.measured["client_port"] = cport
+            obs.measured["server_port"] = port
+        if cap is not None:
+            obs.raw_events.extend(analyze(obs.segments, port))
+    return obs

@@ -1,0 +1,110 @@
+"""Probe `tw-reuse`: can a new outgoing connection take a 4-tuple held in TIME_WAIT?
+
+The client connects and closes first (so the client ends in TIME_WAIT), the server
+closes after.  Then new client sockets restricted to that one local port with
+IP_LOCAL_PORT_RANGE (Linux 6.3+, a per-socket option: no sysctl is touched) try to
+connect to the same server address: connect() fails with EADDRNOTAVAIL while
+tcp_twsk_unique() refuses the TIME_WAIT 4-tuple, and succeeds once it allows it.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import time
+
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.probe.base import LOOPBACK, Context, Observation, abort_on_close, closing_all, listener, maybe_capture
+from tcptune.probe.capture import ACK, FIN, Segment
+
+NAME = "tw-reuse"
+IP_LOCAL_PORT_RANGE = 51  # include/uapi/linux/in.h (6.3+)
+ATTEMPT_EVERY_S = 0.005
+
+
+def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
+    """The client's FIN, and its ACK of the server's FIN: TIME_WAIT begins (capture or pcap)."""
+    fins = [s for s in segments if s.has(FIN) and (server_port is None or s.dport == server_port)]
+    if not fins:
+        return []
+    fin = fins[0]
+    out = [(fin.t, "fin", 0, "")]
+    sfins = [s for s in segments if s.has(FIN) and (s.sport, s.dport) == (fin.dport, fin.sport) and s.t >= fin.t]
+    if sfins:
+        sfin = sfins[0]
+        for s in segments:
+            if (s.sport, s.dport) == (fin.sport, fin.dport) and s.t >= sfin.t and s.has(ACK) \
+                    and s.ack == (sfin.seq + sfin.payload + 1) % (1 << 32):
+                out.append((s.t, "time_wait", 0, "client ACKed the server's FIN"))
+                break
+    return out
+
+
+def _attempt(port: int, lport: int) -> socket.socket | None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        try:
+            s.setsockopt(socket.IPPROTO_IP, IP_LOCAL_PORT_RANGE, struct.pack("I", lport | (lport << 16)))
+        except OSError as exc:
+            raise TcptuneError(
+                "the tw-reuse probe needs IP_LOCAL_PORT_RANGE (Linux 6.3+)", ExitCode.BAD_INPUT,
+                hint=f"setsockopt failed: {exc.strerror}") from None
+        s.settimeout(2)
+        try:
+            s.connect((LOOPBACK, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                s.close()
+                return None
+            raise
+        if s.getsockname()[1] != lport:
+            raise TcptuneError(f"IP_LOCAL_PORT_RANGE {lport} was not honoured (got {s.getsockname()[1]})",
+                               ExitCode.BAD_INPUT, hint="the port must lie in net.ipv4.ip_local_port_range")
+        return s
+    except BaseException:
+        s.close()
+        raise
+
+
+def run(ctx: Context) -> Observation:
+    obs = Observation(NAME, "capture")
+    with closing_all() as socks:
+        lst, port = listener(socks)
+        with maybe_capture(ctx, port, obs) as cap:
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.settimeout(5)
+            c.connect((LOOPBACK, port))
+            lport = c.getsockname()[1]
+            srv, _ = lst.accept()
+            socks.append(srv)
+            srv.settimeout(5)
+            obs.started = time.time()
+            ctx.begin()
+            c.close()  # active close: the client will hold TIME_WAIT
+            t_fin = time.time()
+            srv.recv(1)  # EOF: the client's FIN arrived
+            srv.close()
+            t_tw = time.time()
+            if cap is None:
+                obs.add(t_fin, "fin", 0, "close() called (no capture)")
+                obs.add(t_tw, "time_wait", 0, "server closed (no capture)")
+            attempts = 0
+            while not ctx.expired():
+                got = _attempt(port, lport)
+                attempts += 1
+                if got is not None:
+                    now = time.time()
+                    socks.append(got)
+                    obs.add(now, "reuse_ok", 0, f"connect() from port {lport} succeeded after {attempts - 1} refusals")
+                    abort_on_close(got)
+                    break
+                ctx.tick()
+                time.sleep(ATTEMPT_EVERY_S)
+            obs.watched_until = time.time()
+            obs.measured.update(client_port=lport, server_port=port, attempts=attempts)
+            if obs.raw_events and obs.raw_events[-1][1] != "reuse_ok":
+                obs.notes.append(f"connect() from port {lport} was refused (EADDRNOTAVAIL) {attempts} times")
+        if cap is not None:
+            obs.raw_events.extend(analyze(obs.segments, port))
+    return obs
