@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "profiles",  # profiles list|show|validate, audit
     "apply",  # apply, rollback, snapshots
     "states",  # states
+    "probe",  # probe syn|synack|fin-timeout|keepalive|tw-reuse|all
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"tcptune.cli.{_name}")
