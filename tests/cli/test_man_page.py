@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import click
 import typer.main
 
 from tcptune.cli import app
@@ -15,9 +14,10 @@ def _plain(roff: str) -> str:
     return text.replace("\\-", "-")
 
 
-def _walk(cmd: click.Command, path: tuple[str, ...] = ()):
+def _walk(cmd, path: tuple[str, ...] = ()):
+    # typer >= 0.26 vendors click (typer._click), so walk by duck typing, not isinstance
     yield path, cmd
-    if isinstance(cmd, click.Group):
+    if hasattr(cmd, "commands"):
         for name, sub in cmd.commands.items():
             yield from _walk(sub, path + (name,))
 
