@@ -17,6 +17,8 @@ from tcptune.errors import ExitCode, TcptuneError
 _COMPONENT = re.compile(r"[A-Za-z0-9_\-@:+]+\Z")
 ALLOWED_PREFIXES = ("net.",)
 MAX_KEY_LENGTH = 256
+# Keys whose value is a secret (the TCP Fast Open cookie key): never listed or printed.
+SECRET_KEYS = frozenset({"net.ipv4.tcp_fastopen_key"})
 
 
 def normalize_key(key: str) -> str:

@@ -10,6 +10,7 @@ import typer
 from tcptune.cli._app import app
 from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, emit_json, open_source
 from tcptune.errors import ExitCode, TcptuneError
+from tcptune.keys import SECRET_KEYS
 
 
 def _release(host):
@@ -67,7 +68,7 @@ def show(
     host = open_source(root, sysctl_dump, netns)
     kb = load_kb()
     release = _release(host)
-    present = [k for k in host.list_sysctls(("net/ipv4",)) if k.startswith("net.ipv4.tcp_")]
+    present = [k for k in host.list_sysctls(("net/ipv4",)) if k.startswith("net.ipv4.tcp_") and k not in SECRET_KEYS]
     keys = sorted(set(present) | {p.key for p in kb})
     rows = []
     for key in keys:
@@ -173,6 +174,7 @@ def explain(
         ("netns", "default"): "per network namespace; a new namespace starts from the kernel default",
         ("netns", "copy"): "per network namespace; a new namespace copies the initial namespace's value",
         ("netns", "computed"): "per network namespace; a new namespace computes its own value",
+        ("global", "copy"): "global (one value for the whole machine); other namespaces see it read-only",
     }.get((param.scope, param.netns_init), "global (one value for the whole machine; only the initial namespace has it)")
     lines = [param.key, wrap(param.meaning, indent="  "), ""]
 
