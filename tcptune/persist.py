@@ -72,6 +72,9 @@ def read_config_files(root: Path, *, override: tuple[str, str | None] | None = N
                 if link == "/dev/null":
                     files[logical] = ""
                     continue
+                if link.startswith("/"):
+                    # An absolute link names a file of the system below root, not of this host.
+                    target = under_root(root, link)
                 if not target.exists():
                     continue
             if target.is_dir():

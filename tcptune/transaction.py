@@ -550,9 +550,9 @@ def _write_and_verify(host, key: str, value: str) -> None:
     got = host.read_sysctl(key)
     if not values_equal(got, value):
         raise TcptuneError(
-            f"{key}: wrote {value!r} but the kernel reads back {got!r}",
+            f"{key}: wrote {value!r} but reads back {got!r}",
             ExitCode.FINDINGS,
-            hint="the kernel adjusted the value; fix the profile to the value the kernel keeps",
+            hint="the kernel (or the --root tree) kept another value; set the profile to the value it keeps",
         )
 
 
@@ -657,7 +657,7 @@ def apply_profile(
                 _persist_restore(snap)
             except TcptuneError as exc:
                 problems.append(str(exc))
-        what = f"{failure}" if failed_key is None or failed_key in str(failure) else f"{failed_key}: {failure}"
+        what = failure.message if failed_key is None or failed_key in failure.message else f"{failed_key}: {failure.message}"
         if problems:
             snap.status = INCOMPLETE
             snap.event("failed", f"{what}; could not restore: {'; '.join(problems)}")

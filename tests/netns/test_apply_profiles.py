@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -220,3 +221,40 @@ def test_not_root_is_exit_3_with_the_fix(tmp_path):
 
     code, msg = run_in_netns(body)
     assert code == 3 and "run as root or use --dry-run" in msg
+
+
+@pytest.mark.parametrize("answer,applied", [("y", True), ("n", False)])
+def test_confirmation_on_a_terminal(tmp_path, answer, applied):
+    import pty
+
+    state = str(tmp_path / "state")
+
+    def body():
+        before = all_values()
+        master, slave = pty.openpty()
+        p = subprocess.Popen(
+            [sys.executable, "-m", "tcptune", "apply", "fast-fail-client", "--state-dir", state],
+            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "TCPTUNE_PROFILE_DIRS": "", "NO_COLOR": "1"},
+        )
+        os.close(slave)
+        deadline = time.monotonic() + 20
+        prompt = ""
+        while "[y/N]" not in prompt and time.monotonic() < deadline:
+            if select.select([p.stderr], [], [], 0.2)[0]:
+                prompt += os.read(p.stderr.fileno(), 4096).decode()
+        os.write(master, f"{answer}\n".encode())
+        out, err = p.communicate(timeout=30)
+        os.close(master)
+        mid = all_values()
+        tcptune("rollback", "--state-dir", state)
+        return prompt, p.returncode, out, err, before, mid
+
+    prompt, rc, out, err, before, mid = run_in_netns(body)
+    assert re.search(r"Apply profile fast-fail-client: change \d+ sysctl\(s\) on live host\? \[y/N\]", prompt), prompt
+    if applied:
+        assert rc == 0 and "undo with: tcptune rollback" in out
+        assert mid["net.ipv4.tcp_syn_retries"] == "2"
+    else:
+        assert rc == 2 and "not confirmed; nothing was changed" in err
+        assert mid == before

@@ -1,0 +1,100 @@
+"""boot_values(root) and tcptune's own file on a real directory tree (tcptune.persist, host layer)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from tcptune.errors import TcptuneError
+from tcptune.persist import boot_state, boot_values, read_config_files, read_own_file, write_own_file
+
+KEY = "net.ipv4.tcp_syn_retries"
+
+
+def put(root, rel, text):
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
+
+
+def test_boot_values_reads_every_directory_below_the_root(tmp_path):
+    put(tmp_path, "lib/sysctl.d/10-a.conf", f"{KEY} = 1\nnet.core.somaxconn = 100\n")
+    put(tmp_path, "usr/lib/sysctl.d/50-b.conf", f"{KEY} = 2\n")
+    put(tmp_path, "usr/local/lib/sysctl.d/60-c.conf", "net.ipv4.tcp_fin_timeout = 33\n")
+    put(tmp_path, "run/sysctl.d/70-d.conf", f"{KEY} = 3\n")
+    put(tmp_path, "etc/sysctl.d/README", f"{KEY} = 99\n")  # not *.conf
+    (tmp_path / "etc/sysctl.d/80-dir.conf").mkdir()  # a directory named like a file: ignored
+    got = boot_values(tmp_path)
+    assert {k: (v.value, v.path, v.line) for k, v in got.items()} == {
+        KEY: ("3", "/run/sysctl.d/70-d.conf", 1),
+        "net.core.somaxconn": ("100", "/lib/sysctl.d/10-a.conf", 2),
+        "net.ipv4.tcp_fin_timeout": ("33", "/usr/local/lib/sysctl.d/60-c.conf", 1),
+    }
+
+
+def test_dev_null_symlink_masks_a_vendor_file_and_dangling_links_are_skipped(tmp_path):
+    put(tmp_path, "usr/lib/sysctl.d/50-vendor.conf", f"{KEY} = 2\n")
+    (tmp_path / "etc/sysctl.d").mkdir(parents=True)
+    os.symlink("/dev/null", tmp_path / "etc/sysctl.d/50-vendor.conf")
+    os.symlink("/nonexistent/x.conf", tmp_path / "etc/sysctl.d/60-dangling.conf")
+    files = dict(read_config_files(tmp_path))
+    assert files["/etc/sysctl.d/50-vendor.conf"] == ""
+    assert "/etc/sysctl.d/60-dangling.conf" not in files
+    state = boot_state(tmp_path)
+    assert KEY not in state.values
+    assert any("50-vendor.conf is not read at boot" in w for w in state.warnings)
+
+
+def test_relative_symlink_like_debians_99_sysctl_conf(tmp_path):
+    put(tmp_path, "etc/sysctl.conf", f"{KEY} = 4\n")
+    (tmp_path / "etc/sysctl.d").mkdir()
+    os.symlink("../sysctl.conf", tmp_path / "etc/sysctl.d/99-sysctl.conf")
+    state = boot_state(tmp_path)
+    # read twice (as 99-sysctl.conf and as /etc/sysctl.conf last), same value
+    assert [s.path for s in state.setters[KEY]] == ["/etc/sysctl.d/99-sysctl.conf", "/etc/sysctl.conf"]
+    assert state.values[KEY].value == "4"
+
+
+def test_override_substitutes_tcptunes_file_before_it_is_written(tmp_path):
+    own = "/etc/sysctl.d/90-tcptune.conf"
+    put(tmp_path, "etc/sysctl.d/90-tcptune.conf", f"{KEY} = 9\n")
+    assert boot_values(tmp_path)[KEY].value == "9"
+    assert boot_state(tmp_path, override=(own, f"{KEY} = 2\n")).values[KEY].value == "2"
+    assert KEY not in boot_state(tmp_path, override=(own, None)).values
+
+
+def test_write_own_file_is_atomic_0644_and_removable(tmp_path):
+    own = "/etc/sysctl.d/90-tcptune.conf"
+    assert read_own_file(tmp_path, own) is None
+    path = write_own_file(tmp_path, own, f"{KEY} = 2\n")
+    assert path == tmp_path / "etc/sysctl.d/90-tcptune.conf"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert read_own_file(tmp_path, own) == f"{KEY} = 2\n"
+    ino = os.stat(path).st_ino
+    write_own_file(tmp_path, own, f"{KEY} = 3\n")
+    assert os.stat(path).st_ino != ino  # replaced by rename, never rewritten in place
+    assert sorted(os.listdir(path.parent)) == ["90-tcptune.conf"]  # no temp file left
+    write_own_file(tmp_path, own, None)
+    assert not path.exists()
+    write_own_file(tmp_path, own, None)  # removing twice is fine
+
+
+def test_paths_cannot_escape_the_root(tmp_path):
+    inner = tmp_path / "root"
+    inner.mkdir()
+    path = write_own_file(inner, "/../../etc/sysctl.d/x.conf", "net.core.somaxconn = 1\n")
+    assert path == inner / "etc/sysctl.d/x.conf"
+    with pytest.raises(TcptuneError):
+        write_own_file(inner, "/etc/sysctl.d/\x00.conf", "x")
+
+
+def test_absolute_symlinks_resolve_inside_the_root(tmp_path):
+    # /etc/sysctl.d/99-sysctl.conf -> /etc/sysctl.conf must read the tree's file, not the host's.
+    put(tmp_path, "etc/sysctl.conf", f"{KEY} = 4\n")
+    (tmp_path / "etc/sysctl.d").mkdir()
+    os.symlink("/etc/sysctl.conf", tmp_path / "etc/sysctl.d/99-sysctl.conf")
+    files = dict(read_config_files(tmp_path))
+    assert files["/etc/sysctl.d/99-sysctl.conf"] == f"{KEY} = 4\n"
