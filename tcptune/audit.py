@@ -37,6 +37,8 @@ def _absent(key: str, kb: KnowledgeBase, release: Version | None) -> tuple[str, 
     p = kb.get(key) if key in kb else None
     if p is not None and p.removed is not None and (release is None or release >= p.removed):
         return "removed", f"removed from the kernel in {format_version(p.removed)}; {p.meaning}", p.source
+    if p is not None and p.scope == "global":
+        return "unsupported", "global key: only the initial network namespace has it, and this source is another namespace", p.source
     if p is not None and p.since is not None and release is not None and release < p.since:
         return "unsupported", f"needs kernel {format_version(p.since)} or later (this one is {format_version(release)})", p.source
     return "unsupported", "this kernel has no such key", p.source if p else ""
@@ -55,13 +57,13 @@ def audit(
         param = kb.get(key) if key in kb else None
         if actual is None:
             verdict, why, src = _absent(key, kb, release)
-            findings.append(Finding(key, s.expected, None, verdict, s.reason or why if verdict == "unsupported" else why, s.source or src))
+            findings.append(Finding(key, s.expected, None, verdict, why, s.source or src))
             continue
         warn = next((w for w in (param.warn if param else ()) if w.matches(actual)), None)
         if not s.accepts(actual):
             reason = s.reason or (f"kernel default is {param.default}" if param and param.default else "differs from the profile")
             if warn:
-                reason += f"; also risky: {warn.reason}"
+                reason = reason.rstrip(". ") + f"; also risky: {warn.reason}"
             findings.append(Finding(key, s.expected, actual, "drift", reason, s.source))
         elif warn:
             findings.append(Finding(key, s.expected, actual, "warning", warn.reason, warn.source or (param.source if param else "")))
