@@ -1,0 +1,250 @@
+"""The pure timer models, checked without a kernel (long schedules included).
+
+The numbers in the first tests are measurements on this machine (Linux 6.18,
+private namespace, SYNs never answered) from the issue and from tcptune's probes.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tcptune.kernel import schedule as S
+
+
+def times(pred, what):
+    return [e.t for e in pred.events if e.what == what]
+
+
+# -- SYN ----------------------------------------------------------------------
+def test_syn_retries_2_linear_4_gives_5_retransmissions_and_etimedout_at_7s():
+    p = S.predict_syn(2, 4)
+    assert times(p, "syn_retransmit") == [1, 2, 3, 4, 5]
+    assert p.give_up == 7.0 and p.give_up_what == "connect_timeout"
+    assert "time cap 7 s" in p.events[-1].detail  # the count (6) was never reached
+
+
+def test_syn_retries_2_linear_0_gives_2_retransmissions_and_etimedout_at_7s():
+    p = S.predict_syn(2, 0)
+    assert times(p, "syn_retransmit") == [1, 3]
+    assert p.give_up == 7.0
+    assert "retry count" in p.events[-1].detail
+
+
+def test_pre_6_5_kernel_without_linear_timeouts_is_pure_doubling():
+    assert times(S.predict_syn(6, None), "syn_retransmit") == [1, 3, 7, 15, 31, 63]
+    assert S.predict_syn(6, None).give_up == 127.0
+
+
+def test_default_6_18_settings_syn_6_linear_4():
+    p = S.predict_syn(6, 4)
+    assert times(p, "syn_retransmit") == [1, 2, 3, 4, 5, 7, 11, 19, 35, 67]
+    assert p.give_up == 131.0  # 10 retransmissions, the 11th expiry gives up (count and time cap 127 s)
+
+
+def test_syn_retries_15_hits_the_120s_rto_cap():
+    p = S.predict_syn(15, 0)
+    retx = times(p, "syn_retransmit")
+    assert retx[:7] == [1, 3, 7, 15, 31, 63, 127]
+    gaps = [b - a for a, b in zip([0] + retx, retx + [p.give_up])]
+    assert max(gaps) == 120.0 and gaps[-1] == 120.0
+    assert len(retx) == 15
+    assert p.give_up == 127 + 9 * 120 == S.model_timeout(15, 1.0, 120.0)
+
+
+def test_tcp_rto_max_ms_caps_each_backoff_and_the_time_cap():
+    p = S.predict_syn(6, 0, rto_max=5.0)
+    assert times(p, "syn_retransmit") == [1, 3, 7, 12, 17, 22]
+    # tcp_model_timeout: ilog2(5/1) = 2 -> (2<<2)-1 + (6-2)*5 = 27 s
+    assert S.model_timeout(6, 1.0, 5.0) == 27.0
+    assert p.give_up == 27.0
+
+
+def test_time_cap_can_end_a_linear_schedule_before_its_count():
+    p = S.predict_syn(3, 4)  # count would allow 7, the 15 s time cap stops after the 7th
+    assert times(p, "syn_retransmit") == [1, 2, 3, 4, 5, 7, 11]
+    assert p.give_up == 19.0
+    p = S.predict_syn(1, 4)  # count 5, time cap 3 s
+    assert times(p, "syn_retransmit") == [1, 2]
+    assert p.give_up == 3.0
+
+
+def test_model_timeout_matches_kernel_formula():
+    assert S.model_timeout(6, 1.0, 120.0) == 127.0
+    assert S.model_timeout(7, 1.0, 120.0) == 247.0
+    assert S.model_timeout(1, 1.0, 120.0) == 3.0
+
+
+@pytest.mark.parametrize("bad", [0, 128, -1])
+def test_syn_retries_out_of_range(bad):
+    with pytest.raises(ValueError):
+        S.predict_syn(bad, 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 15), st.one_of(st.none(), st.integers(0, 10)), st.sampled_from([None, 1.0, 5.0, 60.0, 120.0]))
+def test_syn_schedule_invariants(retries, linear, cap):
+    p = S.predict_syn(retries, linear, cap)
+    ts = [e.t for e in p.events]
+    assert ts == sorted(ts) and len(set(ts)) == len(ts)
+    retx = times(p, "syn_retransmit")
+    assert len(retx) <= retries + (linear or 0)
+    rto_max = cap or 120.0
+    gaps = [b - a for a, b in zip([0.0] + retx, retx + [p.give_up])]
+    assert all(0 < g <= max(rto_max, 1.0) for g in gaps)
+    # gives up either on the count or on the time cap, never before both allow it
+    assert len(retx) == retries + (linear or 0) or p.give_up >= S.model_timeout(retries, 1.0, rto_max) - 1e-9
+
+
+def test_textbook_model_is_what_the_tutorials_print():
+    p = S.predict_syn_textbook(6)
+    assert times(p, "syn_retransmit") == [1, 3, 7, 15, 31, 63]
+
+
+# -- SYN-ACK ------------------------------------------------------------------
+def test_synack_default_5():
+    p = S.predict_synack(5)
+    assert times(p, "synack_retransmit") == [1, 3, 7, 15, 31]
+    assert p.give_up == 63.0
+
+
+def test_synack_zero_retries_drops_at_first_expiry():
+    p = S.predict_synack(0)
+    assert times(p, "synack_retransmit") == [] and p.give_up == 1.0
+
+
+def test_synack_long_schedule_capped():
+    p = S.predict_synack(15)
+    retx = times(p, "synack_retransmit")
+    assert len(retx) == 15 and retx[7] == 127 + 120
+    assert p.give_up == 127 + 9 * 120
+
+
+# -- FIN_WAIT2 ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "fin_timeout,rto,life",
+    [
+        (60, 0.2, 60.0),
+        (2, 0.2, 2.0),
+        (0, 0.204, 0.714),  # floored at 3.5 x RTO (measured: 0.72 s)
+        (61, 0.2, 2.0),  # > 60 s: 1 s as a full socket + 1 s as timewait (measured: 2.06 s)
+        (90, 0.2, 60.0),
+        (120, 0.2, 120.0),
+    ],
+)
+def test_fin_timeout(fin_timeout, rto, life):
+    p = S.predict_fin_timeout(fin_timeout, rto)
+    assert p.give_up == pytest.approx(life)
+    assert times(p, "fin_wait2_expired") == [pytest.approx(life)]
+
+
+# -- keepalive ----------------------------------------------------------------
+def test_keepalive_defaults():
+    p = S.predict_keepalive(7200, 75, 9)
+    probes = times(p, "keepalive_probe")
+    assert probes[0] == 7200 and probes[-1] == 7200 + 8 * 75 and len(probes) == 9
+    assert p.give_up == 7200 + 9 * 75
+
+
+def test_keepalive_short():
+    p = S.predict_keepalive(1, 1, 2)
+    assert times(p, "keepalive_probe") == [1, 2] and p.give_up == 3
+
+
+# -- TIME_WAIT reuse ----------------------------------------------------------
+@pytest.mark.parametrize(
+    "reuse,ts,delay,loopback,when",
+    [
+        (2, 1, 1000, True, 1.0),
+        (1, 1, 300, False, 0.3),
+        (2, 1, 1000, False, 60.0),
+        (0, 1, 1000, True, 60.0),
+        (1, 0, 1000, True, 60.0),
+        (1, 1, None, True, 1.0),
+    ],
+)
+def test_tw_reuse(reuse, ts, delay, loopback, when):
+    p = S.predict_tw_reuse(reuse, ts, delay, loopback=loopback)
+    assert times(p, "reuse_ok") == [when]
+
+
+# -- timer slack ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "delay,hz,slack",
+    [(1, 250, 0.032), (2, 250, 0.032), (4, 250, 0.256), (16, 250, 0.256), (32, 250, 2.048), (1, 1000, 0.064),
+     (0.1, 1000, 0.008), (0.04, 1000, 0.001)],
+)
+def test_timer_slack(delay, hz, slack):
+    assert S.timer_slack(delay, hz) == pytest.approx(slack)
+
+
+def test_timer_slack_unknown_hz_is_worst_case():
+    assert S.timer_slack(4, None) == max(S.timer_slack(4, h) for h in S.COMMON_HZ)
+
+
+# -- comparison ---------------------------------------------------------------
+def ev(t, what, n=0):
+    return S.Event(t, what, n)
+
+
+TOL = S.Tolerance(hz=250)
+
+
+def test_compare_matches_with_late_timer_events():
+    pred = S.predict_syn(2, 0)
+    obs = [ev(0, "syn"), ev(1.02, "syn_retransmit", 1), ev(3.05, "syn_retransmit", 2), ev(7.2, "connect_timeout")]
+    c = S.compare(pred.events, obs, TOL)
+    assert c.verdict == "matches", c.rows
+
+
+def test_compare_flags_a_textbook_expectation():
+    real = [ev(0, "syn")] + [ev(float(k), "syn_retransmit", k) for k in range(1, 6)] + [ev(7.1, "connect_timeout")]
+    c = S.compare(S.predict_syn_textbook(2).events, real, TOL)
+    assert c.verdict == "differs"
+    assert c.reason.startswith("syn_retransmit #2")
+
+
+def test_compare_early_event_differs():
+    pred = S.predict_keepalive(2, 1, 1)
+    obs = [ev(0, "established"), ev(1.5, "keepalive_probe", 1), ev(2.5, "reset_timeout")]
+    c = S.compare(pred.events, obs, TOL)
+    assert c.verdict == "differs" and "early" in c.reason
+
+
+def test_compare_extra_event_differs():
+    pred = S.predict_synack(1)
+    obs = [ev(0, "synack"), ev(1.0, "synack_retransmit", 1), ev(3.0, "synack_retransmit", 2), ev(7, "request_dropped")]
+    c = S.compare(pred.events, obs, TOL)
+    assert c.verdict == "differs"
+
+
+def test_compare_window_leaves_later_events_unobserved():
+    pred = S.predict_syn(6, 4)
+    obs = [ev(0, "syn")] + [ev(t, "syn_retransmit", k) for k, t in enumerate([1, 2, 3, 4, 5, 7, 11], 1)]
+    c = S.compare(pred.events, obs, TOL, window=12.0)
+    assert c.verdict == "matches"
+    assert [u["n"] for u in c.unobserved if u["what"] == "syn_retransmit"] == [8, 9, 10]
+
+
+def test_compare_nothing_in_window_is_not_observed_unless_absence_is_the_check():
+    pred = S.predict_tw_reuse(0, 1, 1000)
+    obs = [ev(0, "fin"), ev(0.0001, "time_wait")]
+    assert S.compare(pred.events, obs, TOL, window=2).verdict == "not_observed"
+    assert S.compare(pred.events, obs, TOL, window=2, absence_is_evidence=True).verdict == "matches"
+    early = obs + [ev(0.5, "reuse_ok")]
+    assert S.compare(pred.events, early, TOL, window=2, absence_is_evidence=True).verdict == "differs"
+
+
+def test_compare_ignore_kinds_a_pcap_cannot_show():
+    pred = S.predict_syn(2, 4)
+    obs = [ev(0, "syn")] + [ev(float(k), "syn_retransmit", k) for k in range(1, 6)]
+    assert S.compare(pred.events, obs, TOL).verdict == "differs"  # connect_timeout missing
+    assert S.compare(pred.events, obs, TOL, ignore=("connect_timeout",)).verdict == "matches"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 8), st.integers(0, 6))
+def test_a_prediction_always_matches_itself(retries, linear):
+    p = S.predict_syn(retries, linear)
+    assert S.compare(p.events, list(p.events), TOL).verdict == "matches"
