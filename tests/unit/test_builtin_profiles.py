@@ -281,8 +281,8 @@ def test_stated_handshake_timings_hold_on_this_kernel():
     m = run_in_netns(_measure_handshake_timeouts, sysctls, timeout=60)
     # connect() gives up at the first retransmission timer after 2^(N+1)-1 = 7 s.
     assert m["connect"] == os.strerror(110), m  # ETIMEDOUT
-    assert 6.9 <= m["connect_s"] <= 8.0, m
+    assert 6.9 <= m["connect_s"] <= 8.5, m
     assert m["syn_retransmissions"] == 5, m
     # SYN-ACKs at 0, 1, 3 s; the request is dropped when the timer fires at 7 s.
     assert m["synack_retransmissions"] == 2, m
-    assert 6.9 <= m["syn_recv_s"] <= 8.0, m
+    assert 6.9 <= m["syn_recv_s"] <= 8.5, m
