@@ -35,8 +35,11 @@ def version_matches(version: Version, spec: str) -> bool:
             )
         op, want = m.group(1) or "==", parse_version(m.group(2))
         v = tuple(version[:3]) + (0,) * (3 - len(version))
+        # "6.5" / "==6.5" means any 6.5.x: compare only the components written.
+        n = len([c for c in m.group(2).split(".") if c])
         ok = {
-            ">=": v >= want, "<=": v <= want, ">": v > want, "<": v < want, "==": v[: len(want)] == want, "!=": v != want,
+            ">=": v >= want, "<=": v <= want, ">": v > want, "<": v < want,
+            "==": v[:n] == want[:n], "!=": v[:n] != want[:n],
         }[op]
         if not ok:
             return False
