@@ -629,6 +629,7 @@ def apply_profile(
         written: list[str] = []
         failure: TcptuneError | None = None
         failed_key = None
+        interrupted = False
         try:
             for c in changes:
                 failed_key = c.key
@@ -644,6 +645,10 @@ def apply_profile(
             failure = exc
         except OSError as exc:
             failure = TcptuneError(f"unexpected error: {exc}", ExitCode.BAD_INPUT)
+        except KeyboardInterrupt:
+            # Ctrl-C mid-way: put everything back before giving up, like any other failure.
+            failure = TcptuneError("interrupted", ExitCode.BAD_INPUT)
+            interrupted = True
 
         if failure is None:
             snap.status = APPLIED
@@ -671,6 +676,8 @@ def apply_profile(
         snap.status = FAILED
         snap.event("failed", f"{what}; all {len(written)} written keys restored")
         state.save(snap)
+        if interrupted:
+            raise KeyboardInterrupt
         code = failure.exit_code if failure.exit_code != ExitCode.OK else ExitCode.FINDINGS
         raise TcptuneError(
             f"{what}; restored the {len(written)} key(s) already written, the host is as before (snapshot {snap.id})",

@@ -258,3 +258,28 @@ def test_confirmation_on_a_terminal(tmp_path, answer, applied):
     else:
         assert rc == 2 and "not confirmed; nothing was changed" in err
         assert mid == before
+
+
+def test_ctrl_c_mid_apply_puts_everything_back(tmp_path):
+    state = str(tmp_path / "state")
+
+    def body():
+        before = all_values()
+        env = {**os.environ, "TCPTUNE_TEST_PAUSE_AFTER_WRITES": "1", "TCPTUNE_PROFILE_DIRS": ""}
+        p = subprocess.Popen(
+            [sys.executable, "-m", "tcptune", "apply", "fast-fail-client", "--yes", "--state-dir", state],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+        )
+        seen = _wait_for(p.stderr, "paused after 1 writes")
+        mid = all_values()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+        listing = tcptune("snapshots", "--json", "--state-dir", state)
+        return seen, before, mid, p.returncode, err, all_values(), listing
+
+    seen, before, mid, rc, err, after, listing = run_in_netns(body)
+    assert "paused after 1 writes" in seen and mid != before
+    assert rc == 130, err
+    assert after == before
+    (snap,) = json.loads(listing.stdout)["snapshots"]
+    assert snap["status"] == "failed"
