@@ -102,7 +102,7 @@ class Host:
         path = self.sysctl_path(normalize_key(key))
         data = (" ".join(str(value).split()) + "\n").encode()
         try:
-            fd = os.open(path, os.O_WRONLY)
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # a shorter value over a longer one, under --root
         except FileNotFoundError:
             raise TcptuneError(f"{key}: not present on this kernel ({path})", ExitCode.BAD_INPUT) from None
         except PermissionError as exc:
