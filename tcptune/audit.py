@@ -93,3 +93,37 @@ def exit_code(findings: list[Finding], strict: bool = False) -> int:
     """0 all ok, 1 any drift (with --strict also any warning)."""
     bad = {"drift", "warning"} if strict else {"drift"}
     return 1 if any(f.verdict in bad for f in findings) else 0
+
+
+def audit_persisted(
+    live: dict[str, str | None],
+    boot: dict,
+    kb: KnowledgeBase,
+    release: Version | None = None,
+) -> list[Finding]:
+    """Live values against what the next boot would give: a sysctl.d line, else the kernel default.
+
+    ``boot`` maps key -> tcptune.sysctld.BootValue (value, path, line).  A drift here means
+    the live value will not survive a reboot (changed by hand, or applied without --persist),
+    or a sysctl.d line never took effect.
+    """
+    findings: list[Finding] = []
+    for key in sorted(live):
+        actual = live[key]
+        bv = boot.get(key)
+        param = kb.get(key) if key in kb else None
+        if bv is not None:
+            expected, where = bv.value, f"set at boot by {bv.where}"
+        elif param is not None and param.default_for(release) is not None:
+            expected, where = param.default_for(release), "no sysctl.d line: the kernel default at boot"
+        else:
+            continue  # computed at boot and not persisted: nothing to compare
+        if actual is None:
+            if bv is not None:
+                findings.append(Finding(key, expected, None, "unsupported", f"{where}, but this kernel has no such key", param.source if param else ""))
+            continue
+        if expected.split() == actual.split():
+            findings.append(Finding(key, expected, actual, "ok", where, param.source if param else ""))
+        else:
+            findings.append(Finding(key, expected, actual, "drift", f"{where}; the live value will not survive a reboot", param.source if param else ""))
+    return findings

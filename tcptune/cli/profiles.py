@@ -121,6 +121,14 @@ def audit_cmd(
     profile: ProfileOpt = None,
     show_all: Annotated[bool, typer.Option("--all", help="List ok rows too (default: only what needs attention).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings as well as on drift.")] = False,
+    persisted: Annotated[
+        bool,
+        typer.Option("--persisted", help="Compare live values with what the next boot would set (sysctl.d(5) files, else the kernel default) instead of a profile."),
+    ] = False,
+    persist_root: Annotated[
+        Optional[Path],
+        typer.Option("--persist-root", metavar="DIR", help="With --persisted: root whose etc/sysctl.d, usr/lib/sysctl.d ... are read (default: --root, else /)."),
+    ] = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     sysctl_dump: SysctlDumpOpt = None,
@@ -132,6 +140,10 @@ def audit_cmd(
     the key); removed (e.g. tcp_tw_recycle, gone since 4.12); warning (valid but risky, e.g.
     tcp_timestamps=0, flagged even when the profile does not mention the key).
 
+    With --persisted it instead compares the live values with what the next boot would set
+    (sysctl.d(5) precedence, else the kernel default): drift means a value will not survive a
+    reboot.
+
     Exit 0 when nothing drifted, 1 on drift (and on warnings with --strict), 2 for bad input.
 
     Examples: tcptune audit;  tcptune audit -p web-server --json;
@@ -141,20 +153,45 @@ def audit_cmd(
     from tcptune.kernel.kb import load_kb
     from tcptune.profile import KERNEL_DEFAULT
 
+    if persisted and profile:
+        raise TcptuneError("--persisted and --profile cannot be combined", ExitCode.BAD_INPUT, hint="--persisted compares with sysctl.d, not a profile")
+    if persist_root is not None and not persisted:
+        raise TcptuneError("--persist-root only goes with --persisted", ExitCode.BAD_INPUT)
+    if persisted and sysctl_dump:
+        raise TcptuneError("--persisted needs a host or --root, not a sysctl dump", ExitCode.BAD_INPUT, hint="sysctl.d files are read from the file system")
     host = open_source(root, sysctl_dump, netns)
     kb = load_kb()
     release = _release(host)
-    prof = _load(profile or KERNEL_DEFAULT, host)
-    keys = set(prof.settings) | {p.key for p in kb if p.warn}
-    current = {}
-    for k in keys:
-        try:
-            current[k] = host.read_sysctl(k)
-        except TcptuneError as exc:
-            if exc.exit_code != ExitCode.PRIVILEGES:
-                raise
-            current[k] = None
-    findings = audit(prof, current, kb, release)
+
+    def read_all(keys) -> dict:
+        current = {}
+        for k in sorted(keys):
+            try:
+                current[k] = host.read_sysctl(k)
+            except TcptuneError as exc:
+                if exc.exit_code != ExitCode.PRIVILEGES:
+                    raise
+                current[k] = None
+        return current
+
+    if persisted:
+        from tcptune.audit import audit_persisted
+        from tcptune.persist import boot_values
+        from tcptune.profile import Profile
+
+        sysctl_root = persist_root or (root if root is not None else Path("/"))
+        tcp_keys = [k for k in host.list_sysctls() if k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_"))]
+        keys = set(tcp_keys) | {p.key for p in kb}
+        # Only TCP-related net.* keys: other lines (fs.*, kernel.*) are not ours to judge.
+        boot = {k: v for k, v in boot_values(sysctl_root, keys).items() if k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) or k in kb}
+        current = read_all(keys | set(boot))
+        live = {k: v for k, v in current.items() if v is not None or k in boot}
+        findings = audit_persisted(live, boot, kb, release)
+        prof = Profile("persisted", "what sysctl.d would set at boot", f"sysctl.d under {sysctl_root}", {})
+    else:
+        prof = _load(profile or KERNEL_DEFAULT, host)
+        current = read_all(set(prof.settings) | {p.key for p in kb if p.warn})
+        findings = audit(prof, current, kb, release)
     counts = summarize(findings)
     code = exit_code(findings, strict)
     notes = [n for n in [prof.kernel_mismatch(release)] if n]
@@ -178,7 +215,10 @@ def audit_cmd(
     shown = [f for f in findings if show_all or f.verdict != "ok"]
     order = {"drift": 0, "warning": 1, "removed": 2, "unsupported": 3, "ok": 4}
     shown.sort(key=lambda f: (order[f.verdict], f.key))
-    typer.echo(f"audit of {host.label} against profile {prof.name} ({prof.origin})")
+    if persisted:
+        typer.echo(f"audit of {host.label}: live values against what the next boot sets ({prof.origin})")
+    else:
+        typer.echo(f"audit of {host.label} against profile {prof.name} ({prof.origin})")
     for n in notes:
         typer.echo(f"note: {n}")
     if shown:

@@ -95,3 +95,31 @@ def test_netns_errors():
         capture_output=True, text=True,
     )
     assert r.returncode == 3 and "CAP_SYS_ADMIN" in r.stderr, r.stderr
+
+
+def test_audit_persisted_against_a_sysctl_d_tree(tmp_path):
+    etc = tmp_path / "etc/sysctl.d"
+    etc.mkdir(parents=True)
+    (etc / "50-site.conf").write_text("# site tuning\nnet.ipv4.tcp_fin_timeout = 20\nfs.protected_fifos = 1\n")
+    (tmp_path / "usr/lib/sysctl.d").mkdir(parents=True)
+    (tmp_path / "usr/lib/sysctl.d/10-vendor.conf").write_text("net.ipv4.tcp_fin_timeout = 45\n")
+    # live value not yet what sysctl.d says; keepalive changed by hand and not persisted
+    r = run_netns("sysctl -w net.ipv4.tcp_keepalive_time=600", "audit", "--persisted", "--persist-root", str(tmp_path), "--json")
+    assert r.returncode == 1, r.stderr
+    f = {x["key"]: x for x in json.loads(r.stdout)["findings"]}
+    fin = f["net.ipv4.tcp_fin_timeout"]
+    assert (fin["verdict"], fin["expected"], fin["actual"]) == ("drift", "20", "60")
+    assert "50-site.conf:2" in fin["reason"]
+    ka = f["net.ipv4.tcp_keepalive_time"]
+    assert (ka["verdict"], ka["expected"], ka["actual"]) == ("drift", "7200", "600") and "kernel default" in ka["reason"]
+    assert "fs.protected_fifos" not in f
+    ok = run_netns("sysctl -w net.ipv4.tcp_fin_timeout=20", "audit", "--persisted", "--persist-root", str(tmp_path), "--json")
+    assert ok.returncode == 0, ok.stdout
+    assert json.loads(ok.stdout)["summary"]["drift"] == 0
+
+
+def test_audit_persisted_option_errors(tmp_path):
+    r = subprocess.run([*PY, "audit", "--persisted", "-p", "web-server"], capture_output=True, text=True)
+    assert r.returncode == 2 and "cannot be combined" in r.stderr
+    r = subprocess.run([*PY, "audit", "--persist-root", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "only goes with --persisted" in r.stderr
