@@ -44,9 +44,13 @@ class Event:
     n: int = 0  # ordinal among events of the same kind (retransmission 1, 2, ...)
     timer: float = 0.0  # length of the kernel timer whose expiry causes it (0: not timer driven)
     detail: str = ""
+    chained: tuple[float, ...] = ()  # earlier timers in a chain since the previous event (their slack adds up)
+    uncertainty: float = 0.0  # observed by polling: it happened at most this long before t
 
     def as_dict(self) -> dict:
         d = {"t": round(self.t, 6), "what": self.what, "n": self.n}
+        if self.uncertainty:
+            d["uncertainty_s"] = round(self.uncertainty, 6)
         if self.detail:
             d["detail"] = self.detail
         return d
@@ -217,7 +221,7 @@ def predict_fin_timeout(fin_timeout: float, rto: float = 0.2, *, hz: int | None 
         second = max(first, 3.5 * rto)
         life = first + second
         events.append(Event(life, "fin_wait2_expired", 0, second,
-                            f"keepalive timer {first:g} s, then timewait FIN_WAIT2 {second:g} s"))
+                            f"keepalive timer {first:g} s, then timewait FIN_WAIT2 {second:g} s", (first,)))
         note = (f"tcp_fin_time() = {tmo:g} s > 60 s: the kernel waits {first:g} s as a full socket and "
                 f"then {second:g} s as a timewait socket, {life:g} s in all")
     settings = {"tcp_fin_timeout": fin_timeout, "rto_s": rto}
@@ -297,7 +301,7 @@ class Tolerance:
     def window(self, ev: Event, gap: float) -> tuple[float, float]:
         """(early, late) allowed for an event ``gap`` s after the previous one."""
         tol = max(self.abs_s, self.rel * abs(gap))
-        late = tol + timer_slack(ev.timer, self.hz) + self.poll_s
+        late = tol + sum(timer_slack(x, self.hz) for x in (ev.timer, *ev.chained)) + self.poll_s
         return tol, late
 
     def as_dict(self) -> dict:
@@ -339,7 +343,7 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
     for ev in observed:
         obs_by_key.setdefault(_key(ev), ev)
     used: set[tuple[str, int]] = set()
-    prev_pred, prev_obs = 0.0, 0.0
+    prev_pred, prev_obs, prev_unc = 0.0, 0.0, 0.0
     first_bad = ""
     for ev in sorted(predicted, key=lambda e: e.t):
         if ev.what in ignore:
@@ -357,10 +361,13 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
         else:
             used.add(_key(ev))
             err = (ob.t - prev_obs) - gap
-            row.update(observed_t=round(ob.t, 6), error_s=round(err, 6), ok=-early <= err <= late)
+            # a polled observation is late by up to its polling gap; the previous one's gap makes this look early
+            early, late = early + prev_unc, late + ob.uncertainty
+            row.update(observed_t=round(ob.t, 6), error_s=round(err, 6), allowed_early_s=round(early, 6),
+                       allowed_late_s=round(late, 6), ok=-early <= err <= late)
             if not row["ok"]:
                 row["problem"] = "late" if err > 0 else "early"
-            prev_pred, prev_obs = ev.t, ob.t
+            prev_pred, prev_obs, prev_unc = ev.t, ob.t, ob.uncertainty
         if not row["ok"] and not first_bad:
             first_bad = f"{ev.what}" + (f" #{ev.n}" if ev.n else "") + f": {row['problem']}"
             if row["error_s"] is not None:

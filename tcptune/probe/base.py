@@ -45,7 +45,7 @@ class Observation:
 
     probe: str
     source: str  # "capture" or "socket" (TCP_INFO / socket table, no packets)
-    raw_events: list[tuple[float, str, int, str]] = field(default_factory=list)  # (abs t, what, n, detail)
+    raw_events: list[tuple] = field(default_factory=list)  # (abs t, what, n, detail[, uncertainty])
     segments: list[Segment] = field(default_factory=list)
     frames: list[tuple[float, bytes]] = field(default_factory=list)
     started: float = 0.0  # absolute time the probe started its first action
@@ -54,8 +54,9 @@ class Observation:
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
 
-    def add(self, t: float, what: str, n: int = 0, detail: str = "") -> None:
-        self.raw_events.append((t, what, n, detail))
+    def add(self, t: float, what: str, n: int = 0, detail: str = "", since: float | None = None) -> None:
+        """Record an event seen at ``t``; ``since``: the previous poll, when it was not yet seen."""
+        self.raw_events.append((t, what, n, detail, 0.0 if since is None else max(0.0, t - since)))
 
     @property
     def t0(self) -> float:
@@ -64,7 +65,10 @@ class Observation:
 
     def events(self) -> list[Event]:
         t0 = self.t0
-        return sorted((Event(t - t0, what, n, 0.0, detail) for t, what, n, detail in self.raw_events), key=lambda e: e.t)
+        out = []
+        for t, what, n, detail, *rest in self.raw_events:
+            out.append(Event(t - t0, what, n, 0.0, detail, uncertainty=rest[0] if rest else 0.0))
+        return sorted(out, key=lambda e: e.t)
 
     @property
     def watched_for(self) -> float:

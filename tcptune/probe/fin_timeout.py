@@ -53,20 +53,23 @@ def run(ctx: Context) -> Observation:
             if cap is None:
                 obs.add(t_close, "fin", 0, "close() called (no capture)")
             seen = False
+            prev = time.time()
             while not ctx.expired():
+                before = time.time()  # the state checked below is at least this recent
                 e = find_entry(cport, port)
                 now = time.time()
                 if e is not None and e.state == FIN_WAIT2:
                     if not seen and cap is None:
-                        obs.add(now, "fin_acked", 0, "FIN_WAIT2 in the socket table")
+                        obs.add(now, "fin_acked", 0, "FIN_WAIT2 in the socket table", since=prev)
                     seen = True
                     ctx.events_seen = 1
                 elif e is None and seen:
-                    obs.add(now, "fin_wait2_expired", 0, "gone from the socket table")
+                    obs.add(now, "fin_wait2_expired", 0, "gone from the socket table", since=prev)
                     break
                 elif e is not None and e.state not in (FIN_WAIT1, FIN_WAIT2):
                     obs.notes.append(f"client socket went to state {e.state} instead of leaving FIN_WAIT2")
                     break
+                prev = before
                 ctx.tick()
                 time.sleep(POLL_S)
             obs.watched_until = time.time()

@@ -69,7 +69,9 @@ def run(ctx: Context) -> Observation:
             poller = select.poll()
             poller.register(c, select.POLLIN | select.POLLERR)
             seen = 0
+            prev = time.time()
             while not ctx.expired():
+                before = time.time()  # the state checked below is at least this recent
                 ready = poller.poll(POLL_S * 1000)
                 now = time.time()
                 if cap is None:
@@ -78,16 +80,17 @@ def run(ctx: Context) -> Observation:
                     except OSError:
                         p = seen
                     for k in range(seen + 1, p + 1):
-                        obs.add(now, "keepalive_probe", k, "TCP_INFO probes")
+                        obs.add(now, "keepalive_probe", k, "TCP_INFO probes", since=prev)
                     seen = max(seen, p)
                     ctx.events_seen = seen
                 if ready:
                     err = c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     if cap is None or err != errno.ETIMEDOUT:
                         obs.add(now, "reset_timeout" if err == errno.ETIMEDOUT else "socket_error", 0,
-                                f"socket error {errno.errorcode.get(err, err)}")
+                                f"socket error {errno.errorcode.get(err, err)}", since=prev)
                     obs.measured["socket_error"] = errno.errorcode.get(err, str(err))
                     break
+                prev = before
                 ctx.tick()
             time.sleep(0.05)
             obs.watched_until = time.time()

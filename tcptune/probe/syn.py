@@ -49,7 +49,9 @@ def run(ctx: Context) -> Observation:
             seen_retrans = 0
             if cap is None:
                 obs.add(sent_at, "syn", 0, "connect() called (no capture)")
+            prev = time.time()
             while not ctx.expired():
+                before = time.time()  # the state checked below is at least this recent
                 ready = poller.poll(POLL_S * 1000)
                 now = time.time()
                 if cap is None:
@@ -59,7 +61,7 @@ def run(ctx: Context) -> Observation:
                         info = None
                     if info is not None and info.total_retrans > seen_retrans:
                         for k in range(seen_retrans + 1, info.total_retrans + 1):
-                            obs.add(now, "syn_retransmit", k, "TCP_INFO total_retrans")
+                            obs.add(now, "syn_retransmit", k, "TCP_INFO total_retrans", since=prev)
                         seen_retrans = info.total_retrans
                         ctx.events_seen = seen_retrans
                 elif cap is not None:
@@ -68,8 +70,9 @@ def run(ctx: Context) -> Observation:
                     err = c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     name = errno.errorcode.get(err, str(err)) if err else "connected"
                     what = "connect_timeout" if err == errno.ETIMEDOUT else "connect_result"
-                    obs.add(now, what, 0, f"connect() -> {name}")
+                    obs.add(now, what, 0, f"connect() -> {name}", since=prev)
                     break
+                prev = before
                 ctx.tick()
             obs.watched_until = time.time()
             obs.measured["client_port"] = c.getsockname()[1]

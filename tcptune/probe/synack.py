@@ -45,20 +45,23 @@ def run(ctx: Context) -> Observation:
             if cap is None:
                 obs.add(t_conn, "synack", 0, "client connected (no capture)")
             seen, present, last = 0, False, None
+            prev = time.time()
             while not ctx.expired():
+                before = time.time()  # the state checked below is at least this recent
                 e = find_entry(port, cport, (SYN_RECV,))
                 now = time.time()
                 if e is not None:
                     present = True
                     if cap is None and e.retransmits > seen:
                         for k in range(seen + 1, e.retransmits + 1):
-                            obs.add(now, "synack_retransmit", k, "socket table retrnsmt")
+                            obs.add(now, "synack_retransmit", k, "socket table retrnsmt", since=prev)
                     seen = max(seen, e.retransmits)
                     ctx.events_seen = seen
                 elif present:
-                    obs.add(now, "request_dropped", 0, "request left SYN_RECV")
+                    obs.add(now, "request_dropped", 0, "request left SYN_RECV", since=prev)
                     last = now
                     break
+                prev = before
                 ctx.tick()
                 time.sleep(POLL_S)
             if last is not None:  # keep watching briefly for stray SYN-ACKs

@@ -89,22 +89,27 @@ def run(ctx: Context) -> Observation:
             if cap is None:
                 obs.add(t_fin, "fin", 0, "close() called (no capture)")
                 obs.add(t_tw, "time_wait", 0, "server closed (no capture)")
-            attempts = 0
+            attempts, reused = 0, False
+            prev = time.time()
             while not ctx.expired():
+                t_try = time.time()
                 got = _attempt(port, lport)
                 attempts += 1
                 if got is not None:
-                    now = time.time()
                     socks.append(got)
-                    obs.add(now, "reuse_ok", 0, f"connect() from port {lport} succeeded after {attempts - 1} refusals")
                     abort_on_close(got)
+                    obs.add(time.time(), "reuse_ok", 0, f"connect() from port {lport} succeeded after {attempts - 1} refusals",
+                            since=prev)
+                    reused = True
                     break
+                prev = t_try
+                ctx.events_seen = attempts
                 ctx.tick()
                 time.sleep(ATTEMPT_EVERY_S)
             obs.watched_until = time.time()
             obs.measured.update(client_port=lport, server_port=port, attempts=attempts)
-            if obs.raw_events and obs.raw_events[-1][1] != "reuse_ok":
-                obs.notes.append(f"connect() from port {lport} was refused (EADDRNOTAVAIL) {attempts} times")
+            if not reused:
+                obs.notes.append(f"connect() from port {lport} was refused (EADDRNOTAVAIL) all {attempts} times")
         if cap is not None:
             obs.raw_events.extend(analyze(obs.segments, port))
     return obs

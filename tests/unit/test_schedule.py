@@ -248,3 +248,10 @@ def test_compare_ignore_kinds_a_pcap_cannot_show():
 def test_a_prediction_always_matches_itself(retries, linear):
     p = S.predict_syn(retries, linear)
     assert S.compare(p.events, list(p.events), TOL).verdict == "matches"
+
+
+def test_chained_timers_add_their_slack():
+    p = S.predict_fin_timeout(61, 0.2)
+    (ev,) = [e for e in p.events if e.what == "fin_wait2_expired"]
+    early, late = TOL.window(ev, 2.0)
+    assert late == pytest.approx(0.06 + 2 * S.timer_slack(1.0, 250))
