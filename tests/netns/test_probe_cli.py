@@ -1,0 +1,85 @@
+"""`tcptune probe` end to end: the real CLI in a private network namespace."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from nsutil import netns_argv
+
+TCPTUNE = [sys.executable, "-m", "tcptune"]
+
+
+def _in_netns(sysctls: dict, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    sets = "; ".join(f"echo {v} > /proc/sys/net/ipv4/{k}" for k, v in sysctls.items())
+    cmd = " ".join(map(shlex_quote, TCPTUNE + args))
+    argv = netns_argv(["sh", "-c", f"{sets + '; ' if sets else ''}exec {cmd}"])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def shlex_quote(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)
+
+
+def test_probe_syn_json_and_pcap(tmp_path):
+    pcap = tmp_path / "syn.pcap"
+    r = _in_netns({"tcp_syn_retries": 1, "tcp_syn_linear_timeouts": 0},
+                  ["probe", "syn", "--json", "--max-wait", "10", "--pcap", str(pcap)])
+    assert r.returncode == 0, r.stderr + r.stdout
+    data = json.loads(r.stdout)
+    assert data["verdict"] == "matches"
+    assert [e["what"] for e in data["predicted"]] == ["syn", "syn_retransmit", "connect_timeout"]
+    assert data["give_up"]["predicted_s"] == 3.0 and 3.0 <= data["give_up"]["observed_s"] < 3.3
+    assert data["tolerance"]["abs_s"] == 0.03 and data["source"] == "capture"
+    assert r.stderr == ""  # no progress noise when stderr is not a terminal
+    from tcptune.probe.capture import read_pcap
+
+    segs = read_pcap(pcap)
+    assert [s.flag_text() for s in segs] == ["S", "S"]
+    if shutil.which("tcpdump"):
+        out = subprocess.run(["tcpdump", "-nn", "-r", str(pcap)], capture_output=True, text=True).stdout
+        assert out.count("Flags [S]") == 2
+
+
+def test_probe_human_output_and_fallback_without_capture():
+    r = _in_netns({"tcp_synack_retries": 1}, ["probe", "synack", "--no-capture", "--max-wait", "10"])
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "verdict: matches" in r.stdout
+    assert "TCP_INFO and the socket table" in r.stdout
+    assert "synack_retransmit #1" in r.stdout and "request_dropped" in r.stdout
+
+
+def test_probe_all_runs_what_fits():
+    r = _in_netns(
+        {"tcp_syn_retries": 1, "tcp_synack_retries": 1, "tcp_fin_timeout": 1, "tcp_keepalive_time": 7200},
+        ["probe", "all", "--json", "--max-wait", "5"], timeout=120)
+    assert r.returncode == 0, r.stderr + r.stdout
+    data = json.loads(r.stdout)
+    ran = {p["probe"]: p["verdict"] for p in data["probes"]}
+    assert ran == {"syn": "matches", "synack": "matches", "fin-timeout": "matches", "tw-reuse": "matches"}
+    assert [s["probe"] for s in data["skipped"]] == ["keepalive"]
+    assert data["verdict"] == "matches"
+
+
+def test_keepalive_too_long_is_said_plainly():
+    r = _in_netns({}, ["probe", "keepalive", "--max-wait", "5"])
+    assert r.returncode == 0
+    assert "too long to observe in the allowed time" in r.stdout
+
+
+@pytest.mark.parametrize("opt", [["--root", "/"], ["--sysctl-dump", "/dev/null"]])
+def test_probe_refuses_offline_sources(opt):
+    r = subprocess.run(TCPTUNE + ["probe", "syn"] + opt, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "probe cannot use" in r.stderr and opt[0] in r.stderr
+
+
+def test_bad_max_wait():
+    r = subprocess.run(TCPTUNE + ["probe", "syn", "--max-wait", "0"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--max-wait" in r.stderr
