@@ -83,3 +83,48 @@ def test_probe_refuses_offline_sources(opt):
 def test_bad_max_wait():
     r = subprocess.run(TCPTUNE + ["probe", "syn", "--max-wait", "0"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--max-wait" in r.stderr
+
+
+def _interrupt_and_list_sockets(probe: str, sysctls: dict, after: float):
+    """In the netns: start the CLI, Ctrl-C it, then list what TCP sockets remain."""
+    import signal
+    import time
+
+    for k, v in sysctls.items():
+        with open(f"/proc/sys/net/ipv4/{k}", "w") as fh:
+            fh.write(f"{v}\n")
+    p = subprocess.Popen(TCPTUNE + ["probe", probe, "--max-wait", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(after)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    time.sleep(0.2)
+    with open("/proc/net/tcp") as fh:
+        left = [line.split()[3] for line in fh.read().splitlines()[1:]]
+    return p.returncode, err, left
+
+
+@pytest.mark.parametrize("probe,sysctls", [
+    ("keepalive", {"tcp_keepalive_time": 5}),  # connected client + silenced peer: a plain close would leave FIN_WAIT1
+    ("syn", {"tcp_syn_retries": 6}),
+])
+def test_ctrl_c_cleans_up_every_socket(probe, sysctls):
+    from nsutil import run_in_netns
+
+    rc, err, left = run_in_netns(_interrupt_and_list_sockets, probe, sysctls, 2.5, timeout=60)
+    assert rc == 130, err
+    assert left == [], f"sockets left in states {left}"
+
+
+def test_without_cap_net_raw_falls_back_to_socket_timers():
+    if not shutil.which("capsh"):
+        pytest.skip("capsh (libcap) is not installed")
+    inner = " ".join(map(shlex_quote, TCPTUNE + ["probe", "syn", "--json", "--max-wait", "10", "--pcap", "/tmp/never.pcap"]))
+    sets = "echo 1 > /proc/sys/net/ipv4/tcp_syn_retries"
+    argv = netns_argv(["sh", "-c", f"{sets}; exec capsh --drop=cap_net_raw -- -c {shlex_quote(inner)}"])
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr + r.stdout
+    data = json.loads(r.stdout)
+    assert data["source"] == "socket" and data["verdict"] == "matches"
+    assert any("CAP_NET_RAW" in n for n in data["notes"])
+    assert any("nothing written" in n for n in data["notes"]) and data["pcap"] is None
