@@ -68,38 +68,28 @@ class Segment:
 
 def port_filter_program(port: int) -> list[tuple[int, int, int, int]]:
     """A classic-BPF program for a 14-byte-header link (lo): accept IPv4 TCP
-    segments, unfragmented, whose source or destination port is ``port``."""
+    segments, unfragmented, whose source or destination port is ``port``.
+
+    Instructions are (code, jt, jf, k); jumps count from the next instruction.
+    """
     if not 0 < port < 65536:
         raise ValueError(f"port {port} out of range")
     keep, drop = 0x40000, 0
-    prog = [
-        (BPF_LD_H_ABS, 0, 0, 12),  # ethertype
-        (BPF_JEQ_K, 0, 8, ETH_P_IP),
-        (BPF_LD_B_ABS, 0, 0, 23),  # IP protocol
-        (BPF_JEQ_K, 0, 6, socket.IPPROTO_TCP),
-        (BPF_LD_H_ABS, 0, 0, 20),  # flags + fragment offset
-        (BPF_JSET_K, 4, 0, 0x1FFF),  # a later fragment has no TCP header: drop
-        (BPF_LDX_B_MSH, 0, 0, 14),  # X = IP header length
-        (BPF_LD_H_IND, 0, 0, 14),  # source port
-        (BPF_JEQ_K, 2, 0, port),
-        (BPF_LD_H_IND, 0, 0, 16),  # destination port
+    return [
+        (BPF_LD_H_ABS, 0, 0, 12),  # 0: ethertype
+        (BPF_JEQ_K, 0, 10, ETH_P_IP),  # 1: not IPv4 -> 12 drop
+        (BPF_LD_B_ABS, 0, 0, 23),  # 2: IP protocol
+        (BPF_JEQ_K, 0, 8, socket.IPPROTO_TCP),  # 3: not TCP -> 12 drop
+        (BPF_LD_H_ABS, 0, 0, 20),  # 4: flags + fragment offset
+        (BPF_JSET_K, 6, 0, 0x1FFF),  # 5: a later fragment has no TCP header -> 12 drop
+        (BPF_LDX_B_MSH, 0, 0, 14),  # 6: X = IP header length
+        (BPF_LD_H_IND, 0, 0, 14),  # 7: source port
+        (BPF_JEQ_K, 2, 0, port),  # 8: -> 11 keep
+        (BPF_LD_H_IND, 0, 0, 16),  # 9: destination port
+        (BPF_JEQ_K, 0, 1, port),  # 10: -> 11 keep, else 12 drop
+        (BPF_RET_K, 0, 0, keep),  # 11
+        (BPF_RET_K, 0, 0, drop),  # 12
     ]
-    # jump offsets above count from the next instruction; finish with the two returns
-    prog.append((BPF_JEQ_K, 0, 1, port))
-    prog += [(BPF_RET_K, 0, 0, keep), (BPF_RET_K, 0, 0, drop)]
-    # fix the early "drop" jumps now that the length is known
-    n = len(prog)
-    drop_at, keep_at = n - 1, n - 2
-    fixed = []
-    for i, (code, jt, jf, k) in enumerate(prog):
-        if i == 1 or i == 3:
-            jf = drop_at - (i + 1)
-        if i == 5:
-            jt = drop_at - (i + 1)
-        if i == 8:
-            jt = keep_at - (i + 1)
-        fixed.append((code, jt, jf, k))
-    return fixed
 
 
 def attach_filter(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
@@ -127,8 +117,10 @@ def parse_frame(t: float, frame: bytes) -> Segment | None:
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
 
-    pkt = Ether(frame)
-    return segment_of(t, pkt, IP, TCP)
+    try:
+        return segment_of(t, Ether(frame), IP, TCP)
+    except Exception:  # noqa: BLE001 - a truncated or foreign frame is simply not a segment
+        return None
 
 
 def segment_of(t: float, pkt, IP, TCP) -> Segment | None:
@@ -273,16 +265,21 @@ def write_pcap(path, frames: list[tuple[float, bytes]]) -> int:
 
 def read_pcap(path: str | os.PathLike[str]) -> list[Segment]:
     """The TCP segments of a pcap file, decoded exactly as a live capture is."""
+    from scapy.error import Scapy_Exception
     from scapy.layers.inet import IP, TCP
     from scapy.utils import rdpcap
 
     try:
         pkts = rdpcap(str(path))
-    except (OSError, EOFError) as exc:
-        raise TcptuneError(f"{path}: cannot read pcap: {exc}", ExitCode.BAD_INPUT) from exc
+    except (OSError, EOFError, Scapy_Exception) as exc:
+        raise TcptuneError(f"{path}: cannot read pcap: {exc}", ExitCode.BAD_INPUT,
+                           hint="pass a pcap written by --pcap or tcpdump -w") from exc
     out = []
     for p in pkts:
-        seg = segment_of(float(p.time), p, IP, TCP)
+        try:
+            seg = segment_of(float(p.time), p, IP, TCP)
+        except Exception:  # noqa: BLE001 - a malformed packet in the file is skipped, not fatal
+            seg = None
         if seg is not None:
             out.append(seg)
     return out
