@@ -169,7 +169,11 @@ def predict_synack(
     syn_ack_recalc() expires the request when ``num_timeout >= tcp_synack_retries``
     (no TCP_DEFER_ACCEPT; one request, so the queue-pressure pruning is not
     involved); otherwise inet_rtx_syn_ack() resends and the timer is re-armed for
-    reqsk_timeout() = min(1 s << num_timeout, rto max).  No linear phase here.
+    reqsk_timeout(req, TCP_RTO_MAX) = min(1 s << num_timeout, 120 s).  No linear
+    phase here, and tcp_rto_max_ms does NOT apply: measured on 6.18 with
+    tcp_rto_max_ms=2000 the SYN-ACKs still went out at 1, 3, 7 s while the same
+    setting capped a SYN_SENT socket's backoff at 2 s.  So callers describing a
+    real kernel leave ``rto_max`` at its default.
     """
     if synack_retries < 0 or synack_retries > 255:
         raise ValueError(f"tcp_synack_retries={synack_retries} is outside 0..255")

@@ -22,7 +22,7 @@ _MODULES = {"syn": "syn", "synack": "synack", "fin-timeout": "fin_timeout", "kee
 # Which sysctls govern each probe (read through the Host; None when this kernel lacks one).
 SETTINGS = {
     "syn": ("net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_rto_max_ms"),
-    "synack": ("net.ipv4.tcp_synack_retries", "net.ipv4.tcp_rto_max_ms"),
+    "synack": ("net.ipv4.tcp_synack_retries", "net.ipv4.tcp_rto_max_ms"),  # rto_max shown, not applied
     "fin-timeout": ("net.ipv4.tcp_fin_timeout",),
     "keepalive": ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"),
     "tw-reuse": ("net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay", "net.ipv4.tcp_timestamps"),
@@ -77,7 +77,8 @@ def predict(probe: str, st: dict, hz: int | None, measured: dict | None = None) 
     if probe == "syn":
         return S.predict_syn(need("tcp_syn_retries"), st.get("tcp_syn_linear_timeouts"), rto_max, hz=hz)
     if probe == "synack":
-        return S.predict_synack(need("tcp_synack_retries"), rto_max, hz=hz)
+        # the request-sock timer ignores tcp_rto_max_ms (measured on 6.18; see predict_synack)
+        return S.predict_synack(need("tcp_synack_retries"), hz=hz)
     if probe == "fin-timeout":
         return S.predict_fin_timeout(need("tcp_fin_timeout"), measured.get("rto_s", 0.2), hz=hz)
     if probe == "keepalive":

@@ -53,7 +53,10 @@ CASES = {
     "syn-r1-l0": ("syn", {"tcp_syn_retries": 1, "tcp_syn_linear_timeouts": 0}, {}),
     "syn-textbook": ("syn", {"tcp_syn_retries": 1, "tcp_syn_linear_timeouts": 4}, {"model": _textbook_syn}),
     "syn-max-wait": ("syn", {"tcp_syn_retries": 6, "tcp_syn_linear_timeouts": 4}, {"max_wait": 3.5}),
+    "syn-r4-l0-rtomax2s": ("syn", {"tcp_syn_retries": 4, "tcp_syn_linear_timeouts": 0, "tcp_rto_max_ms": 2000}, {}),
     "synack-r1": ("synack", {"tcp_synack_retries": 1}, {}),
+    # the SYN-ACK timer keeps the 120 s cap whatever tcp_rto_max_ms says (drop at 7 s, not 5 s)
+    "synack-r2-rtomax2s": ("synack", {"tcp_synack_retries": 2, "tcp_rto_max_ms": 2000}, {}),
     "synack-r2-nocap": ("synack", {"tcp_synack_retries": 2}, {"capture": False}),
     "fin-1": ("fin-timeout", {"tcp_fin_timeout": 1}, {}),
     "fin-0-nocap": ("fin-timeout", {"tcp_fin_timeout": 0}, {"capture": False}),
@@ -125,6 +128,13 @@ def test_syn_linear_timeouts_measured_schedule(results):
     assert len(retx) == 5  # the measurement: 5 retransmissions ...
     assert 7.0 <= r["give_up"]["observed_s"] < 7.4  # ... and ETIMEDOUT after ~7.1 s
     assert r["give_up"]["predicted_s"] == 7.0
+
+
+def test_rto_max_ms_caps_syn_but_not_synack(results):
+    syn = _get(results, "syn-r4-l0-rtomax2s")
+    assert [round(e["t"]) for e in syn["observed"] if e["what"] == "syn_retransmit"] == [1, 3, 5, 7]
+    synack = _get(results, "synack-r2-rtomax2s")
+    assert 7.0 <= synack["give_up"]["observed_s"] < 7.5
 
 
 def test_fin_timeout_over_60s_is_split(results):
