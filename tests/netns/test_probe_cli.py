@@ -128,3 +128,29 @@ def test_without_cap_net_raw_falls_back_to_socket_timers():
     assert data["source"] == "socket" and data["verdict"] == "matches"
     assert any("CAP_NET_RAW" in n for n in data["notes"])
     assert any("nothing written" in n for n in data["notes"]) and data["pcap"] is None
+
+
+def test_probe_runs_inside_the_netns_given_by_pid():
+    """--netns PID: settings and sockets are those of that namespace, not the caller's."""
+    import time
+
+    from nsutil import require_netns
+
+    require_netns()
+    holder = subprocess.Popen(["unshare", "-n", "sh", "-c",
+                               "ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_syn_retries && "
+                               "echo 0 > /proc/sys/net/ipv4/tcp_syn_linear_timeouts && echo ready && exec sleep 60"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        t = time.monotonic()
+        r = subprocess.run(TCPTUNE + ["probe", "syn", "--json", "--netns", str(holder.pid), "--max-wait", "10"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)
+        assert data["settings"]["tcp_syn_retries"] == 1 and data["settings"]["tcp_syn_linear_timeouts"] == 0
+        assert data["verdict"] == "matches" and data["give_up"]["predicted_s"] == 3.0
+        assert time.monotonic() - t < 9
+    finally:
+        holder.kill()
+        holder.wait()
