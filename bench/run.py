@@ -172,7 +172,8 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
     t0 = time.perf_counter()
     pids, pipes, fds = start_workers(n, workers)
     fill_s = time.perf_counter() - t0
-    res: dict = {"n_target": n, "fill_seconds": fill_s, "fds_held": fds, "tools": {}}
+    res: dict = {"n_target": n, "fill_seconds": fill_s, "fds_held": fds, "tools": {},
+                 "loadavg_before": os.getloadavg()}
     try:
         # Counts: tcptune --json then ss, back to back (TIME_WAIT may expire between them).
         tj = timed(["tcptune", "states", "--json"])
@@ -186,11 +187,12 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
         for name, argv in TOOLS_FAST:
             runs = [timed(argv) for _ in range(repeat)]
             res["tools"][name] = summarize(runs)
+        # In-process: the dump alone, without interpreter start-up (before the slow tools,
+        # while the TIME_WAIT sockets are still there).
+        res["in_process"] = in_process(repeat)
         for name, argv in TOOLS_SLOW:
             runs = [timed(argv, slow_timeout) for _ in range(1 if n >= 100000 else repeat)]
             res["tools"][name] = summarize(runs)
-        # In-process: the dump alone, without interpreter start-up.
-        res["in_process"] = in_process(repeat)
         res["tw_at_end"] = sockstat_tw()
     finally:
         stop_workers(pids, pipes)
@@ -237,6 +239,7 @@ def table(res: dict) -> str:
         lines.append(f"| {name} | {r['seconds']:.3f} | {r['seconds'] / floor:.2f} | {r['seconds'] / sstan:.2f} | {r['max_rss_mb']:.0f} |")
     lines.append("")
     lines.append("In-process (no interpreter start-up): " + ", ".join(f"{k} {v:.3f} s" for k, v in res["in_process"].items()))
+    lines.append(f"Load average before timing: {', '.join(f'{x:.2f}' for x in res['loadavg_before'])}.")
     lines.append(f"Fill took {res['fill_seconds']:.1f} s; TIME_WAIT at start {res['counts_ss'].get('TIME_WAIT', 0)}, at end {res['tw_at_end']}.")
     return "\n".join(lines)
 

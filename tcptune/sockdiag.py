@@ -33,6 +33,7 @@ import socket
 import struct
 import time
 from collections import Counter
+from functools import partial
 from itertools import compress
 from dataclasses import dataclass, field
 
@@ -388,35 +389,46 @@ def socket_owners(wanted: set[int] | None = None, proc: str = "/proc") -> tuple[
     directory cannot be read (other users' when not root, or gone mid-scan) are
     counted, not fatal.  ``wanted`` limits the map to these inodes (the scan still
     reads every fd link: the kernel offers no reverse index).
+
+    The per-fd work is one readlinkat() relative to the open fd directory, mapped in
+    C over the names, and a set lookup of the link text itself ("socket:[INODE]",
+    net/socket.c sockfs_dname), so no int is parsed for the fds that do not matter.
     """
     owners: dict[int, tuple[int, str]] = {}
     unreadable = 0
     readlink = os.readlink
+    want_links = None if wanted is None else {f"socket:[{ino}]" for ino in wanted}
     try:
         pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
     except OSError as exc:
         raise TcptuneError(f"cannot list {proc}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     for pid in pids:
-        fd_dir = f"{proc}/{pid}/fd"
         try:
-            fds = os.listdir(fd_dir)
-        except (PermissionError, FileNotFoundError, ProcessLookupError):
-            unreadable += 1
-            continue
+            dfd = os.open(f"{proc}/{pid}/fd", flags)
         except OSError:
             unreadable += 1
             continue
-        found = []
-        for fd in fds:
+        try:
+            names = os.listdir(dfd)
             try:
-                link = readlink(f"{fd_dir}/{fd}")
-            except OSError:
-                continue
-            # sockfs names its dentries "socket:[INODE]" (net/socket.c sockfs_dname).
-            if link.startswith("socket:["):
-                ino = int(link[8:-1])
-                if wanted is None or ino in wanted:
-                    found.append(ino)
+                links = list(map(partial(readlink, dir_fd=dfd), names))
+            except OSError:  # an fd closed meanwhile: again, one by one
+                links = []
+                for name in names:
+                    try:
+                        links.append(readlink(name, dir_fd=dfd))
+                    except OSError:
+                        continue
+        except OSError:
+            unreadable += 1
+            continue
+        finally:
+            os.close(dfd)
+        if want_links is None:
+            found = [link for link in links if link.startswith("socket:[")]
+        else:
+            found = want_links.intersection(links)
         if not found:
             continue
         try:
@@ -424,7 +436,8 @@ def socket_owners(wanted: set[int] | None = None, proc: str = "/proc") -> tuple[
                 name = fh.read().decode("utf-8", "replace").strip()
         except OSError:
             name = "?"
-        for ino in found:
+        for link in found:
+            ino = int(link[8:-1])
             if ino not in owners:
                 owners[ino] = (pid, name)
     return owners, unreadable
