@@ -28,13 +28,15 @@ split is kept to two such walks per family.
 from __future__ import annotations
 
 import errno
+import re
+from array import array
 import os
 import socket
 import struct
 import time
 from collections import Counter
 from functools import partial
-from itertools import compress
+from itertools import compress, repeat
 from dataclasses import dataclass, field
 
 from tcptune.errors import ExitCode, TcptuneError
@@ -109,6 +111,10 @@ class DiagTable:
     syn_recv_by_port: Counter = field(default_factory=Counter)  # local port -> pending requests
     orphans: int | None = None  # FIN_WAIT1/FIN_WAIT2/CLOSING/LAST_ACK without an inode, when computed
     interrupted: bool = False  # the kernel flagged NLM_F_DUMP_INTR
+    # by='process': the raw state byte and inode of every socket, 5 bytes a socket
+    # (a dict or Counter keyed per socket would cost ~200 bytes each at a million).
+    sock_states: bytearray = field(default_factory=bytearray)
+    sock_inodes: array = field(default_factory=lambda: array("I"))
 
 
 def _request(family: int, states: int, seq: int) -> bytes:
@@ -325,9 +331,9 @@ def _dump_kind(sock, family, kind, mask, seq, by, table: DiagTable) -> None:
             port_groups.update(zip(st, _port_col(mv, off, length, cnt, OFF_SPORT)))
         elif by == "peer":
             addr_groups.update(zip(st, _addr_col(mv, off, length, cnt, family)))
-        else:  # process: inode, mapped to owners by the caller
-            for (s, ino), c in Counter(zip(st, _u32_col(mv, off, length, cnt, OFF_INODE).tolist())).items():
-                groups[(_state_byte(s), ino)] += c
+        else:  # process: kept as columns, joined with the owner index by the caller
+            table.sock_states += st
+            table.sock_inodes.frombytes(_u32_col(mv, off, length, cnt, OFF_INODE).tobytes())
     counts = table.counts
     for s, c in enumerate(per_state):
         if c:
@@ -381,25 +387,23 @@ def discard_dump(families=(socket.AF_INET, socket.AF_INET6), states: int = ALL_S
 # -- owners: socket inode -> (pid, name) -------------------------------------------
 
 
-def socket_owners(wanted: set[int] | None = None, proc: str = "/proc") -> tuple[dict[int, tuple[int, str]], int]:
-    """Map socket inodes to (pid, command name) with one pass over /proc/*/fd.
+_SOCKET_LINK = re.compile(r"socket:\[(\d+)\]")
 
-    Returns (owners, unreadable_pids).  A socket shared by several processes (fork,
-    SCM_RIGHTS) is credited to the lowest pid that holds it.  Processes whose fd
-    directory cannot be read (other users' when not root, or gone mid-scan) are
-    counted, not fatal.  ``wanted`` limits the map to these inodes (the scan still
-    reads every fd link: the kernel offers no reverse index).
 
-    The per-fd work is one readlinkat() relative to the open fd directory, mapped in
-    C over the names, and a set lookup of the link text itself ("socket:[INODE]",
-    net/socket.c sockfs_dname), so no int is parsed for the fds that do not matter.
+def socket_owner_index(proc: str = "/proc") -> tuple[dict[int, int], list[tuple[int, str]], int]:
+    """(inode -> owner number, owners [(pid, name)], unreadable pids), one pass over /proc/*/fd.
+
+    Built for a million sockets: per process the fd links are read with readlinkat()
+    mapped in C, the socket inodes pulled out by one regex over the joined links, and
+    the dict updated from a zip: no Python step per fd.  Pids are visited highest
+    first so that, a socket shared by several processes ends up credited to the lowest.
     """
-    owners: dict[int, tuple[int, str]] = {}
+    index: dict[int, int] = {}
+    owners: list[tuple[int, str]] = []
     unreadable = 0
     readlink = os.readlink
-    want_links = None if wanted is None else {f"socket:[{ino}]" for ino in wanted}
     try:
-        pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
+        pids = sorted((int(p) for p in os.listdir(proc) if p.isdigit()), reverse=True)
     except OSError as exc:
         raise TcptuneError(f"cannot list {proc}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -425,22 +429,34 @@ def socket_owners(wanted: set[int] | None = None, proc: str = "/proc") -> tuple[
             continue
         finally:
             os.close(dfd)
-        if want_links is None:
-            found = [link for link in links if link.startswith("socket:[")]
-        else:
-            found = want_links.intersection(links)
-        if not found:
+        inodes = _SOCKET_LINK.findall("\n".join(links))
+        if not inodes:
             continue
         try:
             with open(f"{proc}/{pid}/comm", "rb") as fh:
                 name = fh.read().decode("utf-8", "replace").strip()
         except OSError:
             name = "?"
-        for link in found:
-            ino = int(link[8:-1])
-            if ino not in owners:
-                owners[ino] = (pid, name)
-    return owners, unreadable
+        index.update(zip(map(int, inodes), repeat(len(owners))))
+        owners.append((pid, name))
+    return index, owners, unreadable
+
+
+def group_by_owner(table: DiagTable, index: dict[int, int], owners: list) -> Counter:
+    """(TcpState, owner) -> sockets, owner being (pid, name), NO_OWNER (inode 0) or None (not visible)."""
+    from tcptune.states import NO_OWNER
+
+    no_owner = -1
+    index[0] = no_owner  # TIME_WAIT, request socks and orphans have no struct socket
+    try:
+        joined = Counter(zip(table.sock_states, map(index.get, table.sock_inodes)))
+    finally:
+        del index[0]
+    out: Counter = Counter()
+    for (s, idx), c in joined.items():
+        owner = None if idx is None else (NO_OWNER if idx == no_owner else owners[idx])
+        out[(_state_byte(s), owner)] += c
+    return out
 
 
 def read_sockstat(proc: str = "/proc") -> dict[str, int]:
@@ -484,10 +500,10 @@ def collect_summary(host, by: str | None = None, states=None, families=(socket.A
             ExitCode.BAD_INPUT,
             hint="use --by local-port or --by peer with --root",
         )
-    summary = None
+    summary = table = None
     if host.is_live:
         try:
-            t = dump_table(families, states_mask(states or ()), by)
+            t = table = dump_table(families, states_mask(states or ()), by)
         except SockDiagUnavailable as exc:
             summary = _summary_from_proc(host, by, states, families)
             summary.notes.insert(0, f"netlink sock_diag unavailable ({exc}); read /proc/net/tcp and tcp6 instead")
@@ -507,9 +523,11 @@ def collect_summary(host, by: str | None = None, states=None, families=(socket.A
     else:
         summary = _summary_from_proc(host, by, states, families)
     if by == "process":
-        wanted = {ino for (_s, ino) in summary.groups if ino}
-        owners, _unreadable = socket_owners(wanted)
-        summary.groups = resolve_process_groups(summary.groups, owners)
+        index, owners, _unreadable = socket_owner_index()
+        if table is not None:
+            summary.groups = group_by_owner(table, index, owners)
+        else:  # /proc rows: groups keyed (state, inode)
+            summary.groups = resolve_process_groups(summary.groups, {ino: owners[i] for ino, i in index.items()})
     return summary
 
 
