@@ -108,13 +108,13 @@ def states_cmd(
         raise TcptuneError("--count only makes sense with --watch", ExitCode.BAD_INPUT)
     states = _parse_states(state)
     by_value = by.value if by else None
-    host = open_source(root, sysctl_dump, netns)
     if sysctl_dump:
         raise TcptuneError(
             f"--sysctl-dump {sysctl_dump}: a sysctl dump has no socket table",
             ExitCode.BAD_INPUT,
             hint="`tcptune states` reads the live host, --netns, or --root DIR holding proc/net/tcp",
         )
+    host = open_source(root, sysctl_dump, netns)
     previous = None
     n = 0
     try:
