@@ -28,7 +28,7 @@ import pytest
 
 from nsutil import run_in_netns
 from tcptune.kernel.kb import load_kb
-from tcptune.profile import TOP_LEVEL, load_profile
+from tcptune.profile import TOP_LEVEL, builtin_dir, load_profile
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE_DIR = REPO / "profiles"
@@ -120,7 +120,10 @@ def test_values_are_in_knowledge_base_ranges_and_accepted_by_their_own_accept(na
 def test_every_builtin_loads_by_name_with_the_real_knowledge_base():
     for name in sorted(EXPECTED):
         prof = load_profile(name, kb=load_kb(), known_keys=sorted(_kernel_keys()), search_dirs=[])
-        assert prof.origin == str(PROFILE_DIR / f"{name}.toml") and prof.settings
+        # From the package's built-in directory: the repo's profiles/ under an editable
+        # install, tcptune/_profiles in a wheel (as CI installs it) -- the same bytes.
+        assert prof.origin == str(builtin_dir() / f"{name}.toml") and prof.settings
+        assert Path(prof.origin).read_bytes() == (PROFILE_DIR / f"{name}.toml").read_bytes()
     # kernel_defaults pulls every knowledge-base default in.
     assert len(_load("kernel-default").settings) >= 50
 
