@@ -410,6 +410,9 @@ def load_profile(
 
     A path's parent is looked up first beside the file, then by name.
     """
+    if not isinstance(spec, str) or not spec.strip():
+        # An empty PROFILE argument (`apply "$P"` with P unset) must not resolve to anything.
+        raise TcptuneError("empty profile name", ExitCode.BAD_INPUT, hint="name a profile (see `tcptune profiles list`) or a .toml path")
     kb = kb or load_kb()
     known = tuple(known_keys)
 

@@ -17,11 +17,40 @@ from tcptune.errors import ExitCode, TcptuneError
 
 SOURCE_PANEL = "Where to read from"
 
+
+def _not_empty(option: str, what: str, default: str = "the live host"):
+    """A Typer parser that refuses an empty value instead of quietly meaning "the live host".
+
+    `--netns "$(pidof -s nginx)"` with nginx not running passes "", and reading the host
+    instead of the container (or, for apply, writing it) is the worst possible fallback.
+    The check runs on the raw string: Path("") would already have become ".".
+    """
+
+    def parse(value: str):
+        if value is None:
+            return None
+        if not value.strip():
+            raise TcptuneError(
+                f"{option} is empty; nothing was read",
+                ExitCode.BAD_INPUT,
+                hint=f"pass {what}, or leave {option} out for {default}; an unset variable or a `$(pidof ...)` that found nothing expands to an empty value",
+            )
+        return value
+
+    parse.__name__ = option.lstrip("-").replace("-", "_")
+    return parse
+
+
+def _root_arg(value: str) -> Path:
+    return Path(_not_empty("--root", "a directory")(value))
+
+
 RootOpt = Annotated[
     Optional[Path],
     typer.Option(
         "--root",
         metavar="DIR",
+        parser=_root_arg,
         help="Read a directory shaped like / (proc/sys/net, proc/net): a saved snapshot or a container's root.",
         rich_help_panel=SOURCE_PANEL,
     ),
@@ -31,6 +60,7 @@ SysctlDumpOpt = Annotated[
     typer.Option(
         "--sysctl-dump",
         metavar="FILE|-",
+        parser=_not_empty("--sysctl-dump", "a file or - for stdin"),
         help="Read values from `sysctl -a` output (a file, or - for stdin): `ssh host sysctl -a | tcptune audit --sysctl-dump -`.",
         rich_help_panel=SOURCE_PANEL,
     ),
@@ -40,6 +70,7 @@ NetnsOpt = Annotated[
     typer.Option(
         "--netns",
         metavar="NAME|PID|PATH",
+        parser=_not_empty("--netns", "a namespace name, a pid or a path"),
         help="Enter this network namespace first (`ip netns` name, a pid, or /proc/PID/ns/net). Needs CAP_SYS_ADMIN.",
         rich_help_panel=SOURCE_PANEL,
     ),
@@ -75,22 +106,25 @@ def read_dump_text(spec: str) -> tuple[str, str]:
 
 def open_source(root: Optional[Path] = None, sysctl_dump: Optional[str] = None, netns: Optional[str] = None):
     """Build the Host (or DumpHost) a command reads from, entering --netns first."""
-    given = [name for name, v in (("--root", root), ("--sysctl-dump", sysctl_dump), ("--netns", netns)) if v]
+    given = [name for name, v in (("--root", root), ("--sysctl-dump", sysctl_dump), ("--netns", netns)) if v is not None]
+    for name, v in (("--sysctl-dump", sysctl_dump), ("--netns", netns)):
+        if v is not None:  # callers that bypass the option parsers get the same check
+            _not_empty(name, "a value")(v)
     if len(given) > 1:
         raise TcptuneError(f"{' and '.join(given)} cannot be combined", ExitCode.BAD_INPUT, hint="pick one source")
     from tcptune.host import DumpHost, Host
 
-    if sysctl_dump:
+    if sysctl_dump is not None:
         from tcptune.sysctlconf import parse_sysctl_dump
 
         text, label = read_dump_text(sysctl_dump)
         return DumpHost(parse_sysctl_dump(text, source=label), label)
-    if netns:
+    if netns is not None:
         from tcptune.netns import enter_netns
 
         enter_netns(netns)
         return Host("/")
-    return Host(root or "/")
+    return Host("/" if root is None else root)
 
 
 def use_color() -> bool:

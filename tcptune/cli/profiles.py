@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tcptune.cli._app import app
-from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, emit_json, open_source, use_color
+from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, _not_empty, emit_json, open_source, use_color
 from tcptune.errors import ExitCode, TcptuneError
 
 profiles_app = typer.Typer(
@@ -23,7 +23,7 @@ app.add_typer(profiles_app, name="profiles")
 
 ProfileOpt = Annotated[
     Optional[str],
-    typer.Option("--profile", "-p", metavar="NAME|PATH", help="Profile to audit against (default: kernel-default, i.e. show what someone changed)."),
+    typer.Option("--profile", "-p", metavar="NAME|PATH", parser=_not_empty("--profile", "a profile name or path", "kernel-default"), help="Profile to audit against (default: kernel-default, i.e. show what someone changed)."),
 ]
 
 
@@ -153,7 +153,7 @@ def audit_cmd(
     from tcptune.kernel.kb import load_kb
     from tcptune.profile import KERNEL_DEFAULT
 
-    if persisted and profile:
+    if persisted and profile is not None:
         raise TcptuneError("--persisted and --profile cannot be combined", ExitCode.BAD_INPUT, hint="--persisted compares with sysctl.d, not a profile")
     if persist_root is not None and not persisted:
         raise TcptuneError("--persist-root only goes with --persisted", ExitCode.BAD_INPUT)
@@ -189,7 +189,7 @@ def audit_cmd(
         findings = audit_persisted(live, boot, kb, release)
         prof = Profile("persisted", "what sysctl.d would set at boot", f"sysctl.d under {sysctl_root}", {})
     else:
-        prof = _load(profile or KERNEL_DEFAULT, host)
+        prof = _load(KERNEL_DEFAULT if profile is None else profile, host)
         current = read_all(set(prof.settings) | {p.key for p in kb if p.warn})
         findings = audit(prof, current, kb, release)
     counts = summarize(findings)

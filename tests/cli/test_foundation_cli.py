@@ -156,3 +156,29 @@ def test_profile_file_must_be_utf8(tmp_path):
     p.write_bytes(b'description = "caf\xe9"\n[settings]\n"net.ipv4.tcp_sack" = 1\n')
     r = run("profiles", "validate", str(p))
     assert r.returncode == 2 and f"{p}:1: not UTF-8" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("audit", "--netns", ""),
+        ("audit", "--netns", "  "),
+        ("audit", "--sysctl-dump", ""),
+        ("audit", "-p", ""),
+        ("audit", "--profile", ""),
+        ("audit", "--root", ""),
+        ("show", "--root", ""),
+        ("explain", "tcp_sack", "--netns", ""),
+        ("profiles", "show", "web-server", "--sysctl-dump", ""),
+        ("apply", "web-server", "--netns", "", "--dry-run"),
+        ("apply", "web-server", "--root", "", "--dry-run"),
+        ("apply", "", "--dry-run"),
+    ],
+)
+def test_empty_source_or_profile_is_refused_not_the_live_host(args):
+    # `--netns "$(pidof -s not-running)"` must never fall back to the live host (for apply
+    # with --yes that would write it): exit 2, one line, nothing on stdout.
+    r = run(*args)
+    assert r.returncode == 2, (args, r.stdout, r.stderr)
+    assert r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    assert "empty" in r.stderr
