@@ -146,7 +146,7 @@ def render_plan_rows(plan: Iterable[Change]) -> list[list[str]]:
     """Rows (key, current, new, status, reason) for a table a reviewer reads as a diff."""
     rows = []
     for c in plan:
-        current = "(absent on this kernel)" if c.current is None else c.current
+        current = "(absent on this kernel)" if c.current is None else c.current or "(empty)"
         mark = {
             CHANGE: "change",
             SAME: "same",
@@ -155,5 +155,5 @@ def render_plan_rows(plan: Iterable[Change]) -> list[list[str]]:
         }[c.status]
         if c.status in (MISSING, READ_ONLY) and c.required:
             mark += " (required!)"
-        rows.append([c.key, current, c.new, mark, short_reason(c.reason)])
+        rows.append([c.key, current, c.new or "(empty)", mark, short_reason(c.reason)])
     return rows

@@ -223,9 +223,12 @@ def _corrupt(path: Path, why: str) -> TcptuneError:
 
 
 def _check_value(path: Path, key: str, value, what: str, allow_none: bool = False) -> None:
+    # An empty string is a real value: net.ipv4.ip_local_reserved_ports is "" by
+    # default, and rollback must be able to put that back.  Only what could not
+    # have come from one line of /proc/sys is refused.
     if value is None and allow_none:
         return
-    if not isinstance(value, str) or not value.strip() or "\n" in value or "\x00" in value:
+    if not isinstance(value, str) or "\n" in value or "\x00" in value:
         raise _corrupt(path, f"{key}: bad {what} value {value!r}")
 
 
@@ -432,6 +435,17 @@ class StateDir:
         path = self.path_of(snap.id)
         tmp = self.snapshots / f".{snap.id}.{os.getpid()}.tmp"
         data = (json.dumps(snap.to_json(), indent=2) + "\n").encode()
+        # Self-check: what is written must load back through the very validation
+        # rollback uses, or the saved values could never be restored.  Raised
+        # before the first write to /proc/sys, this stops the apply with nothing changed.
+        try:
+            snapshot_from_json(json.loads(data), path)
+        except TcptuneError as exc:
+            raise TcptuneError(
+                f"refusing to save snapshot {snap.id}: it would not load back ({exc.message.split('(', 1)[-1].rsplit(')', 1)[0]})",
+                ExitCode.BAD_INPUT,
+                hint="this is a tcptune bug; nothing was written for this snapshot, report it with the profile",
+            ) from None
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             try:

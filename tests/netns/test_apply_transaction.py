@@ -412,3 +412,42 @@ def test_rollback_refuses_a_snapshot_from_another_namespace(tmp_path):
 
     before, after, code, msg = run_in_netns(rollback_elsewhere)
     assert after == before and code == 2 and "network namespace" in msg
+
+
+def test_an_empty_value_is_saved_listed_and_rolled_back(tmp_path):
+    # ip_local_reserved_ports is "" in a fresh namespace: a snapshot must hold "" as a real
+    # value, list as valid, and rollback must put "" back (it used to be "corrupt": value lost).
+    key = "net.ipv4.ip_local_reserved_ports"
+
+    def body():
+        host = Host("/")
+        before = host.read_sysctl(key)
+        res = apply_profile(host, StateDir(tmp_path), make_profile({key: "40000", **GOOD}))
+        mid = host.read_sysctl(key)
+        listing = tcptune("snapshots", "--json", "--state-dir", str(tmp_path))
+        rb = tcptune("rollback", res.snapshot.id, "--state-dir", str(tmp_path), "--json")
+        return before, mid, res.snapshot.keys[key], listing, rb, host.read_sysctl(key)
+
+    before, mid, saved, listing, rb, after = run_in_netns(body)
+    assert before == "" and mid == "40000" and saved == {"before": "", "after": "40000"}
+    (entry,) = json.loads(listing.stdout)["snapshots"]
+    assert entry["status"] == "applied", entry
+    assert rb.returncode == 0, rb.stderr
+    assert key in json.loads(rb.stdout)["written"]
+    assert after == ""
+
+
+def test_a_snapshot_that_would_not_load_back_is_refused_before_any_write(tmp_path):
+    # save() runs the loader's own validation first: a value rollback could not trust
+    # (here a NUL byte, which a profile built in code can carry) stops the apply untouched.
+    def body():
+        before = all_values()
+        state = StateDir(tmp_path)
+        with pytest.raises(TcptuneError) as ei:
+            apply_profile(Host("/"), state, make_profile({**GOOD, "net.core.somaxconn": "1024\x00"}))
+        return before, all_values(), ei.value.exit_code, str(ei.value), sorted(os.listdir(state.snapshots))
+
+    before, after, code, msg, files = run_in_netns(body)
+    assert after == before and code == 2
+    assert "would not load back" in msg and "net.core.somaxconn" in msg
+    assert files == []
