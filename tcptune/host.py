@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -30,12 +31,37 @@ def _clean(value: str) -> str:
     return " ".join(value.split())
 
 
+def _has_live_procfs(root: Path) -> bool:
+    """Is ROOT/proc a mounted procfs (not a copied snapshot)?
+
+    A live procfs has the magic ``self`` symlink; a snapshot made with cp or cat has no
+    such entry.  mountinfo (fstype "proc" at that path) catches a procfs without it.
+    """
+    proc = root / "proc"
+    if (proc / "self").is_symlink():
+        return True
+    try:
+        real = os.path.realpath(proc)
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                # "36 35 0:5 / /proc rw,... shared:12 - proc proc rw"
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) >= 5 and right.split()[:1] == ["proc"]:
+                    if fields[4].replace("\\040", " ") == real:
+                        return True
+    except OSError:
+        pass
+    return False
+
+
 class Host:
     """Reads and writes the machine below ``root``."""
 
     kind = "root"
 
-    def __init__(self, root: str | os.PathLike[str] = "/"):
+    def __init__(self, root: str | os.PathLike[str] = "/", *, netns: str | None = None):
+        """``netns`` names the network namespace this process entered (--netns), for labels."""
         self.root = Path(root)
         if not self.root.is_dir():
             raise TcptuneError(
@@ -48,6 +74,18 @@ class Host:
                 ExitCode.BAD_INPUT,
                 hint="a root must hold proc/sys/net (and proc/net for socket tables)",
             )
+        if os.path.normpath(str(root)) != "/" and _has_live_procfs(self.root):
+            # /proc/sys/net and /proc/net show the network namespace of the task that READS
+            # them, not of the process whose root this is (net/sysctl_net.c net_ctl_header_lookup()
+            # uses current->nsproxy->net_ns), so `--root /proc/PID/root` would silently audit
+            # tcptune's own namespace under the container's name.
+            m = re.fullmatch(r"/proc/(\d+)/root/?", os.path.normpath(str(root)))
+            raise TcptuneError(
+                f"--root {root}: {self.root / 'proc'} is a live procfs, which shows tcptune's own network namespace, not that root's",
+                ExitCode.BAD_INPUT,
+                hint=f"use --netns {m.group(1)}" if m else "use --netns PID (a process in that namespace), or --root on a saved snapshot",
+            )
+        self.netns = netns
         self.kind = "live" if self.root.resolve() == Path("/") else "root"
 
     @property
@@ -56,6 +94,8 @@ class Host:
 
     @property
     def label(self) -> str:
+        if self.netns is not None:
+            return f"network namespace {self.netns}"
         return "live host" if self.is_live else f"root {self.root}"
 
     # -- sysctls -------------------------------------------------------------

@@ -123,7 +123,12 @@ def open_source(root: Optional[Path] = None, sysctl_dump: Optional[str] = None, 
         from tcptune.netns import enter_netns
 
         enter_netns(netns)
-        return Host("/")
+        try:
+            inode = f"net:[{os.stat('/proc/self/ns/net').st_ino}]"
+        except OSError:
+            inode = "net:[?]"
+        # Not "live host": the JSON `source` and every table header must say which namespace.
+        return Host("/", netns=f"{netns} ({inode})")
     return Host("/" if root is None else root)
 
 

@@ -182,3 +182,13 @@ def test_empty_source_or_profile_is_refused_not_the_live_host(args):
     assert r.returncode == 2, (args, r.stdout, r.stderr)
     assert r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
     assert "empty" in r.stderr
+
+
+def test_root_with_a_mounted_proc_is_refused(tmp_path):
+    # A copied snapshot has no proc/self; a live procfs does, and would show tcptune's own netns.
+    root = tmp_path / "root"
+    shutil.copytree(ROOT, root)
+    (root / "proc/self").symlink_to("1")
+    r = run("audit", "--root", str(root))
+    assert r.returncode == 2 and "live procfs" in r.stderr and "--netns PID" in r.stderr
+    assert run("audit", "--root", "/").returncode in (0, 1)  # the host itself, spelt out, is fine

@@ -73,6 +73,23 @@ def test_netns_by_pid_and_path(ns_process):
     assert open("/proc/sys/net/ipv4/tcp_fin_timeout").read().strip() != "17"
 
 
+def test_netns_source_is_labelled_with_the_namespace(ns_process):
+    inode = os.stat(f"/proc/{ns_process.pid}/ns/net").st_ino
+    r = subprocess.run([*PY, "audit", "--netns", str(ns_process.pid), "--json"], capture_output=True, text=True, timeout=60)
+    out = json.loads(r.stdout)
+    assert out["source"] == f"network namespace {ns_process.pid} (net:[{inode}])", out["source"]
+    table = subprocess.run([*PY, "show", "fin_timeout", "--netns", str(ns_process.pid)], capture_output=True, text=True, timeout=60)
+    assert f"net:[{inode}]" in table.stdout and "live host" not in table.stdout
+
+
+def test_root_of_a_process_is_refused_with_the_netns_hint(ns_process):
+    # /proc/PID/root/proc/sys/net shows the READER's namespace (17 is only inside ns_process),
+    # so reading it would report the host's values under the container's name.
+    r = subprocess.run([*PY, "audit", "--root", f"/proc/{ns_process.pid}/root", "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert "live procfs" in r.stderr and f"--netns {ns_process.pid}" in r.stderr
+
+
 def test_netns_by_name():
     require_netns()
     name = f"tcptune-test-{os.getpid()}"
