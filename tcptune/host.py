@@ -143,8 +143,14 @@ class Host:
         data = (" ".join(str(value).split()) + "\n").encode()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # a shorter value over a longer one, under --root
+        # Exit codes: only a lack of rights (EPERM, EACCES, EROFS) is 3; every other failed
+        # write is 1, "a write failed and was rolled back", whatever errno the kernel chose:
+        # EINVAL for a bad number, ENOENT for an unknown tcp_congestion_control name,
+        # EBUSY, ENOMEM ... (measured on 6.18: writing "nosuchcc" gives ENOENT).
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # a shorter value over a longer one, under --root
         except FileNotFoundError:
-            raise TcptuneError(f"{key}: not present on this kernel ({path})", ExitCode.BAD_INPUT) from None
+            raise TcptuneError(f"{key}: not present on this kernel ({path})", ExitCode.FINDINGS) from None
         except PermissionError as exc:
             raise TcptuneError(
                 f"{key}: permission denied writing {path}", ExitCode.PRIVILEGES, hint="run as root or use --dry-run"
@@ -155,14 +161,17 @@ class Host:
                     f"{key}: {path} is on a read-only mount", ExitCode.PRIVILEGES,
                     hint="/proc/sys is mounted read-only (typical in containers); run on the host or a privileged container",
                 ) from exc
-            raise TcptuneError(f"{key}: cannot open {path}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+            raise TcptuneError(f"{key}: cannot open {path}: {exc.strerror}", ExitCode.FINDINGS) from exc
         try:
             os.write(fd, data)
         except OSError as exc:
-            code = ExitCode.FINDINGS if exc.errno == errno.EINVAL else ExitCode.BAD_INPUT
-            if exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
-                code = ExitCode.PRIVILEGES
-            raise TcptuneError(f"{key}: the kernel rejected {value!r}: {exc.strerror}", code) from exc
+            privileges = exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS)
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            raise TcptuneError(
+                f"{key}: the kernel rejected {value!r}: {exc.strerror} ({name})",
+                ExitCode.PRIVILEGES if privileges else ExitCode.FINDINGS,
+                hint="run as root or use --dry-run" if privileges else None,
+            ) from exc
         finally:
             os.close(fd)
 

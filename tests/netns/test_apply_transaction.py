@@ -451,3 +451,21 @@ def test_a_snapshot_that_would_not_load_back_is_refused_before_any_write(tmp_pat
     assert after == before and code == 2
     assert "would not load back" in msg and "net.core.somaxconn" in msg
     assert files == []
+
+
+def test_a_rejection_other_than_einval_is_exit_1_and_everything_is_put_back(tmp_path):
+    # An unknown congestion control is refused with ENOENT, not EINVAL (measured on 6.18);
+    # it is still "a write the kernel rejected": exit 1 after restoring, like EINVAL.
+    values = {**GOOD, "net.ipv4.tcp_congestion_control": "nosuchcc"}
+
+    def body():
+        before = all_values()
+        with pytest.raises(TcptuneError) as ei:
+            apply_profile(Host("/"), StateDir(tmp_path), make_profile(values))
+        return before, all_values(), ei.value.exit_code, str(ei.value)
+
+    before, after, code, msg = run_in_netns(body)
+    assert after == before
+    assert code == 1, msg
+    assert "net.ipv4.tcp_congestion_control" in msg and "'nosuchcc'" in msg and "ENOENT" in msg
+    assert f"restored the {len(values)} key(s)" in msg
