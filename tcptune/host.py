@@ -141,8 +141,6 @@ class Host:
         """Write one sysctl.  Raises TcptuneError with the kernel's reason on failure."""
         path = self.sysctl_path(normalize_key(key))
         data = (" ".join(str(value).split()) + "\n").encode()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # a shorter value over a longer one, under --root
         # Exit codes: only a lack of rights (EPERM, EACCES, EROFS) is 3; every other failed
         # write is 1, "a write failed and was rolled back", whatever errno the kernel chose:
         # EINVAL for a bad number, ENOENT for an unknown tcp_congestion_control name,
