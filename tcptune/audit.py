@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass
 
 from tcptune.kernel.kb import KnowledgeBase
 from tcptune.kernel.version import Version, format_version
+from tcptune.keys import SECRET_KEYS
 from tcptune.profile import Profile
+
+SECRET_SHOWN = "(secret, not shown)"
 
 VERDICTS = ("ok", "drift", "unsupported", "removed", "warning")
 
@@ -28,6 +31,13 @@ class Finding:
     verdict: str
     reason: str
     source: str
+
+    def __post_init__(self) -> None:
+        # Profiles cannot name a secret key, but a sysctl.d line can: never carry its value.
+        if self.key in SECRET_KEYS:
+            for f in ("expected", "actual"):
+                if getattr(self, f) is not None:
+                    object.__setattr__(self, f, SECRET_SHOWN)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.kb import KnowledgeBase, Param, load_kb
 from tcptune.kernel.version import Version, format_version, version_matches
-from tcptune.keys import normalize_key
+from tcptune.keys import SECRET_KEYS, normalize_key
 
 MAX_PROFILE_BYTES = 1 << 20
 KERNEL_DEFAULT = "kernel-default"
@@ -266,6 +266,12 @@ def parse_profile(
             key = normalize_key(key_as_written)
         except TcptuneError as exc:
             raise _err(origin, text, key_as_written, exc.message, exc.hint) from None
+        if key in SECRET_KEYS:
+            # Its value would end up in audit/apply output, JSON and snapshots.
+            raise _err(
+                origin, text, key_as_written, f"{key} is a secret (the TCP Fast Open cookie key); tcptune never reads, prints or writes it",
+                "set it with sysctl(8) from your secret store, not in a profile",
+            )
         param = kb.get(key) if key in kb else None
         if param is None and key not in known:
             suggestion = kb.suggest(key, tuple(known))

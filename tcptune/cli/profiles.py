@@ -10,6 +10,7 @@ import typer
 from tcptune.cli._app import app
 from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, _not_empty, emit_json, open_source, use_color
 from tcptune.errors import ExitCode, TcptuneError
+from tcptune.keys import SECRET_KEYS
 
 profiles_app = typer.Typer(
     help=(
@@ -180,10 +181,10 @@ def audit_cmd(
         from tcptune.profile import Profile
 
         sysctl_root = persist_root or (root if root is not None else Path("/"))
-        tcp_keys = [k for k in host.list_sysctls() if k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_"))]
+        tcp_keys = [k for k in host.list_sysctls() if k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) and k not in SECRET_KEYS]
         keys = set(tcp_keys) | {p.key for p in kb}
         # Only TCP-related net.* keys: other lines (fs.*, kernel.*) are not ours to judge.
-        boot = {k: v for k, v in boot_values(sysctl_root, keys).items() if k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) or k in kb}
+        boot = {k: v for k, v in boot_values(sysctl_root, keys).items() if (k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) or k in kb) and k not in SECRET_KEYS}
         current = read_all(keys | set(boot))
         live = {k: v for k, v in current.items() if v is not None or k in boot}
         findings = audit_persisted(live, boot, kb, release)

@@ -140,3 +140,12 @@ def test_audit_persisted_option_errors(tmp_path):
     assert r.returncode == 2 and "cannot be combined" in r.stderr
     r = subprocess.run([*PY, "audit", "--persist-root", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "only goes with --persisted" in r.stderr
+
+
+def test_persisted_audit_never_prints_the_fast_open_key(tmp_path):
+    etc = tmp_path / "etc/sysctl.d"
+    etc.mkdir(parents=True)
+    (etc / "60-tfo.conf").write_text("net.ipv4.tcp_fastopen_key = 0badc0de-0badc0de-0badc0de-0badc0de\n")
+    r = run_netns("true", "audit", "--persisted", "--persist-root", str(tmp_path), "--all", "--json")
+    assert r.returncode in (0, 1), r.stderr
+    assert "0badc0de" not in r.stdout and "tcp_fastopen_key" not in r.stdout

@@ -268,3 +268,32 @@ def test_parse_profile_never_crashes(fragments, noise):
         return
     for key, s in prof.settings.items():
         assert key.startswith("net.") and s.value
+
+
+# -- secrets ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[settings]\n"net.ipv4.tcp_fastopen_key" = "00000001-00000002-00000003-00000004"\n',
+        '[settings."net.ipv4.tcp_fastopen_key"]\nvalue = "1-2-3-4"\nreason = "r"\n',
+        '[settings]\n"net/ipv4/tcp_fastopen_key" = "1-2-3-4"\n',
+    ],
+)
+def test_secret_keys_are_rejected_even_when_the_host_has_them(tmp_path, text):
+    p = write(tmp_path, "s", text)
+    with pytest.raises(TcptuneError) as err:
+        load(p, known_keys=["net.ipv4.tcp_fastopen_key"])
+    msg = str(err.value)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "fastopen_key" in ln)
+    assert err.value.exit_code == ExitCode.BAD_INPUT and "is a secret" in msg and f"s.toml:{line}:" in msg
+    assert "1-2-3-4" not in msg and "00000001" not in msg
+
+
+def test_findings_never_carry_a_secret_value():
+    from tcptune.audit import SECRET_SHOWN, Finding
+
+    f = Finding("net.ipv4.tcp_fastopen_key", "1-2-3-4", "5-6-7-8", "drift", "r", "s")
+    assert f.expected == f.actual == SECRET_SHOWN and "5-6-7-8" not in str(f.to_dict())
+    assert Finding("net.ipv4.tcp_fastopen_key", None, None, "unsupported", "r", "s").actual is None
