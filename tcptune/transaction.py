@@ -40,6 +40,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -295,14 +296,67 @@ def snapshot_from_json(data, path: Path) -> Snapshot:
 
 
 def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_TMP_RE = re.compile(r"\A\.(\d{8}T\d{6}Z-[0-9a-f]{6})\.(\d+)\.tmp\Z")
+
+
+def _ownership_problem(st: os.stat_result, want_dir: bool) -> str | None:
+    """Why a state/lock path cannot be trusted: wrong type, another owner, or writable by others."""
+    euid = os.geteuid()
+    if want_dir and not stat.S_ISDIR(st.st_mode):
+        return "not a directory"
+    if not want_dir and not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_uid != euid:
+        return f"owned by uid {st.st_uid}, not by uid {euid} (this process)"
+    if st.st_mode & 0o022:
+        who = "group and others" if st.st_mode & 0o022 == 0o022 else "others" if st.st_mode & 0o002 else "its group"
+        return f"writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _wait_for_flock(fd: int, deadline: float, busy: Callable[[str], TcptuneError], waiting: Callable[[str], str], on_wait) -> None:
+    """flock(LOCK_EX) on ``fd``, polling until ``deadline`` (time.monotonic()); ``busy(holder)`` is raised then."""
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            holder = ""
+            with contextlib.suppress(OSError):
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            if time.monotonic() >= deadline:
+                raise busy(holder or "?") from None
+            if not told and on_wait:
+                on_wait(waiting(holder or "?"))
+                told = True
+            time.sleep(0.05)
+
+
+def _write_pid(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
 class StateDir:
+    """STATE/lock and STATE/snapshots/*.json, trusted only when nobody else can write them.
+
+    Every file is opened relative to a checked directory fd with O_NOFOLLOW, so a
+    symlink planted in the state directory cannot redirect a write (the lock used
+    to follow one and truncate its target).  The state directory must be owned by
+    this process's euid and not writable by group or others: snapshots tell
+    rollback what to write as root.  tcptune chmods only the directories it
+    creates, never one that already exists (--state-dir /tmp must not change /tmp).
+    """
+
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self.snapshots = self.path / "snapshots"
@@ -315,52 +369,159 @@ class StateDir:
             hint="run as root, or point --state-dir / $TCPTUNE_STATE_DIR at a writable directory",
         )
 
-    def ensure(self) -> None:
+    def _unsafe(self, where: Path, why: str) -> TcptuneError:
+        return TcptuneError(
+            f"state directory {where} is {why}; refusing to keep or trust snapshots there",
+            ExitCode.BAD_INPUT,
+            hint=(
+                f"use a directory only uid {os.geteuid()} can write (chown it, `chmod go-w {where}`), "
+                f"or a new path such as --state-dir {self.path / 'tcptune'} (created mode 0700)"
+            ),
+        )
+
+    def _create(self) -> None:
+        """mkdir -p STATE; chmod 0700 only if this call made it; fsync the parent of each new directory."""
+        path = Path(os.path.abspath(self.path))
+        missing = []
+        p = path
+        while not os.path.lexists(p) and p != p.parent:
+            missing.append(p)
+            p = p.parent
+        missing.reverse()
+        for d in missing:
+            ours = d == path
+            try:
+                os.mkdir(d, 0o700 if ours else 0o755)
+            except FileExistsError:
+                continue  # made meanwhile by someone else: not ours to chmod
+            except OSError as exc:
+                raise self._fail(exc, f"create {d}") from exc
+            try:
+                if ours:
+                    os.chmod(d, 0o700)  # mkdir's mode went through the umask
+                _fsync_dir(d.parent)  # the new entry itself must survive a crash
+            except OSError as exc:
+                raise self._fail(exc, f"create {d}") from exc
+
+    def _open_dir(self, create: bool) -> int | None:
+        """A checked fd of STATE (None when it does not exist and ``create`` is false)."""
+        if create:
+            self._create()
         try:
-            self.snapshots.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(self.path, 0o700)
-            os.chmod(self.snapshots, 0o700)
+            fd = os.open(self.path, _DIR_FLAGS)
+        except FileNotFoundError:
+            if create:
+                raise
+            return None
         except OSError as exc:
-            raise self._fail(exc, "create it") from exc
+            raise self._fail(exc, "open it") from exc
+        problem = _ownership_problem(os.fstat(fd), want_dir=True)
+        if problem:
+            os.close(fd)
+            raise self._unsafe(self.path, problem)
+        return fd
 
     @contextlib.contextmanager
-    def lock(self, timeout: float = 30.0, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-        """Exclusive flock on STATE/lock; waits up to ``timeout`` seconds, then fails (exit 1)."""
-        self.ensure()
-        lock_path = self.path / "lock"
+    def _snapshot_dir(self, create: bool) -> Iterator[int | None]:
+        """A checked fd of STATE/snapshots, or None when there is none yet (and ``create`` is false)."""
+        dfd = self._open_dir(create)
+        if dfd is None:
+            yield None
+            return
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise self._fail(exc, "open its lock") from exc
-        try:
-            deadline = time.monotonic() + max(0.0, timeout)
-            told = False
-            while True:
+            made = False
+            if create:
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    holder = ""
-                    try:
-                        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-                    except OSError:
-                        pass
-                    if time.monotonic() >= deadline:
-                        raise TcptuneError(
-                            f"another tcptune apply/rollback (pid {holder or '?'}) holds {lock_path}; "
-                            f"gave up after {timeout:g}s, nothing was changed",
-                            ExitCode.FINDINGS,
-                            hint="wait for it to finish, or raise --lock-timeout",
-                        ) from None
-                    if not told and on_wait:
-                        on_wait(f"waiting for {lock_path} (held by pid {holder or '?'})")
-                        told = True
-                    time.sleep(0.05)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                    os.mkdir("snapshots", 0o700, dir_fd=dfd)
+                    made = True
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    raise self._fail(exc, "create snapshots/") from exc
+            try:
+                sfd = os.open("snapshots", _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dfd)
+                if made:
+                    os.fchmod(sfd, 0o700)  # mkdir's mode went through the umask
+                    os.fsync(dfd)
+            except FileNotFoundError:
+                if create:
+                    raise
+                yield None
+                return
+            except OSError as exc:
+                if exc.errno == errno.ELOOP or exc.errno == errno.ENOTDIR:
+                    raise self._unsafe(self.snapshots, "a symlink or not a directory") from None
+                raise self._fail(exc, "open snapshots/") from exc
+            try:
+                problem = _ownership_problem(os.fstat(sfd), want_dir=True)
+                if problem:
+                    raise self._unsafe(self.snapshots, problem)
+                yield sfd
+            finally:
+                os.close(sfd)
+        finally:
+            os.close(dfd)
+
+    def ensure(self) -> None:
+        """Create the state directory (mode 0700) if needed and check it can be trusted."""
+        with self._snapshot_dir(create=True):
+            pass
+
+    @contextlib.contextmanager
+    def lock(
+        self,
+        timeout: float = 30.0,
+        on_wait: Callable[[str], None] | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Iterator[None]:
+        """Exclusive flock on STATE/lock; waits up to ``timeout`` seconds (or until ``deadline``), then fails (exit 1)."""
+        if deadline is None:
+            deadline = time.monotonic() + max(0.0, timeout)
+        lock_path = self.path / "lock"
+        dfd = self._open_dir(create=True)
+        try:
+            try:
+                fd = os.open("lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise self._unsafe(lock_path, "a symlink") from None
+                raise self._fail(exc, "open its lock") from exc
+        finally:
+            os.close(dfd)
+        try:
+            problem = _ownership_problem(os.fstat(fd), want_dir=False)
+            if problem:
+                raise self._unsafe(lock_path, problem)
+            _wait_for_flock(
+                fd,
+                deadline,
+                lambda holder: TcptuneError(
+                    f"another tcptune apply/rollback (pid {holder}) holds {lock_path}; "
+                    f"gave up after {timeout:g}s, nothing was changed",
+                    ExitCode.FINDINGS,
+                    hint="wait for it to finish, or raise --lock-timeout",
+                ),
+                lambda holder: f"waiting for {lock_path} (held by pid {holder})",
+                on_wait,
+            )
+            _write_pid(fd)
+            self._clean_stale_temps(time.time())
             yield
         finally:
             os.close(fd)  # closing drops the flock; a SIGKILLed holder drops it too
+
+    def _clean_stale_temps(self, locked_at: float) -> None:
+        """Remove temp files a killed holder left (snapshots are only written under the lock,
+        so a temp file older than our hold of it belongs to a holder that is gone)."""
+        with self._snapshot_dir(create=True) as sfd:
+            for name in os.listdir(sfd):
+                if not _TMP_RE.match(name):
+                    continue
+                with contextlib.suppress(OSError):
+                    st = os.stat(name, dir_fd=sfd, follow_symlinks=False)
+                    if st.st_mtime <= locked_at:
+                        os.unlink(name, dir_fd=sfd)
 
     # snapshot files
     def path_of(self, sid: str) -> Path:
@@ -373,13 +534,14 @@ class StateDir:
         return self.snapshots / f"{sid}.json"
 
     def ids(self) -> list[str]:
-        try:
-            names = os.listdir(self.snapshots)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise self._fail(exc, "list snapshots") from exc
-        # Ids start with a UTC timestamp, so name order is time order.
+        with self._snapshot_dir(create=False) as sfd:
+            if sfd is None:
+                return []
+            try:
+                names = os.listdir(sfd)
+            except OSError as exc:
+                raise self._fail(exc, "list snapshots") from exc
+        # Ids start with a UTC timestamp, so name order is (roughly: one-second steps) time order.
         return sorted(n[:-5] for n in names if n.endswith(".json") and _ID_RE.match(n[:-5]))
 
     def _available_hint(self) -> str:
@@ -392,13 +554,32 @@ class StateDir:
 
     def load(self, sid: str) -> Snapshot:
         path = self.path_of(sid)
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read(MAX_SNAPSHOT_BYTES + 1)
-        except FileNotFoundError:
-            raise TcptuneError(f"unknown snapshot {sid!r}", ExitCode.BAD_INPUT, hint=self._available_hint()) from None
-        except OSError as exc:
-            raise self._fail(exc, f"read {path.name}") from exc
+        with self._snapshot_dir(create=False) as sfd:
+            if sfd is None:
+                raise TcptuneError(f"unknown snapshot {sid!r}", ExitCode.BAD_INPUT, hint=self._available_hint())
+            try:
+                fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=sfd)
+            except FileNotFoundError:
+                raise TcptuneError(f"unknown snapshot {sid!r}", ExitCode.BAD_INPUT, hint=self._available_hint()) from None
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise _corrupt(path, "a symlink, not a snapshot file") from None
+                raise self._fail(exc, f"read {path.name}") from exc
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise _corrupt(path, "not a regular file")
+                chunks, size = [], 0
+                while size <= MAX_SNAPSHOT_BYTES:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                raw = b"".join(chunks)
+            except OSError as exc:
+                raise self._fail(exc, f"read {path.name}") from exc
+            finally:
+                os.close(fd)
         if len(raw) > MAX_SNAPSHOT_BYTES:
             raise _corrupt(path, "larger than 4 MiB")
         try:
@@ -414,6 +595,8 @@ class StateDir:
             try:
                 out.append((sid, self.load(sid), ""))
             except TcptuneError as exc:
+                if "corrupt" not in exc.message:
+                    raise
                 out.append((sid, None, exc.message))
         return out
 
@@ -431,9 +614,8 @@ class StateDir:
 
     def save(self, snap: Snapshot) -> Path:
         """Atomically (temp + fsync + rename + fsync dir) write ``snap``, mode 0600."""
-        self.ensure()
         path = self.path_of(snap.id)
-        tmp = self.snapshots / f".{snap.id}.{os.getpid()}.tmp"
+        tmp = f".{snap.id}.{os.getpid()}.tmp"
         data = (json.dumps(snap.to_json(), indent=2) + "\n").encode()
         # Self-check: what is written must load back through the very validation
         # rollback uses, or the saved values could never be restored.  Raised
@@ -446,20 +628,28 @@ class StateDir:
                 ExitCode.BAD_INPUT,
                 hint="this is a tcptune bug; nothing was written for this snapshot, report it with the profile",
             ) from None
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with self._snapshot_dir(create=True) as sfd:
             try:
-                os.fchmod(fd, 0o600)
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-            _fsync_dir(self.snapshots)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise self._fail(exc, f"write snapshot {path.name}") from exc
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                try:
+                    fd = os.open(tmp, flags, 0o600, dir_fd=sfd)
+                except FileExistsError:  # our own leftover (same pid): it is ours to replace
+                    os.unlink(tmp, dir_fd=sfd)
+                    fd = os.open(tmp, flags, 0o600, dir_fd=sfd)
+                try:
+                    os.fchmod(fd, 0o600)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, path.name, src_dir_fd=sfd, dst_dir_fd=sfd)
+                os.fsync(sfd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=sfd)
+                raise self._fail(exc, f"write snapshot {path.name}") from exc
         return path
 
 

@@ -130,3 +130,77 @@ def test_snapshots_and_rollback_with_an_empty_state_dir(tmp_path, root):
     assert r.returncode == 2 and "no snapshots" in r.stderr
     r = run("rollback", "--dry-run", "20260101T000000Z-000000", "--root", str(root), "--state-dir", str(state))
     assert r.returncode == 2 and "unknown snapshot" in r.stderr
+
+
+def apply_root(root: Path, state: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run("apply", "fast-fail-client", "--yes", "--root", str(root), "--state-dir", str(state), *extra)
+
+
+def test_an_existing_state_dir_is_never_chmodded_and_a_new_one_is_0700(root, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o755)
+    r = apply_root(root, shared)
+    assert r.returncode == 0, r.stderr
+    assert os.stat(shared).st_mode & 0o7777 == 0o755  # used, not "fixed"
+    assert os.stat(shared / "snapshots").st_mode & 0o777 == 0o700
+    new = tmp_path / "a/b/state"
+    r = run("rollback", "--root", str(root), "--state-dir", str(shared))
+    assert r.returncode == 0, r.stderr
+    r = apply_root(root, new)
+    assert r.returncode == 0, r.stderr
+    assert os.stat(new).st_mode & 0o777 == 0o700 and os.stat(new / "snapshots").st_mode & 0o777 == 0o700
+    assert os.stat(new / "lock").st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("how", ["world-writable", "group-writable", "other-owner"])
+def test_a_state_dir_others_can_write_is_refused_and_left_alone(root, tmp_path, how):
+    # --state-dir /tmp used to chmod /tmp to 0700; any state dir another user can write
+    # lets that user tell rollback what to write as root.
+    state = tmp_path / "tmpish"
+    state.mkdir()
+    mode = {"world-writable": 0o1777, "group-writable": 0o770, "other-owner": 0o700}[how]
+    os.chmod(state, mode)
+    if how == "other-owner":
+        os.chown(state, 65534, 65534)
+    before = tree_bytes(root)
+    for args in (("apply", "fast-fail-client", "--yes", "--root", str(root)), ("snapshots",), ("rollback", "--root", str(root))):
+        r = run(*args, "--state-dir", str(state))
+        assert r.returncode == 2, (args, r.stderr)
+        err = r.stderr.strip().splitlines()
+        assert len(err) == 1 and f"state directory {state} is" in err[0] and "refusing" in err[0] and "--state-dir" in err[0]
+    assert os.stat(state).st_mode & 0o7777 == mode and os.listdir(state) == []
+    assert tree_bytes(root) == before
+
+
+def test_symlinks_in_the_state_dir_are_never_followed(root, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    os.symlink(victim, state / "lock")  # the lock used to be opened with O_CREAT, then truncated
+    r = apply_root(root, state)
+    assert r.returncode == 2 and "lock is a symlink" in r.stderr, r.stderr
+    assert victim.read_text() == "precious\n"
+    os.unlink(state / "lock")
+    r = apply_root(root, state, "--json")
+    assert r.returncode == 0, r.stderr
+    sid = json.loads(r.stdout)["snapshot"]
+    snap = state / "snapshots" / f"{sid}.json"
+    os.rename(snap, tmp_path / "real.json")
+    os.symlink(tmp_path / "real.json", snap)
+    r = run("rollback", sid, "--root", str(root), "--state-dir", str(state))
+    assert r.returncode == 2 and "corrupt (a symlink" in r.stderr, r.stderr
+
+
+def test_stale_temp_files_of_a_killed_apply_are_cleaned_under_the_lock(root, tmp_path):
+    state = tmp_path / "state"
+    (state / "snapshots").mkdir(parents=True, mode=0o700)
+    os.chmod(state, 0o700)
+    stale = state / "snapshots/.20260101T000000Z-abcdef.4242.tmp"
+    stale.write_text("{half a snap")
+    other = state / "snapshots/notes.txt"  # not ours: kept
+    other.write_text("x")
+    r = apply_root(root, state)
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists() and other.exists()
