@@ -132,7 +132,8 @@ def audit_persisted(
             if bv is not None:
                 findings.append(Finding(key, expected, None, "unsupported", f"{where}, but this kernel has no such key", param.source if param else ""))
             continue
-        if expected.split() == actual.split():
+        same = expected.split() == actual.split() or (bv is None and param is not None and param.matches_default(actual, release))
+        if same:
             findings.append(Finding(key, expected, actual, "ok", where, param.source if param else ""))
         else:
             findings.append(Finding(key, expected, actual, "drift", f"{where}; the live value will not survive a reboot", param.source if param else ""))

@@ -68,6 +68,9 @@ class Accept:
 
         if self.one_of is not None:
             return "one of " + ", ".join(self.one_of)
+        if self.min is not None and self.max is not None and len(self.min) == len(self.max) > 1:
+            # Vector ranges read better field by field: "4096..65536 131072 131072..33554432".
+            return " ".join(str(a) if a == b else f"{a}..{b}" for a, b in zip(self.min, self.max))
         parts = []
         if self.min is not None:
             parts.append(f">= {fmt(self.min)}")
@@ -305,13 +308,21 @@ def parse_profile(
 
 
 def kernel_default_settings(kb: KnowledgeBase, release: Version | None) -> dict[str, Setting]:
-    """Every knowledge-base parameter with a known default on ``release`` (computed ones are left out)."""
+    """Every knowledge-base parameter with a known default on ``release`` (computed ones are left out).
+
+    A default the kernel computes at boot from memory or the page size (tcp_rmem, tcp_wmem)
+    is accepted over the whole range its formula can give, so an untouched small machine
+    does not show drift.
+    """
     out = {}
     for p in kb:
         default = p.default_for(release)
         if default is None:
             continue
-        out[p.key] = Setting(p.key, default, f"kernel default: {p.meaning}", p.source)
+        rng = p.boot_range_for(release)
+        accept = Accept(min=rng[0], max=rng[1]) if rng else None
+        why = f"kernel default: {p.meaning}" + (" (computed at boot from memory and page size; any value the formula can give is a default)" if rng else "")
+        out[p.key] = Setting(p.key, default, why, p.source, accept=accept)
     return out
 
 

@@ -63,7 +63,6 @@ def show(
     Examples: tcptune show keepalive;  tcptune show 'tcp_*mem' --json
     """
     from tcptune.kernel.kb import load_kb
-    from tcptune.profile import tokens
 
     host = open_source(root, sysctl_dump, netns)
     kb = load_kb()
@@ -79,7 +78,9 @@ def show(
         if value is None and not all_keys and (key not in present):
             continue
         default = param.default_for(release) if param else None
-        differs = None if value is None or default is None else tokens(value) != tokens(default)
+        # matches_default accepts the whole boot-time range (tcp_rmem[2] on a small machine).
+        same = param.matches_default(value, release) if param is not None and value is not None else None
+        differs = None if same is None else not same
         rows.append(
             {
                 "key": key,
@@ -143,6 +144,7 @@ def explain(
     release = _release(host)
     current = _safe_read(host, param.key)
     default = param.default_for(release)
+    boot_range = param.boot_range_for(release)
     info = {
         "key": param.key,
         "meaning": param.meaning,
@@ -153,6 +155,8 @@ def explain(
         "values": param.values or None,
         "default": default,
         "default_rule": param.default_rule or None,
+        # Every value the boot formula can give, field by field (null: the default is fixed).
+        "default_range": {"min": list(boot_range[0]), "max": list(boot_range[1])} if boot_range else None,
         "current": current,
         "source_of_current": host.label,
         "scope": param.scope,
@@ -183,7 +187,12 @@ def explain(
             lines.append(f"  {label:<9} {value}")
 
     row("current", f"{current} ({host.label})" if current is not None else f"(absent on {host.label})")
-    row("default", default if default is not None else (param.default_rule or "unknown"))
+    if default is not None and boot_range:
+        span = " ".join(str(a) if a == b else f"{a}..{b}" for a, b in zip(*boot_range))
+        row("default", f"{default} (computed at boot: any of {span} is a kernel default, and audit accepts that range)")
+        row("computed", param.default_rule)
+    else:
+        row("default", default if default is not None else (param.default_rule or "unknown"))
     row("unit", param.unit)
     row("type", param.type)
     if info["range"]:

@@ -48,6 +48,8 @@ class Param:
     default: str | None = None  # on current kernels; None when computed at boot
     default_rule: str = ""  # how the kernel computes it, when it is computed
     older_defaults: tuple[tuple[Version, str], ...] = ()  # (before_version, value)
+    # Defaults computed at boot: (before_version or None, min fields, max fields), see params.toml.
+    boot_range: tuple[tuple[Version | None, tuple[int, ...], tuple[int, ...]], ...] = ()
     netns_init: str = "default"  # what a new network namespace starts from
     min: int | None = None
     max: int | None = None
@@ -74,6 +76,35 @@ class Param:
                 if release < before:
                     return value
         return self.default
+
+    def boot_range_for(self, release: Version | None) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """(min, max) field by field that the boot formula can give on ``release``, or None."""
+        if release is not None and not self.exists_in(release):
+            return None
+        if release is not None:
+            for before, lo, hi in sorted((r for r in self.boot_range if r[0] is not None), key=lambda r: r[0]):
+                if release < before:
+                    return lo, hi
+        current = [r for r in self.boot_range if r[0] is None]
+        return (current[0][1], current[0][2]) if current else None
+
+    def matches_default(self, value: str, release: Version | None) -> bool | None:
+        """Is ``value`` a kernel default on ``release``?  None when tcptune cannot tell."""
+        default = self.default_for(release)
+        if default is None:
+            return None
+        fields = value.split()
+        if fields == default.split():
+            return True
+        rng = self.boot_range_for(release)
+        if rng is None:
+            return False
+        try:
+            nums = [int(f) for f in fields]
+        except ValueError:
+            return False
+        lo, hi = rng
+        return len(nums) == len(lo) and all(a <= n <= b for n, a, b in zip(nums, lo, hi))
 
     def exists_in(self, release: Version) -> bool:
         if self.since is not None and release < self.since:
@@ -132,6 +163,12 @@ def param_from_dict(d: dict[str, Any]) -> Param:
         raise ValueError(f"params.toml: {where}: netns_init {d['netns_init']!r} not in {NETNS_INIT}")
     rng = d.get("range") or [None, None]
     default = d.get("default")
+    boot_range = []
+    for r in d.get("boot_range", []):
+        lo, hi = tuple(int(x) for x in r.get("min", ())), tuple(int(x) for x in r.get("max", ()))
+        if not lo or len(lo) != len(hi) or (d.get("length") and len(lo) != d["length"]) or any(a > b for a, b in zip(lo, hi)):
+            raise ValueError(f"params.toml: {where}: boot_range entry {r!r} needs min and max of equal length (= length), min <= max")
+        boot_range.append((_version(r.get("before"), where), lo, hi))
     return Param(
         key=d["key"],
         type=d["type"],
@@ -142,6 +179,7 @@ def param_from_dict(d: dict[str, Any]) -> Param:
         default=None if default is None else " ".join(str(default).split()),
         default_rule=d.get("default_rule", ""),
         older_defaults=tuple((parse_version(str(o["before"])), str(o["value"])) for o in d.get("older_defaults", [])),
+        boot_range=tuple(boot_range),
         netns_init=d.get("netns_init", "default"),
         min=rng[0],
         max=rng[1],

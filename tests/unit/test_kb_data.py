@@ -26,7 +26,7 @@ STATES = {
     "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
 }
 SCHEMA_FIELDS = {
-    "key", "type", "unit", "meaning", "source", "scope", "default", "default_rule", "older_defaults",
+    "key", "type", "unit", "meaning", "source", "scope", "default", "default_rule", "older_defaults", "boot_range",
     "netns_init", "range", "length", "choices", "values", "since", "removed", "changes", "states",
     "details", "warn",
 }
@@ -314,3 +314,89 @@ def test_against_capture_of_6_18(param: Param):
         if param.default is not None and host_mode == "rw" and param.default_rule == "":
             # Fixed global defaults: nothing on this host overrides them at boot.
             assert param.default_for(V618) == host, f"{param.key}: KB default {param.default!r}, host {host!r}"
+
+
+# -- defaults of older and smaller machines (no false drift on an untouched host) --------
+
+
+def _just_before(v: tuple[int, ...]) -> tuple[int, ...]:
+    return (v[0], v[1] - 1, 999) if v[1] > 0 else (v[0] - 1, 99, 999)
+
+
+@pytest.mark.parametrize(
+    "key,release,value",
+    [
+        ("net.core.optmem_max", "6.7.12", "20480"),
+        ("net.core.optmem_max", "6.8", "131072"),
+        ("net.ipv4.tcp_tw_reuse", "4.17.19", "0"),
+        ("net.ipv4.tcp_tw_reuse", "4.19", "2"),
+        ("net.ipv4.tcp_rmem", "4.19.300", "4096 87380 6291456"),
+        ("net.ipv4.tcp_rmem", "5.15", "4096 131072 6291456"),
+        ("net.ipv4.tcp_rmem", "6.16", "4096 131072 33554432"),
+        ("net.ipv4.tcp_fastopen_blackhole_timeout_sec", "5.10", "3600"),
+    ],
+)
+def test_older_defaults(key, release, value):
+    assert p(key).default_for(parse_version(release)) == value
+
+
+@pytest.mark.parametrize(
+    "key,since",
+    [
+        ("net.ipv4.tcp_tw_reuse_delay", "6.14"),
+        ("net.ipv4.tcp_fastopen_blackhole_timeout_sec", "4.12"),
+        ("net.ipv4.tcp_backlog_ack_defer", "6.7"),
+        ("net.ipv4.tcp_pingpong_thresh", "6.7"),
+    ],
+)
+def test_since(key, since):
+    q = p(key)
+    assert q.since == parse_version(since) and "commit" in q.source
+    assert q.default_for(_just_before(q.since)) is None
+
+
+@pytest.mark.parametrize(
+    "key,release,value,ok",
+    [
+        # tcp_init(): max = max(131072, min(32 MiB, free buffer pages / 128)): a 1 GiB VM gets ~8 MiB.
+        ("net.ipv4.tcp_rmem", "6.18", "4096 131072 8388608", True),
+        ("net.ipv4.tcp_rmem", "6.18", "4096 131072 131072", True),
+        ("net.ipv4.tcp_rmem", "6.18", "65536 131072 33554432", True),  # 64 KiB pages
+        ("net.ipv4.tcp_rmem", "6.18", "4096 131072 67108864", False),  # above the cap: someone set it
+        ("net.ipv4.tcp_rmem", "6.18", "4096 262144 33554432", False),
+        ("net.ipv4.tcp_rmem", "6.10", "4096 131072 8388608", False),  # 6 MiB cap before 6.16
+        ("net.ipv4.tcp_rmem", "4.14", "4096 87380 3145728", True),
+        ("net.ipv4.tcp_wmem", "6.18", "4096 16384 1048576", True),
+        ("net.ipv4.tcp_wmem", "6.18", "4096 16384 8388608", False),
+        ("net.ipv4.tcp_syn_retries", "6.18", "6", True),
+        ("net.ipv4.tcp_syn_retries", "6.18", "5", False),
+    ],
+)
+def test_memory_dependent_defaults_accept_the_boot_range(key, release, value, ok):
+    assert p(key).matches_default(value, parse_version(release)) is ok
+
+
+@pytest.mark.parametrize("param", [q for q in KB if q.boot_range], ids=lambda q: q.key)
+def test_boot_range_holds_the_default_of_each_release(param):
+    releases = [V618] + [_just_before(b) for b, _ in param.older_defaults]
+    for release in releases:
+        default = param.default_for(release)
+        assert default is not None and param.boot_range_for(release) is not None, release
+        assert param.matches_default(default, release), f"{param.key}: default {default} outside its boot range on {release}"
+
+
+def test_kernel_default_profile_accepts_a_small_machine():
+    from tcptune.audit import audit
+    from tcptune.profile import load_profile
+
+    release = parse_version("6.1.90")
+    prof = load_profile("kernel-default", kb=KB, kernel_release=release, search_dirs=[])
+    s = prof.settings["net.ipv4.tcp_rmem"]
+    assert s.value == "4096 131072 6291456" and s.expected == "4096..65536 131072 131072..6291456"
+    current = {k: st.value for k, st in prof.settings.items()}
+    current["net.ipv4.tcp_rmem"] = "4096 131072 2097152"  # 256 MiB VM
+    current["net.ipv4.tcp_wmem"] = "4096 16384 2097152"
+    findings = {f.key: f for f in audit(prof, current, KB, release)}
+    assert findings["net.ipv4.tcp_rmem"].verdict == "ok" and findings["net.ipv4.tcp_wmem"].verdict == "ok"
+    current["net.ipv4.tcp_rmem"] = "4096 131072 16777216"  # raised by someone
+    assert {f.key: f for f in audit(prof, current, KB, release)}["net.ipv4.tcp_rmem"].verdict == "drift"
