@@ -668,6 +668,143 @@ def target_of(host) -> dict:
     return {"kind": "root", "root": str(Path(host.root).resolve()), "netns_inode": None}
 
 
+# -- the per-target lock ----------------------------------------------------------
+LOCK_DIR_ENV = "TCPTUNE_LOCK_DIR"
+LOCK_BASES = ("/run/lock", "/run", "/tmp")
+
+
+def target_lock_name(host) -> str:
+    """One lock file name per thing being changed, whatever --state-dir says.
+
+    The live host is its network namespace (the inode of /proc/self/ns/net, unique
+    while the namespace lives); a --root tree is its directory's dev:ino.
+    """
+    if host.is_live:
+        st = os.stat("/proc/self/ns/net")
+        return f"netns-{st.st_ino}.lock"
+    st = os.stat(host.root)
+    return f"root-{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino}.lock"
+
+
+def lock_dir_path() -> tuple[Path, bool]:
+    """(directory of the per-target locks, whether it sits in a shared directory).
+
+    $TCPTUNE_LOCK_DIR if set; else tcptune/ (tcptune-EUID/ for non-root, so users
+    never share one) in the first of /run/lock, /run, /tmp that exists: /run/lock is
+    missing in some minimal containers.
+    """
+    env = os.environ.get(LOCK_DIR_ENV)
+    if env:
+        return Path(env), False
+    name = "tcptune" if os.geteuid() == 0 else f"tcptune-{os.geteuid()}"
+    for base in LOCK_BASES:
+        if os.path.isdir(base):
+            return Path(base) / name, True
+    raise TcptuneError(
+        f"no directory for tcptune's lock: none of {', '.join(LOCK_BASES)} exists",
+        ExitCode.BAD_INPUT,
+        hint=f"set {LOCK_DIR_ENV} to a directory only this user can write",
+    )
+
+
+def _open_lock_dir() -> tuple[int, Path]:
+    path, shared = lock_dir_path()
+    try:
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise TcptuneError(f"cannot create the lock directory {path}: {exc.strerror}", ExitCode.PRIVILEGES if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ExitCode.BAD_INPUT, hint="run as root, or set " + LOCK_DIR_ENV) from exc
+    try:
+        # In a world-writable /run/lock or /tmp a planted symlink must not be followed.
+        fd = os.open(path, _DIR_FLAGS | (os.O_NOFOLLOW if shared else 0))
+    except OSError as exc:
+        why = "a symlink" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else exc.strerror
+        raise TcptuneError(f"lock directory {path}: {why}; refusing to use it", ExitCode.BAD_INPUT, hint=f"remove it, or set {LOCK_DIR_ENV}") from exc
+    problem = _ownership_problem(os.fstat(fd), want_dir=True)
+    if problem:
+        os.close(fd)
+        raise TcptuneError(
+            f"lock directory {path} is {problem}; refusing to use it",
+            ExitCode.BAD_INPUT,
+            hint=f"remove it (tcptune recreates it mode 0700), or set {LOCK_DIR_ENV} to a directory only uid {os.geteuid()} can write",
+        )
+    return fd, path
+
+
+def _target_label(host) -> str:
+    if host.is_live:
+        return f"network namespace net:[{netns_inode()}]"
+    return f"root {host.root}"
+
+
+@contextlib.contextmanager
+def target_lock(host, deadline: float, timeout: float, on_wait: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """Exclusive flock on LOCKDIR/<target>.lock, so two runs with different state
+    directories cannot interleave on the same namespace or root.
+
+    Taken before the state directory's lock, always in that order, so two runs can
+    never each hold one and wait for the other.  The file is removed on release
+    (while still locked); a waiter that then wins the lock on the removed inode
+    sees that the name no longer points to its file and starts over.
+    """
+    dfd, where = _open_lock_dir()
+    name = target_lock_name(host)
+    path = where / name
+    what = _target_label(host)
+    fd = -1
+    try:
+        while True:
+            try:
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            except OSError as exc:
+                why = "a symlink" if exc.errno == errno.ELOOP else exc.strerror
+                raise TcptuneError(f"lock {path}: {why}; refusing to use it", ExitCode.BAD_INPUT, hint="remove it") from exc
+            problem = _ownership_problem(os.fstat(fd), want_dir=False)
+            if problem:
+                raise TcptuneError(f"lock {path} is {problem}; refusing to use it", ExitCode.BAD_INPUT, hint="remove it")
+            _wait_for_flock(
+                fd,
+                deadline,
+                lambda holder: TcptuneError(
+                    f"another tcptune apply/rollback (pid {holder}) is changing {what} ({path}); "
+                    f"gave up after {timeout:g}s, nothing was changed",
+                    ExitCode.FINDINGS,
+                    hint="wait for it to finish, or raise --lock-timeout",
+                ),
+                lambda holder: f"waiting for {path} (pid {holder} is changing {what})",
+                on_wait,
+            )
+            try:
+                now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                now = None
+            mine = os.fstat(fd)
+            if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                break
+            os.close(fd)  # the previous holder removed it after we opened it: start over
+            fd = -1
+        _write_pid(fd)
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=dfd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        os.close(dfd)
+
+
+@contextlib.contextmanager
+def _locks(host, state: StateDir, timeout: float, on_wait) -> Iterator[None]:
+    """The target's lock, then the state directory's: one deadline for both."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    with target_lock(host, deadline, timeout, on_wait), state.lock(timeout, on_wait, deadline=deadline):
+        yield
+
+
 def check_same_target(snap: Snapshot, host) -> None:
     here = target_of(host)
     there = snap.target
@@ -794,7 +931,7 @@ def apply_profile(
     sysctl.d.  Raises TcptuneError after restoring everything when a step fails;
     the error names the key, the value and the snapshot.
     """
-    with state.lock(lock_timeout, on_wait):
+    with _locks(host, state, lock_timeout, on_wait):
         current = host.read_sysctls(profile.settings.keys())
         plan = plan_apply(current, profile, read_only_keys(host, current))
         check_required(profile, plan)
@@ -905,7 +1042,7 @@ def rollback_snapshot(
         check_same_target(snap, host)
         saved = snap.before_values()
         return Result(snap, plan_restore(host.read_sysctls(saved), saved))
-    with state.lock(lock_timeout, on_wait):
+    with _locks(host, state, lock_timeout, on_wait):
         snap = state.load(sid or state.latest())
         check_same_target(snap, host)
         saved = snap.before_values()

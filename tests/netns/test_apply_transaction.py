@@ -469,3 +469,60 @@ def test_a_rejection_other_than_einval_is_exit_1_and_everything_is_put_back(tmp_
     assert code == 1, msg
     assert "net.ipv4.tcp_congestion_control" in msg and "'nosuchcc'" in msg and "ENOENT" in msg
     assert f"restored the {len(values)} key(s)" in msg
+
+
+def test_two_applies_with_different_state_dirs_are_serialized_on_the_target(tmp_path):
+    # The state dir's lock alone let A (--state-dir s9a) and B (s9b) interleave on the
+    # same namespace; the per-target lock makes B wait for A whatever the state dirs say.
+    a = dict(GOOD)
+    b = {k: v for k, v in zip(ORDER, ["5", "45", "4096 65536 4194304", "7", "2048"])}
+
+    def body():
+        pa = spawn_apply(a, tmp_path / "s9a", "a", {"TCPTUNE_TEST_PAUSE_AFTER_WRITES": "2", "TCPTUNE_TEST_PAUSE_SECONDS": "1.5"})
+        wait_for_line(pa.stderr, "paused after 2 writes")
+        mid = Host("/").read_sysctls(a)
+        pb = spawn_apply(b, tmp_path / "s9b", "b")
+        waited = wait_for_line(pb.stderr, "WAIT waiting for")
+        outs = [p.communicate(timeout=30) for p in (pa, pb)]
+        sb = StateDir(tmp_path / "s9b").load(json.loads(outs[1][0])["snapshot"])
+        races = []
+        for i in range(3):  # started together: one whole profile or the other, never a mix
+            ps = [spawn_apply(a, tmp_path / f"r{i}a", "a"), spawn_apply(b, tmp_path / f"r{i}b", "b")]
+            races.append(([p.wait(timeout=30) for p in ps], Host("/").read_sysctls(a)))
+        return pa.returncode, pb.returncode, mid, waited, Host("/").read_sysctls(a), sb.before_values(), races, netns_lock_files()
+
+    def netns_lock_files():
+        from tcptune.transaction import lock_dir_path, target_lock_name
+
+        return os.path.exists(lock_dir_path()[0] / target_lock_name(Host("/")))
+
+    rca, rcb, mid, waited, final, b_saw, races, lock_left = run_in_netns(body)
+    assert rca == 0 and rcb == 0
+    assert [k for k in ORDER if mid[k] == a[k]] == ORDER[:2]  # B really started while A was mid-way
+    assert "is changing network namespace" in waited
+    assert b_saw == a  # B ran after A had finished: its snapshot holds A's whole result
+    for codes, end in races:
+        assert codes == [0, 0] and end in (a, b)
+    assert not lock_left  # the lock file is removed on release
+
+
+def test_the_target_lock_falls_back_when_run_lock_is_missing_and_refuses_a_symlink(tmp_path, monkeypatch):
+    from tcptune import transaction
+
+    monkeypatch.delenv(transaction.LOCK_DIR_ENV, raising=False)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    monkeypatch.setattr(transaction, "LOCK_BASES", (str(tmp_path / "no-run-lock"), str(run_dir)))
+    assert transaction.lock_dir_path() == (run_dir / "tcptune", True)
+    host = Host("/")
+    with transaction.target_lock(host, time.monotonic() + 1, 1) as path:
+        assert path.parent == run_dir / "tcptune" and path.exists()
+        assert os.stat(run_dir / "tcptune").st_mode & 0o777 == 0o700
+    (run_dir / "tcptune").rmdir()
+    os.symlink(tmp_path, run_dir / "tcptune")  # planted in a world-writable /run/lock
+    with pytest.raises(TcptuneError) as ei:
+        with transaction.target_lock(host, time.monotonic() + 1, 1):
+            pass
+    assert ei.value.exit_code == 2 and "symlink" in str(ei.value)
+    monkeypatch.setenv(transaction.LOCK_DIR_ENV, str(tmp_path / "mine"))
+    assert transaction.lock_dir_path() == (tmp_path / "mine", False)
