@@ -7,6 +7,9 @@ Verdicts:
   removed      the key was removed from the kernel (e.g. tcp_tw_recycle in 4.12)
   warning      the value is valid but known to be risky (knowledge base `warn` entries),
                flagged whether or not the profile mentions the key
+
+A drifted value can be risky too: every finding carries ``risky`` / ``risky_reason``, and
+``--strict`` fails on any risky value.  No rule fires on the running kernel's own default.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ class Finding:
     verdict: str
     reason: str
     source: str
+    # The value matches a knowledge-base `warn` rule.  A drifted value can be risky too, so this
+    # is separate from the verdict: --strict and JSON readers see it whatever the profile.
+    risky: bool = False
+    risky_reason: str | None = None
 
     def __post_init__(self) -> None:
         # Profiles cannot name a secret key, but a sysctl.d line can: never carry its value.
@@ -43,15 +50,49 @@ class Finding:
         return asdict(self)
 
 
-def _absent(key: str, kb: KnowledgeBase, release: Version | None) -> tuple[str, str, str]:
+# Where the values come from, which decides why a global key is missing.
+SOURCE_KINDS = ("live", "netns", "root", "dump")
+
+
+def _absent(key: str, kb: KnowledgeBase, release: Version | None, source_kind: str = "live") -> tuple[str, str, str]:
     p = kb.get(key) if key in kb else None
-    if p is not None and p.removed is not None and (release is None or release >= p.removed):
+    if p is not None and p.removed is not None and release is not None and release >= p.removed:
         return "removed", f"removed from the kernel in {format_version(p.removed)}; {p.meaning}", p.source
-    if p is not None and p.scope == "global":
-        return "unsupported", "global key: only the initial network namespace has it, and this source is another namespace", p.source
+    if p is not None and p.removed is not None and release is None:
+        return "unsupported", f"absent; it was removed in {format_version(p.removed)}, but this source does not say its kernel version", p.source
     if p is not None and p.since is not None and release is not None and release < p.since:
         return "unsupported", f"needs kernel {format_version(p.since)} or later (this one is {format_version(release)})", p.source
+    if p is not None and p.scope == "global":
+        why = {
+            "netns": "global key: only the initial network namespace has it, and this is another namespace; audit the host for it",
+            "root": "global key: only the initial network namespace shows it, so this root was probably saved inside a container",
+            "dump": "global key missing from the dump: `sysctl -a` was probably run inside a container (only the initial namespace has it)",
+        }.get(source_kind, "global key, absent here: this process is probably not in the initial network namespace")
+        return "unsupported", why, p.source
     return "unsupported", "this kernel has no such key", p.source if p else ""
+
+
+def _risky(param, actual: str, release: Version | None):
+    """The first `warn` rule ``actual`` matches, unless ``actual`` is this kernel's own default.
+
+    A stock kernel is never "risky" by its own default (tcp_challenge_ack_limit=1000 was the
+    default before 6.0).
+    """
+    if param is None or not param.warn or param.matches_default(actual, release):
+        return None
+    return next((w for w in param.warn if w.matches(actual)), None)
+
+
+def hidden_global_keys(profile: Profile, current: dict[str, str | None], kb: KnowledgeBase) -> list[str]:
+    """Global keys that only the kernel-default fill-in asks for and this source cannot see.
+
+    Inside a container every global key (netdev_max_backlog, default_qdisc ...) is absent;
+    listing each as "unsupported" on every audit is noise, not a finding.
+    """
+    return sorted(
+        k for k, s in profile.settings.items()
+        if s.implicit and current.get(k) is None and k in kb and kb.get(k).scope == "global" and kb.get(k).removed is None
+    )
 
 
 def audit(
@@ -59,24 +100,30 @@ def audit(
     current: dict[str, str | None],
     kb: KnowledgeBase,
     release: Version | None = None,
+    *,
+    source_kind: str = "live",
 ) -> list[Finding]:
     """Compare ``current`` (key -> value, None when absent) with ``profile``; add risky-value warnings."""
     findings: list[Finding] = []
+    hidden = set(hidden_global_keys(profile, current, kb))
     for key, s in profile.settings.items():
+        if key in hidden:
+            continue
         actual = current.get(key)
         param = kb.get(key) if key in kb else None
         if actual is None:
-            verdict, why, src = _absent(key, kb, release)
+            verdict, why, src = _absent(key, kb, release, source_kind)
             findings.append(Finding(key, s.expected, None, verdict, why, s.source or src))
             continue
-        warn = next((w for w in (param.warn if param else ()) if w.matches(actual)), None)
+        warn = _risky(param, actual, release)
+        risky = {"risky": warn is not None, "risky_reason": warn.reason if warn else None}
         if not s.accepts(actual):
             reason = s.reason or (f"kernel default is {param.default}" if param and param.default else "differs from the profile")
             if warn:
                 reason = reason.rstrip(". ") + f"; also risky: {warn.reason}"
-            findings.append(Finding(key, s.expected, actual, "drift", reason, s.source))
+            findings.append(Finding(key, s.expected, actual, "drift", reason, s.source, **risky))
         elif warn:
-            findings.append(Finding(key, s.expected, actual, "warning", warn.reason, warn.source or (param.source if param else "")))
+            findings.append(Finding(key, s.expected, actual, "warning", warn.reason, warn.source or (param.source if param else ""), **risky))
         else:
             findings.append(Finding(key, s.expected, actual, "ok", s.reason, s.source))
     # Known-risky values are flagged even when the profile does not mention the key.
@@ -86,9 +133,9 @@ def audit(
         actual = current.get(param.key)
         if actual is None:
             continue
-        warn = next((w for w in param.warn if w.matches(actual)), None)
+        warn = _risky(param, actual, release)
         if warn:
-            findings.append(Finding(param.key, None, actual, "warning", warn.reason, warn.source or param.source))
+            findings.append(Finding(param.key, None, actual, "warning", warn.reason, warn.source or param.source, True, warn.reason))
     return findings
 
 
@@ -100,9 +147,10 @@ def summarize(findings: list[Finding]) -> dict[str, int]:
 
 
 def exit_code(findings: list[Finding], strict: bool = False) -> int:
-    """0 all ok, 1 any drift (with --strict also any warning)."""
-    bad = {"drift", "warning"} if strict else {"drift"}
-    return 1 if any(f.verdict in bad for f in findings) else 0
+    """0 all ok, 1 any drift (with --strict also any risky value, whatever its verdict)."""
+    if any(f.verdict == "drift" for f in findings):
+        return 1
+    return 1 if strict and any(f.risky or f.verdict == "warning" for f in findings) else 0
 
 
 def audit_persisted(

@@ -87,6 +87,7 @@ class Setting:
     source: str
     required: bool = False
     accept: Accept | None = None
+    implicit: bool = False  # filled in by kernel_defaults, not written in a profile file
 
     def accepts(self, actual: str) -> bool:
         if tokens(actual) == tokens(self.value):
@@ -317,12 +318,13 @@ def kernel_default_settings(kb: KnowledgeBase, release: Version | None) -> dict[
     out = {}
     for p in kb:
         default = p.default_for(release)
-        if default is None:
+        if default is None or (release is None and p.removed is not None):
+            # Without a kernel version there is no telling whether a removed key should exist.
             continue
         rng = p.boot_range_for(release)
         accept = Accept(min=rng[0], max=rng[1]) if rng else None
         why = f"kernel default: {p.meaning}" + (" (computed at boot from memory and page size; any value the formula can give is a default)" if rng else "")
-        out[p.key] = Setting(p.key, default, why, p.source, accept=accept)
+        out[p.key] = Setting(p.key, default, why, p.source, accept=accept, implicit=True)
     return out
 
 

@@ -132,6 +132,35 @@ def open_source(root: Optional[Path] = None, sysctl_dump: Optional[str] = None, 
     return Host("/" if root is None else root)
 
 
+def source_kind(host) -> str:
+    """live | netns | root | dump: what audit needs to explain a missing global key."""
+    if getattr(host, "netns", None) is not None:
+        return "netns"
+    return {"live": "live", "root": "root", "dump": "dump"}.get(host.kind, "live")
+
+
+def require_tcp_keys(host) -> None:
+    """Exit 2 when a source has no net.ipv4.tcp_* key at all: a wrong directory or dump, not a kernel."""
+    if not any(k.startswith("net.ipv4.tcp_") for k in host.list_sysctls(("net/ipv4",))):
+        where = "proc/sys/net/ipv4" if host.kind == "root" else "it"
+        raise TcptuneError(
+            f"{host.label}: no net.ipv4.tcp_* keys in {where}; not a TCP-capable source",
+            ExitCode.BAD_INPUT,
+            hint="a snapshot needs proc/sys/net/ipv4/tcp_* files (see SOURCE OPTIONS in tcptune(8)); a dump needs `sysctl -a` output",
+        )
+
+
+def unknown_release_note(host, release) -> str | None:
+    """A note when the source does not say its kernel version (defaults of the newest known kernel are assumed)."""
+    if release is not None:
+        return None
+    where = {"root": "proc/sys/kernel/osrelease is missing", "dump": "the dump has no kernel.osrelease line"}.get(host.kind, "the kernel release is unreadable")
+    return (
+        f"kernel version unknown ({where}): defaults of the newest kernel tcptune knows are assumed, "
+        "and keys removed from older kernels are not judged"
+    )
+
+
 def use_color() -> bool:
     """Colour only on a terminal and never when NO_COLOR is set (https://no-color.org)."""
     return "NO_COLOR" not in os.environ and sys.stdout.isatty()

@@ -64,9 +64,13 @@ def show(
     """
     from tcptune.kernel.kb import load_kb
 
+    from tcptune.cli.common import require_tcp_keys, unknown_release_note
+
     host = open_source(root, sysctl_dump, netns)
+    require_tcp_keys(host)
     kb = load_kb()
     release = _release(host)
+    notes = [n for n in [unknown_release_note(host, release)] if n]
     present = [k for k in host.list_sysctls(("net/ipv4",)) if k.startswith("net.ipv4.tcp_") and k not in SECRET_KEYS]
     keys = sorted(set(present) | {p.key for p in kb})
     rows = []
@@ -95,7 +99,7 @@ def show(
     if patterns and not rows:
         raise TcptuneError(f"no parameter matches {' '.join(patterns)}", ExitCode.BAD_INPUT, hint="try `tcptune show` for the full list")
     if json_out:
-        emit_json({"source": host.label, "kernel": host.kernel_release(), "parameters": rows})
+        emit_json({"source": host.label, "kernel": host.kernel_release(), "parameters": rows, "notes": notes})
         return
     from tcptune.render import render_table
 
@@ -109,6 +113,8 @@ def show(
     typer.echo(render_table(["key", "value", "unit", "default", "≠"], table))
     changed = sum(1 for r in rows if r["differs"])
     typer.echo(f"\n{len(rows)} parameters from {host.label}; {changed} differ from the kernel default (*). '?' = computed at boot or not in the knowledge base.")
+    for n in notes:
+        typer.echo(f"note: {n}")
 
 
 @app.command("explain")

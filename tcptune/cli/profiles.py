@@ -150,7 +150,8 @@ def audit_cmd(
     Examples: tcptune audit;  tcptune audit -p web-server --json;
     ssh host sysctl -a | tcptune audit --sysctl-dump -
     """
-    from tcptune.audit import audit, exit_code, summarize
+    from tcptune.audit import audit, exit_code, hidden_global_keys, summarize
+    from tcptune.cli.common import require_tcp_keys, source_kind, unknown_release_note
     from tcptune.kernel.kb import load_kb
     from tcptune.profile import KERNEL_DEFAULT
 
@@ -161,6 +162,7 @@ def audit_cmd(
     if persisted and sysctl_dump:
         raise TcptuneError("--persisted needs a host or --root, not a sysctl dump", ExitCode.BAD_INPUT, hint="sysctl.d files are read from the file system")
     host = open_source(root, sysctl_dump, netns)
+    require_tcp_keys(host)
     kb = load_kb()
     release = _release(host)
 
@@ -192,10 +194,16 @@ def audit_cmd(
     else:
         prof = _load(KERNEL_DEFAULT if profile is None else profile, host)
         current = read_all(set(prof.settings) | {p.key for p in kb if p.warn})
-        findings = audit(prof, current, kb, release)
+        findings = audit(prof, current, kb, release, source_kind=source_kind(host))
+        hidden = hidden_global_keys(prof, current, kb)
     counts = summarize(findings)
     code = exit_code(findings, strict)
-    notes = [n for n in [prof.kernel_mismatch(release)] if n]
+    notes = [n for n in [prof.kernel_mismatch(release), unknown_release_note(host, release)] if n]
+    if not persisted and hidden:
+        notes.append(
+            f"{len(hidden)} global key(s) not checked: only the initial network namespace has them and this source "
+            f"does not show them ({', '.join(k.rsplit('.', 1)[-1] for k in hidden)}); audit the host for those"
+        )
     if json_out:
         emit_json(
             {

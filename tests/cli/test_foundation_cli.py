@@ -192,3 +192,45 @@ def test_root_with_a_mounted_proc_is_refused(tmp_path):
     r = run("audit", "--root", str(root))
     assert r.returncode == 2 and "live procfs" in r.stderr and "--netns PID" in r.stderr
     assert run("audit", "--root", "/").returncode in (0, 1)  # the host itself, spelt out, is fine
+
+
+def test_snapshot_without_osrelease_notes_it_and_calls_nothing_removed(tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(ROOT, root)
+    (root / "proc/sys/kernel/osrelease").unlink()
+    r = run("audit", "--root", str(root), "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0, out
+    assert out["summary"]["removed"] == 0 and not any(f["key"].endswith("tcp_tw_recycle") for f in out["findings"])
+    assert any("kernel version unknown" in n for n in out["notes"])
+    assert "kernel version unknown" in run("audit", "--root", str(root)).stdout
+    assert any("kernel version unknown" in n for n in json.loads(run("show", "--root", str(root), "--json").stdout)["notes"])
+
+
+def test_source_without_tcp_keys_is_exit_2(tmp_path):
+    (tmp_path / "proc/sys/net/ipv4").mkdir(parents=True)
+    for cmd in ("audit", "show"):
+        r = run(cmd, "--root", str(tmp_path))
+        assert r.returncode == 2 and "no net.ipv4.tcp_* keys" in r.stderr, r.stdout + r.stderr
+    dump = tmp_path / "d.txt"
+    dump.write_text("kernel.osrelease = 6.18.0\nnet.core.somaxconn = 4096\n")
+    assert run("audit", "--sysctl-dump", str(dump)).returncode == 2
+
+
+def test_dump_without_a_global_key_says_so_and_kernel_default_skips_it(data_dir):
+    dump = "\n".join(l for l in (data_dir / "sysctl-a-host-6.18.txt").read_text().splitlines() if "netdev_max_backlog" not in l)
+    out = json.loads(run("audit", "--sysctl-dump", "-", "--json", stdin=dump).stdout)
+    assert not any(f["key"] == "net.core.netdev_max_backlog" for f in out["findings"])
+    assert any("netdev_max_backlog" in n for n in out["notes"])
+    ws = json.loads(run("audit", "--sysctl-dump", "-", "-p", "web-server", "--json", stdin=dump).stdout)
+    f = {x["key"]: x for x in ws["findings"]}["net.core.netdev_max_backlog"]
+    assert f["verdict"] == "unsupported" and "dump" in f["reason"] and "another namespace" not in f["reason"]
+
+
+def test_risky_drift_has_a_machine_readable_flag(tmp_path):
+    out = json.loads(run("audit", "--root", str(_drifted_root(tmp_path)), "--json").stdout)
+    f = {x["key"]: x for x in out["findings"]}
+    ts = f["net.ipv4.tcp_timestamps"]
+    assert ts["verdict"] == "drift" and ts["risky"] is True and "TIME_WAIT" in ts["risky_reason"]
+    assert f["net.ipv4.tcp_syn_retries"]["risky"] is False and f["net.ipv4.tcp_syn_retries"]["risky_reason"] is None
+

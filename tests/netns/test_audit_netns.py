@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,26 @@ def test_persisted_audit_never_prints_the_fast_open_key(tmp_path):
     r = run_netns("true", "audit", "--persisted", "--persist-root", str(tmp_path), "--all", "--json")
     assert r.returncode in (0, 1), r.stderr
     assert "0badc0de" not in r.stdout and "tcp_fastopen_key" not in r.stdout
+
+
+def _man_recipe() -> str:
+    man = (Path(__file__).resolve().parents[2] / "man/tcptune.8").read_text()
+    body = man.split('.\\" BEGIN snapshot-recipe\n', 1)[1].split('.\\" END snapshot-recipe', 1)[0]
+    return body.replace("\\-", "-").replace("\\e", "\\")
+
+
+def test_man_page_snapshot_recipe_gives_a_clean_audit(tmp_path):
+    # The recipe from tcptune(8), run verbatim in a fresh namespace (reads only), then audited.
+    snap = tmp_path / "snap"
+    script = f'set -e\nDIR={snap}\n' + _man_recipe()
+    r = subprocess.run(netns_argv(["sh", "-c", script]), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (snap / "proc/sys/kernel/osrelease").is_file() and (snap / "proc/net/tcp").is_file()
+    assert not (snap / "proc/sys/net/ipv4/tcp_fastopen_key").exists()
+    a = subprocess.run([*PY, "audit", "--root", str(snap), "--json"], capture_output=True, text=True, timeout=60)
+    out = json.loads(a.stdout)
+    assert a.returncode == 0, out["findings"]
+    assert out["kernel"] and not [n for n in out["notes"] if "unknown" in n]
+    assert out["summary"]["removed"] == 0 and out["summary"]["drift"] == 0
+    s = subprocess.run([*PY, "states", "--root", str(snap), "--json"], capture_output=True, text=True, timeout=60)
+    assert s.returncode == 0, s.stderr

@@ -179,11 +179,16 @@ def test_warn_parses_and_fires(param: Param, warn):
     fire, quiet = _firing_and_quiet(warn.when)
     assert warn.matches(str(fire)), f"{param.key}: {warn.when} should fire on {fire}"
     assert not warn.matches(str(quiet)), f"{param.key}: {warn.when} should not fire on {quiet}"
-    # A kernel default is never flagged as risky (audits run warnings on every host).
-    for release in (V618, *[b for b, _ in param.older_defaults]):
+    # A kernel default is never flagged as risky (audits run warnings on every host): on each
+    # kernel, just below every `before` too, auditing the untouched default gives no warning.
+    from tcptune.audit import audit
+    from tcptune.profile import Profile
+
+    for release in (V618, *[_just_before(b) for b, _ in param.older_defaults]):
         d = param.default_for(release)
         if d:
-            assert not warn.matches(d), f"{param.key}: default {d} on {release} would be reported as risky"
+            found = audit(Profile("none", "", "test", {}), {param.key: d}, KB, release)
+            assert not found, f"{param.key}: default {d} on {release} reported as risky: {found}"
 
 
 @pytest.mark.parametrize(

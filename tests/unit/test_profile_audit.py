@@ -297,3 +297,115 @@ def test_findings_never_carry_a_secret_value():
     f = Finding("net.ipv4.tcp_fastopen_key", "1-2-3-4", "5-6-7-8", "drift", "r", "s")
     assert f.expected == f.actual == SECRET_SHOWN and "5-6-7-8" not in str(f.to_dict())
     assert Finding("net.ipv4.tcp_fastopen_key", None, None, "unsupported", "r", "s").actual is None
+
+
+# -- risky values, global keys, unknown kernels ------------------------------------------
+
+KB2 = parse_kb(
+    '''
+[[param]]
+key = "net.ipv4.tcp_timestamps"
+type = "enum"
+unit = "mode"
+range = [0, 2]
+choices = ["0", "1", "2"]
+default = "1"
+meaning = "timestamps"
+source = "ip-sysctl.rst"
+warn = [{ when = "== 0", reason = "no PAWS" }]
+
+[[param]]
+key = "net.ipv4.tcp_challenge_ack_limit"
+type = "int"
+unit = "ACKs per second"
+default = "2147483647"
+older_defaults = [{ before = "6.0", value = "1000" }]
+meaning = "challenge ACK limit"
+source = "ip-sysctl.rst"
+warn = [{ when = "< 2147483647", reason = "side channel" }]
+
+[[param]]
+key = "net.core.netdev_max_backlog"
+type = "int"
+unit = "packets"
+scope = "global"
+default = "1000"
+meaning = "input queue"
+source = "net.rst"
+
+[[param]]
+key = "net.ipv4.tcp_tw_recycle"
+type = "bool"
+unit = "boolean"
+range = [0, 1]
+default = "0"
+removed = "4.12"
+meaning = "gone"
+source = "commit 4396e46187ca"
+'''
+)
+
+
+def _kd(release):
+    from tcptune.profile import resolve, _Raw
+
+    raw = _Raw("kernel-default", "built-in", "", {"kernel_defaults": True})
+    return resolve("kernel-default", lambda name, child: raw, KB2, release)
+
+
+def test_risky_drift_is_flagged_for_json_and_strict():
+    prof = _kd(V618)
+    cur = {"net.ipv4.tcp_timestamps": "0", "net.ipv4.tcp_challenge_ack_limit": "2147483647", "net.core.netdev_max_backlog": "1000"}
+    f = {x.key: x for x in audit(prof, cur, KB2, V618)}
+    ts = f["net.ipv4.tcp_timestamps"]
+    assert ts.verdict == "drift" and ts.risky and ts.risky_reason == "no PAWS" and ts.to_dict()["risky"] is True
+    assert not f["net.core.netdev_max_backlog"].risky and f["net.core.netdev_max_backlog"].to_dict()["risky_reason"] is None
+
+
+def test_strict_fails_on_a_risky_value_outside_the_profile():
+    from tcptune.profile import Profile
+
+    found = audit(Profile("empty", "", "t", {}), {"net.ipv4.tcp_timestamps": "0"}, KB2, V618)
+    assert [x.verdict for x in found] == ["warning"] and found[0].risky
+    assert exit_code(found) == 0 and exit_code(found, strict=True) == 1
+
+
+def test_risky_rules_never_fire_on_that_kernels_own_default():
+    old, new = (5, 15, 0), V618
+    quiet = audit(_kd(old), {"net.ipv4.tcp_challenge_ack_limit": "1000"}, KB2, old)
+    c = {x.key: x for x in quiet}["net.ipv4.tcp_challenge_ack_limit"]
+    assert c.verdict == "ok" and not c.risky
+    loud = {x.key: x for x in audit(_kd(new), {"net.ipv4.tcp_challenge_ack_limit": "1000"}, KB2, new)}
+    assert loud["net.ipv4.tcp_challenge_ack_limit"].verdict == "drift" and loud["net.ipv4.tcp_challenge_ack_limit"].risky
+
+
+def test_absent_global_keys_are_not_noise_under_kernel_default():
+    from tcptune.audit import hidden_global_keys
+
+    prof = _kd(V618)
+    cur = {"net.ipv4.tcp_timestamps": "1", "net.ipv4.tcp_challenge_ack_limit": "2147483647", "net.core.netdev_max_backlog": None}
+    f = {x.key: x for x in audit(prof, cur, KB2, V618, source_kind="netns")}
+    assert "net.core.netdev_max_backlog" not in f and hidden_global_keys(prof, cur, KB2) == ["net.core.netdev_max_backlog"]
+
+
+@pytest.mark.parametrize("kind,needle", [("netns", "another namespace"), ("dump", "dump"), ("root", "root"), ("live", "initial network namespace")])
+def test_a_profile_naming_a_global_key_says_why_it_is_absent(tmp_path, kind, needle):
+    from tcptune.profile import Profile, Setting
+
+    prof = Profile("p", "", "t", {"net.core.netdev_max_backlog": Setting("net.core.netdev_max_backlog", "4096", "r", "s")})
+    (f,) = audit(prof, {"net.core.netdev_max_backlog": None}, KB2, V618, source_kind=kind)
+    assert f.verdict == "unsupported" and needle in f.reason, f.reason
+    if kind == "dump":
+        assert "this is another namespace" not in f.reason
+
+
+def test_unknown_kernel_version_does_not_call_keys_removed():
+    from tcptune.profile import Profile, Setting
+
+    assert "net.ipv4.tcp_tw_recycle" not in _kd(None).settings  # cannot know it should exist
+    assert "net.ipv4.tcp_tw_recycle" in _kd((4, 9, 0)).settings
+    prof = Profile("p", "", "t", {"net.ipv4.tcp_tw_recycle": Setting("net.ipv4.tcp_tw_recycle", "0", "r", "s")})
+    (unknown,) = audit(prof, {"net.ipv4.tcp_tw_recycle": None}, KB2, None)
+    assert unknown.verdict == "unsupported" and "kernel version" in unknown.reason
+    (known,) = audit(prof, {"net.ipv4.tcp_tw_recycle": None}, KB2, V618)
+    assert known.verdict == "removed"
