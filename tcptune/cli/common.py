@@ -162,8 +162,8 @@ def unknown_release_note(host, release) -> str | None:
 
 
 def use_color() -> bool:
-    """Colour only on a terminal and never when NO_COLOR is set (https://no-color.org)."""
-    return "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    """Colour only on a terminal, and never when NO_COLOR is set and not empty (https://no-color.org)."""
+    return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
 
 
 def emit_json(data) -> None:

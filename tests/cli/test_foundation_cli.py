@@ -234,3 +234,14 @@ def test_risky_drift_has_a_machine_readable_flag(tmp_path):
     assert ts["verdict"] == "drift" and ts["risky"] is True and "TIME_WAIT" in ts["risky_reason"]
     assert f["net.ipv4.tcp_syn_retries"]["risky"] is False and f["net.ipv4.tcp_syn_retries"]["risky_reason"] is None
 
+
+@pytest.mark.parametrize("value,color", [(None, True), ("", True), ("1", False), ("0", False)])
+def test_no_color_means_present_and_not_empty(monkeypatch, value, color):
+    from tcptune.cli import common
+
+    monkeypatch.setattr(common.sys.stdout, "isatty", lambda: True, raising=False)
+    if value is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", value)
+    assert common.use_color() is color
