@@ -6,18 +6,25 @@ and reads the files (``root`` + the path the boot loader would see) and writes.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import posixpath
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.sysctld import (
+    OWN_FILE_HEADER,
     SYSCTL_CONF,
     SYSCTL_D_DIRS,
     BootState,
     BootValue,
     compute_boot_state,
+    is_own_file_text,
+    own_file_path_problem,
 )
 
 MAX_CONF_BYTES = 1 << 20
@@ -107,12 +114,112 @@ def boot_values(root: Path, known_keys: Iterable[str] = ()) -> dict[str, BootVal
     return boot_state(Path(root), known_keys).values
 
 
+def resolve_in_root(root: Path, path: str) -> Path:
+    """root + ``path`` with every symlink resolved as if ``root`` were /, never leaving it.
+
+    An absolute link target names a file of the system below root, and ".." stops
+    at root, so a link inside a container's tree cannot make tcptune read or write
+    the host's files (chase_symlinks() with a root does the same in systemd).
+    """
+    base = os.path.realpath(root)
+    todo = [p for p in reversed(path.split("/")) if p and p != "."]
+    cur = base
+    hops = 0
+    while todo:
+        part = todo.pop()
+        if part == "..":
+            cur = cur if cur == base else os.path.dirname(cur)
+            continue
+        nxt = os.path.join(cur, part)
+        if os.path.islink(nxt):
+            hops += 1
+            if hops > 40:
+                raise TcptuneError(f"{path}: too many levels of symbolic links below {root}", ExitCode.BAD_INPUT)
+            link = os.readlink(nxt)
+            if link.startswith("/"):
+                cur = base
+            todo.extend(p for p in reversed(link.split("/")) if p and p != ".")
+            continue
+        cur = nxt
+    return Path(cur)
+
+
+@dataclass(frozen=True)
+class OwnFile:
+    """What is at tcptune's sysctl.d path now."""
+
+    kind: str  # "absent" | "file" | "symlink" | "other"
+    text: str | None = None  # for "file"
+    link: str | None = None  # for "symlink": its target
+
+    def describe(self) -> str:
+        if self.kind == "symlink":
+            return f"a symlink to {self.link}" + (" (a mask)" if self.link == "/dev/null" else "")
+        return {"absent": "absent", "file": "a file", "other": "not a regular file"}[self.kind]
+
+
+def _own_path(root: Path, path: str) -> Path:
+    problem = own_file_path_problem(path)
+    if problem:
+        raise TcptuneError(
+            f"--persist-file {path}: {problem}; nothing was changed",
+            ExitCode.BAD_INPUT,
+            hint="tcptune's file goes straight into a sysctl.d directory, e.g. /etc/sysctl.d/90-tcptune.conf",
+        )
+    # The directory may be a symlink (resolved inside root); the file itself never is followed.
+    return resolve_in_root(root, posixpath.dirname(path)) / posixpath.basename(path)
+
+
+def own_file_state(root: Path, path: str) -> OwnFile:
+    p = _own_path(root, path)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return OwnFile("absent")
+    except OSError as exc:
+        raise TcptuneError(f"cannot look at {path}: {exc.strerror}", ExitCode.BAD_INPUT, hint="run as root") from exc
+    if stat.S_ISLNK(st.st_mode):
+        return OwnFile("symlink", link=os.readlink(p))
+    if not stat.S_ISREG(st.st_mode):
+        return OwnFile("other")
+    return OwnFile("file", text=_read_text(p, path))
+
+
 def read_own_file(root: Path, path: str) -> str | None:
-    """Current text of tcptune's file, or None when it does not exist."""
-    p = under_root(root, path)
-    if not p.exists():
-        return None
-    return _read_text(p, path)
+    """Current text of tcptune's file, or None when there is no regular file there."""
+    return own_file_state(root, path).text
+
+
+def _where(root: Path, path: str) -> str:
+    return path if os.path.realpath(root) == "/" else f"{path} under {root}"
+
+
+def check_own_file(root: Path, path: str, *, force: bool = False) -> str | None:
+    """The text --persist would replace (None: no file), or raise when it must not be replaced.
+
+    A symlink (e.g. the /dev/null mask an administrator put there on purpose) is
+    refused: replacing it with a file would unmask it, and rollback only restores
+    text.  A file without tcptune's header is someone else's: refused unless
+    ``force`` (its text goes into the snapshot, so rollback puts it back).
+    """
+    cur = own_file_state(root, path)
+    where = _where(root, path)
+    if cur.kind == "symlink":
+        raise TcptuneError(
+            f"{where} is {cur.describe()}; tcptune will not replace a link with a file (rollback could not bring the link back), nothing was changed",
+            ExitCode.BAD_INPUT,
+            hint="remove the link if it is no longer wanted, or choose another --persist-file",
+        )
+    if cur.kind == "other":
+        raise TcptuneError(f"{where} is not a regular file; nothing was changed", ExitCode.BAD_INPUT, hint="choose another --persist-file")
+    if cur.kind == "file" and not is_own_file_text(cur.text) and not force:
+        raise TcptuneError(
+            f"{where} exists and was not written by tcptune (it lacks the '{OWN_FILE_HEADER.strip()}' header); "
+            "refusing to overwrite it, nothing was changed",
+            ExitCode.BAD_INPUT,
+            hint="choose another --persist-file, or pass --force to replace it (its text is kept in the snapshot, and rollback puts it back)",
+        )
+    return cur.text
 
 
 def _fsync_dir(d: Path) -> None:
@@ -123,48 +230,96 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale_temps(dfd: int, name: str) -> None:
+    """Remove .NAME.tcptune-PID.tmp files whose writer is gone (a SIGKILL between create and rename)."""
+    prefix = f".{name}.tcptune-"
+    for entry in os.listdir(dfd):
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid = entry[len(prefix):-4]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(entry, dir_fd=dfd)
+
+
+def _write_error(path: str, exc: OSError) -> TcptuneError:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return TcptuneError(f"cannot write {path}: {exc.strerror}", ExitCode.PRIVILEGES, hint="run as root or use --dry-run")
+    if exc.errno == errno.EROFS:
+        return TcptuneError(f"cannot write {path}: read-only file system", ExitCode.PRIVILEGES, hint="remount it read-write or drop --persist")
+    return TcptuneError(f"cannot write {path}: {exc.strerror}", ExitCode.BAD_INPUT)
+
+
 def write_own_file(root: Path, path: str, text: str | None) -> Path:
     """Atomically replace tcptune's file with ``text`` (None: remove it).
 
     temp file in the same directory + fsync + rename + fsync of the directory, so
     after a crash the file is either the old or the new version, never a torn one.
+    Everything happens relative to the directory's fd: the name is never
+    followed if it is (or becomes) a symlink, and only a regular file is replaced.
     """
-    target = under_root(root, path)
-    directory = target.parent
+    target = _own_path(root, path)
+    directory, name = target.parent, target.name
     try:
-        if text is None:
-            try:
-                os.unlink(target)
-            except FileNotFoundError:
+        if text is not None:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+        try:
+            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if text is None:
                 return target
-            _fsync_dir(directory)
-            return target
-        directory.mkdir(parents=True, exist_ok=True, mode=0o755)
-        tmp = directory / f".{target.name}.tcptune-{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        try:
-            os.fchmod(fd, 0o644)  # sysctl.d files are world-readable config, like the vendor's
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.rename(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise
-        _fsync_dir(directory)
-    except PermissionError as exc:
-        raise TcptuneError(
-            f"cannot write {path}: {exc.strerror}", ExitCode.PRIVILEGES, hint="run as root or use --dry-run"
-        ) from exc
+        try:
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                raise TcptuneError(
+                    f"{_where(root, path)} is not a regular file (a symlink?); left it alone",
+                    ExitCode.BAD_INPUT,
+                    hint="look at it and remove or fix it by hand",
+                )
+            if text is None:
+                if st is not None:
+                    os.unlink(name, dir_fd=dfd)
+                    os.fsync(dfd)
+                return target
+            _clean_stale_temps(dfd, name)
+            tmp = f".{name}.tcptune-{os.getpid()}.tmp"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(tmp, flags, 0o644, dir_fd=dfd)
+            except FileExistsError:  # our own leftover (same pid)
+                os.unlink(tmp, dir_fd=dfd)
+                fd = os.open(tmp, flags, 0o644, dir_fd=dfd)
+            try:
+                try:
+                    os.fchmod(fd, 0o644)  # sysctl.d files are world-readable config, like the vendor's
+                    view = memoryview(text.encode())
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
+                raise
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
     except OSError as exc:
-        if exc.errno == 30:  # EROFS
-            raise TcptuneError(
-                f"cannot write {path}: read-only file system", ExitCode.PRIVILEGES, hint="remount it read-write or drop --persist"
-            ) from exc
-        raise TcptuneError(f"cannot write {path}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+        raise _write_error(path, exc) from exc
     return target

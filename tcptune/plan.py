@@ -105,6 +105,23 @@ def plan_restore(current: Mapping[str, str | None], saved: Mapping[str, str | No
     return out
 
 
+def changed_since_apply(current: Mapping[str, str | None], keys: Mapping[str, Mapping[str, str | None]]) -> list[dict]:
+    """[{key, before, after, current}] for each snapshot key whose live value is neither
+    what the apply wrote ("after") nor what was there before it: someone changed it
+    since, and rolling back overwrites that change.  Keys the kernel lacks now are
+    left out (plan_restore reports them).  A pending snapshot's unwritten keys still
+    hold "before" and are not listed.
+    """
+    out = []
+    for key, entry in keys.items():
+        cur = current.get(key)
+        if cur is None:
+            continue
+        if not values_equal(cur, entry.get("after")) and not values_equal(cur, entry.get("before")):
+            out.append({"key": key, "before": entry.get("before"), "after": entry.get("after"), "current": normalize_value(cur)})
+    return out
+
+
 def changes_to_write(plan: Iterable[Change]) -> list[Change]:
     return [c for c in plan if c.status == CHANGE]
 

@@ -95,6 +95,37 @@ def is_sysctl_d_path(path: str) -> bool:
     return posixpath.dirname(path) in SYSCTL_D_DIRS and path.endswith(".conf")
 
 
+def own_file_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be tcptune's own file, else None.
+
+    It must be a plain ``NAME.conf`` directly in one of the sysctl.d directories:
+    never /etc/sysctl.conf (the administrator's file), never a dotfile (systemd-sysctl
+    skips those), never a path that only normalises into place.  The same rule
+    guards --persist-file and the persist record of a snapshot (which rollback
+    would otherwise write or delete as root wherever it says).
+    """
+    if not isinstance(path, str) or "\x00" in path or not path.startswith("/"):
+        return "not an absolute path"
+    if posixpath.normpath(path) != path or "//" in path:
+        return "not a normalised path (no '..', '.', '//' or trailing '/')"
+    name = posixpath.basename(path)
+    if posixpath.dirname(path) not in SYSCTL_D_DIRS:
+        return f"not directly in a sysctl.d directory ({', '.join(SYSCTL_D_DIRS)})"
+    if not name.endswith(".conf") or len(name) <= len(".conf"):
+        return "the boot loaders only read files named *.conf"
+    if name.startswith("."):
+        return "a dotfile, which systemd-sysctl skips"
+    return None
+
+
+OWN_FILE_HEADER = "# Written by tcptune "
+
+
+def is_own_file_text(text: str | None) -> bool:
+    """Does ``text`` start with the header render_own_file writes?"""
+    return text is not None and text.startswith(OWN_FILE_HEADER)
+
+
 def order_config_files(paths: Iterable[str]) -> tuple[list[str], dict[str, str]]:
     """(files in load order, {hidden path: the same-named path that hides it}).
 
@@ -268,7 +299,7 @@ def render_own_file(
     and values are single-line, so nothing in a profile can inject extra lines.
     """
     lines = [
-        f"# Written by tcptune {version} from profile {_comment(profile)} ({_comment(origin)}).",
+        f"{OWN_FILE_HEADER}{version} from profile {_comment(profile)} ({_comment(origin)}).",
         "# Do not edit: `tcptune apply --persist` rewrites this file and `tcptune rollback`",
         "# puts back the version it replaced.  See tcptune(8).",
     ]

@@ -38,6 +38,7 @@ import errno
 import fcntl
 import json
 import os
+import posixpath
 import re
 import secrets
 import stat
@@ -49,7 +50,18 @@ from typing import Callable, Iterator
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.keys import normalize_key
-from tcptune.plan import CHANGE, MISSING, Change, missing_required, plan_apply, plan_restore, skipped, values_equal
+from tcptune.plan import (
+    CHANGE,
+    MISSING,
+    Change,
+    changed_since_apply,
+    missing_required,
+    plan_apply,
+    plan_restore,
+    skipped,
+    values_equal,
+)
+from tcptune.sysctld import own_file_path_problem
 
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
 STATE_DIR_ENV = "TCPTUNE_STATE_DIR"
@@ -272,6 +284,14 @@ def snapshot_from_json(data, path: Path) -> Snapshot:
             raise _corrupt(path, "bad 'persist' object")
         if not (persist.get("before") is None or isinstance(persist.get("before"), str)) or not isinstance(persist.get("after"), str):
             raise _corrupt(path, "bad 'persist' texts")
+        # rollback writes or deletes this file as root: it must be tcptune's kind of
+        # file (a *.conf straight in a sysctl.d directory) below an absolute root.
+        proot = persist["root"]
+        if not proot.startswith("/") or os.path.normpath(proot) != proot or "\x00" in proot:
+            raise _corrupt(path, f"persist root {proot!r} is not an absolute, normalised path")
+        why = own_file_path_problem(persist["path"])
+        if why:
+            raise _corrupt(path, f"persist path {persist['path']!r}: {why}")
     for name in ("profile", "origin"):
         if not isinstance(data.get(name), str):
             raise _corrupt(path, f"no '{name}'")
@@ -608,6 +628,36 @@ class StateDir:
             )
         return ids[-1]
 
+    def keep_copy(self, sid: str, name: str, text: str) -> Path:
+        """Save ``text`` (a file rollback --force is about to replace) as STATE/replaced/SID-TIME-NAME, mode 0600."""
+        self.path_of(sid)
+        dest = f"{sid}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{name}"
+        dfd = self._open_dir(create=True)
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir("replaced", 0o700, dir_fd=dfd)
+            rfd = os.open("replaced", _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dfd)
+            try:
+                problem = _ownership_problem(os.fstat(rfd), want_dir=True)
+                if problem:
+                    raise self._unsafe(self.path / "replaced", problem)
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=rfd)
+                try:
+                    view = memoryview(text.encode())
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.fsync(rfd)
+            finally:
+                os.close(rfd)
+        except OSError as exc:
+            raise self._fail(exc, f"keep a copy of {name}") from exc
+        finally:
+            os.close(dfd)
+        return self.path / "replaced" / dest
+
     def new_id(self) -> str:
         now = time.time()
         return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(3)
@@ -835,6 +885,8 @@ class Result:
     written: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     persisted: bool = False
+    changed_since_apply: list[dict] = field(default_factory=list)  # rollback: keys changed after the apply
+    persist_copy: Path | None = None  # rollback --force: where the replaced file's text was kept
 
 
 def _pause_hook(writes: int) -> None:
@@ -916,16 +968,53 @@ def _persist_restore(snap: Snapshot) -> None:
     write_own_file(Path(p["root"]), p["path"], p["before"])
 
 
+def _persist_rollback_action(snap: Snapshot, force: bool) -> tuple[str, str | None]:
+    """("none" | "restore" | "replace", text being replaced) for the snapshot's sysctl.d file.
+
+    Rollback only puts the old file back over exactly what apply wrote.  Already
+    the old text (or absent, as before): nothing to do, so rolling back twice is
+    harmless.  Anything else (a line added by hand, another tool's rewrite) is
+    refused unless ``force``, and then the replaced text is kept in STATE/replaced.
+    """
+    from tcptune.persist import own_file_state
+
+    p = snap.persist
+    cur = own_file_state(Path(p["root"]), p["path"])
+    where = p["path"] if p["root"] == "/" else f"{p['path']} under {p['root']}"
+    if cur.kind == "symlink" or cur.kind == "other":
+        raise TcptuneError(
+            f"{where} is now {cur.describe()}, not the file apply {snap.id} wrote; nothing was changed",
+            ExitCode.FINDINGS,
+            hint="tcptune never replaces a link; remove or fix it by hand, then roll back again",
+        )
+    if cur.text == p["before"]:
+        return "none", None
+    if cur.text == p["after"]:
+        return "restore", None
+    if not force:
+        what = "was removed" if cur.kind == "absent" else "was changed"
+        raise TcptuneError(
+            f"{where} {what} after apply {snap.id} (it no longer holds what tcptune wrote); refusing to "
+            f"{'remove' if p['before'] is None else 'replace'} it, nothing was changed",
+            ExitCode.FINDINGS,
+            hint=f"look at it, then `tcptune rollback {snap.id} --force` to put the old file back anyway (a copy of the current one is kept in the state directory)",
+        )
+    return "replace", cur.text
+
+
 def apply_profile(
     host,
     state: StateDir,
     profile,
     *,
     persist: Callable[[list[Change]], PersistRequest] | None = None,
+    force: bool = False,
     lock_timeout: float = 30.0,
     on_wait: Callable[[str], None] | None = None,
 ) -> Result:
     """Apply ``profile`` to ``host`` as one transaction (see the module docstring).
+
+    ``force`` lets --persist replace a sysctl.d file that lacks tcptune's header.
 
     ``persist``, given the plan made under the lock, returns what to write to
     sysctl.d.  Raises TcptuneError after restoring everything when a step fails;
@@ -940,9 +1029,9 @@ def apply_profile(
         request = persist(plan) if persist else None
         persist_record = None
         if request is not None:
-            from tcptune.persist import read_own_file
+            from tcptune.persist import check_own_file
 
-            before = read_own_file(request.root, request.path)
+            before = check_own_file(request.root, request.path, force=force)
             if before != request.text:
                 persist_record = {
                     "root": str(Path(request.root).resolve()),
@@ -1032,30 +1121,43 @@ def rollback_snapshot(
     state: StateDir,
     sid: str | None,
     *,
+    force: bool = False,
     lock_timeout: float = 30.0,
     on_wait: Callable[[str], None] | None = None,
     dry_run: bool = False,
 ) -> Result:
-    """Restore snapshot ``sid`` (default: the latest) as a transaction."""
+    """Restore snapshot ``sid`` (default: the latest) as a transaction.
+
+    Live keys someone changed after the apply are still restored (that is what
+    rollback is for) but listed in ``changed_since_apply``.  tcptune's sysctl.d
+    file is only put back over exactly what apply wrote; otherwise the rollback
+    is refused before anything is written, unless ``force``.
+    """
     if dry_run:
         snap = state.load(sid or state.latest())
         check_same_target(snap, host)
         saved = snap.before_values()
-        return Result(snap, plan_restore(host.read_sysctls(saved), saved))
+        current = host.read_sysctls(saved)
+        return Result(snap, plan_restore(current, saved), changed_since_apply=changed_since_apply(current, snap.keys))
     with _locks(host, state, lock_timeout, on_wait):
         snap = state.load(sid or state.latest())
         check_same_target(snap, host)
         saved = snap.before_values()
         current = host.read_sysctls(saved)
         plan = plan_restore(current, saved)
+        changed = changed_since_apply(current, snap.keys)
         changes = [c for c in plan if c.status == CHANGE]
         skipped_keys = skipped(plan)
+        action, replaced = _persist_rollback_action(snap, force) if snap.persist is not None else ("none", None)
+        copy = None
+        if action == "replace" and replaced is not None:
+            copy = state.keep_copy(snap.id, posixpath.basename(snap.persist["path"]), replaced)
         written: list[str] = []
         try:
             for c in changes:
                 written.append(c.key)
                 _write_and_verify(host, c.key, c.new)
-            if snap.persist is not None:
+            if action != "none":
                 _persist_restore(snap)
         except TcptuneError as exc:
             problems = _restore(host, {k: current[k] for k in written if current.get(k) is not None})
@@ -1073,6 +1175,19 @@ def rollback_snapshot(
                 hint=exc.hint,
             ) from exc
         snap.status = ROLLED_BACK
-        snap.event("rolled-back", f"{len(written)} keys written" + (", sysctl.d file restored" if snap.persist else ""))
+        detail = f"{len(written)} keys written"
+        if changed:
+            detail += "; changed after the apply and restored anyway: " + ", ".join(c["key"] for c in changed)
+        if action != "none":
+            detail += ", sysctl.d file restored" + (f" (the file it replaced is kept in {copy})" if copy else " (forced)" if action == "replace" else "")
+        snap.event("rolled-back", detail)
         state.save(snap)
-        return Result(snap, plan, written=written, skipped=skipped_keys, persisted=snap.persist is not None)
+        return Result(
+            snap,
+            plan,
+            written=written,
+            skipped=skipped_keys,
+            persisted=action != "none",
+            changed_since_apply=changed,
+            persist_copy=copy,
+        )

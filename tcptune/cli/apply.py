@@ -40,6 +40,24 @@ LockTimeoutOpt = Annotated[
 ]
 
 
+ForceApplyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="With --persist: replace a --persist-file that tcptune did not write (its text is kept in the snapshot).",
+        rich_help_panel=STATE_PANEL,
+    ),
+]
+ForceRollbackOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Put the old sysctl.d file back even though it was changed after the apply (the current one is kept in STATE/replaced/).",
+        rich_help_panel=STATE_PANEL,
+    ),
+]
+
+
 def _on_wait(msg: str) -> None:
     typer.echo(f"tcptune: {msg}", err=True)
 
@@ -125,6 +143,7 @@ def apply_cmd(
         str,
         typer.Option("--persist-file", metavar="PATH", help="tcptune's sysctl.d file, as seen from the persist root.", rich_help_panel=STATE_PANEL),
     ] = "/etc/sysctl.d/90-tcptune.conf",
+    force: ForceApplyOpt = False,
     lock_timeout: LockTimeoutOpt = 30.0,
 ) -> None:
     """Apply a profile as a transaction: plan, confirm, lock, snapshot, write, read back.
@@ -158,6 +177,16 @@ def apply_cmd(
         )
     if not persist_file.startswith("/"):
         raise TcptuneError(f"--persist-file {persist_file}: must be an absolute path", ExitCode.BAD_INPUT, hint="e.g. /etc/sysctl.d/90-tcptune.conf")
+    if persist:
+        from tcptune.sysctld import own_file_path_problem
+
+        why = own_file_path_problem(persist_file)
+        if why:
+            raise TcptuneError(
+                f"--persist-file {persist_file}: {why}; nothing was changed",
+                ExitCode.BAD_INPUT,
+                hint="tcptune's file goes straight into a sysctl.d directory, e.g. /etc/sysctl.d/90-tcptune.conf",
+            )
     host = open_source(root, None, netns)
     prof = _load_profile(profile, host)
     current = host.read_sysctls(prof.settings.keys())
@@ -220,9 +249,10 @@ def apply_cmd(
     check_required(prof, plan)
     needs_file = False
     if preview is not None:
-        from tcptune.persist import read_own_file
+        from tcptune.persist import check_own_file
 
-        needs_file = read_own_file(proot, persist_file) != preview[0]
+        # Refuse a symlink / someone else's file now, before asking (apply checks again under the lock).
+        needs_file = check_own_file(proot, persist_file, force=force) != preview[0]
     if counts[CHANGE] == 0 and not needs_file:
         if json_out:
             emit_json(result_json("nothing-to-do"))
@@ -249,7 +279,9 @@ def apply_cmd(
         return PersistRequest(proot, persist_file, text)
 
     state = StateDir(resolve_state_dir(state_dir))
-    res = apply_profile(host, state, prof, persist=persist_request if persist else None, lock_timeout=lock_timeout, on_wait=_on_wait)
+    res = apply_profile(
+        host, state, prof, persist=persist_request if persist else None, force=force, lock_timeout=lock_timeout, on_wait=_on_wait
+    )
     plan = res.plan  # re-planned under the lock
     counts = summarize(plan)
     if json_out:
@@ -273,6 +305,7 @@ def rollback_cmd(
     root: RootOpt = None,
     netns: NetnsOpt = None,
     state_dir: StateDirOpt = None,
+    force: ForceRollbackOpt = False,
     lock_timeout: LockTimeoutOpt = 30.0,
 ) -> None:
     """Restore the values a snapshot saved before its apply (and its sysctl.d file, if it persisted).
@@ -290,7 +323,7 @@ def rollback_cmd(
     state = StateDir(resolve_state_dir(state_dir))
     if not dry_run:
         check_can_write(host, None)
-    res = rollback_snapshot(host, state, snapshot, lock_timeout=lock_timeout, on_wait=_on_wait, dry_run=dry_run)
+    res = rollback_snapshot(host, state, snapshot, force=force, lock_timeout=lock_timeout, on_wait=_on_wait, dry_run=dry_run)
     snap = res.snapshot
     counts = summarize(res.plan)
     if json_out:
@@ -306,10 +339,18 @@ def rollback_cmd(
                 "written": res.written,
                 "skipped": res.skipped,
                 "persist_restored": res.persisted,
+                "persist_replaced_copy": str(res.persist_copy) if res.persist_copy else None,
+                "changed_since_apply": res.changed_since_apply,
             }
         )
         return
     _print_plan(res.plan, f"rollback of snapshot {snap.id} (profile {snap.profile}) on {host.label}:")
+    verb = "would overwrite" if dry_run else "overwrote"
+    for c in res.changed_since_apply:
+        typer.echo(
+            f"note: {c['key']} was changed after the apply (apply set {c['after'] or '(empty)'}, now {c['current'] or '(empty)'}); "
+            f"rollback {verb} it with {c['before'] or '(empty)'}"
+        )
     if dry_run:
         typer.echo("dry run: nothing was changed")
         return
@@ -323,6 +364,8 @@ def rollback_cmd(
             else f"; restored the previous {snap.persist['path']}"
         )
     )
+    if res.persist_copy:
+        typer.echo(f"the {snap.persist['path']} it replaced (changed after the apply) is kept in {res.persist_copy}")
 
 
 @app.command("snapshots")

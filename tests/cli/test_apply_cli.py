@@ -204,3 +204,104 @@ def test_stale_temp_files_of_a_killed_apply_are_cleaned_under_the_lock(root, tmp
     r = apply_root(root, state)
     assert r.returncode == 0, r.stderr
     assert not stale.exists() and other.exists()
+
+
+def persist_tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "sys"
+    (tree / "etc/sysctl.d").mkdir(parents=True)
+    return tree
+
+
+def test_an_edited_persist_record_cannot_make_rollback_touch_other_files(root, tmp_path):
+    tree, state = persist_tree(tmp_path), tmp_path / "state"
+    r = apply_root(root, state, "--persist", "--persist-root", str(tree), "--json")
+    assert r.returncode == 0, r.stderr
+    sid = json.loads(r.stdout)["snapshot"]
+    snap_path = state / "snapshots" / f"{sid}.json"
+    good = json.loads(snap_path.read_text())
+    (tmp_path / "x").mkdir()
+    victim = tmp_path / "x/victim2"
+    victim.write_text("keep me\n")
+    before = tree_bytes(root)
+    for bad in (
+        {"root": str(tmp_path / "x"), "path": "/victim2", "before": None, "after": "y"},
+        {"root": "/", "path": "/etc/sysctl.d/../../" + str(victim).lstrip("/"), "before": None, "after": "y"},
+        {"root": str(tmp_path / "x"), "path": "/etc/sysctl.conf", "before": None, "after": "y"},
+        {"root": "relative/dir", "path": "/etc/sysctl.d/90-tcptune.conf", "before": None, "after": "y"},
+    ):
+        snap_path.write_text(json.dumps({**good, "persist": bad}))
+        r = run("rollback", sid, "--root", str(root), "--state-dir", str(state))
+        assert r.returncode == 2 and "corrupt" in r.stderr and "persist" in r.stderr, (bad, r.stderr)
+    assert victim.read_text() == "keep me\n" and tree_bytes(root) == before
+
+
+def test_rollback_refuses_a_hand_edited_sysctl_d_file_unless_forced_and_keeps_a_copy(root, tmp_path):
+    tree, state = persist_tree(tmp_path), tmp_path / "state"
+    own = tree / "etc/sysctl.d/90-tcptune.conf"
+    r = apply_root(root, state, "--persist", "--persist-root", str(tree), "--json")
+    assert r.returncode == 0, r.stderr
+    sid = json.loads(r.stdout)["snapshot"]
+    edited = own.read_text() + "net.ipv4.tcp_fin_timeout = 7\n"  # the admin added a line
+    own.write_text(edited)
+    applied_root = tree_bytes(root)
+    r = run("rollback", "--root", str(root), "--state-dir", str(state))
+    assert r.returncode == 1, r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "was changed after apply" in err[0] and "nothing was changed" in err[0] and "--force" in err[0]
+    assert own.read_text() == edited and tree_bytes(root) == applied_root  # not a single key restored
+    r = run("rollback", "--root", str(root), "--state-dir", str(state), "--force", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    copy = Path(out["persist_replaced_copy"])
+    assert out["persist_restored"] and not own.exists()  # there was no file before the apply
+    assert copy.parent == state / "replaced" and copy.read_text() == edited
+    assert os.stat(copy).st_mode & 0o777 == 0o600
+    again = run("rollback", sid, "--root", str(root), "--state-dir", str(state), "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["written"] == []  # twice is harmless
+
+
+def test_rollback_reports_live_keys_changed_after_the_apply(root, tmp_path):
+    state = tmp_path / "state"
+    r = apply_root(root, state)
+    assert r.returncode == 0, r.stderr
+    (root / "proc/sys/net/ipv4/tcp_syn_retries").write_text("4\n")  # changed by hand after the apply
+    dry = run("rollback", "--dry-run", "--root", str(root), "--state-dir", str(state))
+    assert "note: net.ipv4.tcp_syn_retries was changed after the apply (apply set 2, now 4); rollback would overwrite it with 6" in dry.stdout
+    r = run("rollback", "--root", str(root), "--state-dir", str(state), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["changed_since_apply"] == [{"key": "net.ipv4.tcp_syn_retries", "before": "6", "after": "2", "current": "4"}]
+    assert (root / "proc/sys/net/ipv4/tcp_syn_retries").read_text().strip() == "6"  # restored all the same
+    assert tree_bytes(root) == tree_bytes(ROOT_DATA)  # every key back as it was
+
+
+def test_persist_file_outside_sysctl_d_or_someone_elses_is_refused(root, tmp_path):
+    tree, state = persist_tree(tmp_path), tmp_path / "state"
+    (tree / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    before = tree_bytes(root)
+    for bad in ("/etc/passwd", "/etc/sysctl.conf", "/etc/sysctl.d/.hidden.conf", "/etc/sysctl.d/sub/x.conf", "/etc/sysctl.d/x.txt"):
+        r = apply_root(root, state, "--persist", "--persist-root", str(tree), "--persist-file", bad)
+        assert r.returncode == 2 and f"--persist-file {bad}:" in r.stderr and "nothing was changed" in r.stderr, (bad, r.stderr)
+    assert (tree / "etc/passwd").read_text() == "root:x:0:0::/root:/bin/sh\n" and tree_bytes(root) == before
+    # an existing file without tcptune's header is somebody's: refused before anything, unless --force
+    theirs = tree / "etc/sysctl.d/90-tcptune.conf"
+    theirs.write_text("net.ipv4.tcp_syn_retries = 4\n")
+    r = apply_root(root, state, "--persist", "--persist-root", str(tree))
+    assert r.returncode == 2 and "not written by tcptune" in r.stderr and "--force" in r.stderr
+    assert theirs.read_text() == "net.ipv4.tcp_syn_retries = 4\n" and tree_bytes(root) == before and not state.exists()
+    r = apply_root(root, state, "--persist", "--persist-root", str(tree), "--force")
+    assert r.returncode == 0, r.stderr
+    assert theirs.read_text().startswith("# Written by tcptune")
+    r = run("rollback", "--root", str(root), "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    assert theirs.read_text() == "net.ipv4.tcp_syn_retries = 4\n"
+
+
+def test_a_symlinked_or_masked_own_file_is_refused_and_left_as_it_is(root, tmp_path):
+    tree, state = persist_tree(tmp_path), tmp_path / "state"
+    link = tree / "etc/sysctl.d/90-tcptune.conf"
+    os.symlink("/dev/null", link)
+    before = tree_bytes(root)
+    r = apply_root(root, state, "--persist", "--persist-root", str(tree), "--force")
+    assert r.returncode == 2 and "symlink to /dev/null (a mask)" in r.stderr and "nothing was changed" in r.stderr
+    assert os.readlink(link) == "/dev/null" and tree_bytes(root) == before

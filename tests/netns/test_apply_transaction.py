@@ -344,6 +344,9 @@ def test_corrupt_and_unknown_snapshots_are_refused_and_kept(tmp_path):
     assert entry["id"] == sid and entry["status"] == "corrupt"
 
 
+OLDER = "# Written by tcptune 0.0 from profile older (test).\nnet.ipv4.tcp_syn_retries = 5\n"
+
+
 def test_persist_writes_a_file_sysctl_p_loads_and_rollback_restores_it(tmp_path):
     root = tmp_path / "root"
     (root / "usr/lib/sysctl.d").mkdir(parents=True)
@@ -387,7 +390,7 @@ def test_persist_writes_a_file_sysctl_p_loads_and_rollback_restores_it(tmp_path)
     # namespace, so apply again over an older file and roll back in one child).
     def apply_and_rollback():
         st = StateDir(tmp_path / "state2")
-        written.write_text("# older tcptune file\nnet.ipv4.tcp_syn_retries = 5\n")
+        written.write_text(OLDER)
         res = apply_profile(Host("/"), st, make_profile(GOOD), persist=request)
         mid = written.read_text()
         rollback_snapshot(Host("/"), st, res.snapshot.id)
@@ -395,7 +398,7 @@ def test_persist_writes_a_file_sysctl_p_loads_and_rollback_restores_it(tmp_path)
 
     mid, restored = run_in_netns(apply_and_rollback)
     assert "net.ipv4.tcp_syn_retries = 3" in mid
-    assert restored == "# older tcptune file\nnet.ipv4.tcp_syn_retries = 5\n"
+    assert restored == OLDER
 
 
 def test_rollback_refuses_a_snapshot_from_another_namespace(tmp_path):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 
 import pytest
 
 from tcptune.errors import TcptuneError
-from tcptune.persist import boot_state, boot_values, read_config_files, read_own_file, write_own_file
+from tcptune.persist import boot_state, boot_values, check_own_file, read_config_files, read_own_file, write_own_file
 
 KEY = "net.ipv4.tcp_syn_retries"
 
@@ -85,10 +86,56 @@ def test_write_own_file_is_atomic_0644_and_removable(tmp_path):
 def test_paths_cannot_escape_the_root(tmp_path):
     inner = tmp_path / "root"
     inner.mkdir()
-    path = write_own_file(inner, "/../../etc/sysctl.d/x.conf", "net.core.somaxconn = 1\n")
-    assert path == inner / "etc/sysctl.d/x.conf"
+    for bad in ("/../../etc/sysctl.d/x.conf", "/etc/sysctl.d/\x00.conf", "/etc/passwd", "/etc/sysctl.conf", "/etc/sysctl.d/.x.conf"):
+        with pytest.raises(TcptuneError) as ei:
+            write_own_file(inner, bad, "net.core.somaxconn = 1\n")
+        assert ei.value.exit_code == 2
+    assert list(inner.iterdir()) == []
+    # A symlinked directory is resolved as if the root were /: "../../.." stops at the root.
+    (tmp_path / "outside").mkdir()
+    (inner / "etc").mkdir()
+    os.symlink("../../../outside", inner / "etc/sysctl.d")
+    path = write_own_file(inner, "/etc/sysctl.d/90-tcptune.conf", "net.core.somaxconn = 1\n")
+    assert path == inner / "outside/90-tcptune.conf" and path.is_file()
+    assert list((tmp_path / "outside").iterdir()) == []
+
+
+def test_own_file_is_never_followed_and_a_foreign_file_needs_force(tmp_path):
+    own = "/etc/sysctl.d/90-tcptune.conf"
+    d = tmp_path / "etc/sysctl.d"
+    d.mkdir(parents=True)
+    os.symlink("/dev/null", d / "90-tcptune.conf")  # an administrator's mask
+    with pytest.raises(TcptuneError) as ei:
+        check_own_file(tmp_path, own)
+    assert ei.value.exit_code == 2 and "symlink to /dev/null (a mask)" in str(ei.value)
     with pytest.raises(TcptuneError):
-        write_own_file(inner, "/etc/sysctl.d/\x00.conf", "x")
+        check_own_file(tmp_path, own, force=True)  # a link is refused even with --force
+    with pytest.raises(TcptuneError):
+        write_own_file(tmp_path, own, "net.core.somaxconn = 1\n")
+    assert os.readlink(d / "90-tcptune.conf") == "/dev/null"
+    os.unlink(d / "90-tcptune.conf")
+    (d / "90-tcptune.conf").write_text("net.core.somaxconn = 5\n")  # hand-written, no header
+    with pytest.raises(TcptuneError) as ei:
+        check_own_file(tmp_path, own)
+    assert ei.value.exit_code == 2 and "not written by tcptune" in str(ei.value) and "--force" in str(ei.value)
+    assert check_own_file(tmp_path, own, force=True) == "net.core.somaxconn = 5\n"
+    (d / "90-tcptune.conf").write_text("# Written by tcptune 0.1 from profile x (y).\nnet.core.somaxconn = 5\n")
+    assert check_own_file(tmp_path, own).startswith("# Written by tcptune")
+    assert check_own_file(tmp_path, "/etc/sysctl.d/91-new.conf") is None
+
+
+def test_a_temp_file_left_by_a_killed_writer_is_removed(tmp_path):
+    own = "/etc/sysctl.d/90-tcptune.conf"
+    d = tmp_path / "etc/sysctl.d"
+    d.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = d / f".90-tcptune.conf.tcptune-{dead.pid}.tmp"
+    stale.write_text("half")
+    alive = d / f".90-tcptune.conf.tcptune-{os.getppid()}.tmp"  # a live writer's: kept
+    alive.write_text("busy")
+    write_own_file(tmp_path, own, "net.core.somaxconn = 1\n")
+    assert not stale.exists() and alive.exists()
 
 
 def test_absolute_symlinks_resolve_inside_the_root(tmp_path):
