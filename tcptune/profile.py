@@ -9,6 +9,7 @@ knowledge base or to the running kernel) before anything else sees them.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,15 +131,55 @@ class _Raw:
 
 # -- parsing (pure) ------------------------------------------------------------
 
-def _line_of(text: str, needle: str) -> int | None:
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]]*?)\s*\]\s*(?:#.*)?$")
+_SETTING_HEADER = re.compile(r"""^settings\s*\.\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([A-Za-z0-9_\-]+))$""")
+
+
+def _assigns(line: str, name: str) -> bool:
+    """Does this TOML line assign ``name`` (bare or quoted) at its start?"""
+    m = re.match(r"""\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([A-Za-z0-9_\-]+))\s*=""", line)
+    return bool(m) and name in (m.group(1), m.group(2), m.group(3))
+
+
+def _tables(text: str):
+    """(line number, table, line) for each line; table is None (top), "settings" or ("settings", KEY)."""
+    table: Any = None
     for i, line in enumerate(text.splitlines(), 1):
-        if needle in line:
+        m = _HEADER.match(line)
+        if m:
+            head = m.group(1)
+            sm = _SETTING_HEADER.match(head)
+            table = ("settings", next(g for g in sm.groups() if g is not None)) if sm else head
+            yield i, "header", table, line
+            continue
+        if line.lstrip().startswith("#"):
+            continue
+        yield i, "line", table, line
+
+
+def top_line(text: str, name: str) -> int | None:
+    """Line of the top-level assignment ``name = ...`` (comments and tables skipped)."""
+    for i, kind, table, line in _tables(text):
+        if kind == "line" and table is None and _assigns(line, name):
             return i
     return None
 
 
-def _err(origin: str, text: str, needle: str | None, message: str, hint: str | None = None) -> TcptuneError:
-    line = _line_of(text, needle) if needle else None
+def key_line(text: str, key: str, field_name: str | None = None) -> int | None:
+    """Line of a setting: its `[settings."KEY"]` header, its line under [settings], or, with
+    ``field_name``, the line of that field inside the setting's table."""
+    header = None
+    for i, kind, table, line in _tables(text):
+        if kind == "header" and table == ("settings", key):
+            header = i
+        elif kind == "line" and table == "settings" and _assigns(line, key):
+            return i  # short form or inline table: the whole setting is this line
+        elif kind == "line" and field_name and table == ("settings", key) and _assigns(line, field_name):
+            return i
+    return header
+
+
+def _err_at(origin: str, line: int | None, message: str, hint: str | None = None) -> TcptuneError:
     where = f"{origin}:{line}" if line else origin
     return TcptuneError(f"{where}: {message}", ExitCode.BAD_INPUT, hint=hint)
 
@@ -161,8 +202,6 @@ def _toml(text: str, origin: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         # tomllib says "... (at line 3, column 7)"; turn that into file:line.
-        import re
-
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
         if m:
             msg = msg[: m.start()].strip()
@@ -177,68 +216,101 @@ def _suggest_field(name: str, allowed: Iterable[str]) -> str | None:
     return f"did you mean {hit[0]!r}?" if hit else f"allowed: {', '.join(allowed)}"
 
 
-def _canonical_value(raw: Any, key: str, param: Param | None, origin: str, text: str) -> str:
+def _canonical_value(raw: Any, key: str, param: Param | None, where: tuple[str, int | None], what: str = "value") -> str:
+    """Check one value against the knowledge base and return it whitespace-normalised.
+
+    ``where`` is (file, line) for the error; ``what`` names the field ("value", "accept.one_of").
+    """
+
     def bad(why: str, hint: str | None = None) -> TcptuneError:
-        return _err(origin, text, key, f"{key}: {why}", hint)
+        return _err_at(where[0], where[1], f"{key}: {why}", hint)
 
     if isinstance(raw, bool):
+        if param is not None and param.type != "bool":
+            raise bad(f"{what} {str(raw).lower()} is a boolean, but {param.short} takes {_kind(param)}", f"write a number, e.g. {param.default or 0}")
         raw = int(raw)
     if isinstance(raw, list):
         if not raw or not all(isinstance(x, (int, str)) and not isinstance(x, bool) for x in raw):
-            raise bad("a list value must hold integers or strings")
+            raise bad(f"a list {what} must hold integers or strings")
         value = " ".join(str(x) for x in raw)
     elif isinstance(raw, (int, str)):
         value = " ".join(str(raw).split())
     else:
-        raise bad(f"value {raw!r} has type {type(raw).__name__}; use an integer, a string or a list")
+        raise bad(f"{what} {raw!r} has type {type(raw).__name__}; use an integer, a string or a list")
     if not value:
-        raise bad("empty value")
+        raise bad(f"empty {what}")
     if param is None:
         return value
     nums = _as_ints(value)
     if param.type in ("int", "bool"):
         if nums is None or len(nums) != 1:
-            raise bad(f"value {value!r} is not an integer", f"{param.short} takes an integer ({param.unit})")
-        _check_range(nums[0], param, bad)
+            raise bad(f"{what} {value!r} is not an integer", f"{param.short} takes an integer ({param.unit})")
+        _check_range(nums[0], param, bad, what)
     elif param.type == "vector":
         if param.length and (nums is None or len(nums) != param.length):
-            raise bad(f"value {value!r} needs {param.length} integers", f"e.g. {param.default or ''}".strip())
+            raise bad(f"{what} {value!r} needs {param.length} integers", f"e.g. {param.default or ''}".strip())
         if param.min is not None or param.max is not None:
             for n in nums or []:
-                _check_range(n, param, bad)
+                _check_range(n, param, bad, what)
+        if param.ascending and nums and any(a > b for a, b in zip(nums, nums[1:])):
+            raise bad(f"{what} {value!r}: the kernel rejects a first field above the second (EINVAL)", f"e.g. {param.default}")
     elif param.type == "enum":
         if param.choices and value not in param.choices:
-            raise bad(f"value {value!r} is not one of {', '.join(param.choices)}")
+            raise bad(f"{what} {value!r} is not one of {', '.join(param.choices)}")
     return value
 
 
-def _check_range(n: int, param: Param, bad) -> None:
+def _kind(param: Param) -> str:
+    return {"vector": f"{param.length or 'several'} integers", "string": "a string", "enum": "one of " + ", ".join(param.choices)}.get(param.type, "an integer")
+
+
+def _check_range(n: int, param: Param, bad, what: str = "value") -> None:
     if param.min is not None and n < param.min or param.max is not None and n > param.max:
-        raise bad(f"value {n} is out of range [{param.min}, {param.max}]")
+        raise bad(f"{what} {n} is out of range [{param.min}, {param.max}]")
 
 
-def _accept(raw: Any, key: str, origin: str, text: str) -> Accept:
+def _accept(raw: Any, key: str, param: Param | None, origin: str, line: int | None) -> Accept:
+    def bad(why: str, hint: str | None = None) -> TcptuneError:
+        return _err_at(origin, line, f"{key}: {why}", hint)
+
     if not isinstance(raw, dict):
-        raise _err(origin, text, key, f"{key}: accept must be a table like {{ max = 3 }}")
+        raise bad("accept must be a table like { max = 3 }")
     for f in raw:
         if f not in ACCEPT_FIELDS:
-            raise _err(origin, text, key, f"{key}: unknown accept field {f!r}", _suggest_field(f, ACCEPT_FIELDS))
+            raise bad(f"unknown accept field {f!r}", _suggest_field(f, ACCEPT_FIELDS))
     if "one_of" in raw and ("min" in raw or "max" in raw):
-        raise _err(origin, text, key, f"{key}: accept takes one_of or min/max, not both")
+        raise bad("accept takes one_of or min/max, not both")
+    fields = param.length if param is not None and param.type == "vector" else 1
 
-    def bound(v: Any) -> tuple[int, ...]:
+    def bound(name: str, v: Any) -> tuple[int, ...]:
         vals = v if isinstance(v, list) else [v]
         if not vals or not all(isinstance(x, int) and not isinstance(x, bool) for x in vals):
-            raise _err(origin, text, key, f"{key}: accept bounds must be integers (or lists of integers for vectors)")
+            raise bad(f"accept.{name} must be an integer (or a list of integers for vectors)")
+        if param is not None and param.type == "string":
+            raise bad(f"accept.{name}: {param.short} is a string; use accept = {{ one_of = [...] }}")
+        if param is not None and fields and len(vals) != fields:
+            if fields > 1:
+                raise bad(
+                    f"accept.{name} has {len(vals)} field(s) but {param.short} has {fields}; bounds apply field by field",
+                    f"e.g. {name} = [{', '.join((param.default or ' '.join(['0'] * fields)).split())}]",
+                )
+            raise bad(f"accept.{name} is a list but {param.short} takes one integer", f"write {name} = {vals[0]}")
         return tuple(vals)
 
     if "one_of" in raw:
         if not isinstance(raw["one_of"], list) or not raw["one_of"]:
-            raise _err(origin, text, key, f"{key}: accept.one_of must be a non-empty list")
-        return Accept(one_of=tuple(" ".join(str(x) for x in v) if isinstance(v, list) else " ".join(str(v).split()) for v in raw["one_of"]))
+            raise bad("accept.one_of must be a non-empty list")
+        return Accept(one_of=tuple(_canonical_value(v, key, param, (origin, line), "accept.one_of value") for v in raw["one_of"]))
     if not raw:
-        raise _err(origin, text, key, f"{key}: accept is empty")
-    return Accept(min=bound(raw["min"]) if "min" in raw else None, max=bound(raw["max"]) if "max" in raw else None)
+        raise bad("accept is empty")
+    lo = bound("min", raw["min"]) if "min" in raw else None
+    hi = bound("max", raw["max"]) if "max" in raw else None
+    if lo is not None and hi is not None:
+        if len(lo) != len(hi):
+            raise bad("accept.min and accept.max have different numbers of fields")
+        if any(a > b for a, b in zip(lo, hi)):
+            raise bad(f"accept.min {' '.join(map(str, lo))} is above accept.max {' '.join(map(str, hi))}; nothing would be accepted")
+    return Accept(min=lo, max=hi)
 
 
 def parse_profile(
@@ -251,57 +323,75 @@ def parse_profile(
     """Parse and validate one profile file's text (no `extends` resolution)."""
     data = _toml(text, origin)
     known = set(known_keys)
+
+    def top_err(f: str, message: str, hint: str | None = None) -> TcptuneError:
+        return _err_at(origin, top_line(text, f), message, hint)
+
     for top in data:
         if top not in TOP_LEVEL:
-            raise _err(origin, text, top, f"unknown field {top!r}", _suggest_field(top, TOP_LEVEL))
+            raise top_err(top, f"unknown field {top!r}", _suggest_field(top, TOP_LEVEL))
     for f in ("description", "extends", "kernel"):
         if f in data and not isinstance(data[f], str):
-            raise _err(origin, text, f, f"{f} must be a string")
+            raise top_err(f, f"{f} must be a string")
     if "kernel_defaults" in data and not isinstance(data["kernel_defaults"], bool):
-        raise _err(origin, text, "kernel_defaults", "kernel_defaults must be true or false")
+        raise top_err("kernel_defaults", "kernel_defaults must be true or false")
     if data.get("kernel"):
-        version_matches((0, 0, 0), data["kernel"])  # syntax check; raises with the fix
+        try:
+            version_matches((0, 0, 0), data["kernel"])  # syntax check
+        except TcptuneError as exc:
+            raise top_err("kernel", exc.message, exc.hint) from None
     settings = data.get("settings", {})
     if not isinstance(settings, dict):
-        raise _err(origin, text, "settings", "[settings] must be a table")
+        raise top_err("settings", "[settings] must be a table")
     raw = _Raw(name, origin, text, data)
     for key_as_written, entry in settings.items():
+        line = key_line(text, key_as_written)
+
+        def err(message: str, hint: str | None = None, field_name: str | None = None) -> TcptuneError:
+            return _err_at(origin, key_line(text, key_as_written, field_name) if field_name else line, message, hint)
+
         try:
             key = normalize_key(key_as_written)
         except TcptuneError as exc:
-            raise _err(origin, text, key_as_written, exc.message, exc.hint) from None
+            raise err(exc.message, exc.hint) from None
         if key in SECRET_KEYS:
             # Its value would end up in audit/apply output, JSON and snapshots.
-            raise _err(
-                origin, text, key_as_written, f"{key} is a secret (the TCP Fast Open cookie key); tcptune never reads, prints or writes it",
+            raise err(
+                f"{key} is a secret (the TCP Fast Open cookie key); tcptune never reads, prints or writes it",
                 "set it with sysctl(8) from your secret store, not in a profile",
             )
         param = kb.get(key) if key in kb else None
         if param is None and key not in known:
             suggestion = kb.suggest(key, tuple(known))
-            raise _err(
-                origin, text, key_as_written, f"unknown key {key}",
+            raise err(
+                f"unknown key {key}",
                 f"did you mean {suggestion}?" if suggestion else "see `tcptune show` for the keys this kernel has",
             )
-        if isinstance(entry, dict) and "value" not in entry and any(k in entry for k in SETTING_FIELDS):
-            raise _err(origin, text, key_as_written, f"{key}: missing `value`")
-        if isinstance(entry, dict) and "value" in entry:
+        if isinstance(entry, dict):
+            # A table is always the canonical form: `valu = 2` is a misspelt field, not a value.
             for f in entry:
                 if f not in SETTING_FIELDS:
-                    raise _err(origin, text, key_as_written, f"{key}: unknown field {f!r}", _suggest_field(f, SETTING_FIELDS))
+                    raise err(f"{key}: unknown field {f!r}", _suggest_field(f, SETTING_FIELDS), f)
+            if "value" not in entry:
+                raise err(f"{key}: missing `value`", "every [settings.\"KEY\"] table needs value = ...")
             for f in ("reason", "source"):
                 if f in entry and not isinstance(entry[f], str):
-                    raise _err(origin, text, key_as_written, f"{key}: {f} must be a string")
+                    raise err(f"{key}: {f} must be a string", None, f)
             if "required" in entry and not isinstance(entry["required"], bool):
-                raise _err(origin, text, key_as_written, f"{key}: required must be true or false")
-            value = _canonical_value(entry["value"], key, param, origin, text)
-            accept = _accept(entry["accept"], key, origin, text) if "accept" in entry else None
+                raise err(f"{key}: required must be true or false", None, "required")
+            value = _canonical_value(entry["value"], key, param, (origin, key_line(text, key_as_written, "value")))
+            accept = _accept(entry["accept"], key, param, origin, key_line(text, key_as_written, "accept")) if "accept" in entry else None
             setting = Setting(key, value, entry.get("reason", ""), entry.get("source", ""), entry.get("required", False), accept)
+            if accept is not None and not accept.accepts(value):
+                raise err(
+                    f"{key}: value {value!r} is outside its own accept ({accept.describe()})",
+                    "audit would report drift right after apply; widen accept or change value", "accept",
+                )
         else:  # short form: "key" = value
-            value = _canonical_value(entry, key, param, origin, text)
+            value = _canonical_value(entry, key, param, (origin, line))
             setting = Setting(key, value, "", "")
         if key in raw.settings:
-            raise _err(origin, text, key_as_written, f"{key} is set twice")
+            raise err(f"{key} is set twice")
         raw.settings[key] = setting
     if not raw.settings and not data.get("kernel_defaults") and not data.get("extends"):
         raise TcptuneError(f"{origin}: profile sets no keys", ExitCode.BAD_INPUT, hint="add a [settings.\"net.ipv4....\"] table")
@@ -436,14 +526,20 @@ def load_profile(
     known = tuple(known_keys)
 
     def load_raw(name_or_path: str, child: _Raw | None) -> _Raw:
-        if _is_path(name_or_path):
-            path = Path(name_or_path)
-            if child is not None and not path.is_absolute():
-                path = Path(child.origin).parent / path
-        else:
-            beside = Path(child.origin).parent / f"{name_or_path}.toml" if child is not None and child.origin != "built-in" else None
-            path = beside if beside is not None and beside.is_file() else find_profile(name_or_path, search_dirs)[0]
-        text = read_profile_file(path)
+        try:
+            if _is_path(name_or_path):
+                path = Path(name_or_path)
+                if child is not None and not path.is_absolute():
+                    path = Path(child.origin).parent / path
+            else:
+                beside = Path(child.origin).parent / f"{name_or_path}.toml" if child is not None and child.origin != "built-in" else None
+                path = beside if beside is not None and beside.is_file() else find_profile(name_or_path, search_dirs)[0]
+            text = read_profile_file(path)
+        except TcptuneError as exc:
+            if child is None:
+                raise
+            # A missing or unreadable parent is the child's error: name the extends line.
+            raise _err_at(child.origin, top_line(child.text, "extends"), f"extends {name_or_path!r}: {exc.message}", exc.hint) from None
         name = path.stem
         return parse_profile(text, name, str(path), kb, known)
 

@@ -54,6 +54,7 @@ class Param:
     min: int | None = None
     max: int | None = None
     length: int | None = None  # number of fields of a vector
+    ascending: bool = False  # vector fields may not decrease (the kernel rejects the write)
     choices: tuple[str, ...] = ()
     values: dict[str, str] = field(default_factory=dict)  # value -> what it means
     since: Version | None = None
@@ -184,6 +185,7 @@ def param_from_dict(d: dict[str, Any]) -> Param:
         min=rng[0],
         max=rng[1],
         length=d.get("length"),
+        ascending=bool(d.get("ascending", False)),
         choices=tuple(d.get("choices", ())),
         values={str(k): v for k, v in d.get("values", {}).items()},
         since=_version(d.get("since"), where),

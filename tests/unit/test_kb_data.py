@@ -26,7 +26,7 @@ STATES = {
     "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
 }
 SCHEMA_FIELDS = {
-    "key", "type", "unit", "meaning", "source", "scope", "default", "default_rule", "older_defaults", "boot_range",
+    "key", "type", "unit", "meaning", "source", "scope", "default", "default_rule", "older_defaults", "boot_range", "ascending",
     "netns_init", "range", "length", "choices", "values", "since", "removed", "changes", "states",
     "details", "warn",
 }

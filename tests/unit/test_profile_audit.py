@@ -409,3 +409,120 @@ def test_unknown_kernel_version_does_not_call_keys_removed():
     assert unknown.verdict == "unsupported" and "kernel version" in unknown.reason
     (known,) = audit(prof, {"net.ipv4.tcp_tw_recycle": None}, KB2, V618)
     assert known.verdict == "removed"
+
+
+# -- validation gaps: each of these used to pass `profiles validate` -----------------------
+
+KB3 = parse_kb(
+    '''
+[[param]]
+key = "net.ipv4.tcp_syn_retries"
+type = "int"
+unit = "count"
+range = [1, 127]
+default = "6"
+meaning = "SYN retransmissions"
+source = "ip-sysctl.rst"
+
+[[param]]
+key = "net.ipv4.tcp_rmem"
+type = "vector"
+unit = "bytes"
+length = 3
+range = [1, 2147483647]
+default = "4096 131072 33554432"
+meaning = "receive buffer"
+source = "ip-sysctl.rst"
+
+[[param]]
+key = "net.ipv4.ip_local_port_range"
+type = "vector"
+unit = "ports"
+length = 2
+range = [1, 65535]
+ascending = true
+default = "32768 60999"
+meaning = "ephemeral ports"
+source = "ip-sysctl.rst"
+
+[[param]]
+key = "net.ipv4.tcp_sack"
+type = "bool"
+unit = "boolean"
+range = [0, 255]
+default = "1"
+meaning = "SACK"
+source = "ip-sysctl.rst"
+
+[[param]]
+key = "net.ipv4.tcp_congestion_control"
+type = "string"
+unit = "name"
+default = "cubic"
+meaning = "cc"
+source = "ip-sysctl.rst"
+'''
+)
+
+
+def bad3(tmp_path, text, *needles, line=None):
+    p = write(tmp_path, "v", text)
+    with pytest.raises(TcptuneError) as err:
+        load_profile(str(p), kb=KB3, kernel_release=V618, search_dirs=[tmp_path])
+    msg = str(err.value)
+    assert err.value.exit_code == ExitCode.BAD_INPUT and "\n" not in msg
+    for n in needles:
+        assert n in msg, msg
+    if line is not None:
+        assert msg.startswith(f"{p}:{line}: "), msg
+    return msg
+
+
+SYN = '[settings."net.ipv4.tcp_syn_retries"]\nvalue = 2\n'
+
+
+@pytest.mark.parametrize(
+    "text,needles,line",
+    [
+        (SYN + "accept = { min = 5, max = 3 }\n", ["accept.min 5 is above accept.max 3"], 3),
+        (SYN + 'accept = { one_of = ["abc", 999] }\n', ["accept.one_of value 'abc' is not an integer"], 3),
+        (SYN + "accept = { one_of = [2, 999] }\n", ["accept.one_of value 999 is out of range [1, 127]"], 3),
+        ('[settings."net.ipv4.tcp_rmem"]\nvalue = [4096, 131072, 6291456]\naccept = { min = 4096 }\n',
+         ["accept.min has 1 field(s) but tcp_rmem has 3", "min = [4096, 131072, 33554432]"], 3),
+        (SYN + "accept = { max = [3, 4] }\n", ["accept.max is a list but tcp_syn_retries takes one integer"], 3),
+        ('[settings."net.ipv4.tcp_congestion_control"]\nvalue = "bbr"\naccept = { min = 1 }\n', ["is a string; use accept = { one_of"], 3),
+        ('[settings]\n"net.ipv4.ip_local_port_range" = "60000 1024"\n', ["kernel rejects a first field above the second"], 2),
+        ('[settings]\n"net.ipv4.tcp_syn_retries" = true\n', ["value true is a boolean, but tcp_syn_retries takes an integer"], 2),
+        ('[settings]\n"net.ipv4.tcp_rmem" = false\n', ["is a boolean"], 2),
+        ('[settings."net.ipv4.tcp_syn_retries"]\nvalu = 2\n', ["unknown field 'valu'", "did you mean 'value'?"], 2),
+        (SYN + "accept = { min = 3 }\n", ["value '2' is outside its own accept (>= 3)"], 3),
+        ('# the retries, see net.ipv4.tcp_syn_retries below\n# kernel = ">=4.12" would be nice\n\n[settings]\n"net.ipv4.tcp_syn_retries" = 500\n',
+         ["out of range [1, 127]"], 5),
+        ('# kernel = "old" is a comment\ndescription = "x"\nkernel = ">>6.1"\n[settings]\n"net.ipv4.tcp_sack" = 1\n', ["kernel range"], 3),
+        ('description = "x"\n\nextends = "nope"\n[settings]\n"net.ipv4.tcp_sack" = 1\n', ["extends 'nope'", "no profile named 'nope'"], 3),
+        ('extends = "./missing.toml"\n[settings]\n"net.ipv4.tcp_sack" = 1\n', ["extends './missing.toml'", "no such profile file"], 1),
+    ],
+)
+def test_validation_gaps_are_errors_with_the_right_line(tmp_path, text, needles, line):
+    bad3(tmp_path, text, *needles, line=line)
+
+
+def test_valid_forms_still_pass(tmp_path):
+    p = write(tmp_path, "ok", '''
+[settings."net.ipv4.tcp_sack"]
+value = true
+[settings."net.ipv4.ip_local_port_range"]
+value = [10240, 65535]
+accept = { min = [1024, 60999], max = [16384, 65535] }
+[settings."net.ipv4.tcp_syn_retries"]
+value = 2
+accept = { one_of = [2, 3] }
+[settings."net.ipv4.tcp_rmem"]
+value = "4096 131072 6291456"
+accept = { min = [4096, 131072, 131072] }
+''')
+    prof = load_profile(str(p), kb=KB3, kernel_release=V618, search_dirs=[tmp_path])
+    assert prof.settings["net.ipv4.tcp_sack"].value == "1"
+    assert prof.settings["net.ipv4.tcp_syn_retries"].accept.one_of == ("2", "3")
+    equal = write(tmp_path, "eq", '[settings]\n"net.ipv4.ip_local_port_range" = "40000 40000"\n')  # the kernel allows low == high
+    assert load_profile(str(equal), kb=KB3, kernel_release=V618, search_dirs=[tmp_path]).settings
