@@ -431,7 +431,8 @@ def resolve(
         raw = load_raw(current, chain[-1] if chain else None)
         if any(r.origin == raw.origin for r in chain):
             cycle = " -> ".join([r.name for r in chain] + [raw.name])
-            raise TcptuneError(f"extends cycle: {cycle}", ExitCode.BAD_INPUT, hint=f"remove the extends line of one of them ({raw.origin})")
+            last = chain[-1]
+            raise _err_at(last.origin, top_line(last.text, "extends"), f"extends cycle: {cycle}", f"remove the extends line of one of them ({raw.origin})")
         chain.append(raw)
         current = raw.data.get("extends")
     settings: dict[str, Setting] = {}
@@ -491,11 +492,22 @@ def read_profile_file(path: Path) -> str:
     return decode_profile_bytes(data, str(path))
 
 
-def find_profile(name: str, search_dirs: list[Path] | None = None) -> tuple[Path, str]:
-    """(path, 'user'|'built-in') of the profile called ``name``; user dirs shadow built-ins."""
+def find_profile(name: str, search_dirs: list[Path] | None = None, *, below: Path | None = None) -> tuple[Path, str]:
+    """(path, 'user'|'built-in') of the profile called ``name``; user dirs shadow built-ins.
+
+    ``below``: a profile file whose own name is being looked up (a user web-server.toml that
+    extends "web-server"); only directories after its own in the search path are searched.
+    """
     if not name or "\x00" in name or name.startswith(".") or "/" in name:
         raise TcptuneError(f"{name!r} is not a profile name", ExitCode.BAD_INPUT)
-    for d, kind in search_path(search_dirs):
+    path_dirs = search_path(search_dirs)
+    if below is not None:
+        here = below.resolve().parent
+        idx = next((i for i, (d, _) in enumerate(path_dirs) if d.resolve() == here), None)
+        if idx is not None:
+            path_dirs = path_dirs[idx + 1:]
+        path_dirs = [(d, k) for d, k in path_dirs if (d / f"{name}.toml").resolve() != below.resolve()]
+    for d, kind in path_dirs:
         p = d / f"{name}.toml"
         if p.is_file():
             return p, kind
@@ -531,6 +543,10 @@ def load_profile(
                 path = Path(name_or_path)
                 if child is not None and not path.is_absolute():
                     path = Path(child.origin).parent / path
+            elif child is not None and name_or_path == child.name:
+                # A profile extending its own name means the one it shadows (a user
+                # web-server.toml on top of the built-in web-server): look further down the path.
+                path = find_profile(name_or_path, search_dirs, below=Path(child.origin))[0]
             else:
                 beside = Path(child.origin).parent / f"{name_or_path}.toml" if child is not None and child.origin != "built-in" else None
                 path = beside if beside is not None and beside.is_file() else find_profile(name_or_path, search_dirs)[0]

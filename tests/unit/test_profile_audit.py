@@ -526,3 +526,38 @@ accept = { min = [4096, 131072, 131072] }
     assert prof.settings["net.ipv4.tcp_syn_retries"].accept.one_of == ("2", "3")
     equal = write(tmp_path, "eq", '[settings]\n"net.ipv4.ip_local_port_range" = "40000 40000"\n')  # the kernel allows low == high
     assert load_profile(str(equal), kb=KB3, kernel_release=V618, search_dirs=[tmp_path]).settings
+
+
+def test_a_user_profile_can_extend_the_builtin_it_shadows(tmp_path):
+    # ~/.config/tcptune/profiles/web-server.toml with extends = "web-server" used to be
+    # "extends cycle: web-server -> web-server".
+    user, site = tmp_path / "user", tmp_path / "site"
+    user.mkdir()
+    site.mkdir()
+    (site / "base.toml").write_text('description = "site"\n[settings]\n"net.ipv4.tcp_syn_retries" = 3\n"net.ipv4.tcp_timestamps" = 1\n')
+    (user / "base.toml").write_text('description = "mine"\nextends = "base"\n[settings]\n"net.ipv4.tcp_syn_retries" = 2\n')
+    prof = load_profile("base", kb=KB, kernel_release=V618, search_dirs=[user, site])
+    assert prof.description == "mine" and prof.origin == str(user / "base.toml")
+    assert prof.chain == ("base", "base")
+    assert {k: s.value for k, s in prof.settings.items()} == {"net.ipv4.tcp_syn_retries": "2", "net.ipv4.tcp_timestamps": "1"}
+    # the same, given by path
+    assert load_profile(str(user / "base.toml"), kb=KB, kernel_release=V618, search_dirs=[user, site]).settings["net.ipv4.tcp_timestamps"].value == "1"
+    # nothing below it: a clear error at the extends line, not a cycle
+    with pytest.raises(TcptuneError, match=r"base\.toml:2: extends 'base': no profile named 'base'"):
+        load_profile("base", kb=KB, kernel_release=V618, search_dirs=[user])
+
+
+def test_user_web_server_extends_the_builtin_web_server(tmp_path):
+    from tcptune.kernel.kb import load_kb
+
+    (tmp_path / "web-server.toml").write_text('description = "mine"\nextends = "web-server"\n[settings]\n"net.ipv4.tcp_fin_timeout" = 20\n')
+    prof = load_profile("web-server", kb=load_kb(), kernel_release=V618, search_dirs=[tmp_path])
+    assert prof.settings["net.ipv4.tcp_fin_timeout"].value == "20" and "net.core.somaxconn" in prof.settings
+    assert prof.chain == ("web-server", "web-server")
+
+
+def test_extends_cycle_names_the_extends_line(tmp_path):
+    write(tmp_path, "a", '# a\nextends = "b"\n[settings]\n"net.ipv4.tcp_timestamps" = 1\n')
+    write(tmp_path, "b", 'extends = "a"\n[settings]\n"net.ipv4.tcp_timestamps" = 1\n')
+    with pytest.raises(TcptuneError, match=r"b\.toml:1: extends cycle: a -> b -> a"):
+        load(tmp_path / "a.toml")
