@@ -1,0 +1,126 @@
+"""StateCounter: per-state counts of sock_diag dump buffers whose messages have mixed lengths.
+
+The buffers here are built the way the kernel builds them (include/uapi/linux/netlink.h
+struct nlmsghdr + include/uapi/linux/inet_diag.h struct inet_diag_msg + attributes):
+full sockets (124 bytes with attributes), TIME_WAIT socks (88) and request socks
+(96) interleaved as in an established-hash walk.  The live kernel side is covered
+by tests/netns/test_states_netns.py, which compares the counts with `ss`.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tcptune.errors import TcptuneError
+from tcptune.sockdiag import (
+    NLM_F_DUMP_INTR,
+    NLM_F_MULTI,
+    SOCK_DIAG_BY_FAMILY,
+    TCPDIAG_GETSOCK,
+    DiagTable,
+    StateCounter,
+)
+
+SEQ, PORTID = 0x2345_6789, 4242
+STATES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11]  # all but LISTEN, which has its own dump
+
+
+def msg(state: int, length: int = 124, *, sport: int = 80, rtype: int = TCPDIAG_GETSOCK, seq: int = SEQ,
+        flags: int = NLM_F_MULTI, family: int = 2, body: bytes = b"") -> bytes:
+    hdr = struct.pack("=IHHII", length, rtype, flags, seq, PORTID)
+    diag = struct.pack("=BBBB", family, state, 0, 0) + struct.pack(">HH", sport, 40000)
+    rest = length - len(hdr) - len(diag)
+    payload = (body + bytes(rest))[:rest]
+    return hdr + diag + payload
+
+
+def count(buffers, rtype=TCPDIAG_GETSOCK):
+    c = StateCounter(rtype, SEQ, PORTID)
+    for b in buffers:
+        c.feed(bytearray(b), len(b))
+    table = DiagTable()
+    c.finish(table)
+    return table, c
+
+
+def test_mixed_lengths_counted_in_one_pass_with_pending_request_ports():
+    rng = random.Random(7)
+    truth, ports, buf = Counter(), Counter(), b""
+    for _ in range(300):
+        state = rng.choice(STATES)
+        length = {6: 88, 3: 96}.get(state, 124)  # TIME_WAIT and request socks are short
+        port = rng.choice([80, 443, 8080])
+        buf += msg(state, length, sport=port)
+        truth[state] += 1
+        if state == 3:
+            ports[port] += 1
+    table, c = count([buf])
+    assert dict(table.counts) == dict(truth)
+    assert dict(table.syn_recv_by_port) == dict(ports)
+    assert c.exact_buffers == 0 and not table.interrupted
+
+
+def test_new_syn_recv_folds_into_syn_recv():
+    table, _ = count([msg(12, 96, sport=22) + msg(3, 96, sport=22) + msg(1)])
+    assert dict(table.counts) == {3: 2, 1: 1}
+    assert dict(table.syn_recv_by_port) == {22: 2}
+
+
+def test_dump_interrupted_flag_is_seen_and_its_message_still_counted():
+    table, c = count([msg(1) + msg(6, 88, flags=NLM_F_MULTI | NLM_F_DUMP_INTR) + msg(1)])
+    assert dict(table.counts) == {1: 2, 6: 1} and table.interrupted and c.exact_buffers == 0
+
+
+def test_header_bytes_inside_a_body_with_another_sequence_number_are_not_counted():
+    # An IPv6 peer address chosen to look like a header: without our random
+    # sequence number it matches nothing.
+    forged = struct.pack("=HHII", TCPDIAG_GETSOCK, NLM_F_MULTI, SEQ ^ 1, PORTID) + b"\x0a\x01"
+    table, c = count([msg(1, body=b"\0" * 24 + forged) + msg(8)])
+    assert dict(table.counts) == {1: 1, 8: 1} and c.exact_buffers == 0
+
+
+def test_a_buffer_that_does_not_frame_is_parsed_message_by_message():
+    # The first message is not one of ours (another type): the pattern framing
+    # fails, and the exact parse counts what is ours.
+    foreign = struct.pack("=IHHII", 20, 0x1, 0, SEQ, PORTID) + bytes(4)  # NLMSG_NOOP
+    table, c = count([foreign + msg(1) + msg(3, 96, sport=25)])
+    assert c.exact_buffers == 1
+    assert dict(table.counts) == {1: 1, 3: 1} and dict(table.syn_recv_by_port) == {25: 1}
+
+
+def test_per_family_reply_type_is_matched_too():
+    table, c = count([msg(1, rtype=SOCK_DIAG_BY_FAMILY) + msg(8, rtype=SOCK_DIAG_BY_FAMILY, family=10)],
+                     rtype=SOCK_DIAG_BY_FAMILY)
+    assert dict(table.counts) == {1: 1, 8: 1} and c.exact_buffers == 0
+
+
+def test_truncated_buffer_is_a_clear_error_not_a_wrong_count():
+    buf = msg(1) + msg(8)[:60]
+    with pytest.raises(TcptuneError, match="malformed message length"):
+        count([buf])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(STATES + [12]), st.integers(22, 64).map(lambda w: 4 * w),
+                          st.integers(0, 65535), st.binary(max_size=40)), min_size=1, max_size=60),
+       st.integers(1, 4))
+def test_any_mix_of_lengths_and_bodies_counts_exactly(messages, pieces):
+    truth, ports, msgs = Counter(), Counter(), []
+    for state, length, port, body in messages:
+        msgs.append(msg(state, length, sport=port, body=body))
+        s = 3 if state == 12 else state
+        truth[s] += 1
+        if s == 3:
+            ports[port] += 1
+    # Split into buffers at message boundaries, as the kernel fills skbs.
+    k = max(1, len(msgs) // pieces)
+    buffers = [b"".join(msgs[i : i + k]) for i in range(0, len(msgs), k)]
+    table, c = count(buffers)
+    assert dict(table.counts) == dict(truth)
+    assert dict(table.syn_recv_by_port) == dict(ports)
+    assert c.exact_buffers == 0
