@@ -41,8 +41,10 @@ import os
 import posixpath
 import re
 import secrets
+import signal
 import stat
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -855,10 +857,23 @@ def _locks(host, state: StateDir, timeout: float, on_wait) -> Iterator[None]:
         yield
 
 
+def _same_target(there: dict, here: dict) -> bool:
+    return there.get("kind") == here["kind"] and there.get("root") == here["root"] and there.get("netns_inode") == here["netns_inode"]
+
+
+def unfinished_snapshots(state: StateDir, host) -> list[Snapshot]:
+    """Snapshots of this target whose apply never finished (pending) or could not put
+    everything back (restore-incomplete): the values they saved are only restored by
+    rolling them back.  Under the locks nothing else can be mid-apply on this target,
+    so a pending one belongs to a process that is gone."""
+    here = target_of(host)
+    return [snap for _, snap, _ in state.list() if snap is not None and snap.status in (PENDING, INCOMPLETE) and _same_target(snap.target, here)]
+
+
 def check_same_target(snap: Snapshot, host) -> None:
     here = target_of(host)
     there = snap.target
-    if there.get("kind") != here["kind"] or there.get("root") != here["root"] or there.get("netns_inode") != here["netns_inode"]:
+    if not _same_target(there, here):
         def show(t: dict) -> str:
             if t.get("kind") == "live":
                 return f"network namespace net:[{t.get('netns_inode')}]"
@@ -1054,66 +1069,156 @@ def apply_profile(
             persist=persist_record,
         )
         snap.event("created", f"{len(changes)} keys to change")
-        state.save(snap)  # fsynced before the first write to /proc/sys
-
-        written: list[str] = []
-        failure: TcptuneError | None = None
-        failed_key = None
-        interrupted = False
-        try:
-            for c in changes:
-                failed_key = c.key
-                written.append(c.key)  # counted before the write: a rejected write can still store part of it
-                _write_and_verify(host, c.key, c.new)
-                _pause_hook(len(written))
-            failed_key = None
-            if persist_record is not None:
-                from tcptune.persist import write_own_file
-
-                write_own_file(request.root, request.path, request.text)
-        except TcptuneError as exc:
-            failure = exc
-        except OSError as exc:
-            failure = TcptuneError(f"unexpected error: {exc}", ExitCode.BAD_INPUT)
-        except KeyboardInterrupt:
-            # Ctrl-C mid-way: put everything back before giving up, like any other failure.
-            failure = TcptuneError("interrupted", ExitCode.BAD_INPUT)
-            interrupted = True
-
-        if failure is None:
-            snap.status = APPLIED
-            snap.event("applied", f"{len(written)} keys written" + (", sysctl.d file written" if persist_record else ""))
-            state.save(snap)
-            return Result(snap, plan, written=written, skipped=skipped_keys, persisted=persist_record is not None)
-
-        problems = _restore(host, {k: snap.keys[k]["before"] for k in written})
-        if persist_record is not None and failed_key is None:
+        with _SignalGuard() as guard:
             try:
-                _persist_restore(snap)
+                state.save(snap)  # fsynced before the first write to /proc/sys
             except TcptuneError as exc:
-                problems.append(str(exc))
-        what = failure.message if failed_key is None or failed_key in failure.message else f"{failed_key}: {failure.message}"
-        if problems:
-            snap.status = INCOMPLETE
-            snap.event("failed", f"{what}; could not restore: {'; '.join(problems)}")
-            with contextlib.suppress(TcptuneError):
-                state.save(snap)
+                raise TcptuneError(f"{exc.message}; nothing was changed", exc.exit_code, hint=exc.hint) from None
+            return _carry_out(host, state, snap, plan, changes, skipped_keys, request if persist_record else None, guard)
+
+
+def _carry_out(host, state: StateDir, snap: Snapshot, plan, changes, skipped_keys, request, guard: "_SignalGuard") -> Result:
+    """Steps 4-6 of apply: the snapshot is on disk; write, read back, persist, mark."""
+    written: list[str] = []
+    failure: TcptuneError | None = None
+    failed_key = None
+    signum = None
+    try:
+        guard.arm()  # a signal that came while saving the snapshot is acted on here
+        for c in changes:
+            failed_key = c.key
+            written.append(c.key)  # counted before the write: a rejected write can still store part of it
+            _write_and_verify(host, c.key, c.new)
+            _pause_hook(len(written))
+        failed_key = None
+        if request is not None:
+            from tcptune.persist import write_own_file
+
+            write_own_file(request.root, request.path, request.text)
+    except TcptuneError as exc:
+        failure = exc
+    except OSError as exc:
+        failure = TcptuneError(f"unexpected error: {exc}", ExitCode.FINDINGS)
+    except _Interrupted as exc:
+        # SIGINT, SIGTERM or SIGHUP mid-way: put everything back before giving up, like any
+        # other failure (a SIGTERM from systemd or a closed ssh session's SIGHUP used to
+        # kill it half-tuned with the snapshot left pending).
+        signum = exc.signum
+        failure = TcptuneError(f"interrupted by {signal.Signals(signum).name}", 128 + signum)
+    finally:
+        guard.defer()  # from here on a signal is remembered, never raised: restoring must finish
+
+    if failure is None:
+        snap.status = APPLIED
+        snap.event("applied", f"{len(written)} keys written" + (", sysctl.d file written" if request else ""))
+        done = f"all {len(written)} key(s) ARE applied" + (f" and {request.path} is written" if request else "")
+        try:
+            state.save(snap)
+        except TcptuneError as exc:
+            # The pending snapshot written before the first change is still on disk and
+            # holds every old value, so the undo works; only its status is stale.
             raise TcptuneError(
-                f"{what}; restoring the previous values ALSO failed: {'; '.join(problems)}",
+                f"{done}, but marking snapshot {snap.id} applied failed ({exc.message}); "
+                "it stays 'pending' and still holds the previous values",
                 ExitCode.FINDINGS,
-                hint=f"fix the cause and run `tcptune rollback {snap.id}`",
+                hint=f"free space in {state.path}; undo with `tcptune rollback {snap.id}`",
+            ) from None
+        if guard.received is not None:
+            name = signal.Signals(guard.received).name
+            raise TcptuneError(
+                f"{name} arrived after every write had been made: {done} (snapshot {snap.id})",
+                128 + guard.received,
+                hint=f"undo with `tcptune rollback {snap.id}`",
             )
-        snap.status = FAILED
-        snap.event("failed", f"{what}; all {len(written)} written keys restored")
-        state.save(snap)
-        if interrupted:
-            raise KeyboardInterrupt
-        code = failure.exit_code if failure.exit_code != ExitCode.OK else ExitCode.FINDINGS
+        return Result(snap, plan, written=written, skipped=skipped_keys, persisted=request is not None)
+
+    problems = _restore(host, {k: snap.keys[k]["before"] for k in written})
+    if request is not None and failed_key is None:
+        try:
+            _persist_restore(snap)
+        except TcptuneError as exc:
+            problems.append(str(exc))
+    what = failure.message if failed_key is None or failed_key in failure.message else f"{failed_key}: {failure.message}"
+    if problems:
+        snap.status = INCOMPLETE
+        snap.event("failed", f"{what}; could not restore: {'; '.join(problems)}")
+        with contextlib.suppress(TcptuneError):
+            state.save(snap)
         raise TcptuneError(
-            f"{what}; restored the {len(written)} key(s) already written, the host is as before (snapshot {snap.id})",
-            code,
-            hint=failure.hint,
+            f"{what}; restoring the previous values ALSO failed: {'; '.join(problems)}",
+            ExitCode.FINDINGS if signum is None else 128 + signum,
+            hint=f"fix the cause and run `tcptune rollback {snap.id}`",
         )
+    snap.status = FAILED
+    snap.event("failed", f"{what}; all {len(written)} written keys restored")
+    unsaved = ""
+    try:
+        state.save(snap)
+    except TcptuneError as exc:
+        unsaved = f"; marking the snapshot failed did not work ({exc.message}), it stays pending and rolling it back changes nothing"
+    code = failure.exit_code if failure.exit_code != ExitCode.OK else ExitCode.FINDINGS
+    raise TcptuneError(
+        f"{what}; restored the {len(written)} key(s) already written, the host is as before (snapshot {snap.id}){unsaved}",
+        code,
+        hint=failure.hint,
+    )
+
+
+class _Interrupted(KeyboardInterrupt):
+    """A signal delivered while the guard is armed (internal: apply turns it into a TcptuneError)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _SignalGuard:
+    """SIGINT, SIGTERM and SIGHUP during a transaction.
+
+    Armed (the write loop): the first signal raises _Interrupted at once, so the loop
+    stops and everything written is put back.  Deferred (saving the snapshot,
+    restoring, marking it): signals are only remembered, so the clean-up itself
+    cannot be cut short by a second SIGTERM.  A signal that was set to be ignored
+    (nohup, a background job's SIGINT) stays ignored.  Only the main thread can set
+    handlers; elsewhere the guard does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.received: int | None = None
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> "_SignalGuard":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                old = signal.getsignal(sig)
+                if old is signal.SIG_IGN:
+                    continue
+                self._old[sig] = old
+                signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signum
+        if self.armed:
+            self.armed = False
+            raise _Interrupted(signum)
+
+    def arm(self) -> None:
+        if self.received is not None:
+            raise _Interrupted(self.received)
+        self.armed = True
+
+    def defer(self) -> None:
+        self.armed = False
+
+    def __exit__(self, *exc) -> None:
+        self.armed = False
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def rollback_snapshot(
@@ -1139,7 +1244,7 @@ def rollback_snapshot(
         saved = snap.before_values()
         current = host.read_sysctls(saved)
         return Result(snap, plan_restore(current, saved), changed_since_apply=changed_since_apply(current, snap.keys))
-    with _locks(host, state, lock_timeout, on_wait):
+    with _locks(host, state, lock_timeout, on_wait), _SignalGuard() as guard:
         snap = state.load(sid or state.latest())
         check_same_target(snap, host)
         saved = snap.before_values()
@@ -1154,11 +1259,18 @@ def rollback_snapshot(
             copy = state.keep_copy(snap.id, posixpath.basename(snap.persist["path"]), replaced)
         written: list[str] = []
         try:
-            for c in changes:
-                written.append(c.key)
-                _write_and_verify(host, c.key, c.new)
-            if action != "none":
-                _persist_restore(snap)
+            try:
+                guard.arm()
+                for c in changes:
+                    written.append(c.key)
+                    _write_and_verify(host, c.key, c.new)
+                if action != "none":
+                    _persist_restore(snap)
+            except _Interrupted as exc:
+                # Like apply: put back what this rollback wrote, then exit 128+signal.
+                raise TcptuneError(f"interrupted by {signal.Signals(exc.signum).name}", 128 + exc.signum) from None
+            finally:
+                guard.defer()
         except TcptuneError as exc:
             problems = _restore(host, {k: current[k] for k in written if current.get(k) is not None})
             snap.event("rollback-failed", str(exc))

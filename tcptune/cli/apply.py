@@ -167,6 +167,7 @@ def apply_cmd(
         check_required,
         read_only_keys,
         resolve_state_dir,
+        unfinished_snapshots,
     )
 
     if persist and netns and persist_root is None:
@@ -196,6 +197,7 @@ def apply_cmd(
 
     preview = _persist_preview(prof, plan, proot, persist_file) if persist else None
     notes = [n for n in [prof.kernel_mismatch(_release(host))] if n]
+    warnings: list[str] = []  # printed on stderr as they come, and listed in the JSON
 
     def persist_json(written: bool):
         if preview is None:
@@ -226,6 +228,7 @@ def apply_cmd(
             "skipped": list(skipped_keys) if skipped_keys is not None else skipped(plan),
             "persist": persist_json(persisted),
             "notes": notes,
+            "warnings": warnings,
         }
 
     if not json_out:
@@ -248,11 +251,13 @@ def apply_cmd(
         return
     check_required(prof, plan)
     needs_file = False
+    file_before = None
     if preview is not None:
         from tcptune.persist import check_own_file
 
         # Refuse a symlink / someone else's file now, before asking (apply checks again under the lock).
-        needs_file = check_own_file(proot, persist_file, force=force) != preview[0]
+        file_before = check_own_file(proot, persist_file, force=force)
+        needs_file = file_before != preview[0]
     if counts[CHANGE] == 0 and not needs_file:
         if json_out:
             emit_json(result_json("nothing-to-do"))
@@ -261,6 +266,16 @@ def apply_cmd(
         return
     first = next((c.key for c in plan if c.status == CHANGE), None)
     check_can_write(host, first)
+    state = StateDir(resolve_state_dir(state_dir))
+    for snap in unfinished_snapshots(state, host):
+        # Its saved values are the ones from before that apply: applying again does not
+        # bring them back, only rolling it back does.  Warn, do not refuse (the snapshot stays).
+        msg = (
+            f"snapshot {snap.id} ({snap.profile}, {snap.summary()['created_utc']}) is {snap.status}: an earlier apply "
+            f"on this target did not finish; the values from before it are restored only by `tcptune rollback {snap.id}`"
+        )
+        warnings.append(msg)
+        typer.echo(f"warning: {msg}", err=True)
     if not yes:
         what = f"{counts[CHANGE]} sysctl(s) on {host.label}" + (f" and {persist_file}" if needs_file else "")
         if not _confirm(f"Apply profile {prof.name}: change {what}?"):
@@ -278,9 +293,14 @@ def apply_cmd(
         )
         return PersistRequest(proot, persist_file, text)
 
-    state = StateDir(resolve_state_dir(state_dir))
     res = apply_profile(
-        host, state, prof, persist=persist_request if persist else None, force=force, lock_timeout=lock_timeout, on_wait=_on_wait
+        host,
+        state,
+        prof,
+        persist=persist_request if persist else None,
+        force=force,
+        lock_timeout=lock_timeout,
+        on_wait=_on_wait,
     )
     plan = res.plan  # re-planned under the lock
     counts = summarize(plan)

@@ -70,7 +70,7 @@ def test_dry_run_prints_the_plan_changes_nothing_and_exits_0(root, tmp_path):
     j = run("apply", "fast-fail-client", "--dry-run", "--json", "--root", str(root))
     data = json.loads(j.stdout)
     assert j.returncode == 0
-    assert set(data) == {"profile", "profile_origin", "target", "dry_run", "result", "changes", "summary", "snapshot", "undo", "written", "skipped", "persist", "notes"}
+    assert set(data) == {"profile", "profile_origin", "target", "dry_run", "result", "changes", "summary", "snapshot", "undo", "written", "skipped", "persist", "notes", "warnings"}
     assert data["result"] == "dry-run" and data["snapshot"] is None and data["dry_run"] is True
     syn = next(c for c in data["changes"] if c["key"] == "net.ipv4.tcp_syn_retries")
     assert syn == {"key": "net.ipv4.tcp_syn_retries", "current": "6", "new": "2", "reason": syn["reason"], "status": "change", "required": False}

@@ -283,3 +283,104 @@ def test_ctrl_c_mid_apply_puts_everything_back(tmp_path):
     assert after == before
     (snap,) = json.loads(listing.stdout)["snapshots"]
     assert snap["status"] == "failed"
+
+
+def _paused_apply(state: str, after: int, seconds: str = "60", profile: str = "fast-fail-client") -> subprocess.Popen:
+    env = {**os.environ, "TCPTUNE_TEST_PAUSE_AFTER_WRITES": str(after), "TCPTUNE_TEST_PAUSE_SECONDS": seconds, "TCPTUNE_PROFILE_DIRS": ""}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tcptune", "apply", profile, "--yes", "--state-dir", state],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_mid_apply_puts_everything_back(tmp_path, sig):
+    # systemd stopping a unit sends SIGTERM, a dropped ssh session SIGHUP: both used to kill
+    # apply half-way (exit 128+sig, snapshot pending, host half-tuned, nothing said).
+    state = str(tmp_path / "state")
+
+    def body():
+        before = all_values()
+        p = _paused_apply(state, 1)
+        seen = _wait_for(p.stderr, "paused after 1 writes")
+        mid = all_values()
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=30)
+        listing = tcptune("snapshots", "--json", "--state-dir", state)
+        return seen, before, mid, p.returncode, err, all_values(), listing
+
+    seen, before, mid, rc, err, after, listing = run_in_netns(body)
+    assert "paused after 1 writes" in seen and mid != before
+    assert rc == 128 + sig, err
+    assert after == before
+    last = err.strip().splitlines()[-1]
+    assert f"interrupted by {sig.name}" in last and "restored the 1 key(s) already written, the host is as before" in last
+    (snap,) = json.loads(listing.stdout)["snapshots"]
+    assert snap["status"] == "failed"
+
+
+def test_apply_warns_about_an_unfinished_snapshot_of_the_same_target(tmp_path):
+    state = str(tmp_path / "state")
+
+    def body():
+        before = all_values()
+        p = _paused_apply(state, 1)
+        _wait_for(p.stderr, "paused after 1 writes")
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        sid = json.loads(tcptune("snapshots", "--json", "--state-dir", state).stdout)["snapshots"][0]["id"]
+        again = tcptune("apply", "web-server", "--yes", "--json", "--state-dir", state)
+        rb_new = tcptune("rollback", json.loads(again.stdout)["snapshot"], "--state-dir", state)
+        rb_old = tcptune("rollback", sid, "--state-dir", state)
+        return sid, before, again, rb_new, rb_old, all_values()
+
+    sid, before, again, rb_new, rb_old, after = run_in_netns(body)
+    assert again.returncode == 0, again.stderr
+    assert f"warning: snapshot {sid} (fast-fail-client, " in again.stderr and f"`tcptune rollback {sid}`" in again.stderr
+    assert "is pending" in again.stderr
+    assert any(sid in w for w in json.loads(again.stdout)["warnings"])
+    assert rb_new.returncode == 0 and rb_old.returncode == 0, rb_old.stderr
+    assert after == before
+
+
+def test_a_full_disk_at_the_final_save_says_the_values_are_applied_and_how_to_undo(tmp_path):
+    # The snapshot is saved (pending) before the first write; if marking it "applied" at the
+    # end fails, every key IS applied and that pending snapshot is a valid undo: say so, exit 1.
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+
+    def body():
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS: the tmpfs below is visible to this child only
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(state)], check=True)
+        before = all_values()
+        p = _paused_apply(str(state), 2, seconds="2")
+        _wait_for(p.stderr, "paused after 2 writes")
+        with open(state / "filler", "wb") as fh:  # fill the disk while apply sleeps
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        out, err = p.communicate(timeout=30)
+        applied = all_values()
+        os.unlink(state / "filler")
+        listing = tcptune("snapshots", "--json", "--state-dir", str(state))
+        (snap,) = json.loads(listing.stdout)["snapshots"]
+        rb = tcptune("rollback", snap["id"], "--state-dir", str(state))
+        return before, p.returncode, err, applied, snap, rb, all_values()
+
+    before, rc, err, applied, snap, rb, after = run_in_netns(body)
+    assert rc == 1, err
+    last = err.strip().splitlines()[-1]
+    assert "all 2 key(s) ARE applied" in last and "No space left on device" in last
+    assert f"tcptune rollback {snap['id']}" in last
+    assert applied != before and applied["net.ipv4.tcp_syn_retries"] == "2"
+    assert snap["status"] == "pending"
+    assert rb.returncode == 0, rb.stderr
+    assert after == before
