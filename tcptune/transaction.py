@@ -870,6 +870,49 @@ def unfinished_snapshots(state: StateDir, host) -> list[Snapshot]:
     return [snap for _, snap, _ in state.list() if snap is not None and snap.status in (PENDING, INCOMPLETE) and _same_target(snap.target, here)]
 
 
+ROLLBACK_CANDIDATES = (APPLIED, PENDING, INCOMPLETE)
+
+
+def latest_snapshot(state: StateDir, host) -> Snapshot:
+    """What plain `tcptune rollback` restores: the newest (by creation time) snapshot of
+    THIS target that is applied, pending or restore-incomplete.  Failed ones (already
+    put back) and rolled-back ones are skipped.  A corrupt file that may be newer stops
+    it (exit 2) rather than silently restoring an older snapshot."""
+    entries = state.list()
+    if not entries:
+        raise TcptuneError(f"no snapshots in {state.snapshots}", ExitCode.BAD_INPUT, hint="apply writes one; see --state-dir")
+    here = target_of(host)
+    valid = [snap for _, snap, _ in entries if snap is not None]
+    candidates = [s for s in valid if _same_target(s.target, here) and s.status in ROLLBACK_CANDIDATES]
+    corrupt = [(sid, err) for sid, snap, err in entries if snap is None]
+    best = max(candidates, key=lambda s: (s.created, s.id)) if candidates else None
+    # Ids start with the creation time to the second: a corrupt file named after the
+    # best candidate's second (or later) may well be the one meant.
+    newer_corrupt = [(sid, err) for sid, err in corrupt if best is None or sid[:16] >= best.id[:16]]
+    if newer_corrupt:
+        sid, err = newer_corrupt[-1]
+        raise TcptuneError(
+            err,
+            ExitCode.BAD_INPUT,
+            hint=f"it may be the latest snapshot; inspect it, or pass the id to roll back explicitly (`tcptune snapshots` lists them)",
+        )
+    if best is None:
+        mine = [s for s in valid if _same_target(s.target, here)]
+        counts: dict[str, int] = {}
+        for snap in mine:
+            counts[snap.status] = counts.get(snap.status, 0) + 1
+        seen = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        others = len(valid) - len(mine)
+        raise TcptuneError(
+            f"nothing to roll back for {_target_label(host)} in {state.snapshots}: no applied or pending snapshot"
+            + (f" (it has {seen})" if seen else "")
+            + (f"; {others} belong to other targets" if others else ""),
+            ExitCode.BAD_INPUT,
+            hint="pass a snapshot id to restore that one again (`tcptune snapshots` lists them)",
+        )
+    return best
+
+
 def check_same_target(snap: Snapshot, host) -> None:
     here = target_of(host)
     there = snap.target
@@ -1239,13 +1282,13 @@ def rollback_snapshot(
     is refused before anything is written, unless ``force``.
     """
     if dry_run:
-        snap = state.load(sid or state.latest())
+        snap = state.load(sid) if sid else latest_snapshot(state, host)
         check_same_target(snap, host)
         saved = snap.before_values()
         current = host.read_sysctls(saved)
         return Result(snap, plan_restore(current, saved), changed_since_apply=changed_since_apply(current, snap.keys))
     with _locks(host, state, lock_timeout, on_wait), _SignalGuard() as guard:
-        snap = state.load(sid or state.latest())
+        snap = state.load(sid) if sid else latest_snapshot(state, host)
         check_same_target(snap, host)
         saved = snap.before_values()
         current = host.read_sysctls(saved)

@@ -529,3 +529,50 @@ def test_the_target_lock_falls_back_when_run_lock_is_missing_and_refuses_a_symli
     assert ei.value.exit_code == 2 and "symlink" in str(ei.value)
     monkeypatch.setenv(transaction.LOCK_DIR_ENV, str(tmp_path / "mine"))
     assert transaction.lock_dir_path() == (tmp_path / "mine", False)
+
+
+def test_plain_rollback_picks_the_newest_applied_or_pending_snapshot_of_this_target(tmp_path):
+    def body():
+        host = Host("/")
+        state = StateDir(tmp_path)
+        first = apply_profile(host, state, make_profile(GOOD)).snapshot  # applied
+        with pytest.raises(TcptuneError):  # a newer one that failed (and was put back already)
+            apply_profile(host, state, make_profile({**GOOD, "net.ipv4.tcp_syn_retries": "300", "net.core.somaxconn": "512"}))
+        data = json.loads(state.path_of(first.id).read_text())
+
+        def plant(sid, **changes):
+            state.path_of(sid).write_text(json.dumps({**data, "id": sid, **changes}))
+
+        # Same second, bigger random suffix: sorts after `first` by id, but was created earlier.
+        plant(first.id[:-6] + "ffffff", created=first.created - 100)
+        # Newest of all, but another network namespace's.
+        plant("20991231T235959Z-000000", created=first.created + 100, target={**first.target, "netns_inode": 1})
+        picked = rollback_snapshot(host, state, None, dry_run=True).snapshot.id
+        rb = rollback_snapshot(host, state, None)
+        statuses = {sid: (s.status if s else "corrupt") for sid, s, _ in state.list()}
+        # A corrupt file that may be newer than every candidate stops a plain rollback.
+        state.path_of("20991231T235958Z-000000").write_text("{torn")
+        with pytest.raises(TcptuneError) as ei:
+            rollback_snapshot(host, state, None)
+        return first.id, picked, rb.snapshot.id, statuses, ei.value.exit_code, str(ei.value)
+
+    first, picked, rolled, statuses, code, msg = run_in_netns(body)
+    assert picked == first and rolled == first
+    assert statuses[first] == ROLLED_BACK and list(statuses.values()).count(FAILED) == 1
+    assert code == 2 and "20991231T235958Z-000000" in msg and "corrupt" in msg and "pass the id" in msg
+
+
+def test_plain_rollback_with_nothing_left_to_roll_back_says_so(tmp_path):
+    def body():
+        host = Host("/")
+        state = StateDir(tmp_path)
+        sid = apply_profile(host, state, make_profile(GOOD)).snapshot.id
+        rollback_snapshot(host, state, None)
+        with pytest.raises(TcptuneError) as ei:
+            rollback_snapshot(host, state, None)
+        again = rollback_snapshot(host, state, sid)  # an explicit id still restores (harmless)
+        return sid, ei.value.exit_code, str(ei.value), again.written
+
+    sid, code, msg, written = run_in_netns(body)
+    assert code == 2 and "nothing to roll back" in msg and "1 rolled-back" in msg and "pass a snapshot id" in msg
+    assert written == []
