@@ -122,6 +122,30 @@ def changed_since_apply(current: Mapping[str, str | None], keys: Mapping[str, Ma
     return out
 
 
+def plan_differences(confirmed: Iterable[Change], now: Iterable[Change]) -> list[str]:
+    """One line per key whose row differs between the plan a user confirmed and the
+    plan re-made under the lock (empty: the same plan).  Another apply, or a hand
+    edit, may have run while this one waited for the lock."""
+    old = {c.key: c for c in confirmed}
+    new = {c.key: c for c in now}
+
+    def show(v: str | None) -> str:
+        return "(absent)" if v is None else v or "(empty)"
+
+    out = []
+    for key in list(old) + [k for k in new if k not in old]:
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if a is None or b is None:
+            out.append(f"{key} {'appeared' if a is None else 'is gone'}")
+        elif a.current != b.current:
+            out.append(f"{key} is now {show(b.current)}, not {show(a.current)}")
+        else:
+            out.append(f"{key}: {a.status} {show(a.new)} became {b.status} {show(b.new)}")
+    return out
+
+
 def changes_to_write(plan: Iterable[Change]) -> list[Change]:
     return [c for c in plan if c.status == CHANGE]
 

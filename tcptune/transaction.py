@@ -59,6 +59,7 @@ from tcptune.plan import (
     changed_since_apply,
     missing_required,
     plan_apply,
+    plan_differences,
     plan_restore,
     skipped,
     values_equal,
@@ -936,6 +937,16 @@ class PersistRequest:
     text: str  # the new file
 
 
+@dataclass(frozen=True)
+class ConfirmedPlan:
+    """What the user saw and said yes to, before the lock: the plan and (with --persist)
+    the file text it would write and the text it would replace."""
+
+    plan: list[Change]
+    persist_text: str | None = None
+    persist_before: str | None = None
+
+
 @dataclass
 class Result:
     snapshot: Snapshot | None
@@ -1067,12 +1078,16 @@ def apply_profile(
     *,
     persist: Callable[[list[Change]], PersistRequest] | None = None,
     force: bool = False,
+    confirmed: ConfirmedPlan | None = None,
     lock_timeout: float = 30.0,
     on_wait: Callable[[str], None] | None = None,
 ) -> Result:
     """Apply ``profile`` to ``host`` as one transaction (see the module docstring).
 
     ``force`` lets --persist replace a sysctl.d file that lacks tcptune's header.
+    ``confirmed``: the plan the user agreed to before the lock; if the plan re-made
+    under the lock differs, nothing is done (exit 1) rather than carry out a plan
+    nobody saw.
 
     ``persist``, given the plan made under the lock, returns what to write to
     sysctl.d.  Raises TcptuneError after restoring everything when a step fails;
@@ -1097,6 +1112,18 @@ def apply_profile(
                     "before": before,
                     "after": request.text,
                 }
+        if confirmed is not None:
+            diffs = plan_differences(confirmed.plan, plan)
+            if request is not None and (confirmed.persist_text, confirmed.persist_before) != (request.text, before):
+                diffs.append(f"{request.path} is not what it was when the plan was shown")
+            if diffs:
+                more = f" and {len(diffs) - 3} more" if len(diffs) > 3 else ""
+                raise TcptuneError(
+                    f"the plan changed while this apply waited for the lock ({'; '.join(diffs[:3])}{more}); "
+                    "nothing was changed",
+                    ExitCode.FINDINGS,
+                    hint="run it again to see the new plan and confirm that one",
+                )
         if not changes and persist_record is None:
             return Result(None, plan, skipped=skipped_keys)
 

@@ -158,8 +158,9 @@ def apply_cmd(
 
     Examples: tcptune apply web-server --dry-run;  tcptune apply web-server --persist --yes
     """
-    from tcptune.plan import CHANGE, MISSING, plan_apply, skipped, summarize
+    from tcptune.plan import CHANGE, MISSING, plan_apply, plan_differences, skipped, summarize
     from tcptune.transaction import (
+        ConfirmedPlan,
         PersistRequest,
         StateDir,
         apply_profile,
@@ -276,10 +277,12 @@ def apply_cmd(
         )
         warnings.append(msg)
         typer.echo(f"warning: {msg}", err=True)
+    confirmed = None
     if not yes:
         what = f"{counts[CHANGE]} sysctl(s) on {host.label}" + (f" and {persist_file}" if needs_file else "")
         if not _confirm(f"Apply profile {prof.name}: change {what}?"):
             raise TcptuneError("not confirmed; nothing was changed", ExitCode.BAD_INPUT)
+        confirmed = ConfirmedPlan(plan, preview[0] if preview else None, file_before)
 
     def persist_request(plan_now):
         from tcptune import __version__
@@ -299,11 +302,17 @@ def apply_cmd(
         prof,
         persist=persist_request if persist else None,
         force=force,
+        confirmed=confirmed,
         lock_timeout=lock_timeout,
         on_wait=_on_wait,
     )
-    plan = res.plan  # re-planned under the lock
+    shown, plan = plan, res.plan  # re-planned under the lock
     counts = summarize(plan)
+    diffs = plan_differences(shown, plan)
+    if diffs:  # only with --yes: a confirmed plan that changed was refused above
+        msg = "the plan re-made under the lock differs from the one shown (another apply ran meanwhile): " + "; ".join(diffs) + "; applied the new one"
+        warnings.append(msg)
+        typer.echo(f"warning: {msg}", err=True)
     if json_out:
         emit_json(result_json("applied" if res.snapshot else "nothing-to-do", res.snapshot, res.written, res.skipped, res.persisted))
         return

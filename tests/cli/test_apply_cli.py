@@ -305,3 +305,37 @@ def test_a_symlinked_or_masked_own_file_is_refused_and_left_as_it_is(root, tmp_p
     r = apply_root(root, state, "--persist", "--persist-root", str(tree), "--force")
     assert r.returncode == 2 and "symlink to /dev/null (a mask)" in r.stderr and "nothing was changed" in r.stderr
     assert os.readlink(link) == "/dev/null" and tree_bytes(root) == before
+
+
+def test_a_confirmed_plan_that_changes_while_waiting_for_the_lock_is_refused(root, tmp_path):
+    import pty
+    import select
+    import time
+
+    from tcptune.host import Host
+    from tcptune.transaction import target_lock
+
+    state = tmp_path / "state"
+    master, slave = pty.openpty()
+    with target_lock(Host(root), time.monotonic() + 5, 5):  # another apply is busy on this root
+        p = subprocess.Popen(
+            [sys.executable, "-m", "tcptune", "apply", "fast-fail-client", "--root", str(root), "--state-dir", str(state)],
+            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
+        )
+        os.close(slave)
+        seen, deadline = "", time.monotonic() + 20
+        while "[y/N]" not in seen and time.monotonic() < deadline:
+            if select.select([p.stderr], [], [], 0.2)[0]:
+                seen += os.read(p.stderr.fileno(), 4096).decode()
+        os.write(master, b"y\n")
+        while "waiting for" not in seen and time.monotonic() < deadline:
+            if select.select([p.stderr], [], [], 0.2)[0]:
+                seen += os.read(p.stderr.fileno(), 4096).decode()
+        (root / "proc/sys/net/ipv4/tcp_retries2").write_text("9\n")  # what the other apply did
+        changed = tree_bytes(root)
+    out, err = p.communicate(timeout=30)
+    os.close(master)
+    assert "waiting for" in seen, seen
+    assert p.returncode == 1, err
+    assert "the plan changed while this apply waited for the lock (net.ipv4.tcp_retries2 is now 9, not 15)" in err
+    assert tree_bytes(root) == changed and not list((state / "snapshots").glob("*.json"))

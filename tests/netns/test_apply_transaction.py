@@ -30,6 +30,7 @@ from tcptune.transaction import (
     FAILED,
     PENDING,
     ROLLED_BACK,
+    ConfirmedPlan,
     PersistRequest,
     StateDir,
     apply_profile,
@@ -576,3 +577,25 @@ def test_plain_rollback_with_nothing_left_to_roll_back_says_so(tmp_path):
     sid, code, msg, written = run_in_netns(body)
     assert code == 2 and "nothing to roll back" in msg and "1 rolled-back" in msg and "pass a snapshot id" in msg
     assert written == []
+
+
+def test_a_plan_that_changed_while_waiting_for_the_lock_is_not_carried_out(tmp_path):
+    def body():
+        host = Host("/")
+        prof = make_profile(GOOD)
+        shown = plan_apply(host.read_sysctls(GOOD), prof)  # what the user confirmed
+        host.write_sysctl("net.ipv4.tcp_fin_timeout", "33")  # meanwhile, another apply
+        before = all_values()
+        with pytest.raises(TcptuneError) as ei:
+            apply_profile(host, StateDir(tmp_path), prof, confirmed=ConfirmedPlan(shown))
+        after = all_values()
+        small = make_profile({"net.ipv4.tcp_syn_retries": "3"})
+        unchanged = ConfirmedPlan(plan_apply(host.read_sysctls(small.settings), small))
+        same = apply_profile(host, StateDir(tmp_path / "b"), small, confirmed=unchanged)
+        return before, after, ei.value.exit_code, str(ei.value), StateDir(tmp_path).ids(), same.written
+
+    before, after, code, msg, ids, written = run_in_netns(body)
+    assert after == before and ids == []
+    assert code == 1 and "the plan changed while this apply waited for the lock" in msg
+    assert "net.ipv4.tcp_fin_timeout is now 33, not 60" in msg and "nothing was changed" in msg
+    assert written == ["net.ipv4.tcp_syn_retries"]  # an unchanged plan goes ahead

@@ -137,3 +137,45 @@ def test_table_reason_is_the_first_sentence():
     long = "x" * 100
     assert short_reason(long) == "x" * 69 + "..." and len(short_reason(long)) == 72
     assert short_reason("") == ""
+
+
+def test_plan_differences_names_each_key_whose_row_changed():
+    from tcptune.plan import plan_differences
+
+    prof = profile({"net.ipv4.tcp_syn_retries": "4", "net.ipv4.tcp_fin_timeout": "20", "net.ipv4.tcp_new": "1"})
+    shown = plan_apply({"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_fin_timeout": "60", "net.ipv4.tcp_new": None}, prof)
+    assert plan_differences(shown, shown) == []
+    now = plan_apply({"net.ipv4.tcp_syn_retries": "4", "net.ipv4.tcp_fin_timeout": "60", "net.ipv4.tcp_new": ""}, prof)
+    assert plan_differences(shown, now) == [
+        "net.ipv4.tcp_syn_retries is now 4, not 6",
+        "net.ipv4.tcp_new is now (empty), not (absent)",
+    ]
+
+
+def test_changed_since_apply_lists_keys_that_are_neither_after_nor_before():
+    from tcptune.plan import changed_since_apply
+
+    keys = {
+        "net.ipv4.tcp_syn_retries": {"before": "6", "after": "2"},  # still what apply wrote
+        "net.ipv4.tcp_fin_timeout": {"before": "60", "after": "20"},  # never written (pending)
+        "net.ipv4.tcp_rmem": {"before": "4096 131072 6291456", "after": "8192 262144 8388608"},
+        "net.ipv4.ip_local_reserved_ports": {"before": "", "after": "40000"},
+        "net.ipv4.tcp_gone": {"before": "1", "after": "2"},
+    }
+    current = {
+        "net.ipv4.tcp_syn_retries": "2",
+        "net.ipv4.tcp_fin_timeout": "60",
+        "net.ipv4.tcp_rmem": "8192\t262144\t4194304",
+        "net.ipv4.ip_local_reserved_ports": "40000-40010",
+        "net.ipv4.tcp_gone": None,
+    }
+    assert changed_since_apply(current, keys) == [
+        {"key": "net.ipv4.tcp_rmem", "before": "4096 131072 6291456", "after": "8192 262144 8388608", "current": "8192 262144 4194304"},
+        {"key": "net.ipv4.ip_local_reserved_ports", "before": "", "after": "40000", "current": "40000-40010"},
+    ]
+
+
+def test_empty_values_show_as_empty_in_the_plan_table():
+    prof = profile({"net.ipv4.ip_local_reserved_ports": "40000"})
+    (row,) = render_plan_rows(plan_apply({"net.ipv4.ip_local_reserved_ports": ""}, prof))
+    assert row[:4] == ["net.ipv4.ip_local_reserved_ports", "(empty)", "40000", "change"]
