@@ -92,8 +92,14 @@ def render(result: dict) -> str:
     else:
         out.append("predicted: " + ", ".join(f"{e['what']}{' #' + str(e['n']) if e['n'] else ''} at {e['t']:g} s"
                                               for e in result["predicted"]))
+    for i, alt in enumerate(result.get("alternatives") or [], 1):
+        mark = "  <- compared" if result.get("compared_with") == i - 1 else ""
+        out.append(f"alternative outcome {i}: {alt['events'][-1]['what']} at {alt['give_up_s']:g} s{mark}")
     gu = result["give_up"]
-    out.append(f"gives up: predicted {_fmt_t(gu['predicted_s'])} s ({gu['what']}), observed {_fmt_t(gu['observed_s'])} s")
+    possible = gu.get("possible_s") or []
+    also = (" (possible: " + ", ".join(f"{x:g}" for x in possible) + " s)") if len(possible) > 1 else ""
+    out.append(f"gives up: predicted {_fmt_t(gu['predicted_s'])} s ({gu['what']}){also}, "
+               f"observed {_fmt_t(gu['observed_s'])} s")
     verdict = result["verdict"]
     if color:
         verdict = {"matches": "\x1b[32mmatches\x1b[0m", "differs": "\x1b[31mdiffers\x1b[0m"}.get(verdict, verdict)

@@ -17,10 +17,21 @@ the delay falls in: 1 jiffy for delays under 63 jiffies, then 8x coarser per lev
 a 32 s one up to 2 s late).  :func:`timer_slack` computes that bound, and
 :func:`compare` allows it on the late side of each timer-driven event, on top of
 the stated tolerance max(30 ms, 3 %).
+
+Where the kernel compares *real* elapsed time with a limit (the SYN time cap in
+retransmits_timed_out()), that lateness decides the outcome: each timer is re-armed
+from the moment the previous one actually fired, so lateness adds up.  When the
+limit falls inside the accumulated bound the model does not guess: the prediction
+carries every outcome the rules allow (:attr:`Prediction.alternatives`) and
+:func:`compare_prediction` accepts any of them.
+
+Times are computed in jiffies as the kernel does (``hz``: CONFIG_HZ; None when it is
+unknown, then 1 ms jiffies and the worst timer slack of the common HZ values).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 # include/net/tcp.h
@@ -64,6 +75,41 @@ class Prediction:
     give_up: float | None  # when the kernel gives up (None: never, within the model)
     give_up_what: str = ""
     notes: tuple[str, ...] = ()
+    # Other timelines the kernel's rules allow when they do not decide (e.g. a time cap
+    # inside the timers' accumulated slack).  compare_prediction() accepts any of them.
+    alternatives: tuple["Prediction", ...] = ()
+    why: str = ""  # for an alternative: when the kernel takes it
+    watch_s: float | None = None  # how long a probe must watch when nothing ends the timeline
+    absence_is_evidence: bool = False  # seeing nothing in the window is itself the check
+
+    def timelines(self) -> tuple["Prediction", ...]:
+        return (self, *self.alternatives)
+
+    def horizon(self) -> float | None:
+        """How long the probe must watch to see every timeline end (None: unbounded)."""
+        ends = []
+        for p in self.timelines():
+            end = p.give_up if p.give_up is not None else p.watch_s
+            if end is None:
+                return None
+            ends.append(max(end, p.watch_s or 0.0))
+        return max(ends)
+
+
+# --------------------------------------------------------------------------- jiffies
+def msecs_to_jiffies(ms: int, hz: int) -> int:
+    """include/linux/jiffies.h msecs_to_jiffies(): rounds up to whole jiffies."""
+    return -(-int(ms) * hz // 1000)
+
+
+def jiffies_to_msecs(j: int, hz: int) -> int:
+    """include/linux/jiffies.h jiffies_to_msecs(): exact when HZ divides 1000, else rounded up."""
+    return -(-int(j) * 1000 // hz)
+
+
+def _hz(hz: int | None) -> int:
+    # HZ unknown: compute in 1 ms jiffies (the sysctls are in ms, so nothing is rounded)
+    return hz or 1000
 
 
 # --------------------------------------------------------------------------- timer slack
@@ -88,16 +134,25 @@ def timer_slack(delay: float, hz: int | None) -> float:
 
 
 # --------------------------------------------------------------------------- SYN
-def model_timeout(boundary: int, rto_base: float, rto_max: float) -> float:
-    """tcp_model_timeout() in net/ipv4/tcp_timer.c: the time a doubling schedule
+def _model_timeout_j(boundary: int, rto_base_j: int, rto_max_j: int) -> int:
+    """tcp_model_timeout() in net/ipv4/tcp_timer.c, in jiffies (6.15+: tcp_rto_max(sk)
+    instead of TCP_RTO_MAX)."""
+    ratio = rto_max_j // rto_base_j
+    thresh = ratio.bit_length() - 1 if ratio > 0 else 0  # ilog2()
+    if boundary <= thresh:
+        return ((2 << boundary) - 1) * rto_base_j
+    return ((2 << thresh) - 1) * rto_base_j + (boundary - thresh) * rto_max_j
+
+
+def model_timeout(boundary: int, rto_base: float, rto_max: float, hz: int | None = None) -> float:
+    """tcp_model_timeout() in net/ipv4/tcp_timer.c: the time (s) a doubling schedule
     starting at ``rto_base`` and capped at ``rto_max`` takes for ``boundary``
     retransmissions.  It ignores tcp_syn_linear_timeouts, which is why a SYN with
     linear timeouts can hit this time cap before its retry count."""
-    ratio = int(round(rto_max * 1000)) // int(round(rto_base * 1000))
-    thresh = ratio.bit_length() - 1 if ratio > 0 else 0  # ilog2()
-    if boundary <= thresh:
-        return ((2 << boundary) - 1) * rto_base
-    return ((2 << thresh) - 1) * rto_base + (boundary - thresh) * rto_max
+    h = _hz(hz)
+    base_j = max(1, int(round(rto_base * h)))
+    max_j = msecs_to_jiffies(int(round(rto_max * 1000)), h)
+    return jiffies_to_msecs(_model_timeout_j(boundary, base_j, max_j), h) / 1000.0
 
 
 def predict_syn(
@@ -111,38 +166,76 @@ def predict_syn(
     """An unanswered connect(): the client's SYN retransmissions and ETIMEDOUT.
 
     net/ipv4/tcp_timer.c (6.5+):
-    - tcp_retransmit_timer(): after each retransmission ``total_rto`` counts up;
-      the RTO stays at its initial 1 s while ``total_rto <= tcp_syn_linear_timeouts``
-      in SYN_SENT, then doubles (``min(rto << 1, tcp_rto_max)``).
+    - tcp_retransmit_timer(): after each retransmission the RTO stays at its initial
+      1 s while ``total_rto <= tcp_syn_linear_timeouts`` in SYN_SENT, then doubles
+      (``min(rto << 1, tcp_rto_max(sk))``); the timer is re-armed from the moment
+      this expiry ran, so each timer's lateness carries into every later time.
     - tcp_write_timeout(), run when the timer fires, before retransmitting: give up
       when ``retransmits >= tcp_syn_retries + tcp_syn_linear_timeouts`` or when
-      retransmits_timed_out(): time since the first SYN >= tcp_model_timeout(
-      tcp_syn_retries, 1 s), the doubling schedule's length, linear or not.
-    ``linear_timeouts`` None: a kernel before 6.5 (no such sysctl, pure doubling).
-    ``rto_max`` None: 120 s (TCP_RTO_MAX; tcp_rto_max_ms appeared in 6.15).
+      retransmits_timed_out(): the REAL time since the first SYN (retrans_stamp, ms)
+      >= tcp_model_timeout(tcp_syn_retries, 1 s), the doubling schedule's length,
+      linear or not.  Checked only once something was retransmitted.
+    - net/ipv4/tcp.c tcp_init_sock() (6.15+): the cap is
+      msecs_to_jiffies(tcp_rto_max_ms), i.e. rounded up to whole jiffies.
+
+    When the time cap falls between an expiry's ideal time and that time plus the
+    timers' accumulated slack, the kernel may give up there or retransmit once more:
+    the primary timeline is the punctual one and each earlier give-up is an
+    alternative.  ``linear_timeouts`` None: a kernel before 6.5 (no such sysctl,
+    pure doubling).  ``rto_max`` None: 120 s (TCP_RTO_MAX; tcp_rto_max_ms appeared
+    in 6.15).  Per-socket TCP_SYNCNT and TCP_USER_TIMEOUT override these rules and
+    are not modelled (the probe sets neither).
     """
     if syn_retries < 1 or syn_retries > 127:
         raise ValueError(f"tcp_syn_retries={syn_retries} is outside 1..127")
+    h = _hz(hz)
     lin = linear_timeouts or 0
-    cap = TCP_RTO_MAX if rto_max is None else rto_max
+    cap_ms = int(round((TCP_RTO_MAX if rto_max is None else rto_max) * 1000))
+    rto_max_j = msecs_to_jiffies(cap_ms, h)
+    init_j = min(max(1, int(round(rto_init * h))), rto_max_j)
     max_retx = syn_retries + lin  # linear timeouts add to the count in SYN_SENT only
-    time_cap = model_timeout(syn_retries, rto_init, cap)
+    time_cap_ms = jiffies_to_msecs(_model_timeout_j(syn_retries, max(1, int(round(rto_init * h))), rto_max_j), h)
+    time_cap = time_cap_ms / 1000.0
     events = [Event(0.0, "syn")]
-    t, rto, retx = 0.0, min(rto_init, cap), 0
+    forks: list[Prediction] = []
+    t_j, rto_j, retx, late = 0, init_j, 0, 0.0
+    settings = {"tcp_syn_retries": syn_retries, "tcp_syn_linear_timeouts": linear_timeouts,
+                "rto_max_s": rto_max_j / h, "initial_rto_s": init_j / h, "time_cap_s": time_cap, "hz": hz}
     while True:
-        t += rto  # timer fires
-        if retx >= max_retx or (retx > 0 and t >= time_cap - 1e-9):
-            why = "retry count" if retx >= max_retx else f"time cap {time_cap:g} s (tcp_model_timeout)"
-            events.append(Event(t, "connect_timeout", 0, rto, f"ETIMEDOUT after {retx} retransmissions ({why})"))
+        t_j += rto_j  # the timer fires
+        delay = rto_j / h
+        late += timer_slack(delay, hz)
+        t = t_j / h
+        if retx >= max_retx:
+            events.append(Event(t, "connect_timeout", 0, delay, f"ETIMEDOUT after {retx} retransmissions (retry count)"))
             break
+        if retx > 0:
+            t_ms = t_j * 1000 / h
+            # elapsed is compared in whole ms: at least floor(t_ms) (timers are never
+            # early), less than t_ms + the accumulated slack + 1 ms
+            if math.floor(t_ms + 1e-9) >= time_cap_ms:
+                events.append(Event(t, "connect_timeout", 0, delay,
+                                    f"ETIMEDOUT after {retx} retransmissions (time cap {time_cap:g} s, tcp_model_timeout)"))
+                break
+            if t_ms + late * 1000 + 1 > time_cap_ms:
+                need = time_cap_ms - t_ms
+                why = (f"expiry #{retx + 1} is due at {t:g} s; if the timers so far ran {need:.0f} ms late or more "
+                       f"in all (timer-wheel slack allows up to {late * 1000:.0f} ms) the time cap {time_cap:g} s is "
+                       f"reached there: ETIMEDOUT after {retx} retransmissions")
+                alt = events + [Event(t, "connect_timeout", 0, delay,
+                                      f"ETIMEDOUT after {retx} retransmissions (time cap {time_cap:g} s reached late)")]
+                forks.append(Prediction("syn", settings, tuple(alt), t, "connect_timeout", (why,), why=why))
         retx += 1
-        events.append(Event(t, "syn_retransmit", retx, rto))
+        events.append(Event(t, "syn_retransmit", retx, delay))
         if retx > lin:  # total_rto > tcp_syn_linear_timeouts: exponential from here
-            rto = min(rto * 2, cap)
-    settings = {"tcp_syn_retries": syn_retries, "tcp_syn_linear_timeouts": linear_timeouts, "rto_max_s": cap,
-                "initial_rto_s": rto_init, "time_cap_s": time_cap}
-    notes = (f"gives up at the first timer expiry with >= {max_retx} retransmissions or >= {time_cap:g} s since the first SYN",)
-    return Prediction("syn", settings, tuple(events), t, "connect_timeout", notes)
+            rto_j = min(rto_j * 2, rto_max_j)
+    notes = [f"gives up at the first timer expiry with >= {max_retx} retransmissions or >= {time_cap:g} s since the "
+             "first SYN (real time, so the timers' lateness counts)"]
+    if rto_max is not None and rto_max_j * 1000 / h != cap_ms:
+        notes.append(f"tcp_rto_max_ms={cap_ms} is rounded up to whole jiffies at HZ={h}: {rto_max_j * 1000 / h:g} ms")
+    for f in forks:
+        notes.append(f"ambiguous: {f.why}; either outcome is accepted")
+    return Prediction("syn", settings, tuple(events), t, "connect_timeout", tuple(notes), tuple(forks))
 
 
 def predict_syn_textbook(syn_retries: int) -> Prediction:
@@ -320,6 +413,7 @@ class Comparison:
     verdict: str = "matches"  # matches | differs | not_observed
     reason: str = ""
     unobserved: list[dict] = field(default_factory=list)  # predicted beyond the observation window
+    alternative: int | None = None  # compare_prediction(): index of the alternative compared (None: the primary)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -395,3 +489,29 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
         cmp.verdict = "matches"
         cmp.reason = "every event within tolerance" + (f"; {len(cmp.unobserved)} later event(s) not watched" if cmp.unobserved else "")
     return cmp
+
+
+def compare_prediction(pred: Prediction, observed: list[Event], tol: Tolerance, window: float | None = None,
+                       ignore: tuple[str, ...] = (), absence_is_evidence: bool | None = None) -> Comparison:
+    """:func:`compare` against every timeline the prediction allows (the primary, then
+    its alternatives) and keep the first that matches; failing that, the first with
+    nothing observed; failing that, the primary's differences (saying how many
+    outcomes were tried).  ``absence_is_evidence`` None: the prediction's own flag."""
+    results = []
+    for i, p in enumerate(pred.timelines()):
+        ae = p.absence_is_evidence if absence_is_evidence is None else absence_is_evidence
+        c = compare(p.events, observed, tol, window=window, ignore=ignore, absence_is_evidence=ae)
+        c.alternative = None if i == 0 else i - 1
+        results.append(c)
+    for want in ("matches", "not_observed"):
+        for c in results:
+            if c.verdict == want:
+                if c.alternative is not None:
+                    alt = pred.alternatives[c.alternative]
+                    c.reason += (f" (alternative outcome {c.alternative + 1}: {alt.give_up_what or 'end'} at "
+                                 f"{alt.give_up:g} s)" if alt.give_up is not None else f" (alternative outcome {c.alternative + 1})")
+                return c
+    first = results[0]
+    if len(results) > 1:
+        first.reason += f" (nor does any of the {len(results) - 1} alternative outcome(s) the rules allow)"
+    return first

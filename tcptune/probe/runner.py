@@ -118,14 +118,18 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
     if first_event_time(pred) > max_wait and not absence_is_evidence:
         # Nothing to see in the time allowed (e.g. keepalive_time=7200): say so, do not wait.
         return {**base, "source": None, "predicted": [e.as_dict() for e in pred.events], "observed": [],
-                "give_up": {"what": pred.give_up_what, "predicted_s": pred.give_up, "observed_s": None},
+                "alternatives": _alternatives(pred), "compared_with": None,
+                "give_up": {"what": pred.give_up_what, "predicted_s": pred.give_up, "observed_s": None,
+                            "possible_s": _give_ups(pred)},
                 "comparison": [], "verdict": "not_observed", "observed_for_s": 0.0,
                 "unobserved": [e.as_dict() for e in pred.events if e.t > 0],
                 "reason": (f"the first {probe} event is predicted at {first_event_time(pred):g} s, beyond --max-wait "
                            f"{max_wait:g} s; too long to observe in the allowed time"),
                 "notes": list(pred.notes), "pcap": None}
-    # Watch until the kernel should have given up (plus a little), but never past --max-wait.
-    watch = min(max_wait, (pred.give_up or max_wait) * 1.1 + 1.0 + SETTLE_S)
+    # Watch until the kernel should have given up in every allowed outcome (plus a
+    # little), but never past --max-wait.
+    horizon = pred.horizon()
+    watch = min(max_wait, horizon * 1.1 + 1.0 + SETTLE_S) if horizon is not None else max_wait
     ctx = Context(max_wait=watch, capture=capture, progress=progress, name=probe)
     obs: Observation = run_module(probe).run(ctx)
     if pcap:
@@ -138,19 +142,29 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
     if obs.measured:
         pred = predictor(st, hz, obs.measured)
     observed = obs.events()
-    cmp = S.compare(pred.events, observed, tol, window=obs.watched_for,
-                    absence_is_evidence=absence_is_evidence)
-    gave_up = next((e.t for e in observed if e.what == pred.give_up_what), None)
+    cmp = S.compare_prediction(pred, observed, tol, window=obs.watched_for, absence_is_evidence=absence_is_evidence)
+    used = pred if cmp.alternative is None else pred.alternatives[cmp.alternative]
+    gave_up = next((e.t for e in observed if e.what == used.give_up_what), None)
     notes = list(pred.notes) + obs.notes
     if cmp.unobserved:
         notes.append(f"watched {obs.watched_for:.1f} s (--max-wait {max_wait:g}); not observed in that time: "
                      + ", ".join(f"{u['what']}{' #' + str(u['n']) if u['n'] else ''} at {u['t']:g} s" for u in cmp.unobserved))
     return {**base, "source": obs.source, "predicted": [e.as_dict() for e in pred.events],
+            "alternatives": _alternatives(pred), "compared_with": cmp.alternative,
             "observed": [e.as_dict() for e in observed],
-            "give_up": {"what": pred.give_up_what, "predicted_s": pred.give_up, "observed_s": gave_up},
+            "give_up": {"what": used.give_up_what, "predicted_s": used.give_up, "observed_s": gave_up,
+                        "possible_s": _give_ups(pred)},
             "comparison": cmp.rows, "verdict": cmp.verdict, "reason": cmp.reason,
             "observed_for_s": round(obs.watched_for, 3), "unobserved": cmp.unobserved, "notes": notes,
             "measured": obs.measured, "pcap": pcap if pcap and obs.source == "capture" else None}
+
+
+def _alternatives(pred: S.Prediction) -> list[dict]:
+    return [{"why": a.why, "give_up_s": a.give_up, "events": [e.as_dict() for e in a.events]} for a in pred.alternatives]
+
+
+def _give_ups(pred: S.Prediction) -> list[float]:
+    return sorted({p.give_up for p in pred.timelines() if p.give_up is not None})
 
 
 def replay_pcap(probe: str, path: str, pred: S.Prediction, tolerance: S.Tolerance | None = None) -> dict:
@@ -164,7 +178,8 @@ def replay_pcap(probe: str, path: str, pred: S.Prediction, tolerance: S.Toleranc
     observed = obs.events()
     span = max((e.t for e in observed), default=0.0)
     tol = tolerance or S.Tolerance(hz=None)
-    cmp = S.compare(pred.events, observed, tol, window=span + SETTLE_S, ignore=NOT_IN_PACKETS[probe])
+    cmp = S.compare_prediction(pred, observed, tol, window=span + SETTLE_S, ignore=NOT_IN_PACKETS[probe])
     return {"probe": probe, "source": "pcap", "pcap": str(path), "observed": [e.as_dict() for e in observed],
-            "predicted": [e.as_dict() for e in pred.events], "comparison": cmp.rows, "verdict": cmp.verdict,
+            "predicted": [e.as_dict() for e in pred.events], "alternatives": _alternatives(pred),
+            "compared_with": cmp.alternative, "comparison": cmp.rows, "verdict": cmp.verdict,
             "reason": cmp.reason, "unobserved": cmp.unobserved}

@@ -6,6 +6,8 @@ private namespace, SYNs never answered) from the issue and from tcptune's probes
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +17,13 @@ from tcptune.kernel import schedule as S
 
 def times(pred, what):
     return [e.t for e in pred.events if e.what == what]
+
+
+def ev(t, what, n=0):
+    return S.Event(t, what, n)
+
+
+TOL = S.Tolerance(hz=250)
 
 
 # -- SYN ----------------------------------------------------------------------
@@ -51,6 +60,75 @@ def test_syn_retries_15_hits_the_120s_rto_cap():
     assert max(gaps) == 120.0 and gaps[-1] == 120.0
     assert len(retx) == 15
     assert p.give_up == 127 + 9 * 120 == S.model_timeout(15, 1.0, 120.0)
+
+
+@pytest.mark.parametrize("hz,ms", [(250, 2024), (1000, 2021), (100, 2030), (300, 2024)])
+def test_tcp_rto_max_ms_is_rounded_up_to_jiffies(hz, ms):
+    # tcp_init_sock(): icsk_rto_max = msecs_to_jiffies(tcp_rto_max_ms)
+    p = S.predict_syn(4, 0, 2.021, hz=hz)
+    assert p.settings["rto_max_s"] == pytest.approx(S.msecs_to_jiffies(2021, hz) / hz)
+    assert S.jiffies_to_msecs(S.msecs_to_jiffies(2021, hz), hz) == ms
+    gaps = [b - a for a, b in zip([0.0] + times(p, "syn_retransmit"), times(p, "syn_retransmit"))]
+    assert max(gaps) == pytest.approx(p.settings["rto_max_s"])
+
+
+# The reviewer's measurement (6.18, HZ=250, tcp_syn_retries=2, linear 4, tcp_rto_max_ms=2020):
+# time cap 3 + 2.02 = 5.02 s; SYNs retransmitted at 1.007, 2.031, 3.055, 4.079 and ETIMEDOUT
+# at 5.107 s: the 5th expiry came 107 ms after its ideal 5 s, past the cap.
+REVIEWER_2_4_2020 = [ev(0, "syn"), ev(1.007, "syn_retransmit", 1), ev(2.031, "syn_retransmit", 2),
+                     ev(3.055, "syn_retransmit", 3), ev(4.079, "syn_retransmit", 4), ev(5.107, "connect_timeout")]
+
+
+def test_time_cap_inside_the_accumulated_timer_slack_is_ambiguous():
+    p = S.predict_syn(2, 4, 2.02, hz=250)
+    assert p.settings["time_cap_s"] == 5.02
+    assert times(p, "syn_retransmit") == [1, 2, 3, 4, 5] and p.give_up == 7.0  # punctual timers
+    (alt,) = p.alternatives
+    assert times(alt, "syn_retransmit") == [1, 2, 3, 4] and alt.give_up == 5.0  # late by >= 20 ms in all
+    assert any(n.startswith("ambiguous") for n in p.notes)
+    c = S.compare_prediction(p, REVIEWER_2_4_2020, TOL)
+    assert c.verdict == "matches" and c.alternative == 0, c.rows
+    assert S.compare(p.events, REVIEWER_2_4_2020, TOL).verdict == "differs"  # the old, single-timeline check
+    # timers ~1 ms late each: 5 ms in all < the 20 ms that would reach the cap -> a 5th retransmission
+    punctual = [ev(0, "syn")] + [ev(k + k / 1000, "syn_retransmit", k) for k in range(1, 6)] + [ev(7.03, "connect_timeout")]
+    c = S.compare_prediction(p, punctual, TOL)
+    assert c.verdict == "matches" and c.alternative is None
+    never = REVIEWER_2_4_2020[:3] + [ev(3.1, "connect_timeout")]
+    c = S.compare_prediction(p, never, TOL)
+    assert c.verdict == "differs" and "alternative" in c.reason
+
+
+def test_no_ambiguity_when_the_slack_cannot_reach_the_cap():
+    assert not S.predict_syn(2, 4, hz=250).alternatives  # cap 7 s, 5th expiry at 5 s + 160 ms at most
+    assert not S.predict_syn(1, 4, hz=250).alternatives  # ideal 3 s >= cap 3 s: certain
+
+
+def _kernel_syn(retries, lin, cap_ms, hz, lateness):
+    """A direct simulation of tcp_retransmit_timer()/tcp_write_timeout() with each timer
+    firing ``lateness[i]`` of its wheel granularity late: (retransmissions, ideal time
+    of the expiry that gave up)."""
+    cap_j = S.msecs_to_jiffies(cap_ms, hz)
+    timeout_ms = S.jiffies_to_msecs(S._model_timeout_j(retries, hz, cap_j), hz)
+    real, ideal_j, rto, retx, i = 0.0, 0, hz, 0, 0
+    while True:
+        ideal_j += rto
+        real += rto / hz + lateness[i % len(lateness)] * S.timer_slack(rto / hz, hz)
+        i += 1
+        if retx >= retries + lin or (retx > 0 and math.floor(real * 1000) >= timeout_ms):
+            return retx, ideal_j / hz
+        retx += 1
+        if retx > lin:
+            rto = min(rto * 2, cap_j)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 15), st.integers(0, 6), st.sampled_from([1000, 1500, 2020, 2500, 3000, 5000, 10000, 120000]),
+       st.sampled_from([250, 1000]), st.lists(st.floats(0.01, 1.0), min_size=1, max_size=8))
+def test_every_outcome_a_late_kernel_can_reach_is_predicted(retries, lin, cap_ms, hz, lateness):
+    retx, gave_up_at = _kernel_syn(retries, lin, cap_ms, hz, lateness)
+    p = S.predict_syn(retries, lin, cap_ms / 1000, hz=hz)
+    outcomes = {(len(times(q, "syn_retransmit")), round(q.give_up, 6)) for q in p.timelines()}
+    assert (retx, round(gave_up_at, 6)) in outcomes, (retx, gave_up_at, outcomes)
 
 
 def test_tcp_rto_max_ms_caps_each_backoff_and_the_time_cap():
@@ -184,13 +262,6 @@ def test_timer_slack_unknown_hz_is_worst_case():
 
 
 # -- comparison ---------------------------------------------------------------
-def ev(t, what, n=0):
-    return S.Event(t, what, n)
-
-
-TOL = S.Tolerance(hz=250)
-
-
 def test_compare_matches_with_late_timer_events():
     pred = S.predict_syn(2, 0)
     obs = [ev(0, "syn"), ev(1.02, "syn_retransmit", 1), ev(3.05, "syn_retransmit", 2), ev(7.2, "connect_timeout")]
