@@ -57,11 +57,14 @@ class Event:
     detail: str = ""
     chained: tuple[float, ...] = ()  # earlier timers in a chain since the previous event (their slack adds up)
     uncertainty: float = 0.0  # observed by polling: it happened at most this long before t
+    window: float = 0.0  # the rule only places it somewhere in (t - window, t]
 
     def as_dict(self) -> dict:
         d = {"t": round(self.t, 6), "what": self.what, "n": self.n}
         if self.uncertainty:
             d["uncertainty_s"] = round(self.uncertainty, 6)
+        if self.window:
+            d["window_s"] = round(self.window, 6)
         if self.detail:
             d["detail"] = self.detail
         return d
@@ -355,24 +358,41 @@ def predict_tw_reuse(tw_reuse: int, timestamps: int, reuse_delay_ms: int | None,
                      hz: int | None = None) -> Prediction:
     """Can connect() pick a local port whose 4-tuple sits in TIME_WAIT, and when?
 
-    net/ipv4/tcp_ipv4.c tcp_twsk_unique(): reuse needs the TIME_WAIT socket to hold a
-    peer timestamp (tcp_timestamps on for the old connection) and tcp_tw_reuse
-    1, or 2 with a loopback address; since 6.13 only once tcp_tw_reuse_delay ms
-    have passed since the socket entered TIME_WAIT (before: after the next
-    one-second tick of the timestamp clock).  Otherwise the 4-tuple frees when the
-    TIME_WAIT socket dies, TCP_TIMEWAIT_LEN = 60 s after it was created.
+    net/ipv4/tcp_ipv4.c tcp_twsk_unique(), reached from __inet_hash_connect() with
+    ``twp`` set (an autobound connect(), as the probe's): reuse needs the TIME_WAIT
+    socket to hold a peer timestamp (tcp_timestamps on for the old connection) and
+    tcp_tw_reuse 1, or 2 with a loopback address.  With tcp_tw_reuse_delay (merged
+    after 6.13; the caller passes None when the sysctl is absent) the test is
+    time_after32(tcp_clock_ms(), tw_entry_stamp + delay): after (delay, delay+1] ms.
+    Before it the test was time_after32(ktime_get_seconds(), tw_ts_recent_stamp):
+    reuse once the seconds counter next ticks, anywhere in (0, 1] s after the last
+    timestamped segment (the peer's FIN), not exactly 1 s.  Otherwise the 4-tuple
+    frees when the TIME_WAIT socket dies, TCP_TIMEWAIT_LEN = 60 s after it was created.
+
+    Not what the probe does: connect() after an explicit bind() to the port reaches
+    tcp_twsk_unique() with ``twp == NULL`` and reuses whenever the old connection had
+    timestamps, whatever tcp_tw_reuse and tcp_tw_reuse_delay say.
     Events: "fin" (t=0), "time_wait" (~0), "reuse_ok".
     """
+    settings = {"tcp_tw_reuse": tw_reuse, "tcp_timestamps": timestamps, "tcp_tw_reuse_delay": reuse_delay_ms,
+                "loopback": loopback}
+    bind_note = ("not modelled here: connect() after an explicit bind() to the port (SO_REUSEADDR) reuses a TIME_WAIT "
+                 "4-tuple at once whenever the old connection had timestamps, whatever tcp_tw_reuse says "
+                 "(tcp_twsk_unique() with twp == NULL; measured on 6.18 with tcp_tw_reuse=0)")
     enabled = tw_reuse == 1 or (tw_reuse == 2 and loopback)
     can = enabled and timestamps != 0
     events = [Event(0.0, "fin"), Event(0.0, "time_wait")]
+    notes = []
     if can:
         if reuse_delay_ms is None:
-            t, detail, timer = 1.0, "after the next second of the timestamp clock (pre-6.13)", 1.0
+            t, window, detail = 1.0, 1.0, "when the seconds clock next ticks, (0, 1] s (no tcp_tw_reuse_delay)"
         else:
-            t, detail, timer = reuse_delay_ms / 1000.0, f"tcp_tw_reuse_delay {reuse_delay_ms} ms", 0.0
-        events.append(Event(t, "reuse_ok", 0, timer, detail))
-        note = f"reuse allowed {detail}"
+            t, window, detail = reuse_delay_ms / 1000.0, 0.0, f"tcp_tw_reuse_delay {reuse_delay_ms} ms"
+        events.append(Event(t, "reuse_ok", 0, 0.0, detail, window=window))
+        notes.append(f"reuse allowed {detail}")
+        if tw_reuse == 2:
+            notes.append("tcp_tw_reuse=2 allows this on loopback only: connections to other addresses get no early "
+                         "reuse and wait for TIME_WAIT to end (60 s)")
     else:
         why = []
         if not enabled:
@@ -381,10 +401,9 @@ def predict_tw_reuse(tw_reuse: int, timestamps: int, reuse_delay_ms: int | None,
             why.append("tcp_timestamps=0 (no peer timestamp in the TIME_WAIT socket)")
         t = TCP_TIMEWAIT_LEN
         events.append(Event(t, "reuse_ok", 0, TCP_TIMEWAIT_LEN, "only when TIME_WAIT ends (60 s)"))
-        note = "no reuse: " + ", ".join(why) + "; the 4-tuple is free when TIME_WAIT ends after 60 s"
-    settings = {"tcp_tw_reuse": tw_reuse, "tcp_timestamps": timestamps, "tcp_tw_reuse_delay": reuse_delay_ms,
-                "loopback": loopback}
-    return Prediction("tw-reuse", settings, tuple(events), t, "reuse_ok", (note,))
+        notes.append("no reuse: " + ", ".join(why) + "; the 4-tuple is free when TIME_WAIT ends after 60 s")
+    notes.append(bind_note)
+    return Prediction("tw-reuse", settings, tuple(events), t, "reuse_ok", tuple(notes), absence_is_evidence=True)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -434,7 +453,8 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
     source, like a pcap, cannot see socket-level outcomes).  When only the t=0
     anchors could be compared the verdict is 'not_observed', unless
     ``absence_is_evidence`` (seeing nothing in the window is what was predicted and
-    is itself the check, e.g. no TIME_WAIT reuse before 60 s).
+    is itself the check, e.g. no TIME_WAIT reuse before 60 s).  An event's
+    ``window`` widens its early side.
     """
     cmp = Comparison()
     obs_by_key: dict[tuple[str, int], Event] = {}
@@ -452,6 +472,7 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
             continue
         gap = ev.t - prev_pred
         early, late = tol.window(ev, gap)
+        early += ev.window  # the rule only places it in (t - window, t]
         row = {"what": ev.what, "n": ev.n, "predicted_t": round(ev.t, 6), "observed_t": None,
                "error_s": None, "allowed_early_s": round(early, 6), "allowed_late_s": round(late, 6), "ok": False}
         if ob is None:

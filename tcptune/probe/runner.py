@@ -114,8 +114,7 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
     tol = tolerance or S.Tolerance(hz=hz, poll_s=0.010)
     base = {"probe": probe, "settings": st, "kernel": host.kernel_release(), "hz": hz, "max_wait_s": max_wait,
             "tolerance": tol.as_dict()}
-    absence_is_evidence = probe == "tw-reuse"  # "refused for the whole window" is itself the check
-    if first_event_time(pred) > max_wait and not absence_is_evidence:
+    if first_event_time(pred) > max_wait and not pred.absence_is_evidence:
         # Nothing to see in the time allowed (e.g. keepalive_time=7200): say so, do not wait.
         return {**base, "source": None, "predicted": [e.as_dict() for e in pred.events], "observed": [],
                 "alternatives": _alternatives(pred), "compared_with": None,
@@ -142,7 +141,7 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
     if obs.measured:
         pred = predictor(st, hz, obs.measured)
     observed = obs.events()
-    cmp = S.compare_prediction(pred, observed, tol, window=obs.watched_for, absence_is_evidence=absence_is_evidence)
+    cmp = S.compare_prediction(pred, observed, tol, window=obs.watched_for)
     used = pred if cmp.alternative is None else pred.alternatives[cmp.alternative]
     gave_up = next((e.t for e in observed if e.what == used.give_up_what), None)
     notes = list(pred.notes) + obs.notes

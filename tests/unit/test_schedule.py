@@ -245,6 +245,27 @@ def test_keepalive_short():
 def test_tw_reuse(reuse, ts, delay, loopback, when):
     p = S.predict_tw_reuse(reuse, ts, delay, loopback=loopback)
     assert times(p, "reuse_ok") == [when]
+    assert p.absence_is_evidence
+
+
+def test_tw_reuse_before_tcp_tw_reuse_delay_is_a_window_not_one_second():
+    # pre tcp_tw_reuse_delay: time_after32(ktime_get_seconds(), tw_ts_recent_stamp) -> (0, 1] s
+    p = S.predict_tw_reuse(1, 1, None)
+    (reuse,) = [e for e in p.events if e.what == "reuse_ok"]
+    assert reuse.window == 1.0
+    base = [ev(0, "fin"), ev(0.001, "time_wait")]
+    for t in (0.05, 0.5, 1.0):
+        assert S.compare(p.events, base + [ev(t, "reuse_ok")], TOL).verdict == "matches", t
+    assert S.compare(p.events, base + [ev(1.3, "reuse_ok")], TOL).verdict == "differs"
+    # with the sysctl the rule is ms-exact: 0.5 s is early for a 1000 ms delay
+    q = S.predict_tw_reuse(1, 1, 1000)
+    assert S.compare(q.events, base + [ev(0.5, "reuse_ok")], TOL).verdict == "differs"
+
+
+def test_tw_reuse_notes_loopback_only_and_explicit_bind():
+    p = S.predict_tw_reuse(2, 1, 1000)
+    assert any("loopback only" in n and "60 s" in n for n in p.notes)
+    assert any("twp == NULL" in n for n in p.notes)
 
 
 # -- timer slack ----------------------------------------------------------------
