@@ -10,6 +10,8 @@ versions the caller passes the value that the running kernel has (a sysctl that 
 absent is passed as None).  The probes in tcptune.probe check these models against
 the running kernel; on this machine's 6.18 they agree.
 
+The timewait table's limit is net/ipv4/inet_timewait_sock.c's.
+
 Timer slack: TCP's timers are ordinary timer-wheel timers (kernel/time/timer.c),
 which never fire early but are rounded *up* to the granularity of the wheel level
 the delay falls in: 1 jiffy for delays under 63 jiffies, then 8x coarser per level
@@ -58,6 +60,7 @@ class Event:
     chained: tuple[float, ...] = ()  # earlier timers in a chain since the previous event (their slack adds up)
     uncertainty: float = 0.0  # observed by polling: it happened at most this long before t
     window: float = 0.0  # the rule only places it somewhere in (t - window, t]
+    optional: bool = False  # may not happen, or not be visible to every source: checked only when observed
 
     def as_dict(self) -> dict:
         d = {"t": round(self.t, 6), "what": self.what, "n": self.n}
@@ -65,6 +68,8 @@ class Event:
             d["uncertainty_s"] = round(self.uncertainty, 6)
         if self.window:
             d["window_s"] = round(self.window, 6)
+        if self.optional:
+            d["optional"] = True
         if self.detail:
             d["detail"] = self.detail
         return d
@@ -296,21 +301,57 @@ def fin_time(fin_timeout: float, rto: float) -> float:
     return max(float(fin_timeout), 3.5 * rto)
 
 
-def predict_fin_timeout(fin_timeout: float, rto: float = 0.2, *, hz: int | None = None) -> Prediction:
+def tw_table_full(tw_count: int | None, max_tw_buckets: int | None) -> bool:
+    """inet_twsk_alloc() in net/ipv4/inet_timewait_sock.c returns NULL when
+    ``refcount_read(&dr->tw_refcount) - 1 >= READ_ONCE(dr->sysctl_max_tw_buckets)``:
+    the count of timewait sockets (TIME_WAIT and orphaned FIN_WAIT2, /proc/net/sockstat
+    "tw") has reached tcp_max_tw_buckets.  refcount_read() is unsigned, so a negative
+    limit means no limit (measured on 6.18: -1 still creates TIME_WAIT sockets).
+    Unknown count or limit: assume not full."""
+    if tw_count is None or max_tw_buckets is None or max_tw_buckets < 0:
+        return False
+    return tw_count >= max_tw_buckets
+
+
+def predict_fin_timeout(fin_timeout: float, rto: float = 0.2, *, hz: int | None = None, tw_count: int | None = None,
+                        max_tw_buckets: int | None = None) -> Prediction:
     """An orphaned socket (closed by its owner) whose peer ACKs the FIN but never
     sends its own: how long it stays in FIN_WAIT2.
 
-    net/ipv4/tcp_input.c tcp_rcv_state_process(), case TCP_FIN_WAIT1, when the ACK
-    of our FIN arrives on an orphan: tmo = tcp_fin_time(); if tmo <= TCP_TIMEWAIT_LEN
-    the socket becomes a timewait socket in substate FIN_WAIT2 living tmo
-    (tcp_time_wait(), which also floors the time at 3.5 * RTO); otherwise the full
-    socket keeps a keepalive timer of tmo - 60 s and tcp_keepalive_timer() then
-    calls tcp_time_wait(sk, TCP_FIN_WAIT2, tcp_fin_time() - 60 s) again, so the total
-    is (tmo - 60) + max(tmo - 60, 3.5 * RTO), not tmo.
+    net/ipv4/tcp_input.c tcp_rcv_state_process() case TCP_FIN_WAIT1 (and
+    net/ipv4/tcp.c __tcp_close() when the ACK was already processed), on an orphan:
+    tmo = tcp_fin_time(); if tmo <= TCP_TIMEWAIT_LEN the socket becomes a timewait
+    socket in substate FIN_WAIT2 living tmo (tcp_time_wait(), which also floors the
+    time at 3.5 * RTO); otherwise the full socket keeps a keepalive timer of tmo -
+    60 s and tcp_keepalive_timer() then calls tcp_time_wait(sk, TCP_FIN_WAIT2,
+    tcp_fin_time() - 60 s), so the total is (tmo - 60) + max(tmo - 60, 3.5 * RTO).
+
+    tcp_max_tw_buckets (per netns): when the timewait table is full
+    (:func:`tw_table_full`) tcp_time_wait() (net/ipv4/tcp_minisocks.c) gets no
+    timewait socket and just calls tcp_done(): the orphan vanishes at once (<= 60 s
+    case) or at tmo - 60 s (> 60 s case), silently.  ``tw_count`` is the count just
+    before the probe.
     Events: "fin" (t=0), "fin_acked" (FIN_WAIT2 begins, ~0 on loopback),
     "fin_wait2_expired" (the socket is gone; no packet is sent).
     """
     tmo = fin_time(fin_timeout, rto)
+    full = tw_table_full(tw_count, max_tw_buckets)
+    settings = {"tcp_fin_timeout": fin_timeout, "rto_s": rto, "tcp_max_tw_buckets": max_tw_buckets,
+                "timewait_sockets": tw_count}
+    if full:
+        table = (f"the timewait table is full ({tw_count} timewait sockets, tcp_max_tw_buckets={max_tw_buckets}): "
+                 "tcp_time_wait() gets no timewait socket and closes the orphan (tcp_done(), TCPTimeWaitOverflow)")
+        if tmo <= TCP_TIMEWAIT_LEN:
+            life, timer, detail = 0.0, 0.0, "closed at once: no timewait socket (tcp_max_tw_buckets reached)"
+            note = table + " as soon as its FIN is ACKed"
+        else:
+            life = timer = tmo - TCP_TIMEWAIT_LEN
+            detail = f"keepalive timer {life:g} s, then no timewait socket (tcp_max_tw_buckets reached)"
+            note = table + f" when its {life:g} s keepalive timer (tcp_fin_time() - 60 s) fires"
+        # the ACK of the FIN is a packet a capture sees; with no FIN_WAIT2 phase to poll, a socket-table source cannot
+        events = (Event(0.0, "fin"), Event(0.0, "fin_acked", optional=True),
+                  Event(life, "fin_wait2_expired", 0, timer, detail))
+        return Prediction("fin-timeout", settings, events, life, "fin_wait2_expired", (note,))
     events = [Event(0.0, "fin"), Event(0.0, "fin_acked")]
     if tmo <= TCP_TIMEWAIT_LEN:
         life = tmo
@@ -324,8 +365,11 @@ def predict_fin_timeout(fin_timeout: float, rto: float = 0.2, *, hz: int | None 
                             f"keepalive timer {first:g} s, then timewait FIN_WAIT2 {second:g} s", (first,)))
         note = (f"tcp_fin_time() = {tmo:g} s > 60 s: the kernel waits {first:g} s as a full socket and "
                 f"then {second:g} s as a timewait socket, {life:g} s in all")
-    settings = {"tcp_fin_timeout": fin_timeout, "rto_s": rto}
-    return Prediction("fin-timeout", settings, tuple(events), life, "fin_wait2_expired", (note,))
+    notes = [note]
+    if max_tw_buckets is not None and tw_count is not None and 0 <= max_tw_buckets - tw_count <= 1:
+        notes.append(f"the timewait table is nearly full ({tw_count} of {max_tw_buckets}): another connection closing "
+                     "first would make the kernel close this orphan at once instead")
+    return Prediction("fin-timeout", settings, tuple(events), life, "fin_wait2_expired", tuple(notes))
 
 
 # --------------------------------------------------------------------------- keepalive
@@ -355,7 +399,8 @@ def predict_keepalive(keepalive_time: float, keepalive_intvl: float, keepalive_p
 
 # --------------------------------------------------------------------------- TIME_WAIT reuse
 def predict_tw_reuse(tw_reuse: int, timestamps: int, reuse_delay_ms: int | None, *, loopback: bool = True,
-                     hz: int | None = None) -> Prediction:
+                     hz: int | None = None, tw_count: int | None = None,
+                     max_tw_buckets: int | None = None) -> Prediction:
     """Can connect() pick a local port whose 4-tuple sits in TIME_WAIT, and when?
 
     net/ipv4/tcp_ipv4.c tcp_twsk_unique(), reached from __inet_hash_connect() with
@@ -369,16 +414,25 @@ def predict_tw_reuse(tw_reuse: int, timestamps: int, reuse_delay_ms: int | None,
     timestamped segment (the peer's FIN), not exactly 1 s.  Otherwise the 4-tuple
     frees when the TIME_WAIT socket dies, TCP_TIMEWAIT_LEN = 60 s after it was created.
 
+    With the timewait table full (:func:`tw_table_full`) tcp_time_wait() creates no
+    TIME_WAIT socket at all: the 4-tuple is free at once.
     Not what the probe does: connect() after an explicit bind() to the port reaches
     tcp_twsk_unique() with ``twp == NULL`` and reuses whenever the old connection had
     timestamps, whatever tcp_tw_reuse and tcp_tw_reuse_delay say.
     Events: "fin" (t=0), "time_wait" (~0), "reuse_ok".
     """
     settings = {"tcp_tw_reuse": tw_reuse, "tcp_timestamps": timestamps, "tcp_tw_reuse_delay": reuse_delay_ms,
-                "loopback": loopback}
+                "loopback": loopback, "tcp_max_tw_buckets": max_tw_buckets, "timewait_sockets": tw_count}
     bind_note = ("not modelled here: connect() after an explicit bind() to the port (SO_REUSEADDR) reuses a TIME_WAIT "
                  "4-tuple at once whenever the old connection had timestamps, whatever tcp_tw_reuse says "
                  "(tcp_twsk_unique() with twp == NULL; measured on 6.18 with tcp_tw_reuse=0)")
+    if tw_table_full(tw_count, max_tw_buckets):
+        note = (f"the timewait table is full ({tw_count} timewait sockets, tcp_max_tw_buckets={max_tw_buckets}): the "
+                "closing client gets no TIME_WAIT socket (tcp_time_wait() -> tcp_done()), so the 4-tuple is free at once")
+        events = (Event(0.0, "fin"),
+                  Event(0.0, "time_wait", optional=True, detail="the client may still ACK the peer's FIN, but holds no TIME_WAIT"),
+                  Event(0.0, "reuse_ok", 0, 0.0, "no TIME_WAIT socket (tcp_max_tw_buckets reached)"))
+        return Prediction("tw-reuse", settings, events, 0.0, "reuse_ok", (note, bind_note), absence_is_evidence=True)
     enabled = tw_reuse == 1 or (tw_reuse == 2 and loopback)
     can = enabled and timestamps != 0
     events = [Event(0.0, "fin"), Event(0.0, "time_wait")]
@@ -402,6 +456,9 @@ def predict_tw_reuse(tw_reuse: int, timestamps: int, reuse_delay_ms: int | None,
         t = TCP_TIMEWAIT_LEN
         events.append(Event(t, "reuse_ok", 0, TCP_TIMEWAIT_LEN, "only when TIME_WAIT ends (60 s)"))
         notes.append("no reuse: " + ", ".join(why) + "; the 4-tuple is free when TIME_WAIT ends after 60 s")
+    if max_tw_buckets is not None and tw_count is not None and 0 <= max_tw_buckets - tw_count <= 1:
+        notes.append(f"the timewait table is nearly full ({tw_count} of {max_tw_buckets}): another connection closing "
+                     "first would leave this one without TIME_WAIT (4-tuple free at once)")
     notes.append(bind_note)
     return Prediction("tw-reuse", settings, tuple(events), t, "reuse_ok", tuple(notes), absence_is_evidence=True)
 
@@ -443,7 +500,8 @@ def _key(ev: Event) -> tuple[str, int]:
 
 
 def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], tol: Tolerance,
-            window: float | None = None, ignore: tuple[str, ...] = (), absence_is_evidence: bool = False) -> Comparison:
+            window: float | None = None, ignore: tuple[str, ...] = (), absence_is_evidence: bool = False,
+            outcome: str = "") -> Comparison:
     """Pair predicted with observed events by (what, n) and check every delay.
 
     Events predicted after ``window`` s (the time the probe could watch) are listed
@@ -451,9 +509,11 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
     no prediction has (e.g. a fourth retransmission) make the verdict 'differs'.
     Kinds in ``ignore`` are neither required nor counted as extra (used when a
     source, like a pcap, cannot see socket-level outcomes).  When only the t=0
-    anchors could be compared the verdict is 'not_observed', unless
+    anchors could be compared the verdict is 'not_observed' (an observed ``outcome``
+    event, the kernel giving up, counts even at t=0), unless
     ``absence_is_evidence`` (seeing nothing in the window is what was predicted and
-    is itself the check, e.g. no TIME_WAIT reuse before 60 s).  An event's
+    is itself the check, e.g. no TIME_WAIT reuse before 60 s).  Optional predicted
+    events are compared when observed and not required otherwise; an event's
     ``window`` widens its early side.
     """
     cmp = Comparison()
@@ -467,6 +527,8 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
         if ev.what in ignore:
             continue
         ob = obs_by_key.get(_key(ev))
+        if ob is None and ev.optional:
+            continue  # may not happen (or not be visible to this source): checked only when seen
         if ob is None and window is not None and ev.t > window:
             cmp.unobserved.append(ev.as_dict())
             continue
@@ -503,7 +565,8 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
             first_bad = f"{ev.what}" + (f" #{ev.n}" if ev.n else "") + f": observed at {ev.t:.3f} s but not predicted"
     if first_bad:
         cmp.verdict, cmp.reason = "differs", first_bad
-    elif not absence_is_evidence and not any(r["observed_t"] is not None and r["predicted_t"] for r in cmp.rows):
+    elif not absence_is_evidence and not any(r["observed_t"] is not None and (r["predicted_t"] or r["what"] == outcome)
+                                             for r in cmp.rows):
         cmp.verdict = "not_observed"
         cmp.reason = "nothing the model predicts happens within the time allowed"
     else:
@@ -521,7 +584,7 @@ def compare_prediction(pred: Prediction, observed: list[Event], tol: Tolerance, 
     results = []
     for i, p in enumerate(pred.timelines()):
         ae = p.absence_is_evidence if absence_is_evidence is None else absence_is_evidence
-        c = compare(p.events, observed, tol, window=window, ignore=ignore, absence_is_evidence=ae)
+        c = compare(p.events, observed, tol, window=window, ignore=ignore, absence_is_evidence=ae, outcome=p.give_up_what)
         c.alternative = None if i == 0 else i - 1
         results.append(c)
     for want in ("matches", "not_observed"):

@@ -4,7 +4,7 @@ The client connects, then close()s: its FIN is ACKed by the server socket, which
 then stays open and silent (CLOSE_WAIT), so the orphaned client sits in FIN_WAIT2
 until tcp_fin_time() runs out (see predict_fin_timeout).  The end sends no packet;
 it is seen when the 4-tuple leaves the socket table (timewait sockets in the
-FIN_WAIT2 substate are listed with state 05 too).
+FIN_WAIT2 substate are listed with state 05 too), seen in FIN_WAIT2 or not.
 """
 
 from __future__ import annotations
@@ -63,10 +63,14 @@ def run(ctx: Context) -> Observation:
                         obs.add(now, "fin_acked", 0, "FIN_WAIT2 in the socket table", since=prev)
                     seen = True
                     ctx.events_seen = 1
-                elif e is None and seen:
-                    obs.add(now, "fin_wait2_expired", 0, "gone from the socket table", since=prev)
+                elif e is None:
+                    # The 4-tuple existed before close(), so its absence now means the socket is
+                    # gone, whether or not a FIN_WAIT2 phase was ever long enough to poll (a full
+                    # timewait table, tcp_max_tw_buckets, closes the orphan at once).
+                    obs.add(now, "fin_wait2_expired", 0, "gone from the socket table" + (
+                        "" if seen else " (never seen in FIN_WAIT2)"), since=prev)
                     break
-                elif e is not None and e.state not in (FIN_WAIT1, FIN_WAIT2):
+                elif e.state not in (FIN_WAIT1, FIN_WAIT2):
                     obs.notes.append(f"client socket went to state {e.state} instead of leaving FIN_WAIT2")
                     break
                 prev = before

@@ -23,10 +23,14 @@ _MODULES = {"syn": "syn", "synack": "synack", "fin-timeout": "fin_timeout", "kee
 SETTINGS = {
     "syn": ("net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_rto_max_ms"),
     "synack": ("net.ipv4.tcp_synack_retries", "net.ipv4.tcp_rto_max_ms"),  # rto_max shown, not applied
-    "fin-timeout": ("net.ipv4.tcp_fin_timeout",),
+    # tcp_max_tw_buckets: a full timewait table means no FIN_WAIT2/TIME_WAIT socket (inet_twsk_alloc())
+    "fin-timeout": ("net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_max_tw_buckets"),
     "keepalive": ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"),
-    "tw-reuse": ("net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay", "net.ipv4.tcp_timestamps"),
+    "tw-reuse": ("net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay", "net.ipv4.tcp_timestamps",
+                 "net.ipv4.tcp_max_tw_buckets"),
 }
+# Probes whose outcome depends on how full the namespace's timewait table is right now.
+NEEDS_TW_COUNT = ("fin-timeout", "tw-reuse")
 
 # Socket-level outcomes a pcap cannot show (no packet is sent when they happen).
 NOT_IN_PACKETS = {"syn": ("connect_timeout", "connect_result"), "synack": ("request_dropped",),
@@ -63,8 +67,30 @@ def read_settings(host, probe: str) -> dict[str, int | None]:
     return {k.rsplit(".", 1)[1]: _int(values, k) for k in SETTINGS[probe]}
 
 
+def timewait_count(sockstat: str | None) -> int | None:
+    """The "tw" field of /proc/net/sockstat's TCP line: refcount_read(&tcp_death_row.tw_refcount) - 1
+    (net/ipv4/proc.c sockstat_seq_show()), the very count inet_twsk_alloc() compares with
+    tcp_max_tw_buckets.  Per network namespace."""
+    for line in (sockstat or "").splitlines():
+        f = line.split()
+        if f[:1] == ["TCP:"] and "tw" in f:
+            try:
+                return int(f[f.index("tw") + 1])
+            except (ValueError, IndexError):
+                return None
+    return None
+
+
+def read_facts(host, probe: str) -> dict:
+    """State of the namespace that a model needs besides sysctls, read just before the probe."""
+    facts: dict = {}
+    if probe in NEEDS_TW_COUNT:
+        facts["timewait_sockets"] = timewait_count(host.read_proc_text("net/sockstat"))
+    return facts
+
+
 def predict(probe: str, st: dict, hz: int | None, measured: dict | None = None) -> S.Prediction:
-    """The model's prediction for ``probe`` from setting values (and socket facts)."""
+    """The model's prediction for ``probe`` from setting values (and socket/namespace facts)."""
     measured = measured or {}
 
     def need(key):
@@ -79,12 +105,13 @@ def predict(probe: str, st: dict, hz: int | None, measured: dict | None = None) 
     if probe == "synack":
         # the request-sock timer ignores tcp_rto_max_ms (measured on 6.18; see predict_synack)
         return S.predict_synack(need("tcp_synack_retries"), hz=hz)
+    tw = {"tw_count": measured.get("timewait_sockets"), "max_tw_buckets": st.get("tcp_max_tw_buckets")}
     if probe == "fin-timeout":
-        return S.predict_fin_timeout(need("tcp_fin_timeout"), measured.get("rto_s", 0.2), hz=hz)
+        return S.predict_fin_timeout(need("tcp_fin_timeout"), measured.get("rto_s", 0.2), hz=hz, **tw)
     if probe == "keepalive":
         return S.predict_keepalive(need("tcp_keepalive_time"), need("tcp_keepalive_intvl"), need("tcp_keepalive_probes"), hz=hz)
     if probe == "tw-reuse":
-        return S.predict_tw_reuse(need("tcp_tw_reuse"), need("tcp_timestamps"), st.get("tcp_tw_reuse_delay"), hz=hz)
+        return S.predict_tw_reuse(need("tcp_tw_reuse"), need("tcp_timestamps"), st.get("tcp_tw_reuse_delay"), hz=hz, **tw)
     raise TcptuneError(f"unknown probe {probe!r}", ExitCode.BAD_INPUT, hint="one of " + ", ".join(PROBES))
 
 
@@ -109,8 +136,9 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
         raise TcptuneError(f"--max-wait {max_wait}: must be positive", ExitCode.BAD_INPUT)
     hz = kernel_hz()
     st = read_settings(host, probe)
+    facts = read_facts(host, probe)
     predictor = model or (lambda s, h, m: predict(probe, s, h, m))
-    pred = predictor(st, hz, {})
+    pred = predictor(st, hz, dict(facts))
     tol = tolerance or S.Tolerance(hz=hz, poll_s=0.010)
     base = {"probe": probe, "settings": st, "kernel": host.kernel_release(), "hz": hz, "max_wait_s": max_wait,
             "tolerance": tol.as_dict()}
@@ -124,7 +152,7 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
                 "unobserved": [e.as_dict() for e in pred.events if e.t > 0],
                 "reason": (f"the first {probe} event is predicted at {first_event_time(pred):g} s, beyond --max-wait "
                            f"{max_wait:g} s; too long to observe in the allowed time"),
-                "notes": list(pred.notes), "pcap": None}
+                "notes": list(pred.notes), "measured": facts, "pcap": None}
     # Watch until the kernel should have given up in every allowed outcome (plus a
     # little), but never past --max-wait.
     horizon = pred.horizon()
@@ -138,8 +166,9 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
             from tcptune.probe.capture import write_pcap
 
             write_pcap(pcap, obs.frames)
+    measured = {**facts, **obs.measured}
     if obs.measured:
-        pred = predictor(st, hz, obs.measured)
+        pred = predictor(st, hz, dict(measured))
     observed = obs.events()
     cmp = S.compare_prediction(pred, observed, tol, window=obs.watched_for)
     used = pred if cmp.alternative is None else pred.alternatives[cmp.alternative]
@@ -155,7 +184,7 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
                         "possible_s": _give_ups(pred)},
             "comparison": cmp.rows, "verdict": cmp.verdict, "reason": cmp.reason,
             "observed_for_s": round(obs.watched_for, 3), "unobserved": cmp.unobserved, "notes": notes,
-            "measured": obs.measured, "pcap": pcap if pcap and obs.source == "capture" else None}
+            "measured": measured, "pcap": pcap if pcap and obs.source == "capture" else None}
 
 
 def _alternatives(pred: S.Prediction) -> list[dict]:

@@ -15,12 +15,14 @@ import struct
 import time
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.probe.base import LOOPBACK, Context, Observation, abort_on_close, closing_all, listener, maybe_capture
+from tcptune.probe.base import (LOOPBACK, POLL_S, Context, Observation, abort_on_close, closing_all, find_entry, listener,
+                                maybe_capture)
 from tcptune.probe.capture import ACK, FIN, Segment
 
 NAME = "tw-reuse"
 IP_LOCAL_PORT_RANGE = 51  # include/uapi/linux/in.h (6.3+)
 ATTEMPT_EVERY_S = 0.005
+TIME_WAIT = 6
 
 
 def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
@@ -67,6 +69,27 @@ def _attempt(port: int, lport: int) -> socket.socket | None:
         raise
 
 
+def _watch_time_wait(obs: Observation, lport: int, port: int, since: float) -> None:
+    """Without a capture: record "time_wait" when the client's 4-tuple is seen in
+    TIME_WAIT, not merely when the server closed (with a full timewait table it never
+    gets there)."""
+    prev = since
+    deadline = time.time() + 0.5
+    while time.time() < deadline:
+        before = time.time()
+        e = find_entry(lport, port)
+        now = time.time()
+        if e is not None and e.state == TIME_WAIT:
+            obs.add(now, "time_wait", 0, "TIME_WAIT in the socket table", since=prev)
+            return
+        if e is None:
+            obs.notes.append(f"the client's 4-tuple (port {lport}) left the socket table without a TIME_WAIT socket")
+            return
+        prev = before
+        time.sleep(POLL_S)
+    obs.notes.append(f"the client's 4-tuple (port {lport}) did not reach TIME_WAIT within 0.5 s")
+
+
 def run(ctx: Context) -> Observation:
     obs = Observation(NAME, "capture")
     with closing_all() as socks:
@@ -88,7 +111,7 @@ def run(ctx: Context) -> Observation:
             t_tw = time.time()
             if cap is None:
                 obs.add(t_fin, "fin", 0, "close() called (no capture)")
-                obs.add(t_tw, "time_wait", 0, "server closed (no capture)")
+                _watch_time_wait(obs, lport, port, t_tw)
             attempts, reused = 0, False
             prev = time.time()
             while not ctx.expired():

@@ -46,6 +46,10 @@ def _tw_reuse_too_early(st, hz, measured):
     return S.predict_tw_reuse(st["tcp_tw_reuse"], st["tcp_timestamps"], 100)
 
 
+def _fin_timeout_blind_to_the_tw_limit(st, hz, measured):  # the model before tcp_max_tw_buckets was read
+    return S.predict_fin_timeout(st["tcp_fin_timeout"], measured.get("rto_s", 0.2), hz=hz)
+
+
 CASES = {
     # name: (probe, sysctls, kwargs)
     "syn-r2-l4": ("syn", {"tcp_syn_retries": 2, "tcp_syn_linear_timeouts": 4}, {}),
@@ -63,6 +67,11 @@ CASES = {
     "fin-1": ("fin-timeout", {"tcp_fin_timeout": 1}, {}),
     "fin-0-nocap": ("fin-timeout", {"tcp_fin_timeout": 0}, {"capture": False}),
     "fin-61": ("fin-timeout", {"tcp_fin_timeout": 61}, {}),
+    # a full timewait table (tcp_max_tw_buckets=0): the orphan is closed at once, never seen in FIN_WAIT2
+    "fin-3-twfull": ("fin-timeout", {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0}, {}),
+    "fin-3-twfull-nocap": ("fin-timeout", {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0}, {"capture": False}),
+    "fin-twfull-wrong": ("fin-timeout", {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0},
+                         {"model": _fin_timeout_blind_to_the_tw_limit, "max_wait": 4.0}),
     "ka-1-1-2": ("keepalive", {"tcp_keepalive_time": 1, "tcp_keepalive_intvl": 1, "tcp_keepalive_probes": 2}, {}),
     "ka-2-1-1-nocap": ("keepalive", {"tcp_keepalive_time": 2, "tcp_keepalive_intvl": 1, "tcp_keepalive_probes": 1},
                        {"capture": False}),
@@ -73,6 +82,10 @@ CASES = {
     "tw-2-200-nocap": ("tw-reuse", {"tcp_tw_reuse": 2, "tcp_tw_reuse_delay": 200, "tcp_timestamps": 1}, {"capture": False}),
     "tw-0": ("tw-reuse", {"tcp_tw_reuse": 0, "tcp_timestamps": 1}, {"max_wait": 1.5}),
     "tw-no-timestamps": ("tw-reuse", {"tcp_tw_reuse": 1, "tcp_timestamps": 0}, {"max_wait": 1.5}),
+    # no TIME_WAIT socket at all when the timewait table is full: reuse at once even with tcp_tw_reuse=0
+    "tw-0-twfull": ("tw-reuse", {"tcp_tw_reuse": 0, "tcp_timestamps": 1, "tcp_max_tw_buckets": 0}, {"max_wait": 1.5}),
+    "tw-0-twfull-nocap": ("tw-reuse", {"tcp_tw_reuse": 0, "tcp_timestamps": 1, "tcp_max_tw_buckets": 0},
+                          {"max_wait": 1.5, "capture": False}),
     "tw-wrong": ("tw-reuse", {"tcp_tw_reuse": 1, "tcp_tw_reuse_delay": 1000, "tcp_timestamps": 1},
                  {"model": _tw_reuse_too_early}),
 }
@@ -147,6 +160,28 @@ def test_syn_time_cap_inside_the_timer_slack_accepts_either_outcome(results):
     # whichever the kernel did, the verdict names the timeline it matched
     assert r["compared_with"] == (0 if len(retx) == 4 else None)
     assert any(n.startswith("ambiguous") for n in r["notes"])
+
+
+def test_full_timewait_table_governs_fin_timeout_and_tw_reuse(results):
+    for name in ("fin-3-twfull", "fin-3-twfull-nocap"):
+        r = _get(results, name)
+        assert r["settings"]["tcp_max_tw_buckets"] == 0 and r["measured"]["timewait_sockets"] == 0
+        assert r["give_up"]["observed_s"] < 0.3  # gone at once, not after tcp_fin_timeout=3
+    assert "early" in _get(results, "fin-twfull-wrong")["reason"]  # the old model expected 3 s
+    for name in ("tw-0-twfull", "tw-0-twfull-nocap"):
+        r = _get(results, name)
+        assert r["give_up"]["observed_s"] < 0.3  # reused at once despite tcp_tw_reuse=0
+
+
+def test_timewait_count_parses_sockstat():
+    from tcptune.probe.runner import timewait_count
+
+    # /proc/net/sockstat of a 6.18 namespace holding one TIME_WAIT socket
+    text = ("sockets: used 5\nTCP: inuse 1 orphan 0 tw 1 alloc 650105 mem 149752\nUDP: inuse 0 mem 0\n"
+            "UDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n")
+    assert timewait_count(text) == 1
+    assert timewait_count("TCP: inuse 0 orphan 0 tw 0 alloc 1 mem 0 pressure 0\n") == 0  # newer kernels add fields
+    assert timewait_count("") is None and timewait_count(None) is None and timewait_count("TCP: tw x\n") is None
 
 
 def test_fin_timeout_over_60s_is_split(results):

@@ -230,6 +230,29 @@ def test_keepalive_short():
     assert times(p, "keepalive_probe") == [1, 2] and p.give_up == 3
 
 
+def test_fin_timeout_full_timewait_table_closes_the_orphan_at_once():
+    # measured on 6.18: tcp_max_tw_buckets=0, tcp_fin_timeout=3 -> gone ~5 ms after close()
+    p = S.predict_fin_timeout(3, 0.204, tw_count=0, max_tw_buckets=0)
+    assert p.give_up == 0.0 and times(p, "fin_wait2_expired") == [0.0]
+    assert "tcp_max_tw_buckets" in p.notes[0]
+    (acked,) = [e for e in p.events if e.what == "fin_acked"]
+    assert acked.optional  # no FIN_WAIT2 phase for a socket-table poll to see
+    # > 60 s: the keepalive timer still runs tmo - 60 s, then tcp_time_wait() finds no room (measured: 1.01 s)
+    assert S.predict_fin_timeout(61, 0.204, tw_count=0, max_tw_buckets=0).give_up == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("count,limit,full", [(0, 0, True), (5, 5, True), (4, 5, False), (0, -1, False),
+                                              (10**6, -1, False), (None, 0, False), (3, None, False)])
+def test_tw_table_full(count, limit, full):
+    # inet_twsk_alloc(): count >= limit, compared unsigned (negative = no limit; measured with -1)
+    assert S.tw_table_full(count, limit) is full
+
+
+def test_fin_timeout_nearly_full_table_is_noted():
+    p = S.predict_fin_timeout(3, 0.2, tw_count=4, max_tw_buckets=5)
+    assert p.give_up == 3.0 and any("nearly full" in n for n in p.notes)
+
+
 # -- TIME_WAIT reuse ----------------------------------------------------------
 @pytest.mark.parametrize(
     "reuse,ts,delay,loopback,when",
@@ -262,6 +285,17 @@ def test_tw_reuse_before_tcp_tw_reuse_delay_is_a_window_not_one_second():
     assert S.compare(q.events, base + [ev(0.5, "reuse_ok")], TOL).verdict == "differs"
 
 
+def test_tw_reuse_full_timewait_table_frees_the_tuple_at_once():
+    # measured on 6.18: tcp_tw_reuse=0, tcp_max_tw_buckets=0 -> reuse after 0.1 ms
+    p = S.predict_tw_reuse(0, 1, 1000, tw_count=0, max_tw_buckets=0)
+    assert times(p, "reuse_ok") == [0.0]
+    # the old model said 60 s; the new one accepts what the kernel does, with or without the ACK packet
+    seen = [ev(0, "fin"), ev(0.0001, "reuse_ok")]
+    assert S.compare_prediction(p, seen, TOL).verdict == "matches"
+    assert S.compare_prediction(p, seen[:1] + [ev(0.00005, "time_wait")] + seen[1:], TOL).verdict == "matches"
+    assert S.compare_prediction(S.predict_tw_reuse(0, 1, 1000), seen, TOL).verdict == "differs"
+
+
 def test_tw_reuse_notes_loopback_only_and_explicit_bind():
     p = S.predict_tw_reuse(2, 1, 1000)
     assert any("loopback only" in n and "60 s" in n for n in p.notes)
@@ -283,6 +317,15 @@ def test_timer_slack_unknown_hz_is_worst_case():
 
 
 # -- comparison ---------------------------------------------------------------
+def test_optional_event_is_checked_only_when_seen():
+    p = S.predict_fin_timeout(3, 0.2, tw_count=0, max_tw_buckets=0)
+    gone = [ev(0, "fin"), ev(0.006, "fin_wait2_expired")]
+    assert S.compare_prediction(p, gone, TOL).verdict == "matches"
+    late_ack = [ev(0, "fin"), ev(0.5, "fin_acked"), ev(0.5, "fin_wait2_expired")]
+    assert S.compare_prediction(p, late_ack, TOL).verdict == "differs"
+
+
+
 def test_compare_matches_with_late_timer_events():
     pred = S.predict_syn(2, 0)
     obs = [ev(0, "syn"), ev(1.02, "syn_retransmit", 1), ev(3.05, "syn_retransmit", 2), ev(7.2, "connect_timeout")]
