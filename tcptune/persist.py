@@ -18,10 +18,13 @@ from typing import Iterable
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.sysctld import (
     OWN_FILE_HEADER,
+    PROCPS,
     SYSCTL_CONF,
     SYSCTL_D_DIRS,
+    SYSTEMD,
     BootState,
     BootValue,
+    compare_loaders,
     compute_boot_state,
     is_own_file_text,
     own_file_path_problem,
@@ -51,43 +54,59 @@ def _read_text(p: Path, shown: str) -> str:
     return data.decode("utf-8", "replace")
 
 
-def read_config_files(root: Path, *, override: tuple[str, str | None] | None = None) -> list[tuple[str, str]]:
-    """[(path, text)] of every file the boot loader would consider below ``root``.
-
-    ``override=(path, text)`` substitutes the text of one file (tcptune's, as it
-    is about to be written; None = as if absent) so the effect can be computed
-    before anything is written.  A symlink to /dev/null (the way to mask a
-    vendor file) reads as empty, which is what it means at boot.  Dangling
-    symlinks are skipped, as the loader cannot open them either.
-    """
-    files: dict[str, str] = {}
-    for d in SYSCTL_D_DIRS:
-        base = under_root(root, d)
+def _entry_text(root: Path, logical: str) -> str | None:
+    """Text of one sysctl.d entry as the boot loader sees it: "" for a /dev/null mask,
+    None for anything it cannot read as a file (a directory, a dangling symlink);
+    both loaders treat those as present (the name hides same-named files) but empty.
+    Measured with systemd-sysctl 252 and procps 4.0.2 (tests/netns/test_apply_boot_loaders.py)."""
+    p = resolve_in_root(root, logical)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
         try:
-            entries = sorted(os.scandir(base), key=lambda e: e.name)
+            if os.readlink(under_root(root, logical)) == "/dev/null":  # a mask, in a tree without dev/
+                return ""
+        except OSError:
+            pass
+        return None
+    except OSError as exc:
+        raise TcptuneError(f"cannot read {logical}: {exc.strerror}", ExitCode.BAD_INPUT, hint="run as root") from exc
+    if stat.S_ISCHR(st.st_mode):
+        return ""  # /dev/null itself
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return _read_text(p, logical)
+
+
+def read_config_files(root: Path, *, override: tuple[str, str | None] | None = None) -> list[tuple[str, str | None]]:
+    """[(path, text)] of every entry a boot loader might consider below ``root``.
+
+    Every ``*.conf`` of every sysctl.d directory (dotfiles too: procps reads them,
+    the systemd model drops them), and /etc/sysctl.conf when it is a regular file
+    (procps stat()s it).  Symlinks resolve inside ``root``.  A directory that is the
+    same as one already listed (/lib/sysctl.d when /lib -> usr/lib, merged /usr) is
+    listed once.  ``override=(path, text)`` substitutes the text of one file
+    (tcptune's, as it is about to be written; None = as if absent) so the effect
+    can be computed before anything is written.
+    """
+    root = Path(root)
+    files: dict[str, str | None] = {}
+    seen_dirs: set[str] = set()
+    for d in SYSCTL_D_DIRS:
+        base = resolve_in_root(root, d)
+        if str(base) in seen_dirs:
+            continue
+        seen_dirs.add(str(base))
+        try:
+            names = sorted(os.listdir(base))
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as exc:
             raise TcptuneError(f"cannot list {d} under {root}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
-        for e in entries:
-            if not e.name.endswith(".conf"):
-                continue
-            logical = f"{d}/{e.name}"
-            target = Path(e.path)
-            if e.is_symlink():
-                link = os.readlink(e.path)
-                if link == "/dev/null":
-                    files[logical] = ""
-                    continue
-                if link.startswith("/"):
-                    # An absolute link names a file of the system below root, not of this host.
-                    target = under_root(root, link)
-                if not target.exists():
-                    continue
-            if target.is_dir():
-                continue
-            files[logical] = _read_text(target, logical)
-    conf = under_root(root, SYSCTL_CONF)
+        for name in names:
+            if name.endswith(".conf"):
+                files[f"{d}/{name}"] = _entry_text(root, f"{d}/{name}")
+    conf = resolve_in_root(root, SYSCTL_CONF)
     if conf.is_file():
         files[SYSCTL_CONF] = _read_text(conf, SYSCTL_CONF)
     if override is not None:
@@ -100,18 +119,55 @@ def read_config_files(root: Path, *, override: tuple[str, str | None] | None = N
     return sorted(files.items())
 
 
-def boot_state(root: Path, known_keys: Iterable[str] = (), *, override: tuple[str, str | None] | None = None) -> BootState:
-    return compute_boot_state(read_config_files(Path(root), override=override), known_keys)
+def detect_loader(root: Path) -> tuple[str, str]:
+    """(loader, why): which program applies sysctl.d when the system below ``root`` boots.
+
+    systemd when it was booted with systemd (/run/systemd/system exists, the test
+    sd_booted() makes) or ships systemd-sysctl; else procps `sysctl --system`,
+    which sysvinit and OpenRC boot scripts run.
+    """
+    where = "" if os.path.realpath(root) == "/" else f" under {root}"
+    if resolve_in_root(root, "/run/systemd/system").is_dir():
+        return SYSTEMD, f"/run/systemd/system exists{where} (booted with systemd)"
+    for binary in ("/lib/systemd/systemd-sysctl", "/usr/lib/systemd/systemd-sysctl"):
+        if resolve_in_root(root, binary).is_file():
+            return SYSTEMD, f"{binary} exists{where}"
+    return PROCPS, f"no systemd-sysctl{where}: `sysctl --system` from procps is assumed"
 
 
-def boot_values(root: Path, known_keys: Iterable[str] = ()) -> dict[str, BootValue]:
+def boot_state(
+    root: Path,
+    known_keys: Iterable[str] = (),
+    *,
+    override: tuple[str, str | None] | None = None,
+    loader: str | None = None,
+) -> BootState:
+    """What the boot loader of the system below ``root`` would do (``loader``: force one).
+
+    ``disagreements`` lists the keys the other loader would set differently, so a
+    file that only works with one of them is noticed.
+    """
+    root = Path(root)
+    files = read_config_files(root, override=override)
+    known = list(known_keys)
+    reason = "chosen by the caller"
+    if loader is None:
+        loader, reason = detect_loader(root)
+    state = compute_boot_state(files, known, loader)
+    state.loader_reason = reason
+    state.disagreements = compare_loaders(files, known)
+    return state
+
+
+def boot_values(root: Path, known_keys: Iterable[str] = (), *, loader: str | None = None) -> dict[str, BootValue]:
     """{key: BootValue(value, path, line)}: what sysctl.d would set at boot on the system below ``root``.
 
-    ``root`` is "/" for this machine.  Glob lines (systemd's ``net.ipv4.conf.*.x``)
-    are expanded over ``known_keys`` only; pass the keys you compare (e.g. a
+    ``root`` is "/" for this machine; the loader (systemd-sysctl or procps) is
+    detected from that root unless given.  Glob lines (``net.ipv4.conf.*.x``) are
+    expanded over ``known_keys`` only; pass the keys you compare (e.g. a
     profile's) to have globs resolved.
     """
-    return boot_state(Path(root), known_keys).values
+    return boot_state(Path(root), known_keys, loader=loader).values
 
 
 def resolve_in_root(root: Path, path: str) -> Path:

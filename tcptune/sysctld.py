@@ -1,28 +1,31 @@
-"""sysctl.d(5) precedence and tcptune's own sysctl.d file (pure: text in, values out).
+"""sysctl.d precedence, for both boot-time loaders, and tcptune's own file (pure: text in, values out).
 
-At boot, systemd-sysctl (and `sysctl --system` from procps) read every ``*.conf``
-file in these directories, most important first::
+Two programs load sysctl.d at boot and they do not agree on every detail:
 
-    /etc/sysctl.d  /run/sysctl.d  /usr/local/lib/sysctl.d  /usr/lib/sysctl.d  /lib/sysctl.d
+- **systemd-sysctl** (systemd-sysctl.service, every systemd host).  Reads ``*.conf``
+  in /etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d (and
+  /lib/sysctl.d only when built for split /usr: Debian 12's 252 lists just the four);
+  skips dotfiles; does NOT read /etc/sysctl.conf (Debian ships the symlink
+  /etc/sysctl.d/99-sysctl.conf -> ../sysctl.conf, read as a file of that name).
+- **procps `sysctl --system`** (sysvinit/OpenRC boot scripts, admins by hand).  Reads
+  ``*.conf`` in the same directories plus /lib/sysctl.d, dotfiles included, and then
+  /etc/sysctl.conf last of all (src/sysctl.c PreloadSystem(), procps-ng 4.x).
 
-A file name found in a more important directory hides the files with the same
-name in the others (that is also how a package's file is masked: a same-named
-empty file or a symlink to /dev/null in /etc).  The surviving files are read in
-lexicographic order of their *names*, whichever directory holds them, and
-``/etc/sysctl.conf`` last; when several lines set the same key the last one read
-wins.  Sources: sysctl.d(5) "CONFIGURATION DIRECTORIES AND PRECEDENCE" (systemd),
-sysctl(8) --system (procps-ng; https://gitlab.com/procps-ng/procps/-/issues/200
-confirms the by-name ordering across directories).
+Common to both: a name found in a more important directory hides the same name in
+the others; an entry that is no readable file (a directory, a dangling symlink, a
+symlink to /dev/null, an empty file) still hides it and sets nothing; the surviving
+files are read in byte order of their *names*, whichever directory holds them, and
+the last assignment of a key wins.  A glob key (``net.ipv4.conf.*.rp_filter = 1``)
+skips keys assigned explicitly anywhere, and ``-pattern`` without a value excludes
+keys from globs (sysctl.d(5); procps 4.0.2 behaves the same).  Sources: sysctl.d(5)
+of systemd 252, procps-ng src/sysctl.c, and both programs run here in a private
+mount+network namespace over test trees (tests/netns/test_apply_boot_loaders.py),
+which is where the dangling-link, directory and dotfile rules were measured.
 
-systemd-sysctl also accepts glob keys (``net.ipv4.conf.*.rp_filter = 1``); a key
-with an explicit assignment anywhere is excluded from every glob, and a line
-``-pattern`` with no value excludes matching keys from globs (sysctl.d(5)).
-procps `sysctl --system` has no such exclusion rule; tcptune follows systemd,
-which is what runs at boot on systemd hosts.
-
-The host layer (tcptune.persist) lists and reads the files below a root and
-hands ``(path, text)`` pairs to these functions; paths here are the paths as
-seen from inside that root ("/etc/sysctl.d/90-tcptune.conf").
+The host layer (tcptune.persist) lists and reads the files below a root, decides
+which loader that system boots with, and hands ``(path, text)`` pairs to these
+functions (text None: present but not a readable file); paths here are the
+paths as seen from inside that root ("/etc/sysctl.d/90-tcptune.conf").
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ SYSCTL_D_DIRS = (
 )
 SYSCTL_CONF = "/etc/sysctl.conf"
 DEFAULT_PERSIST_FILE = "/etc/sysctl.d/90-tcptune.conf"
+SYSTEMD = "systemd"
+PROCPS = "procps"
+LOADERS = {SYSTEMD: "systemd-sysctl", PROCPS: "procps `sysctl --system`"}
 _GLOB_CHARS = "*?["
 
 
@@ -85,6 +91,9 @@ class BootState:
     values: dict[str, BootValue] = field(default_factory=dict)  # explicit keys (+ globs expanded over known keys)
     setters: dict[str, list[BootValue]] = field(default_factory=dict)  # every assignment to a key, load order
     warnings: list[str] = field(default_factory=list)
+    loader: str = PROCPS  # whose rules these are
+    loader_reason: str = ""  # why the host layer picked that loader
+    disagreements: list["Disagreement"] = field(default_factory=list)  # keys the other loader would set otherwise
 
 
 def is_sysctl_d_path(path: str) -> bool:
@@ -126,16 +135,26 @@ def is_own_file_text(text: str | None) -> bool:
     return text is not None and text.startswith(OWN_FILE_HEADER)
 
 
-def order_config_files(paths: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+def _read_by(loader: str, path: str) -> bool:
+    """Would ``loader`` consider this sysctl.d entry at all (before name masking)?"""
+    if loader == SYSTEMD:
+        # conf_files_list() skips hidden files; /etc/sysctl.conf is not one of its paths.
+        return path != SYSCTL_CONF and not posixpath.basename(path).startswith(".")
+    return path != SYSCTL_CONF
+
+
+def order_config_files(paths: Iterable[str], loader: str = PROCPS) -> tuple[list[str], dict[str, str]]:
     """(files in load order, {hidden path: the same-named path that hides it}).
 
-    ``paths`` are candidate files; anything not read at boot is ignored.
+    ``paths`` are candidate files; anything ``loader`` does not read at boot is ignored.
     """
+    if loader not in LOADERS:
+        raise ValueError(f"unknown loader {loader!r}")
     by_name: dict[str, str] = {}
     hidden: dict[str, str] = {}
     rank = {d: i for i, d in enumerate(SYSCTL_D_DIRS)}
     candidates = sorted(
-        {posixpath.normpath(p) for p in paths if is_sysctl_d_path(p) and posixpath.normpath(p) != SYSCTL_CONF},
+        {posixpath.normpath(p) for p in paths if is_sysctl_d_path(p) and _read_by(loader, posixpath.normpath(p))},
         key=lambda p: (rank[posixpath.dirname(p)], p),
     )
     for p in candidates:
@@ -144,8 +163,8 @@ def order_config_files(paths: Iterable[str]) -> tuple[list[str], dict[str, str]]
             hidden[p] = by_name[name]
         else:
             by_name[name] = p
-    ordered = [by_name[n] for n in sorted(by_name)]
-    if any(posixpath.normpath(p) == SYSCTL_CONF for p in paths):
+    ordered = [by_name[n] for n in sorted(by_name, key=lambda n: n.encode())]  # strcmp() order
+    if loader == PROCPS and any(posixpath.normpath(p) == SYSCTL_CONF for p in paths):
         ordered.append(SYSCTL_CONF)
     return ordered, hidden
 
@@ -177,19 +196,26 @@ def parse_config_text(text: str, path: str) -> tuple[list[Assignment], list[str]
     return out, warnings
 
 
-def compute_boot_state(files: Sequence[tuple[str, str]], known_keys: Iterable[str] = ()) -> BootState:
-    """Apply sysctl.d precedence to ``files`` [(path, text)].
+def compute_boot_state(
+    files: Sequence[tuple[str, str | None]], known_keys: Iterable[str] = (), loader: str = PROCPS
+) -> BootState:
+    """Apply ``loader``'s sysctl.d precedence to ``files`` [(path, text)].
 
-    Explicit keys always appear in ``values``.  A glob assignment is expanded over
-    ``known_keys`` (e.g. the profile's keys, or the keys of the running kernel):
-    without a key list a glob cannot be resolved to keys.
+    A text of None is an entry that is no readable file (a directory, a dangling
+    symlink): it hides same-named files and sets nothing.  Explicit keys always
+    appear in ``values``.  A glob assignment is expanded over ``known_keys`` (e.g.
+    the profile's keys, or the keys of the running kernel): without a key list a
+    glob cannot be resolved to keys.
     """
     texts = {posixpath.normpath(p): t for p, t in files}
-    ordered, hidden = order_config_files(texts)
-    state = BootState(files=ordered, assignments=[])
+    ordered, hidden = order_config_files(texts, loader)
+    state = BootState(files=ordered, assignments=[], loader=loader)
     for hidden_path, winner in sorted(hidden.items()):
         state.warnings.append(f"{hidden_path} is not read at boot: {winner} has the same name and takes precedence")
     for path in ordered:
+        if texts[path] is None:
+            state.warnings.append(f"{path} is not a readable file (a directory or a dangling symlink?): it sets nothing, yet hides same-named files")
+            continue
         assigns, warns = parse_config_text(texts[path], path)
         state.assignments.extend(assigns)
         state.warnings.extend(warns)
@@ -219,6 +245,45 @@ def compute_boot_state(files: Sequence[tuple[str, str]], known_keys: Iterable[st
             state.values[key] = bv
             state.setters.setdefault(key, []).append(bv)
     return state
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A key systemd-sysctl and `sysctl --system` would set differently at boot (None: not at all)."""
+
+    key: str
+    systemd: BootValue | None
+    procps: BootValue | None
+
+    def message(self) -> str:
+        def show(bv: BootValue | None) -> str:
+            return "leaves it alone" if bv is None else f"sets {bv.value} ({bv.where})"
+
+        return (
+            f"{self.key}: at boot systemd-sysctl {show(self.systemd)} but `sysctl --system` {show(self.procps)}; "
+            "which one runs decides the value"
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "key": self.key,
+            "systemd": self.systemd.to_json() if self.systemd else None,
+            "procps": self.procps.to_json() if self.procps else None,
+        }
+
+
+def compare_loaders(files: Sequence[tuple[str, str | None]], known_keys: Iterable[str] = ()) -> list[Disagreement]:
+    """Keys whose boot value (or whether one is set) differs between the two loaders."""
+    known = list(known_keys)
+    sd = compute_boot_state(files, known, SYSTEMD).values
+    pp = compute_boot_state(files, known, PROCPS).values
+    out = []
+    for key in sorted(set(sd) | set(pp)):
+        a, b = sd.get(key), pp.get(key)
+        if a is not None and b is not None and " ".join(a.value.split()) == " ".join(b.value.split()):
+            continue
+        out.append(Disagreement(key, a, b))
+    return out
 
 
 @dataclass(frozen=True)
@@ -268,15 +333,15 @@ def find_overrides(state: BootState, own_path: str) -> list[Override]:
     return out
 
 
-def own_file_problem(paths: Iterable[str], own_path: str) -> str | None:
+def own_file_problem(paths: Iterable[str], own_path: str, loader: str = PROCPS) -> str | None:
     """Why ``own_path`` would not be read at boot at all (not a sysctl.d path, or hidden), else None."""
     own_path = posixpath.normpath(own_path)
-    if not is_sysctl_d_path(own_path):
+    if not is_sysctl_d_path(own_path) or not _read_by(loader, own_path):
         return (
-            f"{own_path} is not read at boot: sysctl.d(5) reads *.conf files in "
-            f"{', '.join(SYSCTL_D_DIRS)} and {SYSCTL_CONF}"
+            f"{own_path} is not read at boot by {LOADERS[loader]}: it reads *.conf files in {', '.join(SYSCTL_D_DIRS)}"
+            + (f" and {SYSCTL_CONF}" if loader == PROCPS else ", no dotfiles")
         )
-    _, hidden = order_config_files(set(paths) | {own_path})
+    _, hidden = order_config_files(set(paths) | {own_path}, loader)
     if own_path in hidden:
         return f"{own_path} is not read at boot: {hidden[own_path]} has the same name and takes precedence"
     return None
@@ -315,8 +380,10 @@ def render_own_file(
     return "\n".join(lines) + "\n"
 
 
-def boot_values_from_files(files: Sequence[tuple[str, str]], known_keys: Iterable[str] = ()) -> dict[str, BootValue]:
-    return compute_boot_state(files, known_keys).values
+def boot_values_from_files(
+    files: Sequence[tuple[str, str | None]], known_keys: Iterable[str] = (), loader: str = PROCPS
+) -> dict[str, BootValue]:
+    return compute_boot_state(files, known_keys, loader).values
 
 
 def drift_against_boot(live: Mapping[str, str | None], boot: Mapping[str, BootValue]) -> list[tuple[str, str | None, BootValue]]:

@@ -121,7 +121,9 @@ def _persist_preview(profile, plan, persist_root: Path, persist_file: str):
         version=__version__,
     )
     state = boot_state(persist_root, list(profile.settings), override=(persist_file, text))
-    problem = own_file_problem(state.files, persist_file)
+    problem = own_file_problem(state.files, persist_file, state.loader)
+    # Only the profile's keys: other keys the two loaders disagree on are not this apply's business.
+    state.disagreements = [d for d in state.disagreements if d.key in profile.settings]
     return text, state, find_overrides(state, persist_file), problem
 
 
@@ -208,6 +210,9 @@ def apply_cmd(
             "root": str(proot),
             "path": persist_file,
             "written": written,
+            "loader": state.loader,
+            "loader_reason": state.loader_reason,
+            "loader_disagreements": [d.to_json() for d in state.disagreements],
             "boot_values": {k: state.values[k].to_json() for k in prof.settings if k in state.values},
             "overrides": [o.to_json() for o in overrides],
             "problems": [problem] if problem else [],
@@ -237,11 +242,16 @@ def apply_cmd(
         for n in notes:
             typer.echo(f"note: {n}")
         if preview is not None:
-            typer.echo(f"persist: {persist_file} under {proot} ({len(preview[0].splitlines())} lines)")
+            from tcptune.sysctld import LOADERS
+
+            typer.echo(
+                f"persist: {persist_file} under {proot} ({len(preview[0].splitlines())} lines); "
+                f"at boot {LOADERS[preview[1].loader]} loads it ({preview[1].loader_reason})"
+            )
     if preview is not None:
         # Boot-time overrides go to stderr in both modes, so --json stdout stays one document.
         text, bstate, overrides, problem = preview
-        for msg in ([problem] if problem else []) + [o.message() for o in overrides] + bstate.warnings:
+        for msg in ([problem] if problem else []) + [o.message() for o in overrides] + [d.message() for d in bstate.disagreements] + bstate.warnings:
             typer.echo(f"warning: {msg}", err=True)
 
     if dry_run:

@@ -339,3 +339,32 @@ def test_a_confirmed_plan_that_changes_while_waiting_for_the_lock_is_refused(roo
     assert p.returncode == 1, err
     assert "the plan changed while this apply waited for the lock (net.ipv4.tcp_retries2 is now 9, not 15)" in err
     assert tree_bytes(root) == changed and not list((state / "snapshots").glob("*.json"))
+
+
+def test_persist_models_systemd_sysctl_when_the_root_boots_with_systemd(root, tmp_path):
+    tree = tmp_path / "sys"
+    (tree / "usr/lib/sysctl.d").mkdir(parents=True)
+    (tree / "etc/sysctl.d").mkdir(parents=True)
+    (tree / "run/systemd/system").mkdir(parents=True)
+    (tree / "usr/lib/sysctl.d/99-vendor.conf").write_text("net.ipv4.tcp_syn_retries = 5\n")
+    (tree / "etc/sysctl.conf").write_text("net.ipv4.tcp_retries2 = 7\n")  # systemd-sysctl never reads it
+    r = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root), "--json")
+    assert r.returncode == 0, r.stderr
+    p = json.loads(r.stdout)["persist"]
+    assert p["loader"] == "systemd" and "booted with systemd" in p["loader_reason"]
+    assert {o["key"]: o["winner"]["path"] for o in p["overrides"]} == {"net.ipv4.tcp_syn_retries": "/usr/lib/sysctl.d/99-vendor.conf"}
+    assert p["boot_values"]["net.ipv4.tcp_retries2"]["path"] == "/etc/sysctl.d/90-tcptune.conf"
+    assert p["loader_disagreements"] == [
+        {
+            "key": "net.ipv4.tcp_retries2",
+            "systemd": {"value": "8", "path": "/etc/sysctl.d/90-tcptune.conf", "line": p["loader_disagreements"][0]["systemd"]["line"]},
+            "procps": {"value": "7", "path": "/etc/sysctl.conf", "line": 1},
+        }
+    ]
+    assert "warning: net.ipv4.tcp_retries2: at boot systemd-sysctl sets 8" in r.stderr and "`sysctl --system` sets 7" in r.stderr
+    text = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root))
+    assert "at boot systemd-sysctl loads it (/run/systemd/system exists under" in text.stdout
+    os.rename(tree / "run/systemd", tree / "run/not-systemd")
+    r = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root), "--json")
+    p = json.loads(r.stdout)["persist"]
+    assert p["loader"] == "procps" and p["boot_values"]["net.ipv4.tcp_retries2"]["path"] == "/etc/sysctl.conf"

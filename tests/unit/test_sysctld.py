@@ -7,8 +7,13 @@ from hypothesis import strategies as st
 
 from tcptune.sysctlconf import parse_sysctl_lines
 from tcptune.sysctld import (
+    PROCPS,
     SYSCTL_CONF,
+    SYSTEMD,
+    compare_loaders,
     compute_boot_state,
+    is_own_file_text,
+    own_file_path_problem,
     find_overrides,
     order_config_files,
     own_file_problem,
@@ -148,8 +153,52 @@ def test_render_own_file_rejects_keys_outside_net():
         render_own_file([(KEY, "  ", "")], profile="x", origin="y", version="0")
 
 
+def test_systemd_reads_no_sysctl_conf_and_no_dotfiles_procps_reads_both():
+    files = [
+        (SYSCTL_CONF, f"{KEY} = 7\n"),
+        (OWN, f"{KEY} = 4\n"),
+        ("/etc/sysctl.d/.99-hidden.conf", "net.ipv4.tcp_fin_timeout = 11\n"),
+    ]
+    sd = compute_boot_state(files, loader=SYSTEMD)
+    assert sd.files == [OWN] and sd.values[KEY].value == "4" and "net.ipv4.tcp_fin_timeout" not in sd.values
+    pp = compute_boot_state(files, loader=PROCPS)
+    assert pp.files == ["/etc/sysctl.d/.99-hidden.conf", OWN, SYSCTL_CONF]  # "." sorts first
+    assert pp.values[KEY].where == "/etc/sysctl.conf:1" and pp.values["net.ipv4.tcp_fin_timeout"].value == "11"
+    assert [(d.key, d.systemd and d.systemd.value, d.procps and d.procps.value) for d in compare_loaders(files)] == [
+        ("net.ipv4.tcp_fin_timeout", None, "11"),
+        (KEY, "4", "7"),
+    ]
+    assert "leaves it alone" in compare_loaders(files)[0].message()
+    assert "no dotfiles" in own_file_problem([], "/etc/sysctl.d/.x.conf", SYSTEMD)
+    assert own_file_problem([], "/etc/sysctl.d/.x.conf", PROCPS) is None
+
+
+def test_an_unreadable_entry_masks_and_sets_nothing_under_both_loaders():
+    files = [("/etc/sysctl.d/50-x.conf", None), ("/usr/lib/sysctl.d/50-x.conf", f"{KEY} = 3\n")]
+    for loader in (SYSTEMD, PROCPS):
+        state = compute_boot_state(files, loader=loader)
+        assert state.values == {} and state.files == ["/etc/sysctl.d/50-x.conf"]
+        assert any("not a readable file" in w for w in state.warnings)
+    assert compare_loaders(files) == []
+
+
+def test_names_sort_in_byte_order_like_strcmp():
+    ordered, _ = order_config_files(["/etc/sysctl.d/a.conf", "/etc/sysctl.d/B.conf", "/etc/sysctl.d/10.conf"], SYSTEMD)
+    assert ordered == ["/etc/sysctl.d/10.conf", "/etc/sysctl.d/B.conf", "/etc/sysctl.d/a.conf"]
+
+
+def test_own_file_path_rules():
+    assert own_file_path_problem(OWN) is None
+    assert own_file_path_problem("/usr/lib/sysctl.d/90-tcptune.conf") is None
+    for bad in ("/etc/passwd", SYSCTL_CONF, "/etc/sysctl.d/../passwd", "/etc/sysctl.d//x.conf", "/etc/sysctl.d/.x.conf",
+                "/etc/sysctl.d/x", "/etc/sysctl.d/.conf", "etc/sysctl.d/x.conf", "/etc/sysctl.d/sub/x.conf", "/etc/sysctl.d/x\x00.conf"):
+        assert own_file_path_problem(bad), bad
+    assert is_own_file_text(render_own_file([(KEY, "4", "")], profile="p", origin="o", version="1"))
+    assert not is_own_file_text(f"{KEY} = 4\n") and not is_own_file_text(None)
+
+
 _dirs = st.sampled_from(["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"])
-_names = st.sampled_from(["10-a.conf", "50-b.conf", "90-tcptune.conf", "99-z.conf"])
+_names = st.sampled_from(["10-a.conf", "50-b.conf", "90-tcptune.conf", "99-z.conf", ".hidden.conf"])
 _keys = st.sampled_from([KEY, "net.ipv4.tcp_fin_timeout", "net.core.somaxconn"])
 _line = st.one_of(
     st.tuples(_keys, st.integers(0, 99)).map(lambda t: f"{t[0]} = {t[1]}"),
@@ -158,17 +207,22 @@ _line = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(_dirs, _names, st.lists(_line, max_size=5)), max_size=8), st.lists(_line, max_size=3))
-def test_boot_value_is_the_last_assignment_in_load_order(files, conf_lines):
+@given(
+    st.lists(st.tuples(_dirs, _names, st.lists(_line, max_size=5)), max_size=8),
+    st.lists(_line, max_size=3),
+    st.sampled_from([PROCPS, SYSTEMD]),
+)
+def test_boot_value_is_the_last_assignment_in_load_order(files, conf_lines, loader):
     texts = {f"{d}/{n}": "\n".join(lines) for d, n, lines in files}
     if conf_lines:
         texts[SYSCTL_CONF] = "\n".join(conf_lines)
-    state = compute_boot_state(sorted(texts.items()))  # never raises, whatever the junk
-    # Reference model: walk names in order, pick the most important dir holding each name.
+    state = compute_boot_state(sorted(texts.items()), loader=loader)  # never raises, whatever the junk
+    # Reference model: walk names in order, pick the most important dir holding each name;
+    # systemd skips dotfiles and /etc/sysctl.conf, procps reads /etc/sysctl.conf last.
     rank = ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"]
-    names = sorted({p.rsplit("/", 1)[1] for p in texts if p != SYSCTL_CONF})
+    names = sorted({p.rsplit("/", 1)[1] for p in texts if p != SYSCTL_CONF and not (loader == SYSTEMD and p.rsplit("/", 1)[1].startswith("."))})
     order = [next(f"{d}/{n}" for d in rank if f"{d}/{n}" in texts) for n in names]
-    if SYSCTL_CONF in texts:
+    if SYSCTL_CONF in texts and loader == PROCPS:
         order.append(SYSCTL_CONF)
     expected = {}
     for path in order:

@@ -9,7 +9,16 @@ import subprocess
 import pytest
 
 from tcptune.errors import TcptuneError
-from tcptune.persist import boot_state, boot_values, check_own_file, read_config_files, read_own_file, write_own_file
+from tcptune.persist import (
+    boot_state,
+    boot_values,
+    check_own_file,
+    detect_loader,
+    read_config_files,
+    read_own_file,
+    write_own_file,
+)
+from tcptune.sysctld import PROCPS, SYSTEMD
 
 KEY = "net.ipv4.tcp_syn_retries"
 
@@ -36,17 +45,52 @@ def test_boot_values_reads_every_directory_below_the_root(tmp_path):
     }
 
 
-def test_dev_null_symlink_masks_a_vendor_file_and_dangling_links_are_skipped(tmp_path):
+@pytest.mark.parametrize("loader", [PROCPS, SYSTEMD])
+def test_dev_null_symlinks_dangling_links_and_directories_all_mask_and_set_nothing(tmp_path, loader):
+    # Measured with systemd-sysctl 252 and procps 4.0.2 (tests/netns/test_apply_boot_loaders.py):
+    # a dangling link or a directory named like the vendor file hides it just like /dev/null.
     put(tmp_path, "usr/lib/sysctl.d/50-vendor.conf", f"{KEY} = 2\n")
+    put(tmp_path, "usr/lib/sysctl.d/60-vendor.conf", "net.ipv4.tcp_fin_timeout = 33\n")
+    put(tmp_path, "usr/lib/sysctl.d/70-vendor.conf", "net.ipv4.tcp_retries2 = 9\n")
     (tmp_path / "etc/sysctl.d").mkdir(parents=True)
     os.symlink("/dev/null", tmp_path / "etc/sysctl.d/50-vendor.conf")
-    os.symlink("/nonexistent/x.conf", tmp_path / "etc/sysctl.d/60-dangling.conf")
+    os.symlink("/nonexistent/x.conf", tmp_path / "etc/sysctl.d/60-vendor.conf")
+    (tmp_path / "etc/sysctl.d/70-vendor.conf").mkdir()
     files = dict(read_config_files(tmp_path))
     assert files["/etc/sysctl.d/50-vendor.conf"] == ""
-    assert "/etc/sysctl.d/60-dangling.conf" not in files
-    state = boot_state(tmp_path)
-    assert KEY not in state.values
-    assert any("50-vendor.conf is not read at boot" in w for w in state.warnings)
+    assert files["/etc/sysctl.d/60-vendor.conf"] is None and files["/etc/sysctl.d/70-vendor.conf"] is None
+    state = boot_state(tmp_path, loader=loader)
+    assert state.values == {} and state.loader == loader
+    assert sum("vendor.conf is not read at boot" in w for w in state.warnings) == 3
+    assert sum("not a readable file" in w for w in state.warnings) == 2
+
+
+def test_the_loader_follows_what_the_root_boots_with(tmp_path):
+    assert detect_loader(tmp_path)[0] == PROCPS
+    put(tmp_path, "lib/systemd/systemd-sysctl", "")
+    assert detect_loader(tmp_path) == (SYSTEMD, f"/lib/systemd/systemd-sysctl exists under {tmp_path}")
+    os.unlink(tmp_path / "lib/systemd/systemd-sysctl")
+    (tmp_path / "run/systemd/system").mkdir(parents=True)
+    loader, why = detect_loader(tmp_path)
+    assert loader == SYSTEMD and "booted with systemd" in why
+    put(tmp_path, "etc/sysctl.conf", f"{KEY} = 4\n")
+    put(tmp_path, "etc/sysctl.d/10-a.conf", f"{KEY} = 3\n")
+    state = boot_state(tmp_path, [KEY])
+    assert state.loader == SYSTEMD and state.values[KEY].path == "/etc/sysctl.d/10-a.conf"  # no sysctl.conf
+    assert [d.key for d in state.disagreements] == [KEY]
+    assert state.disagreements[0].procps.path == "/etc/sysctl.conf"
+
+
+def test_merged_usr_lib_is_read_once_and_split_usr_lib_is_read(tmp_path):
+    put(tmp_path, "usr/lib/sysctl.d/50-a.conf", f"{KEY} = 2\n")
+    os.symlink("usr/lib", tmp_path / "lib")  # merged /usr: /lib/sysctl.d IS /usr/lib/sysctl.d
+    files = [p for p, _ in read_config_files(tmp_path)]
+    assert files == ["/usr/lib/sysctl.d/50-a.conf"]
+    assert boot_state(tmp_path).warnings == []  # not "hidden by itself"
+    os.unlink(tmp_path / "lib")
+    put(tmp_path, "lib/sysctl.d/60-b.conf", "net.core.somaxconn = 100\n")  # split /usr
+    for loader in (PROCPS, SYSTEMD):
+        assert boot_state(tmp_path, loader=loader).values["net.core.somaxconn"].path == "/lib/sysctl.d/60-b.conf"
 
 
 def test_relative_symlink_like_debians_99_sysctl_conf(tmp_path):
@@ -54,9 +98,19 @@ def test_relative_symlink_like_debians_99_sysctl_conf(tmp_path):
     (tmp_path / "etc/sysctl.d").mkdir()
     os.symlink("../sysctl.conf", tmp_path / "etc/sysctl.d/99-sysctl.conf")
     state = boot_state(tmp_path)
-    # read twice (as 99-sysctl.conf and as /etc/sysctl.conf last), same value
+    # procps: read twice (as 99-sysctl.conf and as /etc/sysctl.conf last), same value
     assert [s.path for s in state.setters[KEY]] == ["/etc/sysctl.d/99-sysctl.conf", "/etc/sysctl.conf"]
     assert state.values[KEY].value == "4"
+    # systemd reads /etc/sysctl.conf only through that link
+    state = boot_state(tmp_path, loader=SYSTEMD)
+    assert [s.path for s in state.setters[KEY]] == ["/etc/sysctl.d/99-sysctl.conf"]
+    # ... so a file named after 99-sysctl.conf wins there, but loses to sysctl.conf under procps
+    put(tmp_path, "etc/sysctl.d/99-zz-local.conf", f"{KEY} = 5\n")
+    assert boot_state(tmp_path, loader=SYSTEMD).values[KEY].value == "5"
+    assert boot_state(tmp_path, loader=PROCPS).values[KEY].value == "4"
+    (d,) = boot_state(tmp_path, [KEY]).disagreements
+    assert d.systemd.where == "/etc/sysctl.d/99-zz-local.conf:1" and d.procps.where == "/etc/sysctl.conf:1"
+    assert "systemd-sysctl sets 5" in d.message() and "`sysctl --system` sets 4" in d.message()
 
 
 def test_override_substitutes_tcptunes_file_before_it_is_written(tmp_path):
