@@ -96,10 +96,13 @@ def render(result: dict) -> str:
         mark = "  <- compared" if result.get("compared_with") == i - 1 else ""
         out.append(f"alternative outcome {i}: {alt['events'][-1]['what']} at {alt['give_up_s']:g} s{mark}")
     gu = result["give_up"]
-    possible = gu.get("possible_s") or []
-    also = (" (possible: " + ", ".join(f"{x:g}" for x in possible) + " s)") if len(possible) > 1 else ""
-    out.append(f"gives up: predicted {_fmt_t(gu['predicted_s'])} s ({gu['what']}){also}, "
-               f"observed {_fmt_t(gu['observed_s'])} s")
+    if gu["predicted_s"] is None and not gu["what"]:
+        out.append("gives up: never (nothing to give up on, per the model)")
+    else:
+        possible = gu.get("possible_s") or []
+        also = (" (possible: " + ", ".join(f"{x:g}" for x in possible) + " s)") if len(possible) > 1 else ""
+        out.append(f"gives up: predicted {_fmt_t(gu['predicted_s'])} s ({gu['what']}){also}, "
+                   f"observed {_fmt_t(gu['observed_s'])} s")
     verdict = result["verdict"]
     if color:
         verdict = {"matches": "\x1b[32mmatches\x1b[0m", "differs": "\x1b[31mdiffers\x1b[0m"}.get(verdict, verdict)
@@ -157,20 +160,25 @@ def probe_all(
     netns: NetnsOpt = None,
 ) -> None:
     """Run, one after another, every probe whose whole predicted timeline fits in --max-wait."""
-    from tcptune.probe.runner import PROBES, kernel_hz, predict, read_settings, run_probe
+    from tcptune.probe.runner import PROBES, kernel_hz, kernel_version, predict, read_facts, read_settings, run_probe
 
     host = _host(root, sysctl_dump, netns)
     hz = kernel_hz()
+    kernel = kernel_version(host)
     results, skipped = [], []
     show, clear = _progress()
     for name in PROBES:
         try:
-            pred = predict(name, read_settings(host, name), hz)
+            pred = predict(name, read_settings(host, name), hz, read_facts(host, name), kernel)
         except TcptuneError as exc:
             skipped.append({"probe": name, "reason": str(exc)})
             continue
-        if pred.give_up is None or pred.give_up + 1.0 > max_wait:
-            skipped.append({"probe": name, "reason": f"predicted to take {pred.give_up:g} s, more than --max-wait {max_wait:g} s"})
+        horizon = pred.horizon()
+        if horizon is None:
+            skipped.append({"probe": name, "reason": "the model predicts no end to watch for"})
+            continue
+        if horizon + 1.0 > max_wait:
+            skipped.append({"probe": name, "reason": f"predicted to take {horizon:g} s, more than --max-wait {max_wait:g} s"})
             continue
         path = None
         if pcap:

@@ -14,6 +14,7 @@ from typing import Callable
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel import schedule as S
+from tcptune.kernel.version import parse_version
 from tcptune.probe.base import SETTLE_S, Context, Observation, Progress
 
 PROBES = ("syn", "synack", "fin-timeout", "keepalive", "tw-reuse")
@@ -22,7 +23,9 @@ _MODULES = {"syn": "syn", "synack": "synack", "fin-timeout": "fin_timeout", "kee
 # Which sysctls govern each probe (read through the Host; None when this kernel lacks one).
 SETTINGS = {
     "syn": ("net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_rto_max_ms"),
-    "synack": ("net.ipv4.tcp_synack_retries", "net.ipv4.tcp_rto_max_ms"),  # rto_max shown, not applied
+    # tcp_rto_max_ms: not applied to the request timer through 6.18 (see predict_synack);
+    # tcp_syncookies=2: no request socket at all
+    "synack": ("net.ipv4.tcp_synack_retries", "net.ipv4.tcp_rto_max_ms", "net.ipv4.tcp_syncookies"),
     # tcp_max_tw_buckets: a full timewait table means no FIN_WAIT2/TIME_WAIT socket (inet_twsk_alloc())
     "fin-timeout": ("net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_max_tw_buckets"),
     "keepalive": ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"),
@@ -89,9 +92,30 @@ def read_facts(host, probe: str) -> dict:
     return facts
 
 
-def predict(probe: str, st: dict, hz: int | None, measured: dict | None = None) -> S.Prediction:
-    """The model's prediction for ``probe`` from setting values (and socket/namespace facts)."""
-    measured = measured or {}
+def kernel_version(host) -> tuple[int, ...] | None:
+    rel = host.kernel_release()
+    if not rel:
+        return None
+    try:
+        return parse_version(rel)
+    except TcptuneError:
+        return None
+
+
+def predict(probe: str, st: dict, hz: int | None, measured: dict | None = None,
+            kernel: tuple[int, ...] | None = None) -> S.Prediction:
+    """The model's prediction for ``probe`` from setting values (and socket/namespace facts).
+
+    A model that refuses the settings (ValueError: values the kernel cannot honour)
+    becomes a clear exit-2 error naming them."""
+    try:
+        return _predict(probe, st, hz, measured or {}, kernel)
+    except ValueError as exc:
+        raise TcptuneError(f"probe {probe}: {exc}", ExitCode.BAD_INPUT,
+                           hint="nothing was probed; change the setting in this namespace to one the kernel honours") from None
+
+
+def _predict(probe: str, st: dict, hz: int | None, measured: dict, kernel: tuple[int, ...] | None) -> S.Prediction:
 
     def need(key):
         if st.get(key) is None:
@@ -103,8 +127,9 @@ def predict(probe: str, st: dict, hz: int | None, measured: dict | None = None) 
     if probe == "syn":
         return S.predict_syn(need("tcp_syn_retries"), st.get("tcp_syn_linear_timeouts"), rto_max, hz=hz)
     if probe == "synack":
-        # the request-sock timer ignores tcp_rto_max_ms (measured on 6.18; see predict_synack)
-        return S.predict_synack(need("tcp_synack_retries"), hz=hz)
+        # whether tcp_rto_max_ms applies depends on the kernel (see predict_synack)
+        return S.predict_synack(need("tcp_synack_retries"), rto_max, hz=hz, syncookies=st.get("tcp_syncookies"),
+                                kernel=kernel)
     tw = {"tw_count": measured.get("timewait_sockets"), "max_tw_buckets": st.get("tcp_max_tw_buckets")}
     if probe == "fin-timeout":
         return S.predict_fin_timeout(need("tcp_fin_timeout"), measured.get("rto_s", 0.2), hz=hz, **tw)
@@ -136,8 +161,9 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
         raise TcptuneError(f"--max-wait {max_wait}: must be positive", ExitCode.BAD_INPUT)
     hz = kernel_hz()
     st = read_settings(host, probe)
+    kernel = kernel_version(host)
     facts = read_facts(host, probe)
-    predictor = model or (lambda s, h, m: predict(probe, s, h, m))
+    predictor = model or (lambda s, h, m: predict(probe, s, h, m, kernel))
     pred = predictor(st, hz, dict(facts))
     tol = tolerance or S.Tolerance(hz=hz, poll_s=0.010)
     base = {"probe": probe, "settings": st, "kernel": host.kernel_release(), "hz": hz, "max_wait_s": max_wait,

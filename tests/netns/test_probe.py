@@ -50,6 +50,10 @@ def _fin_timeout_blind_to_the_tw_limit(st, hz, measured):  # the model before tc
     return S.predict_fin_timeout(st["tcp_fin_timeout"], measured.get("rto_s", 0.2), hz=hz)
 
 
+def _synack_blind_to_cookies(st, hz, measured):  # the model before tcp_syncookies was read
+    return S.predict_synack(st["tcp_synack_retries"], hz=hz)
+
+
 CASES = {
     # name: (probe, sysctls, kwargs)
     "syn-r2-l4": ("syn", {"tcp_syn_retries": 2, "tcp_syn_linear_timeouts": 4}, {}),
@@ -64,6 +68,10 @@ CASES = {
     # the SYN-ACK timer keeps the 120 s cap whatever tcp_rto_max_ms says (drop at 7 s, not 5 s)
     "synack-r2-rtomax2s": ("synack", {"tcp_synack_retries": 2, "tcp_rto_max_ms": 2000}, {}),
     "synack-r2-nocap": ("synack", {"tcp_synack_retries": 2}, {"capture": False}),
+    # tcp_syncookies=2: no request socket, so no SYN-ACK retransmission at all
+    "synack-cookies2": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {}),
+    "synack-cookies2-nocap": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {"capture": False}),
+    "synack-cookies2-wrong": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {"model": _synack_blind_to_cookies}),
     "fin-1": ("fin-timeout", {"tcp_fin_timeout": 1}, {}),
     "fin-0-nocap": ("fin-timeout", {"tcp_fin_timeout": 0}, {"capture": False}),
     "fin-61": ("fin-timeout", {"tcp_fin_timeout": 61}, {}),
@@ -171,6 +179,14 @@ def test_full_timewait_table_governs_fin_timeout_and_tw_reuse(results):
     for name in ("tw-0-twfull", "tw-0-twfull-nocap"):
         r = _get(results, name)
         assert r["give_up"]["observed_s"] < 0.3  # reused at once despite tcp_tw_reuse=0
+
+
+def test_syncookies_2_sends_one_synack_and_keeps_no_request(results):
+    for name in ("synack-cookies2", "synack-cookies2-nocap"):
+        r = _get(results, name)
+        assert [e["what"] for e in r["observed"]] == ["synack"], r["observed"]
+        assert r["observed_for_s"] > 1.5  # watched past the first would-be retransmission
+    assert "synack_retransmit #1: not observed" in _get(results, "synack-cookies2-wrong")["reason"]
 
 
 def test_timewait_count_parses_sockstat():

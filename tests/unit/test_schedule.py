@@ -199,6 +199,64 @@ def test_synack_long_schedule_capped():
     assert p.give_up == 127 + 9 * 120
 
 
+def test_synack_ignores_rto_max_through_6_18():
+    p = S.predict_synack(2, 2.0, hz=250, kernel=(6, 18, 44))
+    assert times(p, "synack_retransmit") == [1, 3] and p.give_up == 7.0 and not p.alternatives
+
+
+def test_synack_rto_max_rule_is_unverified_after_6_18():
+    # net-next "tcp: Apply max RTO to non-TFO SYN+ACK" (Nov 2025): release not verified -> both accepted
+    p = S.predict_synack(2, 2.0, hz=250, kernel=(6, 19, 0))
+    assert p.give_up == 7.0
+    (alt,) = p.alternatives
+    assert times(alt, "synack_retransmit") == [1, 3] and alt.give_up == 5.0
+    assert any("unverified" in n for n in p.notes)
+    capped = [ev(0, "synack"), ev(1.01, "synack_retransmit", 1), ev(3.02, "synack_retransmit", 2),
+              ev(5.05, "request_dropped")]
+    c = S.compare_prediction(p, capped, TOL)
+    assert c.verdict == "matches" and c.alternative == 0
+    # tcp_rto_max_ms at 120 s changes nothing: no alternative, but the note still says so
+    q = S.predict_synack(2, 120.0, hz=250, kernel=(6, 19, 0))
+    assert not q.alternatives and any("unverified" in n for n in q.notes)
+
+
+def test_synack_syncookies_2_keeps_no_request():
+    p = S.predict_synack(5, syncookies=2, hz=250)
+    assert [e.what for e in p.events] == ["synack"] and p.give_up is None
+    assert p.absence_is_evidence and 1.0 < p.watch_s < 3.0 and p.horizon() == p.watch_s
+    only = [ev(0, "synack")]
+    assert S.compare_prediction(p, only, TOL, window=p.watch_s).verdict == "matches"
+    assert S.compare_prediction(p, only + [ev(1.02, "synack_retransmit", 1)], TOL).verdict == "differs"
+    # syncookies=1 (default) only cookies when the queue is full: one request is a normal one
+    assert S.predict_synack(1, syncookies=1).give_up == 3.0
+
+
+@pytest.mark.parametrize("retries", [64, 100, 127, 128, 255])
+def test_synack_retries_the_kernel_cannot_honour_are_refused(retries):
+    with pytest.raises(ValueError, match="cannot be honoured"):
+        S.predict_synack(retries, hz=250)
+
+
+def test_synack_retries_63_wraps_the_u64_shift_at_hz_250():
+    # (u64)250 << 63 wraps to 0: min(0, 120 s) -> the last timer fires on the next tick
+    p = S.predict_synack(63, hz=250)
+    retx = times(p, "synack_retransmit")
+    assert len(retx) == 63
+    assert p.give_up == pytest.approx(retx[-1])
+    assert any("overflows" in n for n in p.notes)
+    assert not any("overflows" in n for n in S.predict_synack(62, hz=250).notes)
+    # at HZ=1000 it already wraps at num_timeout 61 (1000 = 125 << 3)
+    q = S.predict_synack(63, hz=1000)
+    r = times(q, "synack_retransmit")
+    assert r[-1] == r[-2] == r[-3] and q.give_up == pytest.approx(r[-1])
+
+
+def test_synack_high_retries_need_hz():
+    S.predict_synack(54)  # fits in a u64 whatever HZ
+    with pytest.raises(ValueError, match="HZ"):
+        S.predict_synack(55)
+
+
 # -- FIN_WAIT2 ----------------------------------------------------------------
 @pytest.mark.parametrize(
     "fin_timeout,rto,life",
