@@ -455,15 +455,20 @@ def predict_fin_timeout(fin_timeout: float, rto: float = 0.2, *, hz: int | None 
 def predict_keepalive(keepalive_time: float, keepalive_intvl: float, keepalive_probes: int, *,
                       hz: int | None = None) -> Prediction:
     """An idle ESTABLISHED socket with SO_KEEPALIVE (no TCP_KEEP* overrides, no
-    TCP_USER_TIMEOUT) whose peer stops answering.
+    TCP_USER_TIMEOUT: neither is modelled) whose peer stops answering.
 
-    net/ipv4/tcp_timer.c tcp_keepalive_timer(): the first probe goes out
-    keepalive_time after the last segment received (the handshake); then one every
-    keepalive_intvl; when a timer fires with ``probes_out >= keepalive_probes`` the
-    kernel sends a RST and the socket fails with ETIMEDOUT.
-    Events: "established" (t=0), "keepalive_probe" 1..N, "reset_timeout".
+    t=0 is the client's SYN (the probe's first packet).  SO_KEEPALIVE set before
+    connect() only flags the socket (tcp_set_keepalive() ignores a CLOSE socket);
+    net/ipv4/tcp_input.c tcp_finish_connect() arms the keepalive timer when the
+    SYN-ACK arrives, and net/ipv4/tcp_timer.c tcp_keepalive_timer() measures idle
+    time from the last segment received (keepalive_time_elapsed()), i.e. that
+    SYN-ACK: the first probe goes out keepalive_time after "established" (the
+    handshake's last ACK, ~0 on loopback), then one every keepalive_intvl; when a
+    timer fires with ``probes_out >= keepalive_probes`` the kernel sends a RST and
+    the socket fails with ETIMEDOUT.
+    Events: "syn" (t=0), "established", "keepalive_probe" 1..N, "reset_timeout".
     """
-    events = [Event(0.0, "established")]
+    events = [Event(0.0, "syn"), Event(0.0, "established")]
     t = float(keepalive_time)
     delay = float(keepalive_time)
     for k in range(1, keepalive_probes + 1):
@@ -473,7 +478,10 @@ def predict_keepalive(keepalive_time: float, keepalive_intvl: float, keepalive_p
     events.append(Event(t, "reset_timeout", 0, delay, f"RST and ETIMEDOUT after {keepalive_probes} unanswered probes"))
     settings = {"tcp_keepalive_time": keepalive_time, "tcp_keepalive_intvl": keepalive_intvl,
                 "tcp_keepalive_probes": keepalive_probes}
-    return Prediction("keepalive", settings, tuple(events), t, "reset_timeout")
+    note = ("first probe keepalive_time after the handshake completes (idle time counts from the last segment "
+            "received); per-socket TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT and TCP_USER_TIMEOUT would override this "
+            "and are not modelled")
+    return Prediction("keepalive", settings, tuple(events), t, "reset_timeout", (note,))
 
 
 # --------------------------------------------------------------------------- TIME_WAIT reuse

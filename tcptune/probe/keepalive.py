@@ -21,7 +21,7 @@ NAME = "keepalive"
 
 
 def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
-    """Handshake, keepalive probes and the final RST of the client (capture or pcap)."""
+    """The client's SYN (t=0), handshake, keepalive probes and final RST (capture or pcap)."""
     syns = [s for s in segments if s.has(SYN) and not s.flags & ACK and (server_port is None or s.dport == server_port)]
     if not syns:
         return []
@@ -44,7 +44,7 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
             elif s.seq == (established.seq - 1) % (1 << 32):  # a probe re-sends the last byte's seq - 1
                 k += 1
                 out.append((s.t, "keepalive_probe", k, ""))
-    return [e for e in out if e[1] != "syn"]
+    return [e for e in out if e[1] != "syn" or e is out[0]]  # the first SYN is t=0; a retransmitted one is not an event
 
 
 def run(ctx: Context) -> Observation:
@@ -58,6 +58,8 @@ def run(ctx: Context) -> Observation:
             c.settimeout(5)
             obs.started = time.time()
             ctx.begin()
+            if cap is None:
+                obs.add(obs.started, "syn", 0, "connect() called (no capture)")
             c.connect((LOOPBACK, port))
             t_est = time.time()
             srv, _ = lst.accept()

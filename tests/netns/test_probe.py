@@ -200,6 +200,12 @@ def test_timewait_count_parses_sockstat():
     assert timewait_count("") is None and timewait_count(None) is None and timewait_count("TCP: tw x\n") is None
 
 
+def test_keepalive_times_count_from_the_syn(results):
+    r = _get(results, "ka-1-1-2")
+    assert [e["what"] for e in r["observed"][:2]] == ["syn", "established"] and r["observed"][0]["t"] == 0.0
+    assert r["observed"][1]["t"] < 0.01
+
+
 def test_fin_timeout_over_60s_is_split(results):
     r = _get(results, "fin-61")
     assert 1.9 < r["give_up"]["observed_s"] < 2.5  # not 61 s

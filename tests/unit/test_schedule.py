@@ -288,6 +288,15 @@ def test_keepalive_short():
     assert times(p, "keepalive_probe") == [1, 2] and p.give_up == 3
 
 
+def test_keepalive_t0_is_the_syn_and_probes_count_from_the_handshake():
+    # the docs say t is from the probe's first packet: the SYN; the kernel's idle clock
+    # starts at the SYN-ACK (tcp_finish_connect()), ~0 later on loopback
+    p = S.predict_keepalive(2, 1, 1)
+    assert [(e.what, e.t) for e in p.events[:2]] == [("syn", 0.0), ("established", 0.0)]
+    late_handshake = [ev(0, "syn"), ev(0.02, "established"), ev(2.02, "keepalive_probe", 1), ev(3.02, "reset_timeout")]
+    assert S.compare(p.events, late_handshake, TOL).verdict == "matches"
+
+
 def test_fin_timeout_full_timewait_table_closes_the_orphan_at_once():
     # measured on 6.18: tcp_max_tw_buckets=0, tcp_fin_timeout=3 -> gone ~5 ms after close()
     p = S.predict_fin_timeout(3, 0.204, tw_count=0, max_tw_buckets=0)
@@ -400,7 +409,7 @@ def test_compare_flags_a_textbook_expectation():
 
 def test_compare_early_event_differs():
     pred = S.predict_keepalive(2, 1, 1)
-    obs = [ev(0, "established"), ev(1.5, "keepalive_probe", 1), ev(2.5, "reset_timeout")]
+    obs = [ev(0, "syn"), ev(0, "established"), ev(1.5, "keepalive_probe", 1), ev(2.5, "reset_timeout")]
     c = S.compare(pred.events, obs, TOL)
     assert c.verdict == "differs" and "early" in c.reason
 
