@@ -132,7 +132,7 @@ def detect_loader(root: Path) -> tuple[str, str]:
     for binary in ("/lib/systemd/systemd-sysctl", "/usr/lib/systemd/systemd-sysctl"):
         if resolve_in_root(root, binary).is_file():
             return SYSTEMD, f"{binary} exists{where}"
-    return PROCPS, f"no systemd-sysctl{where}: `sysctl --system` from procps is assumed"
+    return PROCPS, f"no /run/systemd/system and no systemd-sysctl{where}"
 
 
 def boot_state(

@@ -1,29 +1,44 @@
 """Host layer: apply and rollback as transactions that never lose a value.
 
 Layout of the state directory (default /var/lib/tcptune, or --state-dir, or
-$TCPTUNE_STATE_DIR), created mode 0700::
+$TCPTUNE_STATE_DIR), created mode 0700 when tcptune creates it; an existing one
+is used as it is, but only if it is owned by the euid and not writable by group
+or others (snapshots tell rollback what to write as root)::
 
     lock                      flock(2) target; holds the pid of the holder
     snapshots/<id>.json       one per apply, mode 0600
+    replaced/<id>-<time>-<name>   a sysctl.d file `rollback --force` replaced
+
+Every file there is opened relative to the checked directory fds, O_NOFOLLOW.
 
 Apply, in order:
-  1. take the lock (a second apply waits up to --lock-timeout seconds, then fails);
-  2. re-read the live values and re-plan (another apply may have run while we waited);
+  1. take the target's lock, LOCKDIR/<netns-INODE | root-DEV:INO>.lock
+     (LOCKDIR = $TCPTUNE_LOCK_DIR, else /run/lock/tcptune, /run/tcptune or
+     /tmp/tcptune; tcptune-EUID for non-root), then the state directory's lock,
+     always in that order; a second apply waits up to --lock-timeout seconds for
+     both together, then fails;
+  2. re-read the live values and re-plan (another apply may have run while we
+     waited); a plan the user confirmed that has changed stops here (exit 1);
   3. write the snapshot (every key it will change, with its value before) and
      fsync the file and the directory: nothing is written to /proc/sys before the
-     old values are on disk;
-  4. for each key: write, read back, compare; on the first failure put back every
-     key written so far *and the failing key* (a rejected vector write can leave
-     its first fields stored: writing "8192 131072 0" to tcp_rmem fails with
-     EINVAL yet leaves 8192 in place, measured on 6.18; __do_proc_dointvec() in
-     kernel/sysctl.c stores each field as it converts it);
+     old values are on disk; the snapshot is loaded back through the loader's
+     own checks first, so rollback can never refuse what apply saved;
+  4. for each key: write, read back, compare; on the first failure (or SIGINT,
+     SIGTERM, SIGHUP) put back every key written so far *and the failing key*
+     (a rejected vector write can leave its first fields stored: writing
+     "8192 131072 0" to tcp_rmem fails with EINVAL yet leaves 8192 in place,
+     measured on 6.18; __do_proc_dointvec() in kernel/sysctl.c stores each field
+     as it converts it);
   5. with --persist, replace tcptune's sysctl.d file atomically (its previous text
      is in the snapshot);
-  6. mark the snapshot applied (or failed) and release the lock.
+  6. mark the snapshot applied (or failed) and release the locks.  If that last
+     save fails (a full disk), the values ARE applied and the pending snapshot
+     on disk still undoes them: exit 1 saying so, with the undo command.
 
 A process killed between 3 and 6 leaves a snapshot in state "pending" that
 `tcptune rollback` restores.  Rollback follows the same rules; restoring twice is
-harmless because keys already at their snapshot value are left alone.
+harmless because keys already at their snapshot value are left alone, and the
+sysctl.d file is only put back over exactly what the apply wrote.
 
 Test hook: TCPTUNE_TEST_PAUSE_AFTER_WRITES=N makes apply print
 "tcptune-test: paused after N writes" to stderr and sleep
@@ -1066,7 +1081,7 @@ def _persist_rollback_action(snap: Snapshot, force: bool) -> tuple[str, str | No
             f"{where} {what} after apply {snap.id} (it no longer holds what tcptune wrote); refusing to "
             f"{'remove' if p['before'] is None else 'replace'} it, nothing was changed",
             ExitCode.FINDINGS,
-            hint=f"look at it, then `tcptune rollback {snap.id} --force` to put the old file back anyway (a copy of the current one is kept in the state directory)",
+            hint=f"look at it, then `tcptune rollback {snap.id} --force` puts the old file back anyway and keeps a copy of this one in the state directory",
         )
     return "replace", cur.text
 

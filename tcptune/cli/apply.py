@@ -246,7 +246,7 @@ def apply_cmd(
 
             typer.echo(
                 f"persist: {persist_file} under {proot} ({len(preview[0].splitlines())} lines); "
-                f"at boot {LOADERS[preview[1].loader]} loads it ({preview[1].loader_reason})"
+                f"loaded at boot by {LOADERS[preview[1].loader]} ({preview[1].loader_reason})"
             )
     if preview is not None:
         # Boot-time overrides go to stderr in both modes, so --json stdout stays one document.

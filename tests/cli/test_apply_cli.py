@@ -363,7 +363,7 @@ def test_persist_models_systemd_sysctl_when_the_root_boots_with_systemd(root, tm
     ]
     assert "warning: net.ipv4.tcp_retries2: at boot systemd-sysctl sets 8" in r.stderr and "`sysctl --system` sets 7" in r.stderr
     text = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root))
-    assert "at boot systemd-sysctl loads it (/run/systemd/system exists under" in text.stdout
+    assert "loaded at boot by systemd-sysctl (/run/systemd/system exists under" in text.stdout
     os.rename(tree / "run/systemd", tree / "run/not-systemd")
     r = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root), "--json")
     p = json.loads(r.stdout)["persist"]
