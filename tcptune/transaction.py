@@ -412,8 +412,8 @@ class StateDir:
             f"state directory {where} is {why}; refusing to keep or trust snapshots there",
             ExitCode.BAD_INPUT,
             hint=(
-                f"use a directory only uid {os.geteuid()} can write (chown it, `chmod go-w {where}`), "
-                f"or a new path such as --state-dir {self.path / 'tcptune'} (created mode 0700)"
+                f"point --state-dir at a directory only uid {os.geteuid()} can write, "
+                f"e.g. a new one such as --state-dir {self.path / 'tcptune'}, which tcptune creates mode 0700"
             ),
         )
 
