@@ -46,6 +46,14 @@ def _tw_reuse_too_early(st, hz, measured):
     return S.predict_tw_reuse(st["tcp_tw_reuse"], st["tcp_timestamps"], 100)
 
 
+def _synack_one_retry_too_many(st, hz, measured):
+    return S.predict_synack(st["tcp_synack_retries"] + 1, hz=hz)
+
+
+def _fin_timeout_one_second_longer(st, hz, measured):
+    return S.predict_fin_timeout(st["tcp_fin_timeout"] + 1, measured.get("rto_s", 0.2), hz=hz)
+
+
 def _fin_timeout_blind_to_the_tw_limit(st, hz, measured):  # the model before tcp_max_tw_buckets was read
     return S.predict_fin_timeout(st["tcp_fin_timeout"], measured.get("rto_s", 0.2), hz=hz)
 
@@ -71,6 +79,7 @@ CASES = {
     # tcp_syncookies=2: no request socket, so no SYN-ACK retransmission at all
     "synack-cookies2": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {}),
     "synack-cookies2-nocap": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {"capture": False}),
+    "synack-wrong": ("synack", {"tcp_synack_retries": 1}, {"model": _synack_one_retry_too_many}),
     "synack-cookies2-wrong": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {"model": _synack_blind_to_cookies}),
     "fin-1": ("fin-timeout", {"tcp_fin_timeout": 1}, {}),
     "fin-0-nocap": ("fin-timeout", {"tcp_fin_timeout": 0}, {"capture": False}),
@@ -78,6 +87,7 @@ CASES = {
     # a full timewait table (tcp_max_tw_buckets=0): the orphan is closed at once, never seen in FIN_WAIT2
     "fin-3-twfull": ("fin-timeout", {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0}, {}),
     "fin-3-twfull-nocap": ("fin-timeout", {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0}, {"capture": False}),
+    "fin-wrong": ("fin-timeout", {"tcp_fin_timeout": 1}, {"model": _fin_timeout_one_second_longer}),
     "fin-twfull-wrong": ("fin-timeout", {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0},
                          {"model": _fin_timeout_blind_to_the_tw_limit, "max_wait": 4.0}),
     "ka-1-1-2": ("keepalive", {"tcp_keepalive_time": 1, "tcp_keepalive_intvl": 1, "tcp_keepalive_probes": 2}, {}),
@@ -138,7 +148,14 @@ def test_kernel_matches_the_model(results, name):
     assert r["predicted"] and r["observed"]
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if n.endswith(("textbook", "wrong"))])
+WRONG = [n for n in CASES if n.endswith(("textbook", "wrong"))]
+
+
+def test_every_probe_has_a_wrong_expectation_case():
+    assert {CASES[n][0] for n in WRONG} == {"syn", "synack", "fin-timeout", "keepalive", "tw-reuse"}
+
+
+@pytest.mark.parametrize("name", WRONG)
 def test_a_wrong_expectation_differs(results, name):
     r = _get(results, name)
     assert r["verdict"] == "differs", _explain(r)
