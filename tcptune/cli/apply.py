@@ -255,6 +255,14 @@ def apply_cmd(
             typer.echo(f"warning: {msg}", err=True)
 
     if dry_run:
+        if preview is not None:
+            from tcptune.persist import check_own_file
+
+            try:  # what a real run would refuse, said now rather than after the confirmation
+                check_own_file(proot, persist_file, force=force)
+            except TcptuneError as exc:
+                warnings.append(f"a real run would stop here: {exc}")
+                typer.echo(f"warning: {warnings[-1]}", err=True)
         if json_out:
             emit_json(result_json("dry-run"))
         else:

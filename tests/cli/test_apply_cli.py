@@ -305,6 +305,9 @@ def test_a_symlinked_or_masked_own_file_is_refused_and_left_as_it_is(root, tmp_p
     r = apply_root(root, state, "--persist", "--persist-root", str(tree), "--force")
     assert r.returncode == 2 and "symlink to /dev/null (a mask)" in r.stderr and "nothing was changed" in r.stderr
     assert os.readlink(link) == "/dev/null" and tree_bytes(root) == before
+    dry = run("apply", "fast-fail-client", "--dry-run", "--json", "--persist", "--persist-root", str(tree), "--root", str(root))
+    assert dry.returncode == 0 and "a real run would stop here" in dry.stderr
+    assert any("symlink to /dev/null" in w for w in json.loads(dry.stdout)["warnings"])
 
 
 def test_a_confirmed_plan_that_changes_while_waiting_for_the_lock_is_refused(root, tmp_path):
