@@ -638,14 +638,6 @@ class StateDir:
                 out.append((sid, None, exc.message))
         return out
 
-    def latest(self) -> str:
-        ids = self.ids()
-        if not ids:
-            raise TcptuneError(
-                f"no snapshots in {self.snapshots}", ExitCode.BAD_INPUT, hint="apply writes one; see --state-dir"
-            )
-        return ids[-1]
-
     def keep_copy(self, sid: str, name: str, text: str) -> Path:
         """Save ``text`` (a file rollback --force is about to replace) as STATE/replaced/SID-TIME-NAME, mode 0600."""
         self.path_of(sid)
