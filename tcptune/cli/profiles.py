@@ -179,14 +179,21 @@ def audit_cmd(
 
     if persisted:
         from tcptune.audit import audit_persisted
-        from tcptune.persist import boot_values
+        from tcptune.persist import boot_state
         from tcptune.profile import Profile
 
         sysctl_root = persist_root or (root if root is not None else Path("/"))
         tcp_keys = [k for k in host.list_sysctls() if k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) and k not in SECRET_KEYS]
         keys = set(tcp_keys) | {p.key for p in kb}
-        # Only TCP-related net.* keys: other lines (fs.*, kernel.*) are not ours to judge.
-        boot = {k: v for k, v in boot_values(sysctl_root, keys).items() if (k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) or k in kb) and k not in SECRET_KEYS}
+
+        def ours(k: str) -> bool:
+            # Only TCP-related net.* keys: other lines (fs.*, kernel.*) are not ours to judge.
+            return (k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) or k in kb) and k not in SECRET_KEYS
+
+        bstate = boot_state(sysctl_root, keys)
+        boot = {k: v for k, v in bstate.values.items() if ours(k)}
+        loader_notes = [f"boot loader modelled: {bstate.loader} ({bstate.loader_reason})"]
+        loader_notes += [d.message() for d in bstate.disagreements if ours(d.key)]
         current = read_all(keys | set(boot))
         live = {k: v for k, v in current.items() if v is not None or k in boot}
         findings = audit_persisted(live, boot, kb, release)
@@ -199,6 +206,8 @@ def audit_cmd(
     counts = summarize(findings)
     code = exit_code(findings, strict)
     notes = [n for n in [prof.kernel_mismatch(release), unknown_release_note(host, release)] if n]
+    if persisted:
+        notes += loader_notes
     if not persisted and hidden:
         notes.append(
             f"{len(hidden)} global key(s) not checked: only the initial network namespace has them and this source "

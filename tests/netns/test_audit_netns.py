@@ -136,6 +136,26 @@ def test_audit_persisted_against_a_sysctl_d_tree(tmp_path):
     assert json.loads(ok.stdout)["summary"]["drift"] == 0
 
 
+def test_audit_persisted_names_the_boot_loader_and_where_the_two_disagree(tmp_path):
+    # /etc/sysctl.conf without Debian's 99-sysctl.conf link: procps `sysctl --system`
+    # reads it, systemd-sysctl does not (sysctl.d(5)).  The tree has no systemd, so
+    # procps is the loader modelled, and the note says systemd would leave it alone.
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/sysctl.conf").write_text("net.ipv4.tcp_fin_timeout = 33\n")
+    r = run_netns("true", "audit", "--persisted", "--persist-root", str(tmp_path), "--json")
+    notes = json.loads(r.stdout)["notes"]
+    assert any(n.startswith("boot loader modelled: procps") for n in notes), notes
+    assert any("net.ipv4.tcp_fin_timeout" in n and "leaves it alone" in n for n in notes), notes
+    f = {x["key"]: x for x in json.loads(r.stdout)["findings"]}
+    assert f["net.ipv4.tcp_fin_timeout"]["expected"] == "33"
+    (tmp_path / "run/systemd/system").mkdir(parents=True)
+    r = run_netns("true", "audit", "--persisted", "--persist-root", str(tmp_path), "--json")
+    out = json.loads(r.stdout)
+    assert any(n.startswith("boot loader modelled: systemd") for n in out["notes"]), out["notes"]
+    f = {x["key"]: x for x in out["findings"]}
+    assert f["net.ipv4.tcp_fin_timeout"]["expected"] == "60"  # systemd ignores the file: kernel default
+
+
 def test_audit_persisted_option_errors(tmp_path):
     r = subprocess.run([*PY, "audit", "--persisted", "-p", "web-server"], capture_output=True, text=True)
     assert r.returncode == 2 and "cannot be combined" in r.stderr
