@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark `tcptune states` against ss, netstat, psutil and a bare netlink dump.
 
-    sudo python3 bench/run.py 10000 100000 [--workers 4] [--repeat 3] [--slow-timeout 600]
+    sudo python3 bench/run.py 10000 100000 1000000 [--workers N] [--repeat 5] [--slow-timeout 600]
 
 For each size N: unshare a private network namespace (never the host's), set that
 namespace's own sysctls so N sockets fit, fill it with N loopback sockets in a mix of
@@ -47,6 +47,8 @@ TOOLS_SLOW = [
     ("netstat -antp", ["sh", "-c", "netstat -antp >/dev/null 2>&1"]),
     ("psutil.net_connections('tcp')", [PY, "-c", "import psutil; psutil.net_connections('tcp')"]),
 ]
+
+SETTLE_SECONDS = 3
 
 SS_TO_NAME = {
     "ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV", "FIN-WAIT-1": "FIN_WAIT1",
@@ -172,6 +174,7 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
     t0 = time.perf_counter()
     pids, pipes, fds = start_workers(n, workers)
     fill_s = time.perf_counter() - t0
+    time.sleep(SETTLE_SECONDS)  # let the fillers' exit and the kernel's softirq work die down
     res: dict = {"n_target": n, "fill_seconds": fill_s, "fds_held": fds, "tools": {},
                  "loadavg_before": os.getloadavg()}
     try:
@@ -184,12 +187,16 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
         res["counts_ss"] = dict(ss)
         res["counts_equal"] = ours == dict(ss)
         res["total"] = sum(ss.values())
-        for name, argv in TOOLS_FAST:
-            runs = [timed(argv) for _ in range(repeat)]
-            res["tools"][name] = summarize(runs)
+        # Round-robin, so that drift (TIME_WAIT timers, the fill's after-effects) hits every tool alike.
+        runs: dict = {name: [] for name, _ in TOOLS_FAST}
+        for _ in range(repeat):
+            for name, argv in TOOLS_FAST:
+                runs[name].append(timed(argv))
+        for name, _ in TOOLS_FAST:
+            res["tools"][name] = summarize(runs[name])
         # In-process: the dump alone, without interpreter start-up (before the slow tools,
         # while the TIME_WAIT sockets are still there).
-        res["in_process"] = in_process(repeat)
+        res["in_process"] = in_process(min(repeat, 3))
         for name, argv in TOOLS_SLOW:
             runs = [timed(argv, slow_timeout) for _ in range(1 if n >= 100000 else repeat)]
             res["tools"][name] = summarize(runs)
@@ -229,14 +236,17 @@ def summarize(runs: list[dict]) -> dict:
 
 def table(res: dict) -> str:
     floor = res["tools"]["floor: bare netlink dump (python, read+discard)"]["seconds"]
+    floor1 = res["tools"]["floor, one AF_UNSPEC request"]["seconds"]
     sstan = res["tools"]["ss -tan | wc -l"]["seconds"]
     lines = [f"### {res['total']} sockets (target {res['n_target']}), counts equal to ss: {res['counts_equal']}", "",
-             "| tool | seconds (median) | x floor | x `ss -tan \\| wc -l` | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+             "| tool | seconds (median) | x floor | x one-walk floor | x `ss -tan \\| wc -l` | peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, r in res["tools"].items():
         if r["seconds"] is None:
-            lines.append(f"| {name} | > {r['timeout']} (killed) | | | |")
+            lines.append(f"| {name} | > {r['timeout']} (killed) | | | | |")
             continue
-        lines.append(f"| {name} | {r['seconds']:.3f} | {r['seconds'] / floor:.2f} | {r['seconds'] / sstan:.2f} | {r['max_rss_mb']:.0f} |")
+        lines.append(f"| {name} | {r['seconds']:.3f} | {r['seconds'] / floor:.2f} | {r['seconds'] / floor1:.2f} | "
+                     f"{r['seconds'] / sstan:.2f} | {r['max_rss_mb']:.0f} |")
     lines.append("")
     lines.append("In-process (no interpreter start-up): " + ", ".join(f"{k} {v:.3f} s" for k, v in res["in_process"].items()))
     lines.append(f"Load average before timing: {', '.join(f'{x:.2f}' for x in res['loadavg_before'])}.")
@@ -248,7 +258,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sizes", nargs="+", type=int)
     ap.add_argument("--workers", type=int, default=0, help="filler processes (default: enough for the fd limit)")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--slow-timeout", type=float, default=600.0)
     args = ap.parse_args()
     if os.geteuid() != 0:
