@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from tcptune.errors import ExitCode, TcptuneError
+from tcptune.fsio import replace_at
 from tcptune.sysctld import (
     OWN_FILE_HEADER,
     PROCPS,
@@ -352,28 +353,8 @@ def write_own_file(root: Path, path: str, text: str | None) -> Path:
                     os.fsync(dfd)
                 return target
             _clean_stale_temps(dfd, name)
-            tmp = f".{name}.tcptune-{os.getpid()}.tmp"
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            try:
-                fd = os.open(tmp, flags, 0o644, dir_fd=dfd)
-            except FileExistsError:  # our own leftover (same pid)
-                os.unlink(tmp, dir_fd=dfd)
-                fd = os.open(tmp, flags, 0o644, dir_fd=dfd)
-            try:
-                try:
-                    os.fchmod(fd, 0o644)  # sysctl.d files are world-readable config, like the vendor's
-                    view = memoryview(text.encode())
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=dfd)
-                raise
-            os.fsync(dfd)
+            # 0644: sysctl.d files are world-readable configuration, like the vendor's.
+            replace_at(dfd, name, text.encode(), 0o644, f".{name}.tcptune-{os.getpid()}.tmp")
         finally:
             os.close(dfd)
     except OSError as exc:

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tcptune.errors import ExitCode, TcptuneError
+from tcptune.fsio import CREATE_EXCL, replace_at, write_all
 from tcptune.keys import normalize_key
 from tcptune.plan import (
     CHANGE,
@@ -651,11 +652,9 @@ class StateDir:
                 problem = _ownership_problem(os.fstat(rfd), want_dir=True)
                 if problem:
                     raise self._unsafe(self.path / "replaced", problem)
-                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=rfd)
+                fd = os.open(dest, CREATE_EXCL, 0o600, dir_fd=rfd)
                 try:
-                    view = memoryview(text.encode())
-                    while view:
-                        view = view[os.write(fd, view):]
+                    write_all(fd, text.encode())
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -690,25 +689,8 @@ class StateDir:
             ) from None
         with self._snapshot_dir(create=True) as sfd:
             try:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                try:
-                    fd = os.open(tmp, flags, 0o600, dir_fd=sfd)
-                except FileExistsError:  # our own leftover (same pid): it is ours to replace
-                    os.unlink(tmp, dir_fd=sfd)
-                    fd = os.open(tmp, flags, 0o600, dir_fd=sfd)
-                try:
-                    os.fchmod(fd, 0o600)
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.rename(tmp, path.name, src_dir_fd=sfd, dst_dir_fd=sfd)
-                os.fsync(sfd)
+                replace_at(sfd, path.name, data, 0o600, tmp)
             except OSError as exc:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=sfd)
                 raise self._fail(exc, f"write snapshot {path.name}") from exc
         return path
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "tcptune"
-HOST_LAYER = {"tcptune.host", "tcptune.netns", "tcptune.sockdiag", "tcptune.transaction", "tcptune.persist"}
+HOST_LAYER = {"tcptune.host", "tcptune.netns", "tcptune.sockdiag", "tcptune.transaction", "tcptune.persist", "tcptune.fsio"}
 
 
 def module_name(path: Path) -> str:
