@@ -3,26 +3,32 @@
 HOST layer: opens netlink sockets and /proc/*/fd.
 
 Why it is shaped like this: at a million sockets the kernel's own dump is most of
-the cost (about 2.4 s here), so Python may add almost nothing per socket.  A dump
-arrives as netlink messages of ``struct nlmsghdr`` + ``struct inet_diag_msg``
-(include/uapi/linux/inet_diag.h) + attributes.  Within one dump of one socket
-kind (full sockets, TIME_WAIT socks or request socks) every message has the
-same length, so a received buffer is a strided array: ``buf[17::L]`` is the
-``idiag_state`` byte of every message, ``buf[84:].cast('I')[::L//4]`` every
-inode, and counting or grouping runs in C (bytes.count, Counter over zip).  The
-layout is proved, not assumed: the ``nlmsg_len`` and ``nlmsg_type`` of every
-message in a run are compared in bulk, and where lengths differ the buffer is
-cut into runs of equal length (a mixed buffer is still parsed correctly, only
-slower).
+the cost (0.65-0.77 s on the 2-core bench machine, bench/README.md), so Python may
+add almost nothing per socket.  A dump arrives as netlink messages of ``struct
+nlmsghdr`` + ``struct inet_diag_msg`` (include/uapi/linux/inet_diag.h) +
+attributes.  Each dump of the established hash costs the kernel a walk of all its
+buckets, so how many dumps are asked for matters as much as how they are read.
 
-To keep runs long, one dump is asked per socket kind, with the kernel-side
-``idiag_states`` bitmask: LISTEN (the listening hash only, with backlog
-details), SYN_RECV + TIME_WAIT (request socks and timewait socks, both sent as
-a bare inet_diag_msg: net/ipv4/inet_diag.c inet_req_diag_fill, which reports a
-TCP_NEW_SYN_RECV request sock as TCP_SYN_RECV as `ss` shows it, and
-inet_twsk_diag_fill) and everything else (full sockets, with attributes).
-Each dump of the established hash costs a walk of all its buckets, so the
-split is kept to two such walks per family.
+Counts only (``tcptune states`` without --by): the listening hash in its own small
+dump (for the backlog details), then ONE dump of every other state, both families
+in one walk (AF_UNSPEC).  Its messages have three interleaved lengths (full
+sockets with attributes, timewait socks, request socks), so StateCounter finds
+the headers by the bytes they share and reads their state bytes in C
+(_count_dump); the dump is received on a second thread while the previous buffer
+is counted.
+
+Grouped (--by local-port/peer/process): one dump per socket kind, with the
+kernel-side ``idiag_states`` bitmask: LISTEN, SYN_RECV + TIME_WAIT (request and
+timewait socks, both a bare inet_diag_msg: net/ipv4/inet_diag.c
+inet_req_diag_fill, which reports a TCP_NEW_SYN_RECV request sock as TCP_SYN_RECV
+as `ss` shows it, and inet_twsk_diag_fill) and everything else.  Within one such
+dump every message has the same length, so a received buffer is a strided array:
+``buf[17::L]`` is the ``idiag_state`` byte of every message,
+``buf[84:].cast('I')[::L//4]`` every inode, and grouping runs in C (Counter over
+zip).  The layout is proved, not assumed: the ``nlmsg_len`` and ``nlmsg_type`` of
+every message in a run are compared in bulk, and where lengths differ the buffer
+is cut into runs of equal length (a mixed buffer is still parsed correctly, only
+slower).
 """
 
 from __future__ import annotations
@@ -339,26 +345,26 @@ def _count_dump(sock, family: int, mask: int, seq: int, table: DiagTable) -> Non
     except OSError as exc:
         raise SockDiagUnavailable(f"netlink sock_diag send: {exc.strerror}") from exc
     counter = StateCounter(rtype, seq, sock.getsockname()[0])
-    for buf, n in _received(sock):
+    for buf, n in _received(sock, counter.tail):
         mtype = buf[4] | (buf[5] << 8)
         if mtype == NLMSG_ERROR:
             _raise_nlmsg_error(buf, 0, family)
         if mtype == NLMSG_DONE:
             break
-        last = _ends_dump(buf, n)
+        last = _ends_dump(buf, n, counter.tail)
         counter.feed(buf, n - 20 if last else n)
         if last:
             break
     counter.finish(table)
 
 
-def _ends_dump(buf, n: int) -> bool:
-    # The dump ends with NLMSG_DONE (20 bytes), the last message of the last buffer
-    # (net/netlink/af_netlink.c netlink_dump_done).
-    return n >= 36 and struct.unpack_from("=IH", buf, n - 20) == (20, NLMSG_DONE)
+def _ends_dump(buf, n: int, tail: bytes) -> bool:
+    # The dump ends with NLMSG_DONE (20 bytes) carrying our seq and port id (``tail``),
+    # the last message of the last buffer (net/netlink/af_netlink.c netlink_dump_done).
+    return n >= 36 and struct.unpack_from("=IH", buf, n - 20) == (20, NLMSG_DONE) and buf[n - 12 : n - 4] == tail
 
 
-def _received(sock, pool: int = 8):
+def _received(sock, tail: bytes, pool: int = 8):
     """Yield (buffer, nbytes) for each buffer of a dump, received on a helper thread.
 
     The kernel fills the next dump buffer inside recvmsg() (netlink_recvmsg ->
@@ -384,7 +390,7 @@ def _received(sock, pool: int = 8):
                     return
                 n = sock.recv_into(buf)
                 full.put((buf, n))
-                if n < 20 or (buf[4] | (buf[5] << 8)) in (NLMSG_DONE, NLMSG_ERROR) or _ends_dump(buf, n):
+                if n < 20 or (buf[4] | (buf[5] << 8)) in (NLMSG_DONE, NLMSG_ERROR) or _ends_dump(buf, n, tail):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             full.put((exc, 0))
