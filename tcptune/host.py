@@ -55,6 +55,13 @@ def _has_live_procfs(root: Path) -> bool:
     return False
 
 
+def _netns_of(proc_pid: str) -> int | None:
+    try:
+        return os.stat(f"{proc_pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
 class Host:
     """Reads and writes the machine below ``root``."""
 
@@ -63,7 +70,15 @@ class Host:
     def __init__(self, root: str | os.PathLike[str] = "/", *, netns: str | None = None):
         """``netns`` names the network namespace this process entered (--netns), for labels."""
         self.root = Path(root)
-        if not self.root.is_dir():
+        try:
+            is_dir = self.root.is_dir()
+        except PermissionError:
+            # e.g. /proc/1/root of a process we may not ptrace (another user namespace)
+            raise TcptuneError(
+                f"--root {root}: permission denied", ExitCode.PRIVILEGES,
+                hint="run as root in the same user namespace, or use --netns PID for a container's network namespace",
+            ) from None
+        if not is_dir:
             raise TcptuneError(
                 f"--root {root}: not a directory", ExitCode.BAD_INPUT, hint="pass a directory shaped like / (proc/sys/net ...)"
             )
@@ -74,19 +89,22 @@ class Host:
                 ExitCode.BAD_INPUT,
                 hint="a root must hold proc/sys/net (and proc/net for socket tables)",
             )
-        if os.path.normpath(str(root)) != "/" and _has_live_procfs(self.root):
-            # /proc/sys/net and /proc/net show the network namespace of the task that READS
-            # them, not of the process whose root this is (net/sysctl_net.c net_ctl_header_lookup()
-            # uses current->nsproxy->net_ns), so `--root /proc/PID/root` would silently audit
-            # tcptune's own namespace under the container's name.
-            m = re.fullmatch(r"/proc/(\d+)/root/?", os.path.normpath(str(root)))
+        # /proc/sys/net and /proc/net show the network namespace of the task that READS
+        # them, not of the process whose root this is (net/sysctl_net.c net_ctl_header_lookup()
+        # uses current->nsproxy->net_ns), so `--root /proc/PID/root` would silently audit
+        # tcptune's own namespace under the container's name.  /proc/PID/root resolves to
+        # "/" as well, so it is recognised by name; any other root counts as the live host
+        # when it resolves to "/" (`--root //`, a link to /).
+        m = re.fullmatch(r"/proc/(\d+)/root/?", os.path.normpath(str(root)))
+        other_ns = m is not None and _netns_of(f"/proc/{m.group(1)}") != _netns_of("/proc/self")
+        if (other_ns or self.root.resolve() != Path("/")) and _has_live_procfs(self.root):
             raise TcptuneError(
                 f"--root {root}: {self.root / 'proc'} is a live procfs, which shows tcptune's own network namespace, not that root's",
                 ExitCode.BAD_INPUT,
                 hint=f"use --netns {m.group(1)}" if m else "use --netns PID (a process in that namespace), or --root on a saved snapshot",
             )
         self.netns = netns
-        self.kind = "live" if self.root.resolve() == Path("/") else "root"
+        self.kind = "live" if self.root.resolve() == Path("/") and not other_ns else "root"
 
     @property
     def is_live(self) -> bool:

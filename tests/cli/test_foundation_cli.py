@@ -194,6 +194,31 @@ def test_root_with_a_mounted_proc_is_refused(tmp_path):
     assert run("audit", "--root", "/").returncode in (0, 1)  # the host itself, spelt out, is fine
 
 
+def test_root_spellings_of_the_host_itself_are_the_live_host(tmp_path):
+    (tmp_path / "to-root").symlink_to("/")
+    for spelling in ("//", str(tmp_path / "to-root"), "/proc/self/root"):
+        r = run("show", "tcp_sack", "--root", spelling, "--json")
+        assert r.returncode == 0, (spelling, r.stderr)
+        assert json.loads(r.stdout)["source"] == "live host", spelling
+
+
+def test_unreadable_root_is_exit_3_not_a_crash(tmp_path):
+    # A directory we may not search (as /proc/1/root of a process in another user
+    # namespace is): root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH is refused too.
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and util-linux setpriv to drop the DAC capabilities")
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    locked.chmod(0)
+    drop = "-dac_override,-dac_read_search"
+    try:
+        r = subprocess.run(["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", sys.executable, "-m", "tcptune", "show", "--root", str(locked / "inner")],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        locked.chmod(0o700)
+    assert r.returncode == 3 and "permission denied" in r.stderr, r.stderr
+
+
 def test_snapshot_without_osrelease_notes_it_and_calls_nothing_removed(tmp_path):
     root = tmp_path / "root"
     shutil.copytree(ROOT, root)
