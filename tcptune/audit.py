@@ -50,10 +50,6 @@ class Finding:
         return asdict(self)
 
 
-# Where the values come from, which decides why a global key is missing.
-SOURCE_KINDS = ("live", "netns", "root", "dump")
-
-
 def _absent(key: str, kb: KnowledgeBase, release: Version | None, source_kind: str = "live") -> tuple[str, str, str]:
     p = kb.get(key) if key in kb else None
     if p is not None and p.removed is not None and release is not None and release >= p.removed:

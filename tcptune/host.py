@@ -19,6 +19,7 @@ from typing import Iterable
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.keys import key_to_relpath, normalize_key
+from tcptune.netns import netns_inode
 
 # The sysctl directories a TCP tuner looks at; `show` lists tcp_* from ipv4 plus
 # every knowledge-base key.
@@ -55,10 +56,14 @@ def _has_live_procfs(root: Path) -> bool:
     return False
 
 
-def _netns_of(proc_pid: str) -> int | None:
+def kernel_version(host):
+    """The parsed kernel release of ``host`` (a Host or DumpHost), or None when unknown or unparsable."""
+    from tcptune.kernel.version import parse_version
+
+    rel = host.kernel_release()
     try:
-        return os.stat(f"{proc_pid}/ns/net").st_ino
-    except OSError:
+        return parse_version(rel) if rel else None
+    except TcptuneError:
         return None
 
 
@@ -96,7 +101,7 @@ class Host:
         # "/" as well, so it is recognised by name; any other root counts as the live host
         # when it resolves to "/" (`--root //`, a link to /).
         m = re.fullmatch(r"/proc/(\d+)/root/?", os.path.normpath(str(root)))
-        other_ns = m is not None and _netns_of(f"/proc/{m.group(1)}") != _netns_of("/proc/self")
+        other_ns = m is not None and netns_inode(f"/proc/{m.group(1)}") != netns_inode()
         if (other_ns or self.root.resolve() != Path("/")) and _has_live_procfs(self.root):
             raise TcptuneError(
                 f"--root {root}: {self.root / 'proc'} is a live procfs, which shows tcptune's own network namespace, not that root's",

@@ -15,6 +15,14 @@ from pathlib import Path
 
 from tcptune.errors import ExitCode, TcptuneError
 
+
+def netns_inode(proc: str = "/proc/self") -> int | None:
+    """The inode of the network namespace of ``proc`` (/proc/self, /proc/PID), None if unreadable."""
+    try:
+        return os.stat(f"{proc}/ns/net").st_ino
+    except OSError:
+        return None
+
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add NAME` bind-mounts named namespaces
 

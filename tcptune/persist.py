@@ -215,7 +215,8 @@ class OwnFile:
         return {"absent": "absent", "file": "a file", "other": "not a regular file"}[self.kind]
 
 
-def _own_path(root: Path, path: str) -> Path:
+def check_own_file_path(path: str) -> None:
+    """Refuse (exit 2, before anything is read or written) a --persist-file outside a sysctl.d directory."""
     problem = own_file_path_problem(path)
     if problem:
         raise TcptuneError(
@@ -223,6 +224,10 @@ def _own_path(root: Path, path: str) -> Path:
             ExitCode.BAD_INPUT,
             hint="tcptune's file goes straight into a sysctl.d directory, e.g. /etc/sysctl.d/90-tcptune.conf",
         )
+
+
+def _own_path(root: Path, path: str) -> Path:
+    check_own_file_path(path)
     # The directory may be a symlink (resolved inside root); the file itself never is followed.
     return resolve_in_root(root, posixpath.dirname(path)) / posixpath.basename(path)
 
@@ -277,14 +282,6 @@ def check_own_file(root: Path, path: str, *, force: bool = False) -> str | None:
             hint="choose another --persist-file, or pass --force to replace it (its text is kept in the snapshot, and rollback puts it back)",
         )
     return cur.text
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.keys import normalize_key
@@ -378,21 +378,3 @@ def render_own_file(
             lines.append(f"# {_comment(reason)}")
         lines.append(f"{key} = {value}")
     return "\n".join(lines) + "\n"
-
-
-def boot_values_from_files(
-    files: Sequence[tuple[str, str | None]], known_keys: Iterable[str] = (), loader: str = PROCPS
-) -> dict[str, BootValue]:
-    return compute_boot_state(files, known_keys, loader).values
-
-
-def drift_against_boot(live: Mapping[str, str | None], boot: Mapping[str, BootValue]) -> list[tuple[str, str | None, BootValue]]:
-    """(key, live value, boot value) for each key whose live value differs from what boot would set."""
-    out = []
-    for key, bv in boot.items():
-        if key not in live:
-            continue
-        cur = live[key]
-        if cur is None or " ".join(cur.split()) != " ".join(bv.value.split()):
-            out.append((key, cur, bv))
-    return sorted(out, key=lambda t: t[0])

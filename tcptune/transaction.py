@@ -67,6 +67,7 @@ from typing import Callable, Iterator
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.fsio import CREATE_EXCL, replace_at, write_all
+from tcptune.netns import netns_inode
 from tcptune.keys import normalize_key
 from tcptune.plan import (
     CHANGE,
@@ -246,12 +247,20 @@ class Snapshot:
         self.history.append({"time": time.time(), "event": name, "detail": detail})
 
 
-def _corrupt(path: Path, why: str) -> TcptuneError:
-    return TcptuneError(
-        f"snapshot {path} is corrupt ({why}); refusing to restore from it",
-        ExitCode.BAD_INPUT,
-        hint="the file was kept; inspect it, or roll back another snapshot (`tcptune snapshots`)",
-    )
+class SnapshotCorrupt(TcptuneError):
+    """A snapshot file that cannot be trusted; ``why`` says what is wrong with it."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(
+            f"snapshot {path} is corrupt ({why}); refusing to restore from it",
+            ExitCode.BAD_INPUT,
+            hint="the file was kept; inspect it, or roll back another snapshot (`tcptune snapshots`)",
+        )
+        self.why = why
+
+
+def _corrupt(path: Path, why: str) -> SnapshotCorrupt:
+    return SnapshotCorrupt(path, why)
 
 
 def _check_value(path: Path, key: str, value, what: str, allow_none: bool = False) -> None:
@@ -278,12 +287,11 @@ def snapshot_from_json(data, path: Path) -> Snapshot:
         raise _corrupt(path, "no 'keys' object")
     for key, entry in keys.items():
         try:
-            if normalize_key(key) != key:
-                raise _corrupt(path, f"key {key!r} is not in dotted form")
+            dotted = normalize_key(key)
         except TcptuneError as exc:
-            if "corrupt" in exc.message:
-                raise
             raise _corrupt(path, exc.message) from None
+        if dotted != key:
+            raise _corrupt(path, f"key {key!r} is not in dotted form")
         if not isinstance(entry, dict):
             raise _corrupt(path, f"{key}: entry is not an object")
         _check_value(path, key, entry.get("before"), "before")
@@ -501,11 +509,6 @@ class StateDir:
         finally:
             os.close(dfd)
 
-    def ensure(self) -> None:
-        """Create the state directory (mode 0700) if needed and check it can be trusted."""
-        with self._snapshot_dir(create=True):
-            pass
-
     @contextlib.contextmanager
     def lock(
         self,
@@ -633,9 +636,7 @@ class StateDir:
         for sid in self.ids():
             try:
                 out.append((sid, self.load(sid), ""))
-            except TcptuneError as exc:
-                if "corrupt" not in exc.message:
-                    raise
+            except SnapshotCorrupt as exc:
                 out.append((sid, None, exc.message))
         return out
 
@@ -681,9 +682,9 @@ class StateDir:
         # before the first write to /proc/sys, this stops the apply with nothing changed.
         try:
             snapshot_from_json(json.loads(data), path)
-        except TcptuneError as exc:
+        except SnapshotCorrupt as exc:
             raise TcptuneError(
-                f"refusing to save snapshot {snap.id}: it would not load back ({exc.message.split('(', 1)[-1].rsplit(')', 1)[0]})",
+                f"refusing to save snapshot {snap.id}: it would not load back ({exc.why})",
                 ExitCode.BAD_INPUT,
                 hint="this is a tcptune bug; nothing was written for this snapshot, report it with the profile",
             ) from None
@@ -696,13 +697,6 @@ class StateDir:
 
 
 # -- the transaction -------------------------------------------------------------
-def netns_inode() -> int | None:
-    try:
-        return os.stat("/proc/self/ns/net").st_ino
-    except OSError:
-        return None
-
-
 def target_of(host) -> dict:
     """What a snapshot applies to: the live host's current network namespace, or a root directory."""
     if host.is_live:
@@ -722,8 +716,7 @@ def target_lock_name(host) -> str:
     while the namespace lives); a --root tree is its directory's dev:ino.
     """
     if host.is_live:
-        st = os.stat("/proc/self/ns/net")
-        return f"netns-{st.st_ino}.lock"
+        return f"netns-{netns_inode()}.lock"
     st = os.stat(host.root)
     return f"root-{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino}.lock"
 
@@ -884,7 +877,7 @@ def latest_snapshot(state: StateDir, host) -> Snapshot:
         raise TcptuneError(
             err,
             ExitCode.BAD_INPUT,
-            hint=f"it may be the latest snapshot; inspect it, or pass the id to roll back explicitly (`tcptune snapshots` lists them)",
+            hint="it may be the latest snapshot; inspect it, or pass the id to roll back explicitly (`tcptune snapshots` lists them)",
         )
     if best is None:
         mine = [s for s in valid if _same_target(s.target, here)]

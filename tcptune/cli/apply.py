@@ -63,13 +63,9 @@ def _on_wait(msg: str) -> None:
 
 
 def _release(host):
-    from tcptune.kernel.version import parse_version
+    from tcptune.host import kernel_version
 
-    rel = host.kernel_release()
-    try:
-        return parse_version(rel) if rel else None
-    except TcptuneError:
-        return None
+    return kernel_version(host)
 
 
 def _load_profile(spec: str, host):
@@ -182,15 +178,9 @@ def apply_cmd(
     if not persist_file.startswith("/"):
         raise TcptuneError(f"--persist-file {persist_file}: must be an absolute path", ExitCode.BAD_INPUT, hint="e.g. /etc/sysctl.d/90-tcptune.conf")
     if persist:
-        from tcptune.sysctld import own_file_path_problem
+        from tcptune.persist import check_own_file_path
 
-        why = own_file_path_problem(persist_file)
-        if why:
-            raise TcptuneError(
-                f"--persist-file {persist_file}: {why}; nothing was changed",
-                ExitCode.BAD_INPUT,
-                hint="tcptune's file goes straight into a sysctl.d directory, e.g. /etc/sysctl.d/90-tcptune.conf",
-            )
+        check_own_file_path(persist_file)
     host = open_source(root, None, netns)
     prof = _load_profile(profile, host)
     current = host.read_sysctls(prof.settings.keys())
@@ -363,7 +353,7 @@ def rollback_cmd(
 
     Examples: tcptune rollback;  tcptune rollback 20261121T190512Z-3f9a0c --json
     """
-    from tcptune.plan import CHANGE, summarize
+    from tcptune.plan import summarize
     from tcptune.transaction import StateDir, check_can_write, resolve_state_dir, rollback_snapshot
 
     host = open_source(root, None, netns)

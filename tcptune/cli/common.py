@@ -120,13 +120,10 @@ def open_source(root: Optional[Path] = None, sysctl_dump: Optional[str] = None, 
         text, label = read_dump_text(sysctl_dump)
         return DumpHost(parse_sysctl_dump(text, source=label), label)
     if netns is not None:
-        from tcptune.netns import enter_netns
+        from tcptune.netns import enter_netns, netns_inode
 
         enter_netns(netns)
-        try:
-            inode = f"net:[{os.stat('/proc/self/ns/net').st_ino}]"
-        except OSError:
-            inode = "net:[?]"
+        inode = f"net:[{netns_inode() or '?'}]"
         # Not "live host": the JSON `source` and every table header must say which namespace.
         return Host("/", netns=f"{netns} ({inode})")
     return Host("/" if root is None else root)

@@ -14,13 +14,9 @@ from tcptune.keys import SECRET_KEYS
 
 
 def _release(host):
-    from tcptune.kernel.version import parse_version
+    from tcptune.host import kernel_version
 
-    rel = host.kernel_release()
-    try:
-        return parse_version(rel) if rel else None
-    except TcptuneError:
-        return None
+    return kernel_version(host)
 
 
 def _safe_read(host, key: str) -> str | None:

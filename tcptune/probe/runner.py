@@ -9,12 +9,10 @@ from __future__ import annotations
 import gzip
 import importlib
 import os
-from dataclasses import dataclass
 from typing import Callable
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel import schedule as S
-from tcptune.kernel.version import parse_version
 from tcptune.probe.base import SETTLE_S, Context, Observation, Progress
 
 PROBES = ("syn", "synack", "fin-timeout", "keepalive", "tw-reuse")
@@ -93,13 +91,9 @@ def read_facts(host, probe: str) -> dict:
 
 
 def kernel_version(host) -> tuple[int, ...] | None:
-    rel = host.kernel_release()
-    if not rel:
-        return None
-    try:
-        return parse_version(rel)
-    except TcptuneError:
-        return None
+    from tcptune.host import kernel_version as parsed
+
+    return parsed(host)
 
 
 def predict(probe: str, st: dict, hz: int | None, measured: dict | None = None,

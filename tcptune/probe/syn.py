@@ -12,8 +12,7 @@ import select
 import socket
 import time
 
-from tcptune.kernel.schedule import Event
-from tcptune.probe.base import DROP_ALL, LOOPBACK, POLL_S, SETTLE_S, Context, Observation, closing_all, listener, maybe_capture, tcp_info
+from tcptune.probe.base import DROP_ALL, LOOPBACK, POLL_S, Context, Observation, closing_all, listener, maybe_capture, tcp_info
 from tcptune.probe.capture import ACK, SYN, Segment
 
 NAME = "syn"

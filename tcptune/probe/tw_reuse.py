@@ -15,6 +15,7 @@ import struct
 import time
 
 from tcptune.errors import ExitCode, TcptuneError
+from tcptune.kernel.states import TcpState
 from tcptune.probe.base import (LOOPBACK, POLL_S, Context, Observation, abort_on_close, closing_all, find_entry, listener,
                                 maybe_capture)
 from tcptune.probe.capture import ACK, FIN, Segment
@@ -22,7 +23,6 @@ from tcptune.probe.capture import ACK, FIN, Segment
 NAME = "tw-reuse"
 IP_LOCAL_PORT_RANGE = 51  # include/uapi/linux/in.h (6.3+)
 ATTEMPT_EVERY_S = 0.005
-TIME_WAIT = 6
 
 
 def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
@@ -79,7 +79,7 @@ def _watch_time_wait(obs: Observation, lport: int, port: int, since: float) -> N
         before = time.time()
         e = find_entry(lport, port)
         now = time.time()
-        if e is not None and e.state == TIME_WAIT:
+        if e is not None and e.state == TcpState.TIME_WAIT:
             obs.add(now, "time_wait", 0, "TIME_WAIT in the socket table", since=prev)
             return
         if e is None:
