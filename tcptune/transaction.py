@@ -725,18 +725,18 @@ def lock_dir_path() -> tuple[Path, bool]:
     """(directory of the per-target locks, whether it sits in a shared directory).
 
     $TCPTUNE_LOCK_DIR if set; else tcptune/ (tcptune-EUID/ for non-root, so users
-    never share one) in the first of /run/lock, /run, /tmp that exists: /run/lock is
-    missing in some minimal containers.
+    never share one) in the first of /run/lock, /run, /tmp that exists and this user
+    may write: /run/lock is missing in some minimal containers, and /run is root's.
     """
     env = os.environ.get(LOCK_DIR_ENV)
     if env:
         return Path(env), False
     name = "tcptune" if os.geteuid() == 0 else f"tcptune-{os.geteuid()}"
     for base in LOCK_BASES:
-        if os.path.isdir(base):
+        if os.path.isdir(base) and (os.path.isdir(os.path.join(base, name)) or os.access(base, os.W_OK | os.X_OK)):
             return Path(base) / name, True
     raise TcptuneError(
-        f"no directory for tcptune's lock: none of {', '.join(LOCK_BASES)} exists",
+        f"no directory for tcptune's lock: none of {', '.join(LOCK_BASES)} exists and is writable",
         ExitCode.BAD_INPUT,
         hint=f"set {LOCK_DIR_ENV} to a directory only this user can write",
     )

@@ -13,6 +13,7 @@ import os
 import re
 import select
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -530,6 +531,25 @@ def test_the_target_lock_falls_back_when_run_lock_is_missing_and_refuses_a_symli
     assert ei.value.exit_code == 2 and "symlink" in str(ei.value)
     monkeypatch.setenv(transaction.LOCK_DIR_ENV, str(tmp_path / "mine"))
     assert transaction.lock_dir_path() == (tmp_path / "mine", False)
+
+
+def test_the_target_lock_skips_a_base_this_user_cannot_write(tmp_path):
+    # /run exists but is root's: a user with CAP_NET_ADMIN only (apply --root on a copy)
+    # must fall through to the next base, not fail on mkdir.  Root without the DAC
+    # capabilities stands in for that user: access(2) then honours the mode bits.
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and util-linux setpriv to drop the DAC capabilities")
+    closed, open_ = tmp_path / "closed", tmp_path / "open"
+    closed.mkdir(mode=0o555)
+    open_.mkdir()
+    code = ("import tcptune.transaction as t; "
+            f"t.LOCK_BASES = ({str(closed)!r}, {str(open_)!r}); print(t.lock_dir_path()[0])")
+    drop = "-dac_override,-dac_read_search"
+    env = {k: v for k, v in os.environ.items() if k != "TCPTUNE_LOCK_DIR"}
+    r = subprocess.run(["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", sys.executable, "-c", code],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(open_ / "tcptune")
 
 
 def test_plain_rollback_picks_the_newest_applied_or_pending_snapshot_of_this_target(tmp_path):
