@@ -69,12 +69,13 @@ def _absent(key: str, kb: KnowledgeBase, release: Version | None, source_kind: s
 
 
 def _risky(param, actual: str, release: Version | None):
-    """The first `warn` rule ``actual`` matches, unless ``actual`` is this kernel's own default.
+    """The first `warn` rule ``actual`` matches.
 
-    A stock kernel is never "risky" by its own default (tcp_challenge_ack_limit=1000 was the
-    default before 6.0).
+    Defaults are not exempt: tcp_challenge_ack_limit=1000, the default before 6.0, is the
+    host-wide side channel that 6.0 disabled by default, and an audit of a 5.x host
+    should say so.  The knowledge-base tests keep the running kernel's defaults quiet.
     """
-    if param is None or not param.warn or param.matches_default(actual, release):
+    if param is None or not param.warn:
         return None
     return next((w for w in param.warn if w.matches(actual)), None)
 

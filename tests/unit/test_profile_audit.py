@@ -370,11 +370,13 @@ def test_strict_fails_on_a_risky_value_outside_the_profile():
     assert exit_code(found) == 0 and exit_code(found, strict=True) == 1
 
 
-def test_risky_rules_never_fire_on_that_kernels_own_default():
+def test_an_older_kernels_risky_default_is_flagged_but_not_drift():
+    # 1000 is 5.15's own default (no drift), and the host-wide side channel 6.0 disabled.
     old, new = (5, 15, 0), V618
     quiet = audit(_kd(old), {"net.ipv4.tcp_challenge_ack_limit": "1000"}, KB2, old)
     c = {x.key: x for x in quiet}["net.ipv4.tcp_challenge_ack_limit"]
-    assert c.verdict == "ok" and not c.risky
+    assert c.verdict == "warning" and c.risky
+    assert exit_code(quiet) == 0 and exit_code(quiet, strict=True) == 1
     loud = {x.key: x for x in audit(_kd(new), {"net.ipv4.tcp_challenge_ack_limit": "1000"}, KB2, new)}
     assert loud["net.ipv4.tcp_challenge_ack_limit"].verdict == "drift" and loud["net.ipv4.tcp_challenge_ack_limit"].risky
 
