@@ -349,7 +349,8 @@ def predict_synack(
     notes = []
     if wrapped:
         notes.append(f"tcp_reqsk_timeout(): (u64)timeout << num_timeout overflows for the last {wrapped} timer(s) at "
-                     f"HZ={h}; min() with the cap then gives a short timer, so those SYN-ACKs go out back to back")
+                     f"HZ={h}; min() with the cap then gives a short timer, so those SYN-ACKs go out back to back "
+                     "(read from the source, not measured: observing it takes hours)")
     alternatives: tuple[Prediction, ...] = ()
     settings = {"tcp_synack_retries": synack_retries, "rto_max_s": TCP_RTO_MAX, "initial_rto_s": base_j / h,
                 "tcp_syncookies": syncookies, "hz": hz}
