@@ -7,8 +7,6 @@ os.setns, so this calls libc's setns(2) through ctypes.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 from pathlib import Path
@@ -64,8 +62,14 @@ def resolve_netns(spec: str) -> Path:
     return path
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+def _libc_call(name: str, *args: int) -> int:
+    """Call libc's ``name``; 0 on success, else errno.  ctypes is imported here, not at module
+    load: every command imports this module (netns_inode) and ctypes.util costs ~8 ms."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return 0 if getattr(libc, name)(*args) == 0 else ctypes.get_errno()
 
 
 def enter_netns(spec: str) -> Path:
@@ -83,8 +87,8 @@ def enter_netns(spec: str) -> Path:
     except OSError as exc:
         raise TcptuneError(f"--netns {spec}: cannot open {path}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
     try:
-        if _libc().setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
+        err = _libc_call("setns", fd, CLONE_NEWNET)
+        if err:
             if err == errno.EPERM:
                 raise TcptuneError(
                     f"--netns {spec}: entering a network namespace needs CAP_SYS_ADMIN",
@@ -101,8 +105,8 @@ def enter_netns(spec: str) -> Path:
 
 def unshare_netns() -> None:
     """Move this process into a brand-new, empty network namespace (used by tests and probes)."""
-    if _libc().unshare(CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
+    err = _libc_call("unshare", CLONE_NEWNET)
+    if err:
         raise TcptuneError(
             f"cannot create a network namespace: {os.strerror(err)}",
             ExitCode.PRIVILEGES,

@@ -85,11 +85,13 @@ def test_every_module_respects_its_layer():
 
 
 def test_audit_does_not_load_scapy_psutil_or_tabulate(data_dir):
+    # ctypes too: only --netns (setns) and the probes need it, and ctypes.util alone costs
+    # ~8 ms of every start.
     root = data_dir / "root-fresh-netns-6.18"
     code = (
         "import sys\nfrom tcptune.cli import main\n"
         f"try:\n    main(['audit', '--root', {str(root)!r}, '--json'])\nexcept SystemExit:\n    pass\n"
-        "sys.stderr.write(repr(sorted(m for m in ('scapy', 'psutil', 'tabulate') if m in sys.modules)))\n"
+        "sys.stderr.write(repr(sorted(m for m in ('scapy', 'psutil', 'tabulate', 'ctypes.util') if m in sys.modules)))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stderr.strip().endswith("[]"), r.stderr
