@@ -49,6 +49,19 @@ def host_sysctls_unchanged():
     assert not changed, f"the test suite changed the HOST's sysctls (must use a private netns): {changed}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_lock_dir(tmp_path_factory):
+    """apply/rollback take a per-target lock in /run/lock/tcptune by default; the suite
+    keeps its locks in a directory of its own so that it leaves nothing on the host."""
+    saved = os.environ.get("TCPTUNE_LOCK_DIR")
+    os.environ["TCPTUNE_LOCK_DIR"] = str(tmp_path_factory.mktemp("tcptune-locks"))
+    yield
+    if saved is None:
+        os.environ.pop("TCPTUNE_LOCK_DIR", None)
+    else:
+        os.environ["TCPTUNE_LOCK_DIR"] = saved
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
