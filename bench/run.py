@@ -31,8 +31,8 @@ sys.path.insert(0, str(HERE.parent))
 import fill  # noqa: E402
 
 PY = sys.executable
-FLOOR = [PY, "-c", "from tcptune.sockdiag import discard_dump; discard_dump()"]
-FLOOR_UNSPEC = [PY, "-c", "from tcptune.sockdiag import discard_dump; discard_dump(families=(0,))"]
+FLOOR = [PY, "-c", "from tcptune.host.sockdiag import discard_dump; discard_dump()"]
+FLOOR_UNSPEC = [PY, "-c", "from tcptune.host.sockdiag import discard_dump; discard_dump(families=(0,))"]
 TOOLS_FAST = [
     ("floor: bare netlink dump (python, read+discard)", FLOOR),
     ("floor, one AF_UNSPEC request", FLOOR_UNSPEC),
@@ -58,7 +58,7 @@ SS_TO_NAME = {
 
 
 def setup_netns() -> None:
-    from tcptune.netns import unshare_netns
+    from tcptune.host.netns import unshare_netns
 
     original = os.stat("/proc/self/ns/net").st_ino
     unshare_netns()
@@ -207,7 +207,7 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
 
 
 def in_process(repeat: int) -> dict:
-    from tcptune import sockdiag
+    from tcptune.host import sockdiag
 
     out = {}
     for name, fn in (

@@ -68,7 +68,7 @@ def host_netns_inode() -> int:
 def run_in_netns(fn, *args, timeout: float = 120.0, **kwargs):
     """Run ``fn(*args, **kwargs)`` in a forked child inside a fresh network namespace."""
     require_netns()
-    from tcptune.netns import unshare_netns
+    from tcptune.host.netns import unshare_netns
 
     rfd, wfd = os.pipe()
     sys.stdout.flush()

@@ -1,7 +1,7 @@
 """Commands apply, rollback and snapshots.
 
-The plan is pure (tcptune.plan), precedence is pure (tcptune.sysctld), and all
-writes go through tcptune.transaction / tcptune.persist.  This module parses
+The plan is pure (tcptune.core.plan), precedence is pure (tcptune.core.boot_precedence), and all
+writes go through tcptune.host.transaction / tcptune.host.sysctld_files.  This module parses
 options, asks for confirmation and renders.
 """
 
@@ -63,14 +63,14 @@ def _on_wait(msg: str) -> None:
 
 
 def _release(host):
-    from tcptune.host import kernel_version
+    from tcptune.host.source import kernel_version
 
     return kernel_version(host)
 
 
 def _load_profile(spec: str, host):
     from tcptune.kernel.kb import load_kb
-    from tcptune.profile import load_profile
+    from tcptune.core.profile import load_profile
 
     return load_profile(spec, kb=load_kb(), kernel_release=_release(host), known_keys=host.list_sysctls())
 
@@ -90,7 +90,7 @@ def _confirm(question: str) -> bool:
 
 
 def _print_plan(plan, header: str) -> None:
-    from tcptune.plan import render_plan_rows, summarize
+    from tcptune.core.plan import render_plan_rows, summarize
     from tcptune.render import render_table
 
     typer.echo(header)
@@ -106,9 +106,9 @@ def _print_plan(plan, header: str) -> None:
 def _persist_preview(profile, plan, persist_root: Path, persist_file: str):
     """(file text, BootState with that text in place, [override], problem or None) — nothing written."""
     from tcptune import __version__
-    from tcptune.persist import boot_state
-    from tcptune.plan import MISSING
-    from tcptune.sysctld import find_overrides, own_file_problem, render_own_file
+    from tcptune.host.sysctld_files import boot_state
+    from tcptune.core.plan import MISSING
+    from tcptune.core.boot_precedence import find_overrides, own_file_problem, render_own_file
 
     text = render_own_file(
         [(c.key, c.new, c.reason) for c in plan if c.status != MISSING],
@@ -156,8 +156,8 @@ def apply_cmd(
 
     Examples: tcptune apply web-server --dry-run;  tcptune apply web-server --persist --yes
     """
-    from tcptune.plan import CHANGE, MISSING, plan_apply, plan_differences, skipped, summarize
-    from tcptune.transaction import (
+    from tcptune.core.plan import CHANGE, MISSING, plan_apply, plan_differences, skipped, summarize
+    from tcptune.host.transaction import (
         ConfirmedPlan,
         PersistRequest,
         StateDir,
@@ -178,7 +178,7 @@ def apply_cmd(
     if not persist_file.startswith("/"):
         raise TcptuneError(f"--persist-file {persist_file}: must be an absolute path", ExitCode.BAD_INPUT, hint="e.g. /etc/sysctl.d/90-tcptune.conf")
     if persist:
-        from tcptune.persist import check_own_file_path
+        from tcptune.host.sysctld_files import check_own_file_path
 
         check_own_file_path(persist_file)
     host = open_source(root, None, netns)
@@ -232,7 +232,7 @@ def apply_cmd(
         for n in notes:
             typer.echo(f"note: {n}")
         if preview is not None:
-            from tcptune.sysctld import LOADERS
+            from tcptune.core.boot_precedence import LOADERS
 
             typer.echo(
                 f"persist: {persist_file} under {proot} ({len(preview[0].splitlines())} lines); "
@@ -246,7 +246,7 @@ def apply_cmd(
 
     if dry_run:
         if preview is not None:
-            from tcptune.persist import check_own_file
+            from tcptune.host.sysctld_files import check_own_file
 
             try:  # what a real run would refuse, said now rather than after the confirmation
                 check_own_file(proot, persist_file, force=force)
@@ -262,7 +262,7 @@ def apply_cmd(
     needs_file = False
     file_before = None
     if preview is not None:
-        from tcptune.persist import check_own_file
+        from tcptune.host.sysctld_files import check_own_file
 
         # Refuse a symlink / someone else's file now, before asking (apply checks again under the lock).
         file_before = check_own_file(proot, persist_file, force=force)
@@ -294,7 +294,7 @@ def apply_cmd(
 
     def persist_request(plan_now):
         from tcptune import __version__
-        from tcptune.sysctld import render_own_file
+        from tcptune.core.boot_precedence import render_own_file
 
         text = render_own_file(
             [(c.key, c.new, c.reason) for c in plan_now if c.status != MISSING],
@@ -353,8 +353,8 @@ def rollback_cmd(
 
     Examples: tcptune rollback;  tcptune rollback 20261121T190512Z-3f9a0c --json
     """
-    from tcptune.plan import summarize
-    from tcptune.transaction import StateDir, check_can_write, resolve_state_dir, rollback_snapshot
+    from tcptune.core.plan import summarize
+    from tcptune.host.transaction import StateDir, check_can_write, resolve_state_dir, rollback_snapshot
 
     host = open_source(root, None, netns)
     state = StateDir(resolve_state_dir(state_dir))
@@ -415,7 +415,7 @@ def snapshots_cmd(
     Status: pending (apply did not finish: roll it back), applied, failed (a write
     was rejected and everything was put back), restore-incomplete, rolled-back.
     """
-    from tcptune.transaction import StateDir, resolve_state_dir
+    from tcptune.host.transaction import StateDir, resolve_state_dir
 
     state = StateDir(resolve_state_dir(state_dir))
     entries = state.list()

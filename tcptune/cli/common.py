@@ -112,15 +112,15 @@ def open_source(root: Optional[Path] = None, sysctl_dump: Optional[str] = None, 
             _not_empty(name, "a value")(v)
     if len(given) > 1:
         raise TcptuneError(f"{' and '.join(given)} cannot be combined", ExitCode.BAD_INPUT, hint="pick one source")
-    from tcptune.host import DumpHost, Host
+    from tcptune.host.source import DumpHost, Host
 
     if sysctl_dump is not None:
-        from tcptune.sysctlconf import parse_sysctl_dump
+        from tcptune.core.sysctl_text import parse_sysctl_dump
 
         text, label = read_dump_text(sysctl_dump)
         return DumpHost(parse_sysctl_dump(text, source=label), label)
     if netns is not None:
-        from tcptune.netns import enter_netns, netns_inode
+        from tcptune.host.netns import enter_netns, netns_inode
 
         enter_netns(netns)
         inode = f"net:[{netns_inode() or '?'}]"

@@ -10,11 +10,11 @@ import typer
 from tcptune.cli._app import app
 from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, emit_json, open_source
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.keys import SECRET_KEYS
+from tcptune.core.keys import SECRET_KEYS
 
 
 def _release(host):
-    from tcptune.host import kernel_version
+    from tcptune.host.source import kernel_version
 
     return kernel_version(host)
 
@@ -132,7 +132,7 @@ def explain(
     kb = load_kb()
     param = kb.get(key)
     if param is None:
-        from tcptune.keys import normalize_key
+        from tcptune.core.keys import normalize_key
 
         full = key if key.startswith("net.") else f"net.ipv4.{key}"
         normalize_key(full)  # rejects path tricks with a clear message

@@ -1,7 +1,7 @@
 """`tcptune probe syn|synack|fin-timeout|keepalive|tw-reuse|all`: prove what the kernel does.
 
 Each probe reads the settings that govern it, predicts the timeline with the pure
-model in tcptune.kernel.schedule, watches its own loopback sockets in the current
+model in tcptune.kernel.timers, watches its own loopback sockets in the current
 (or --netns) network namespace and compares.  Exit 0 matches, 1 differs.
 """
 

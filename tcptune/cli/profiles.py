@@ -10,7 +10,7 @@ import typer
 from tcptune.cli._app import app
 from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, _not_empty, emit_json, open_source, use_color
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.keys import SECRET_KEYS
+from tcptune.core.keys import SECRET_KEYS
 
 profiles_app = typer.Typer(
     help=(
@@ -29,7 +29,7 @@ ProfileOpt = Annotated[
 
 
 def _release(host):
-    from tcptune.host import kernel_version
+    from tcptune.host.source import kernel_version
 
     return kernel_version(host)
 
@@ -41,7 +41,7 @@ def _known_keys(host) -> list[str]:
 @profiles_app.command("list")
 def profiles_list(json_out: JsonOpt = False) -> None:
     """List every profile on the search path, in precedence order; shadowed ones are marked."""
-    from tcptune.profile import list_profiles
+    from tcptune.core.profile import list_profiles
 
     infos = list_profiles()
     if json_out:
@@ -55,7 +55,7 @@ def profiles_list(json_out: JsonOpt = False) -> None:
 
 def _load(spec: str, host=None):
     from tcptune.kernel.kb import load_kb
-    from tcptune.profile import load_profile
+    from tcptune.core.profile import load_profile
 
     return load_profile(spec, kb=load_kb(), kernel_release=_release(host) if host is not None else None, known_keys=_known_keys(host))
 
@@ -146,10 +146,10 @@ def audit_cmd(
     Examples: tcptune audit;  tcptune audit -p web-server --json;
     ssh host sysctl -a | tcptune audit --sysctl-dump -
     """
-    from tcptune.audit import audit, exit_code, hidden_global_keys, summarize
+    from tcptune.core.audit import audit, exit_code, hidden_global_keys, summarize
     from tcptune.cli.common import require_tcp_keys, source_kind, unknown_release_note
     from tcptune.kernel.kb import load_kb
-    from tcptune.profile import KERNEL_DEFAULT
+    from tcptune.core.profile import KERNEL_DEFAULT
 
     if persisted and profile is not None:
         raise TcptuneError("--persisted and --profile cannot be combined", ExitCode.BAD_INPUT, hint="--persisted compares with sysctl.d, not a profile")
@@ -174,9 +174,9 @@ def audit_cmd(
         return current
 
     if persisted:
-        from tcptune.audit import audit_persisted
-        from tcptune.persist import boot_state
-        from tcptune.profile import Profile
+        from tcptune.core.audit import audit_persisted
+        from tcptune.host.sysctld_files import boot_state
+        from tcptune.core.profile import Profile
 
         sysctl_root = persist_root or (root if root is not None else Path("/"))
         tcp_keys = [k for k in host.list_sysctls() if k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) and k not in SECRET_KEYS]

@@ -37,8 +37,8 @@ def _parse_states(values: list[str] | None):
 
 
 def _sample(host, by, states, families):
-    from tcptune.sockdiag import collect_summary
-    from tcptune.states import SETTING_KEYS, check_warnings
+    from tcptune.host.sockdiag import collect_summary
+    from tcptune.core.socket_summary import SETTING_KEYS, check_warnings
 
     summary = collect_summary(host, by, states, families)
     settings = host.read_sysctls(SETTING_KEYS)
@@ -49,7 +49,7 @@ def _sample(host, by, states, families):
 def _render(report: dict, by: str | None) -> str:
     from tabulate import tabulate
 
-    from tcptune.states import group_rows, histogram_rows
+    from tcptune.core.socket_summary import group_rows, histogram_rows
 
     uni = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") in ("utf8",)
     color = use_color()
@@ -94,7 +94,7 @@ def states_cmd(
     """
     import socket
 
-    from tcptune.states import build_report
+    from tcptune.core.socket_summary import build_report
 
     if ipv4 and ipv6:
         families = (socket.AF_INET, socket.AF_INET6)

@@ -1,7 +1,7 @@
 """What every probe shares: loopback sockets, socket filters, TCP_INFO, the socket
 table, the clock, progress and cleanup.
 
-Probes are their own layer (like tcptune.host): they open sockets and read the
+Probes are their own layer (like tcptune.host.source): they open sockets and read the
 clock, but only ever on 127.0.0.1 in the current network namespace, and never
 change sysctls, firewall rules or interfaces.  A socket filter (SO_ATTACH_FILTER,
 no privileges) on the probe's own socket is what makes the kernel drop segments.
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from tcptune.kernel.schedule import Event
+from tcptune.kernel.timers import Event
 from tcptune.probe.capture import BPF_JSET_K, BPF_LD_B_ABS, BPF_RET_K, Capture, Segment, attach_filter, can_capture
 
 LOOPBACK = "127.0.0.1"

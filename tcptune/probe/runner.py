@@ -1,5 +1,5 @@
 """Run a probe: read the governing settings through the Host, predict with the pure
-model (tcptune.kernel.schedule), watch the kernel, compare with the tolerance.
+model (tcptune.kernel.timers), watch the kernel, compare with the tolerance.
 
 The result is a plain dict (the --json shape documented in tcptune(8)).
 """
@@ -12,7 +12,7 @@ import os
 from typing import Callable
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.kernel import schedule as S
+from tcptune.kernel import timers as S
 from tcptune.probe.base import SETTLE_S, Context, Observation, Progress
 
 PROBES = ("syn", "synack", "fin-timeout", "keepalive", "tw-reuse")
@@ -91,7 +91,7 @@ def read_facts(host, probe: str) -> dict:
 
 
 def kernel_version(host) -> tuple[int, ...] | None:
-    from tcptune.host import kernel_version as parsed
+    from tcptune.host.source import kernel_version as parsed
 
     return parsed(host)
 

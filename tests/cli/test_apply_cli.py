@@ -315,8 +315,8 @@ def test_a_confirmed_plan_that_changes_while_waiting_for_the_lock_is_refused(roo
     import select
     import time
 
-    from tcptune.host import Host
-    from tcptune.transaction import target_lock
+    from tcptune.host.source import Host
+    from tcptune.host.transaction import target_lock
 
     state = tmp_path / "state"
     master, slave = pty.openpty()

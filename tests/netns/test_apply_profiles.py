@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from nsutil import netns_argv, require_netns, run_in_netns
 
-from tcptune.host import Host
-from tcptune.profile import list_profiles
+from tcptune.host.source import Host
+from tcptune.core.profile import list_profiles
 
 BUILTINS = sorted({p.name for p in list_profiles(search_dirs=[]) if p.kind == "built-in"})
 
@@ -207,7 +207,7 @@ def test_read_only_proc_sys_is_exit_3_naming_the_mount(tmp_path):
 def test_not_root_is_exit_3_with_the_fix(tmp_path):
     def body():
         from tcptune.errors import TcptuneError
-        from tcptune.transaction import check_can_write
+        from tcptune.host.transaction import check_can_write
 
         host = Host("/")
         os.setgroups([])

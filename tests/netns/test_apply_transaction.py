@@ -23,10 +23,10 @@ import pytest
 from nsutil import require_netns, run_in_netns
 
 from tcptune.errors import TcptuneError
-from tcptune.host import Host
-from tcptune.plan import SAME, plan_apply
-from tcptune.profile import Profile, Setting
-from tcptune.transaction import (
+from tcptune.host.source import Host
+from tcptune.core.plan import SAME, plan_apply
+from tcptune.core.profile import Profile, Setting
+from tcptune.host.transaction import (
     APPLIED,
     FAILED,
     PENDING,
@@ -200,9 +200,9 @@ def test_a_held_lock_makes_apply_fail_clearly_and_change_nothing(tmp_path):
 HELPER = r"""
 import json, sys
 from tcptune.errors import TcptuneError
-from tcptune.host import Host
-from tcptune.profile import Profile, Setting
-from tcptune.transaction import StateDir, apply_profile
+from tcptune.host.source import Host
+from tcptune.core.profile import Profile, Setting
+from tcptune.host.transaction import StateDir, apply_profile
 spec = json.loads(sys.argv[1])
 prof = Profile(spec["name"], "", "test", {k: Setting(k, v, "test", "test") for k, v in spec["settings"].items()})
 def waiting(msg):
@@ -356,7 +356,7 @@ def test_persist_writes_a_file_sysctl_p_loads_and_rollback_restores_it(tmp_path)
     own = "/etc/sysctl.d/90-tcptune.conf"
 
     def request(plan):
-        from tcptune.sysctld import render_own_file
+        from tcptune.core.boot_precedence import render_own_file
 
         return PersistRequest(root, own, render_own_file([(c.key, c.new, c.reason) for c in plan], profile="t", origin="test", version="0"))
 
@@ -380,8 +380,8 @@ def test_persist_writes_a_file_sysctl_p_loads_and_rollback_restores_it(tmp_path)
     assert rc == 0, err
     assert loaded == GOOD
 
-    from tcptune.persist import boot_state
-    from tcptune.sysctld import find_overrides
+    from tcptune.host.sysctld_files import boot_state
+    from tcptune.core.boot_precedence import find_overrides
 
     state = boot_state(root, GOOD)
     assert [(o.key, o.winner.path) for o in find_overrides(state, own)] == [
@@ -497,7 +497,7 @@ def test_two_applies_with_different_state_dirs_are_serialized_on_the_target(tmp_
         return pa.returncode, pb.returncode, mid, waited, Host("/").read_sysctls(a), sb.before_values(), races, netns_lock_files()
 
     def netns_lock_files():
-        from tcptune.transaction import lock_dir_path, target_lock_name
+        from tcptune.host.transaction import lock_dir_path, target_lock_name
 
         return os.path.exists(lock_dir_path()[0] / target_lock_name(Host("/")))
 
@@ -512,7 +512,7 @@ def test_two_applies_with_different_state_dirs_are_serialized_on_the_target(tmp_
 
 
 def test_the_target_lock_falls_back_when_run_lock_is_missing_and_refuses_a_symlink(tmp_path, monkeypatch):
-    from tcptune import transaction
+    from tcptune.host import transaction
 
     monkeypatch.delenv(transaction.LOCK_DIR_ENV, raising=False)
     run_dir = tmp_path / "run"
@@ -542,7 +542,7 @@ def test_the_target_lock_skips_a_base_this_user_cannot_write(tmp_path):
     closed, open_ = tmp_path / "closed", tmp_path / "open"
     closed.mkdir(mode=0o555)
     open_.mkdir()
-    code = ("import tcptune.transaction as t; "
+    code = ("import tcptune.host.transaction as t; "
             f"t.LOCK_BASES = ({str(closed)!r}, {str(open_)!r}); print(t.lock_dir_path()[0])")
     drop = "-dac_override,-dac_read_search"
     env = {k: v for k, v in os.environ.items() if k != "TCPTUNE_LOCK_DIR"}

@@ -14,7 +14,7 @@ import os
 import pytest
 
 from nsutil import require_netns, run_in_netns
-from tcptune.host import Host
+from tcptune.host.source import Host
 from tcptune.kernel.kb import load_kb
 from tcptune.kernel.version import format_version, parse_version
 

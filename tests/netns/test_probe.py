@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from nsutil import require_netns, run_in_netns
-from tcptune.kernel import schedule as S
+from tcptune.kernel import timers as S
 
 WORKERS = 4
 
@@ -27,7 +27,7 @@ def _set(**values):
 
 
 def _case(probe, sysctls, max_wait=20.0, capture=True, model=None):
-    from tcptune.host import Host
+    from tcptune.host.source import Host
     from tcptune.probe.runner import run_probe
 
     _set(**sysctls)
@@ -283,7 +283,7 @@ def test_live_pcap_equals_replay(tmp_path):
     out = tmp_path / "syn.pcap"
 
     def live(path):
-        from tcptune.host import Host
+        from tcptune.host.source import Host
         from tcptune.probe.runner import run_probe
 
         _set(tcp_syn_retries=1, tcp_syn_linear_timeouts=0)

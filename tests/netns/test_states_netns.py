@@ -117,9 +117,9 @@ EXPECTED_STATES = {"ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT
 
 def _compare_sources():
     keep = make_zoo(socket.AF_INET) + make_zoo(socket.AF_INET6)
-    from tcptune.host import Host
+    from tcptune.host.source import Host
     from tcptune.kernel.states import STATE_NAMES
-    from tcptune.sockdiag import _summary_from_proc, collect_summary
+    from tcptune.host.sockdiag import _summary_from_proc, collect_summary
 
     host = Host("/")
     results = {}
@@ -216,9 +216,9 @@ def test_state_and_family_filters_ask_the_kernel_for_less():
 
 def _close_wait_warning():
     keep = make_zoo(socket.AF_INET, n=4)
-    from tcptune.host import Host
-    from tcptune.sockdiag import collect_summary
-    from tcptune.states import SETTING_KEYS, check_warnings
+    from tcptune.host.source import Host
+    from tcptune.host.sockdiag import collect_summary
+    from tcptune.core.socket_summary import SETTING_KEYS, check_warnings
 
     host = Host("/")
     summary = collect_summary(host, "process")
@@ -272,7 +272,7 @@ def test_syn_recv_warnings_name_backlog_and_syncookies():
 def _mixed_lengths_in_one_dump():
     keep = make_zoo(socket.AF_INET) + make_zoo(socket.AF_INET6)
     from tcptune.kernel.states import ALL_STATES_MASK
-    from tcptune.sockdiag import DiagTable, _dump_kind, iter_runs, open_diag_socket
+    from tcptune.host.sockdiag import DiagTable, _dump_kind, iter_runs, open_diag_socket
 
     # One dump of every state mixes full sockets, TIME_WAIT and request socks (different
     # message lengths) in the same buffers: the run splitting must still count right.

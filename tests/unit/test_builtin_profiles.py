@@ -4,7 +4,7 @@
   a value, a reason and a source (kernel-default is only `kernel_defaults`).
 - Keys: each exists on this kernel or in the knowledge base; values are in the
   knowledge base's ranges and are accepted by the profile's own `accept`.
-- Loader and CLI: tcptune.profile.load_profile and `tcptune profiles validate`.
+- Loader and CLI: tcptune.core.profile.load_profile and `tcptune profiles validate`.
 - The kernel itself: every per-netns value is written in a private network
   namespace and read back (the kernel rejects out-of-range writes), and the
   timings that fast-fail-client and syn-flood-hardened state in their reasons
@@ -28,7 +28,7 @@ import pytest
 
 from nsutil import run_in_netns
 from tcptune.kernel.kb import load_kb
-from tcptune.profile import TOP_LEVEL, builtin_dir, load_profile
+from tcptune.core.profile import TOP_LEVEL, builtin_dir, load_profile
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE_DIR = REPO / "profiles"

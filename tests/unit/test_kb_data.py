@@ -183,8 +183,8 @@ def test_warn_parses_and_fires(param: Param, warn):
     # An older kernel's default may be, but only where the kernel itself later changed that
     # default (a `changes` entry at the boundary says why): tcp_challenge_ack_limit=1000
     # before 6.0 is the side channel 6.0 disabled.
-    from tcptune.audit import audit
-    from tcptune.profile import Profile
+    from tcptune.core.audit import audit
+    from tcptune.core.profile import Profile
 
     for release in (V618, *[_just_before(b) for b, _ in param.older_defaults]):
         d = param.default_for(release)
@@ -395,8 +395,8 @@ def test_boot_range_holds_the_default_of_each_release(param):
 
 
 def test_kernel_default_profile_accepts_a_small_machine():
-    from tcptune.audit import audit
-    from tcptune.profile import load_profile
+    from tcptune.core.audit import audit
+    from tcptune.core.profile import load_profile
 
     release = parse_version("6.1.90")
     prof = load_profile("kernel-default", kb=KB, kernel_release=release, search_dirs=[])

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.keys import key_to_relpath, normalize_key
-from tcptune.sysctlconf import parse_sysctl_dump, parse_sysctl_lines
+from tcptune.core.keys import key_to_relpath, normalize_key
+from tcptune.core.sysctl_text import parse_sysctl_dump, parse_sysctl_lines
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,13 @@
 """The layering in shared/DESIGN.md, enforced by walking every import (including lazy ones).
 
-core (pure)  -> no typer, scapy, psutil, tabulate; nothing of host, probe, render or cli
-host layer   -> may use psutil; no typer, scapy, probe or cli
-render       -> may use tabulate; no typer, scapy, psutil, host, probe or cli
-probe        -> scapy only in tcptune.probe.capture; no typer or cli
-cli          -> the only place typer is imported
+The layer of a module is its folder:
+core (tcptune/core, tcptune/kernel, errors.py, values.py)
+             -> pure: no typer, scapy, psutil, tabulate; nothing of host, probe, ops, render or cli
+host/        -> may use psutil; no typer, scapy, probe, ops, render or cli
+probe/       -> scapy only in tcptune.probe.capture; no typer, ops, render or cli
+ops/         -> use cases: core, host, probe; no typer, tabulate, render or cli
+render/      -> may use tabulate and read ops' result types; no typer, scapy, psutil, host, probe or cli
+cli/         -> the only place typer is imported
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "tcptune"
-HOST_LAYER = {"tcptune.host", "tcptune.netns", "tcptune.sockdiag", "tcptune.transaction", "tcptune.persist", "tcptune.fsio"}
+HOST_LAYER = {"tcptune.host.source", "tcptune.host.netns", "tcptune.host.sockdiag", "tcptune.host.transaction", "tcptune.host.sysctld_files", "tcptune.host.fsio"}
 
 
 def module_name(path: Path) -> str:
@@ -47,21 +50,19 @@ def imports_of(path: Path) -> set[str]:
 def layer(mod: str) -> str:
     if mod.startswith("tcptune.cli") or mod == "tcptune.__main__":
         return "cli"
-    if mod.startswith("tcptune.probe"):
-        return "probe"
-    if mod in HOST_LAYER:
-        return "host"
-    if mod == "tcptune.render":
-        return "render"
+    for folder in ("probe", "host", "ops", "render"):
+        if mod == f"tcptune.{folder}" or mod.startswith(f"tcptune.{folder}."):
+            return folder
     return "core"
 
 
+_UI = ("typer", "click")
 FORBIDDEN = {
-    "core": ("typer", "click", "scapy", "psutil", "tabulate", "tcptune.host", "tcptune.netns", "tcptune.sockdiag",
-             "tcptune.transaction", "tcptune.persist", "tcptune.probe", "tcptune.render", "tcptune.cli"),
-    "host": ("typer", "click", "scapy", "tcptune.probe", "tcptune.cli", "tcptune.render"),
-    "render": ("typer", "click", "scapy", "psutil", "tcptune.host", "tcptune.probe", "tcptune.cli"),
-    "probe": ("typer", "click", "tcptune.cli"),
+    "core": _UI + ("scapy", "psutil", "tabulate", "tcptune.host", "tcptune.probe", "tcptune.ops", "tcptune.render", "tcptune.cli"),
+    "host": _UI + ("scapy", "tcptune.probe", "tcptune.ops", "tcptune.render", "tcptune.cli"),
+    "probe": _UI + ("tcptune.ops", "tcptune.render", "tcptune.cli"),
+    "ops": _UI + ("tabulate", "tcptune.render", "tcptune.cli"),
+    "render": _UI + ("scapy", "psutil", "tcptune.host", "tcptune.probe", "tcptune.cli"),
     "cli": (),
 }
 

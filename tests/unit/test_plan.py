@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcptune.plan import (
+from tcptune.core.plan import (
     CHANGE,
     MISSING,
     READ_ONLY,
@@ -20,7 +20,7 @@ from tcptune.plan import (
     summarize,
     values_equal,
 )
-from tcptune.profile import Profile, Setting
+from tcptune.core.profile import Profile, Setting
 
 
 def profile(values: dict[str, str], required: set[str] = frozenset()) -> Profile:
@@ -130,7 +130,7 @@ def test_applying_the_plan_reaches_a_fixpoint(keys, data):
 
 
 def test_table_reason_is_the_first_sentence():
-    from tcptune.plan import short_reason
+    from tcptune.core.plan import short_reason
 
     assert short_reason("Fail fast. The kernel stops at ...") == "Fail fast."
     assert short_reason("a; b") == "a;"
@@ -140,7 +140,7 @@ def test_table_reason_is_the_first_sentence():
 
 
 def test_plan_differences_names_each_key_whose_row_changed():
-    from tcptune.plan import plan_differences
+    from tcptune.core.plan import plan_differences
 
     prof = profile({"net.ipv4.tcp_syn_retries": "4", "net.ipv4.tcp_fin_timeout": "20", "net.ipv4.tcp_new": "1"})
     shown = plan_apply({"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_fin_timeout": "60", "net.ipv4.tcp_new": None}, prof)
@@ -153,7 +153,7 @@ def test_plan_differences_names_each_key_whose_row_changed():
 
 
 def test_changed_since_apply_lists_keys_that_are_neither_after_nor_before():
-    from tcptune.plan import changed_since_apply
+    from tcptune.core.plan import changed_since_apply
 
     keys = {
         "net.ipv4.tcp_syn_retries": {"before": "6", "after": "2"},  # still what apply wrote

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from hypothesis import given, settings, strategies as st
 
-from tcptune.procfs import ProcWarning, parse_proc_net_tcp, parse_sockstat
-from tcptune.states import summarize_rows
+from tcptune.core.procfs import ProcWarning, parse_proc_net_tcp, parse_sockstat
+from tcptune.core.socket_summary import summarize_rows
 
 SS_TO_NAME = {
     "ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV", "FIN-WAIT-1": "FIN_WAIT1",

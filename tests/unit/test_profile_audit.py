@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tcptune.audit import audit, exit_code, summarize
+from tcptune.core.audit import audit, exit_code, summarize
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.kb import parse_kb
-from tcptune.profile import list_profiles, load_profile
+from tcptune.core.profile import list_profiles, load_profile
 
 KB = parse_kb(
     '''
@@ -247,7 +247,7 @@ def test_audit_exit_codes(tmp_path):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tcptune.profile import parse_profile  # noqa: E402
+from tcptune.core.profile import parse_profile  # noqa: E402
 
 _FRAGMENTS = st.sampled_from([
     'description = "x"\n', 'extends = "y"\n', "kernel = \">=4.12\"\n", "[settings]\n",
@@ -292,7 +292,7 @@ def test_secret_keys_are_rejected_even_when_the_host_has_them(tmp_path, text):
 
 
 def test_findings_never_carry_a_secret_value():
-    from tcptune.audit import SECRET_SHOWN, Finding
+    from tcptune.core.audit import SECRET_SHOWN, Finding
 
     f = Finding("net.ipv4.tcp_fastopen_key", "1-2-3-4", "5-6-7-8", "drift", "r", "s")
     assert f.expected == f.actual == SECRET_SHOWN and "5-6-7-8" not in str(f.to_dict())
@@ -347,7 +347,7 @@ source = "commit 4396e46187ca"
 
 
 def _kd(release):
-    from tcptune.profile import resolve, _Raw
+    from tcptune.core.profile import resolve, _Raw
 
     raw = _Raw("kernel-default", "built-in", "", {"kernel_defaults": True})
     return resolve("kernel-default", lambda name, child: raw, KB2, release)
@@ -363,7 +363,7 @@ def test_risky_drift_is_flagged_for_json_and_strict():
 
 
 def test_strict_fails_on_a_risky_value_outside_the_profile():
-    from tcptune.profile import Profile
+    from tcptune.core.profile import Profile
 
     found = audit(Profile("empty", "", "t", {}), {"net.ipv4.tcp_timestamps": "0"}, KB2, V618)
     assert [x.verdict for x in found] == ["warning"] and found[0].risky
@@ -382,7 +382,7 @@ def test_an_older_kernels_risky_default_is_flagged_but_not_drift():
 
 
 def test_absent_global_keys_are_not_noise_under_kernel_default():
-    from tcptune.audit import hidden_global_keys
+    from tcptune.core.audit import hidden_global_keys
 
     prof = _kd(V618)
     cur = {"net.ipv4.tcp_timestamps": "1", "net.ipv4.tcp_challenge_ack_limit": "2147483647", "net.core.netdev_max_backlog": None}
@@ -392,7 +392,7 @@ def test_absent_global_keys_are_not_noise_under_kernel_default():
 
 @pytest.mark.parametrize("kind,needle", [("netns", "another namespace"), ("dump", "dump"), ("root", "root"), ("live", "initial network namespace")])
 def test_a_profile_naming_a_global_key_says_why_it_is_absent(tmp_path, kind, needle):
-    from tcptune.profile import Profile, Setting
+    from tcptune.core.profile import Profile, Setting
 
     prof = Profile("p", "", "t", {"net.core.netdev_max_backlog": Setting("net.core.netdev_max_backlog", "4096", "r", "s")})
     (f,) = audit(prof, {"net.core.netdev_max_backlog": None}, KB2, V618, source_kind=kind)
@@ -402,7 +402,7 @@ def test_a_profile_naming_a_global_key_says_why_it_is_absent(tmp_path, kind, nee
 
 
 def test_unknown_kernel_version_does_not_call_keys_removed():
-    from tcptune.profile import Profile, Setting
+    from tcptune.core.profile import Profile, Setting
 
     assert "net.ipv4.tcp_tw_recycle" not in _kd(None).settings  # cannot know it should exist
     assert "net.ipv4.tcp_tw_recycle" in _kd((4, 9, 0)).settings

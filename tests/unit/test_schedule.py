@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcptune.kernel import schedule as S
+from tcptune.kernel import timers as S
 
 
 def times(pred, what):

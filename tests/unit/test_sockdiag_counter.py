@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tcptune.errors import TcptuneError
-from tcptune.sockdiag import (
+from tcptune.host.sockdiag import (
     NLM_F_DUMP_INTR,
     NLM_F_MULTI,
     SOCK_DIAG_BY_FAMILY,

@@ -11,8 +11,8 @@ import pytest
 from tcptune.kernel.states import (
     ALL_STATES_MASK, STATE_NAMES, TCP_NEW_SYN_RECV, TcpState, parse_state_name, state_from_kernel, states_mask,
 )
-from tcptune.procfs import TcpRow
-from tcptune.states import (
+from tcptune.core.procfs import TcpRow
+from tcptune.core.socket_summary import (
     NO_OWNER, UNKNOWN_OWNER, ListenerInfo, Summary, bar, build_report, check_warnings, histogram_rows,
     normalize_counts, resolve_process_groups, summarize_rows,
 )

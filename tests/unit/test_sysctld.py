@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcptune.sysctlconf import parse_sysctl_lines
-from tcptune.sysctld import (
+from tcptune.core.sysctl_text import parse_sysctl_lines
+from tcptune.core.boot_precedence import (
     PROCPS,
     SYSCTL_CONF,
     SYSTEMD,

@@ -1,4 +1,4 @@
-"""boot_values(root) and tcptune's own file on a real directory tree (tcptune.persist, host layer)."""
+"""boot_values(root) and tcptune's own file on a real directory tree (tcptune.host.sysctld_files, host layer)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tcptune.errors import TcptuneError
-from tcptune.persist import (
+from tcptune.host.sysctld_files import (
     boot_state,
     boot_values,
     check_own_file,
@@ -18,7 +18,7 @@ from tcptune.persist import (
     read_own_file,
     write_own_file,
 )
-from tcptune.sysctld import PROCPS, SYSTEMD
+from tcptune.core.boot_precedence import PROCPS, SYSTEMD
 
 KEY = "net.ipv4.tcp_syn_retries"
 

@@ -6,7 +6,7 @@ proc/sys/net and proc/net) is a saved snapshot or a container's view.
 ``DumpHost`` serves values parsed from ``sysctl -a`` output of another machine.
 
 Everything above this layer takes values, not paths.  Keys are validated by
-tcptune.keys before any path under proc/sys is built.
+tcptune.core.keys before any path under proc/sys is built.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Iterable
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.keys import key_to_relpath, normalize_key
-from tcptune.netns import netns_inode
+from tcptune.core.keys import key_to_relpath, normalize_key
+from tcptune.host.netns import netns_inode
 
 # The sysctl directories a TCP tuner looks at; `show` lists tcp_* from ipv4 plus
 # every knowledge-base key.

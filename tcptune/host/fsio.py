@@ -1,7 +1,7 @@
 """HOST layer: durable file writes relative to an open directory, never through a symlink.
 
-Shared by the snapshot store (tcptune.transaction) and tcptune's sysctl.d file
-(tcptune.persist): both must never show a half-written file, nor be redirected by a
+Shared by the snapshot store (tcptune.host.transaction) and tcptune's sysctl.d file
+(tcptune.host.sysctld_files): both must never show a half-written file, nor be redirected by a
 link planted in their directory.
 """
 

@@ -1,6 +1,6 @@
 """Host layer for sysctl.d: read the boot configuration below a root, write tcptune's file atomically.
 
-Precedence itself is pure and lives in tcptune.sysctld; this module only lists
+Precedence itself is pure and lives in tcptune.core.boot_precedence; this module only lists
 and reads the files (``root`` + the path the boot loader would see) and writes.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Iterable
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.fsio import replace_at
-from tcptune.sysctld import (
+from tcptune.host.fsio import replace_at
+from tcptune.core.boot_precedence import (
     OWN_FILE_HEADER,
     PROCPS,
     SYSCTL_CONF,

@@ -66,10 +66,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.fsio import CREATE_EXCL, replace_at, write_all
-from tcptune.netns import netns_inode
-from tcptune.keys import normalize_key
-from tcptune.plan import (
+from tcptune.host.fsio import CREATE_EXCL, replace_at, write_all
+from tcptune.host.netns import netns_inode
+from tcptune.core.keys import normalize_key
+from tcptune.core.plan import (
     CHANGE,
     MISSING,
     Change,
@@ -81,7 +81,7 @@ from tcptune.plan import (
     skipped,
     values_equal,
 )
-from tcptune.sysctld import own_file_path_problem
+from tcptune.core.boot_precedence import own_file_path_problem
 
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
 STATE_DIR_ENV = "TCPTUNE_STATE_DIR"
@@ -1013,7 +1013,7 @@ def _restore(host, values: dict[str, str]) -> list[str]:
 
 
 def _persist_restore(snap: Snapshot) -> None:
-    from tcptune.persist import write_own_file
+    from tcptune.host.sysctld_files import write_own_file
 
     p = snap.persist
     write_own_file(Path(p["root"]), p["path"], p["before"])
@@ -1027,7 +1027,7 @@ def _persist_rollback_action(snap: Snapshot, force: bool) -> tuple[str, str | No
     harmless.  Anything else (a line added by hand, another tool's rewrite) is
     refused unless ``force``, and then the replaced text is kept in STATE/replaced.
     """
-    from tcptune.persist import own_file_state
+    from tcptune.host.sysctld_files import own_file_state
 
     p = snap.persist
     cur = own_file_state(Path(p["root"]), p["path"])
@@ -1084,7 +1084,7 @@ def apply_profile(
         request = persist(plan) if persist else None
         persist_record = None
         if request is not None:
-            from tcptune.persist import check_own_file
+            from tcptune.host.sysctld_files import check_own_file
 
             before = check_own_file(request.root, request.path, force=force)
             if before != request.text:
@@ -1144,7 +1144,7 @@ def _carry_out(host, state: StateDir, snap: Snapshot, plan, changes, skipped_key
             _pause_hook(len(written))
         failed_key = None
         if request is not None:
-            from tcptune.persist import write_own_file
+            from tcptune.host.sysctld_files import write_own_file
 
             write_own_file(request.root, request.path, request.text)
     except TcptuneError as exc:

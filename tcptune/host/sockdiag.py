@@ -111,7 +111,7 @@ class Listener:
 
 @dataclass
 class DiagTable:
-    """What one pass over the kernel's TCP table found (values only; rendering is tcptune.states)."""
+    """What one pass over the kernel's TCP table found (values only; rendering is tcptune.core.socket_summary)."""
 
     counts: Counter = field(default_factory=Counter)  # TcpState value -> sockets
     groups: Counter = field(default_factory=Counter)  # (TcpState value, key) -> sockets, when grouped
@@ -645,7 +645,7 @@ def socket_owner_index(proc: str = "/proc") -> tuple[dict[int, int], list[tuple[
 
 def group_by_owner(table: DiagTable, index: dict[int, int], owners: list) -> Counter:
     """(TcpState, owner) -> sockets, owner being (pid, name), NO_OWNER (inode 0) or None (not visible)."""
-    from tcptune.states import NO_OWNER
+    from tcptune.core.socket_summary import NO_OWNER
 
     no_owner = -1
     index[0] = no_owner  # TIME_WAIT, request socks and orphans have no struct socket
@@ -667,7 +667,7 @@ def read_sockstat(proc: str = "/proc") -> dict[str, int]:
             text = fh.read()
     except OSError:
         return {}
-    from tcptune.procfs import parse_sockstat
+    from tcptune.core.procfs import parse_sockstat
 
     return parse_sockstat(text).get("TCP", {})
 
@@ -676,7 +676,7 @@ def monotonic() -> float:
     return time.monotonic()
 
 
-# -- one sample as a tcptune.states.Summary ------------------------------------------
+# -- one sample as a tcptune.core.socket_summary.Summary ------------------------------------------
 
 
 def collect_summary(host, by: str | None = None, states=None, families=(socket.AF_INET, socket.AF_INET6)):
@@ -684,10 +684,10 @@ def collect_summary(host, by: str | None = None, states=None, families=(socket.A
     /proc/net/tcp{,6} for a --root snapshot or when netlink is unavailable.
 
     ``states``: a set of TcpState (None = all).  For by='process' the groups come back
-    keyed by owner ((pid, name), tcptune.states.NO_OWNER, or None when not visible).
+    keyed by owner ((pid, name), tcptune.core.socket_summary.NO_OWNER, or None when not visible).
     """
     from tcptune.kernel.states import states_mask
-    from tcptune.states import ListenerInfo, Summary, normalize_counts, resolve_process_groups
+    from tcptune.core.socket_summary import ListenerInfo, Summary, normalize_counts, resolve_process_groups
 
     if getattr(host, "kind", None) == "dump":
         raise TcptuneError(
@@ -733,8 +733,8 @@ def collect_summary(host, by: str | None = None, states=None, families=(socket.A
 
 
 def _summary_from_proc(host, by, states, families):
-    from tcptune.procfs import parse_proc_net_tcp
-    from tcptune.states import summarize_rows
+    from tcptune.core.procfs import parse_proc_net_tcp
+    from tcptune.core.socket_summary import summarize_rows
 
     rows, notes, read = [], [], []
     for family, rel in ((socket.AF_INET, "net/tcp"), (socket.AF_INET6, "net/tcp6")):

@@ -1,6 +1,6 @@
 """TCP state histograms: aggregation, grouping, warnings tied to settings, data for rendering (pure).
 
-Sources (netlink in tcptune.sockdiag, /proc text in tcptune.procfs) hand over counts and
+Sources (netlink in tcptune.host.sockdiag, /proc text in tcptune.core.procfs) hand over counts and
 groups; setting values and owner maps come in as plain values.  Nothing here reads the
 machine or the clock.
 """
@@ -78,7 +78,7 @@ def normalize_counts(raw) -> dict[TcpState, int]:
 
 
 def summarize_rows(rows: Iterable, by: str | None, states: set | None = None, source: str = "/proc") -> Summary:
-    """Aggregate tcptune.procfs.TcpRow rows (both files) into a Summary.
+    """Aggregate tcptune.core.procfs.TcpRow rows (both files) into a Summary.
 
     ``states``: a set of TcpState to keep (None = all).  ``by`` as in GROUP_BYS; for
     'process' groups are keyed by inode (the caller maps inodes to owners).

@@ -4,7 +4,7 @@
 writes and says, per key, whether apply will change it, leave it (already the
 same) or skip it (the running kernel lacks the key).  ``plan_restore`` does the
 same for a snapshot that rollback puts back.  Nothing here touches the machine;
-the host layer (tcptune.transaction) carries the plan out.
+the host layer (tcptune.host.transaction) carries the plan out.
 """
 
 from __future__ import annotations

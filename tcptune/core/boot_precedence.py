@@ -22,7 +22,7 @@ of systemd 252, procps-ng src/sysctl.c, and both programs run here in a private
 mount+network namespace over test trees (tests/netns/test_apply_boot_loaders.py),
 which is where the dangling-link, directory and dotfile rules were measured.
 
-The host layer (tcptune.persist) lists and reads the files below a root, decides
+The host layer (tcptune.host.sysctld_files) lists and reads the files below a root, decides
 which loader that system boots with, and hands ``(path, text)`` pairs to these
 functions (text None: present but not a readable file); paths here are the
 paths as seen from inside that root ("/etc/sysctl.d/90-tcptune.conf").
@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.keys import normalize_key
-from tcptune.sysctlconf import parse_sysctl_lines
+from tcptune.core.keys import normalize_key
+from tcptune.core.sysctl_text import parse_sysctl_lines
 
 SYSCTL_D_DIRS = (
     "/etc/sysctl.d",

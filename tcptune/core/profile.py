@@ -18,7 +18,7 @@ from typing import Any, Iterable
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.kb import KnowledgeBase, Param, load_kb
 from tcptune.kernel.version import Version, format_version, version_matches
-from tcptune.keys import SECRET_KEYS, normalize_key
+from tcptune.core.keys import SECRET_KEYS, normalize_key
 
 MAX_PROFILE_BYTES = 1 << 20
 KERNEL_DEFAULT = "kernel-default"
@@ -456,9 +456,9 @@ def resolve(
 
 def builtin_dir() -> Path:
     """Built-ins: installed inside the package (wheel), or the repo's profiles/ (editable install)."""
-    here = Path(__file__).resolve().parent
-    installed = here / "_profiles"
-    return installed if installed.is_dir() else here.parent / "profiles"
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "_profiles"
+    return installed if installed.is_dir() else package.parent / "profiles"
 
 
 def user_dirs() -> list[Path]:

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 
 from tcptune.kernel.kb import KnowledgeBase
 from tcptune.kernel.version import Version, format_version
-from tcptune.keys import SECRET_KEYS
-from tcptune.profile import Profile
+from tcptune.core.keys import SECRET_KEYS
+from tcptune.core.profile import Profile
 
 SECRET_SHOWN = "(secret, not shown)"
 
@@ -158,7 +158,7 @@ def audit_persisted(
 ) -> list[Finding]:
     """Live values against what the next boot would give: a sysctl.d line, else the kernel default.
 
-    ``boot`` maps key -> tcptune.sysctld.BootValue (value, path, line).  A drift here means
+    ``boot`` maps key -> tcptune.core.boot_precedence.BootValue (value, path, line).  A drift here means
     the live value will not survive a reboot (changed by hand, or applied without --persist),
     or a sysctl.d line never took effect.
     """
