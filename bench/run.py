@@ -51,9 +51,17 @@ TOOLS_SLOW = [
 SETTLE_SECONDS = 3
 
 SS_TO_NAME = {
-    "ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV", "FIN-WAIT-1": "FIN_WAIT1",
-    "FIN-WAIT-2": "FIN_WAIT2", "TIME-WAIT": "TIME_WAIT", "UNCONN": "CLOSE", "CLOSE-WAIT": "CLOSE_WAIT",
-    "LAST-ACK": "LAST_ACK", "LISTEN": "LISTEN", "CLOSING": "CLOSING",
+    "ESTAB": "ESTABLISHED",
+    "SYN-SENT": "SYN_SENT",
+    "SYN-RECV": "SYN_RECV",
+    "FIN-WAIT-1": "FIN_WAIT1",
+    "FIN-WAIT-2": "FIN_WAIT2",
+    "TIME-WAIT": "TIME_WAIT",
+    "UNCONN": "CLOSE",
+    "CLOSE-WAIT": "CLOSE_WAIT",
+    "LAST-ACK": "LAST_ACK",
+    "LISTEN": "LISTEN",
+    "CLOSING": "CLOSING",
 }
 
 
@@ -175,8 +183,7 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
     pids, pipes, fds = start_workers(n, workers)
     fill_s = time.perf_counter() - t0
     time.sleep(SETTLE_SECONDS)  # let the fillers' exit and the kernel's softirq work die down
-    res: dict = {"n_target": n, "fill_seconds": fill_s, "fds_held": fds, "tools": {},
-                 "loadavg_before": os.getloadavg()}
+    res: dict = {"n_target": n, "fill_seconds": fill_s, "fds_held": fds, "tools": {}, "loadavg_before": os.getloadavg()}
     try:
         # Counts: tcptune --json then ss, back to back (TIME_WAIT may expire between them).
         tj = timed(["tcptune", "states", "--json"])
@@ -230,27 +237,40 @@ def summarize(runs: list[dict]) -> dict:
     if not ok:
         return {"seconds": None, "timeout": runs[0].get("timeout")}
     secs = sorted(r["seconds"] for r in ok)
-    return {"seconds": secs[len(secs) // 2], "runs": len(ok), "max_rss_mb": max(r["max_rss_mb"] for r in ok),
-            "rc": ok[0]["rc"]}
+    return {
+        "seconds": secs[len(secs) // 2],
+        "runs": len(ok),
+        "max_rss_mb": max(r["max_rss_mb"] for r in ok),
+        "rc": ok[0]["rc"],
+    }
 
 
 def table(res: dict) -> str:
     floor = res["tools"]["floor: bare netlink dump (python, read+discard)"]["seconds"]
     floor1 = res["tools"]["floor, one AF_UNSPEC request"]["seconds"]
     sstan = res["tools"]["ss -tan | wc -l"]["seconds"]
-    lines = [f"### {res['total']} sockets (target {res['n_target']}), counts equal to ss: {res['counts_equal']}", "",
-             "| tool | seconds (median) | x floor | x one-walk floor | x `ss -tan \\| wc -l` | peak RSS MB |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"### {res['total']} sockets (target {res['n_target']}), counts equal to ss: {res['counts_equal']}",
+        "",
+        "| tool | seconds (median) | x floor | x one-walk floor | x `ss -tan \\| wc -l` | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, r in res["tools"].items():
         if r["seconds"] is None:
             lines.append(f"| {name} | > {r['timeout']} (killed) | | | | |")
             continue
-        lines.append(f"| {name} | {r['seconds']:.3f} | {r['seconds'] / floor:.2f} | {r['seconds'] / floor1:.2f} | "
-                     f"{r['seconds'] / sstan:.2f} | {r['max_rss_mb']:.0f} |")
+        lines.append(
+            f"| {name} | {r['seconds']:.3f} | {r['seconds'] / floor:.2f} | {r['seconds'] / floor1:.2f} | "
+            f"{r['seconds'] / sstan:.2f} | {r['max_rss_mb']:.0f} |"
+        )
     lines.append("")
-    lines.append("In-process (no interpreter start-up): " + ", ".join(f"{k} {v:.3f} s" for k, v in res["in_process"].items()))
+    lines.append(
+        "In-process (no interpreter start-up): " + ", ".join(f"{k} {v:.3f} s" for k, v in res["in_process"].items())
+    )
     lines.append(f"Load average before timing: {', '.join(f'{x:.2f}' for x in res['loadavg_before'])}.")
-    lines.append(f"Fill took {res['fill_seconds']:.1f} s; TIME_WAIT at start {res['counts_ss'].get('TIME_WAIT', 0)}, at end {res['tw_at_end']}.")
+    lines.append(
+        f"Fill took {res['fill_seconds']:.1f} s; TIME_WAIT at start {res['counts_ss'].get('TIME_WAIT', 0)}, at end {res['tw_at_end']}."
+    )
     return "\n".join(lines)
 
 

@@ -30,4 +30,3 @@ class TcptuneError(Exception):
         if self.hint:
             return f"{self.message} ({self.hint})"
         return self.message
-

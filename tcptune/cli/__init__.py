@@ -57,5 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: one line unless --traceback, and a distinct exit code
         if show_tb:
             raise
-        sys.stderr.write(f"tcptune: internal error: {type(exc).__name__}: {exc} (rerun with --traceback and report it)\n")
+        sys.stderr.write(
+            f"tcptune: internal error: {type(exc).__name__}: {exc} (rerun with --traceback and report it)\n"
+        )
         sys.exit(INTERNAL_ERROR)

@@ -30,7 +30,11 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
-    traceback: bool = typer.Option(False, "--traceback", help="On error, print the Python stack as well as the one-line message."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+    traceback: bool = typer.Option(
+        False, "--traceback", help="On error, print the Python stack as well as the one-line message."
+    ),
 ) -> None:
     """Audit, tune and prove the Linux kernel's TCP behaviour."""

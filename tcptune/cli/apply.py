@@ -95,7 +95,13 @@ def _print_plan(plan, header: str) -> None:
 
     typer.echo(header)
     if plan:
-        typer.echo(render_table(["key", "current", "new", "action", "reason"], render_plan_rows(plan), maxcolwidths=[None, 24, 24, None, 50]))
+        typer.echo(
+            render_table(
+                ["key", "current", "new", "action", "reason"],
+                render_plan_rows(plan),
+                maxcolwidths=[None, 24, 24, None, 50],
+            )
+        )
     counts = summarize(plan)
     line = f"{counts['change']} to change, {counts['same']} already set, {counts['missing']} absent on this kernel (skipped)"
     if counts.get("read-only"):
@@ -126,20 +132,36 @@ def _persist_preview(profile, plan, persist_root: Path, persist_file: str):
 @app.command("apply")
 def apply_cmd(
     profile: Annotated[str, typer.Argument(metavar="PROFILE", help="Profile name or path to a .toml file.")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan (and with --persist the sysctl.d effect) and stop; exit 0.")] = False,
-    persist: Annotated[bool, typer.Option("--persist", help="Also write tcptune's sysctl.d file so the profile survives reboot.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal).")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan (and with --persist the sysctl.d effect) and stop; exit 0.")
+    ] = False,
+    persist: Annotated[
+        bool, typer.Option("--persist", help="Also write tcptune's sysctl.d file so the profile survives reboot.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal).")
+    ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     netns: NetnsOpt = None,
     state_dir: StateDirOpt = None,
     persist_root: Annotated[
         Optional[Path],
-        typer.Option("--persist-root", metavar="DIR", help="Root of the file system whose sysctl.d tree is read and written (default: --root, else /).", rich_help_panel=STATE_PANEL),
+        typer.Option(
+            "--persist-root",
+            metavar="DIR",
+            help="Root of the file system whose sysctl.d tree is read and written (default: --root, else /).",
+            rich_help_panel=STATE_PANEL,
+        ),
     ] = None,
     persist_file: Annotated[
         str,
-        typer.Option("--persist-file", metavar="PATH", help="tcptune's sysctl.d file, as seen from the persist root.", rich_help_panel=STATE_PANEL),
+        typer.Option(
+            "--persist-file",
+            metavar="PATH",
+            help="tcptune's sysctl.d file, as seen from the persist root.",
+            rich_help_panel=STATE_PANEL,
+        ),
     ] = "/etc/sysctl.d/90-tcptune.conf",
     force: ForceApplyOpt = False,
     lock_timeout: LockTimeoutOpt = 30.0,
@@ -176,7 +198,11 @@ def apply_cmd(
             hint="pass --persist-root DIR (the container's root) or drop --persist",
         )
     if not persist_file.startswith("/"):
-        raise TcptuneError(f"--persist-file {persist_file}: must be an absolute path", ExitCode.BAD_INPUT, hint="e.g. /etc/sysctl.d/90-tcptune.conf")
+        raise TcptuneError(
+            f"--persist-file {persist_file}: must be an absolute path",
+            ExitCode.BAD_INPUT,
+            hint="e.g. /etc/sysctl.d/90-tcptune.conf",
+        )
     if persist:
         from tcptune.host.sysctld_files import check_own_file_path
 
@@ -241,7 +267,12 @@ def apply_cmd(
     if preview is not None:
         # Boot-time overrides go to stderr in both modes, so --json stdout stays one document.
         text, bstate, overrides, problem = preview
-        for msg in ([problem] if problem else []) + [o.message() for o in overrides] + [d.message() for d in bstate.disagreements] + bstate.warnings:
+        for msg in (
+            ([problem] if problem else [])
+            + [o.message() for o in overrides]
+            + [d.message() for d in bstate.disagreements]
+            + bstate.warnings
+        ):
             typer.echo(f"warning: {msg}", err=True)
 
     if dry_run:
@@ -318,16 +349,27 @@ def apply_cmd(
     counts = summarize(plan)
     diffs = plan_differences(shown, plan)
     if diffs:  # only with --yes: a confirmed plan that changed was refused above
-        msg = "the plan re-made under the lock differs from the one shown (another apply ran meanwhile): " + "; ".join(diffs) + "; applied the new one"
+        msg = (
+            "the plan re-made under the lock differs from the one shown (another apply ran meanwhile): "
+            + "; ".join(diffs)
+            + "; applied the new one"
+        )
         warnings.append(msg)
         typer.echo(f"warning: {msg}", err=True)
     if json_out:
-        emit_json(result_json("applied" if res.snapshot else "nothing-to-do", res.snapshot, res.written, res.skipped, res.persisted))
+        emit_json(
+            result_json(
+                "applied" if res.snapshot else "nothing-to-do", res.snapshot, res.written, res.skipped, res.persisted
+            )
+        )
         return
     if res.snapshot is None:
         typer.echo("nothing to do: every key already has the profile's value")
         return
-    typer.echo(f"applied: {len(res.written)} key(s) written and read back" + (f"; wrote {persist_file}" if res.persisted else ""))
+    typer.echo(
+        f"applied: {len(res.written)} key(s) written and read back"
+        + (f"; wrote {persist_file}" if res.persisted else "")
+    )
     for s in res.skipped:
         typer.echo(f"skipped {s['key']}: {s['reason']}")
     typer.echo(f"snapshot {res.snapshot.id} saved in {state.snapshots}")
@@ -336,7 +378,10 @@ def apply_cmd(
 
 @app.command("rollback")
 def rollback_cmd(
-    snapshot: Annotated[Optional[str], typer.Argument(metavar="[SNAPSHOT]", help="Snapshot id (see `tcptune snapshots`); default: the latest.")] = None,
+    snapshot: Annotated[
+        Optional[str],
+        typer.Argument(metavar="[SNAPSHOT]", help="Snapshot id (see `tcptune snapshots`); default: the latest."),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be restored and stop.")] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
@@ -360,7 +405,9 @@ def rollback_cmd(
     state = StateDir(resolve_state_dir(state_dir))
     if not dry_run:
         check_can_write(host, None)
-    res = rollback_snapshot(host, state, snapshot, force=force, lock_timeout=lock_timeout, on_wait=_on_wait, dry_run=dry_run)
+    res = rollback_snapshot(
+        host, state, snapshot, force=force, lock_timeout=lock_timeout, on_wait=_on_wait, dry_run=dry_run
+    )
     snap = res.snapshot
     counts = summarize(res.plan)
     if json_out:
@@ -438,5 +485,15 @@ def snapshots_cmd(
             continue
         s = snap.summary()
         keys = ", ".join(k.rsplit(".", 1)[-1] for k in snap.keys)
-        rows.append([sid, s["created_utc"], snap.profile, f"{len(snap.keys)}: {keys}", snap.status + (" +sysctl.d" if snap.persist else "")])
-    typer.echo(render_table(["id", "time (UTC)", "profile", "keys", "status"], rows, maxcolwidths=[None, None, None, 50, None]))
+        rows.append(
+            [
+                sid,
+                s["created_utc"],
+                snap.profile,
+                f"{len(snap.keys)}: {keys}",
+                snap.status + (" +sysctl.d" if snap.persist else ""),
+            ]
+        )
+    typer.echo(
+        render_table(["id", "time (UTC)", "profile", "keys", "status"], rows, maxcolwidths=[None, None, None, 50, None])
+    )

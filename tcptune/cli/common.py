@@ -106,7 +106,9 @@ def read_dump_text(spec: str) -> tuple[str, str]:
 
 def open_source(root: Optional[Path] = None, sysctl_dump: Optional[str] = None, netns: Optional[str] = None):
     """Build the Host (or DumpHost) a command reads from, entering --netns first."""
-    given = [name for name, v in (("--root", root), ("--sysctl-dump", sysctl_dump), ("--netns", netns)) if v is not None]
+    given = [
+        name for name, v in (("--root", root), ("--sysctl-dump", sysctl_dump), ("--netns", netns)) if v is not None
+    ]
     for name, v in (("--sysctl-dump", sysctl_dump), ("--netns", netns)):
         if v is not None:  # callers that bypass the option parsers get the same check
             _not_empty(name, "a value")(v)
@@ -151,7 +153,9 @@ def unknown_release_note(host, release) -> str | None:
     """A note when the source does not say its kernel version (defaults of the newest known kernel are assumed)."""
     if release is not None:
         return None
-    where = {"root": "proc/sys/kernel/osrelease is missing", "dump": "the dump has no kernel.osrelease line"}.get(host.kind, "the kernel release is unreadable")
+    where = {"root": "proc/sys/kernel/osrelease is missing", "dump": "the dump has no kernel.osrelease line"}.get(
+        host.kind, "the kernel release is unreadable"
+    )
     return (
         f"kernel version unknown ({where}): defaults of the newest kernel tcptune knows are assumed, "
         "and keys removed from older kernels are not judged"

@@ -43,8 +43,17 @@ def _matches(key: str, patterns: list[str]) -> bool:
 
 @app.command("show")
 def show(
-    patterns: Annotated[Optional[list[str]], typer.Argument(metavar="[PATTERN]...", help="Only keys containing PATTERN, or matching a glob like 'tcp_keepalive_*'.", show_default=False)] = None,
-    all_keys: Annotated[bool, typer.Option("--all", help="Also list knowledge-base keys this kernel does not have.")] = False,
+    patterns: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            metavar="[PATTERN]...",
+            help="Only keys containing PATTERN, or matching a glob like 'tcp_keepalive_*'.",
+            show_default=False,
+        ),
+    ] = None,
+    all_keys: Annotated[
+        bool, typer.Option("--all", help="Also list knowledge-base keys this kernel does not have.")
+    ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     sysctl_dump: SysctlDumpOpt = None,
@@ -93,7 +102,11 @@ def show(
             }
         )
     if patterns and not rows:
-        raise TcptuneError(f"no parameter matches {' '.join(patterns)}", ExitCode.BAD_INPUT, hint="try `tcptune show` for the full list")
+        raise TcptuneError(
+            f"no parameter matches {' '.join(patterns)}",
+            ExitCode.BAD_INPUT,
+            hint="try `tcptune show` for the full list",
+        )
     if json_out:
         emit_json({"source": host.label, "kernel": host.kernel_release(), "parameters": rows, "notes": notes})
         return
@@ -103,12 +116,20 @@ def show(
         return "(absent)" if v is None else v
 
     table = [
-        [r["key"], cell(r["value"]), r["unit"] or "", "?" if r["default"] is None else r["default"], "*" if r["differs"] else ""]
+        [
+            r["key"],
+            cell(r["value"]),
+            r["unit"] or "",
+            "?" if r["default"] is None else r["default"],
+            "*" if r["differs"] else "",
+        ]
         for r in rows
     ]
     typer.echo(render_table(["key", "value", "unit", "default", "≠"], table))
     changed = sum(1 for r in rows if r["differs"])
-    typer.echo(f"\n{len(rows)} parameters from {host.label}; {changed} differ from the kernel default (*). '?' = computed at boot or not in the knowledge base.")
+    typer.echo(
+        f"\n{len(rows)} parameters from {host.label}; {changed} differ from the kernel default (*). '?' = computed at boot or not in the knowledge base."
+    )
     for n in notes:
         typer.echo(f"note: {n}")
 
@@ -181,7 +202,9 @@ def explain(
         ("netns", "copy"): "per network namespace; a new namespace copies the initial namespace's value",
         ("netns", "computed"): "per network namespace; a new namespace computes its own value",
         ("global", "copy"): "global (one value for the whole machine); other namespaces see it read-only",
-    }.get((param.scope, param.netns_init), "global (one value for the whole machine; only the initial namespace has it)")
+    }.get(
+        (param.scope, param.netns_init), "global (one value for the whole machine; only the initial namespace has it)"
+    )
     lines = [param.key, wrap(param.meaning, indent="  "), ""]
 
     def row(label: str, value) -> None:
@@ -198,7 +221,10 @@ def explain(
     row("unit", param.unit)
     row("type", param.type)
     if info["range"]:
-        row("range", f"{param.min if param.min is not None else '-inf'} .. {param.max if param.max is not None else 'inf'}")
+        row(
+            "range",
+            f"{param.min if param.min is not None else '-inf'} .. {param.max if param.max is not None else 'inf'}",
+        )
     row("choices", ", ".join(param.choices))
     for v, meaning in param.values.items():
         row("value " + v if len(v) <= 3 else "value", meaning if len(v) <= 3 else f"{v}: {meaning}")

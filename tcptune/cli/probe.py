@@ -27,9 +27,29 @@ probe_app = typer.Typer(
 )
 app.add_typer(probe_app, name="probe")
 
-PcapOpt = Annotated[Optional[Path], typer.Option("--pcap", metavar="FILE", help="Write the captured packets to FILE (read with `tcpdump -r FILE`). With `all`: FILE-PROBE.pcap per probe.")]
-MaxWaitOpt = Annotated[float, typer.Option("--max-wait", metavar="SECONDS", help="Watch at most this long per probe; later events are reported as not observed.")]
-NoCaptureOpt = Annotated[bool, typer.Option("--no-capture", help="Do not capture packets; time events from TCP_INFO and the socket table (what happens without CAP_NET_RAW).")]
+PcapOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--pcap",
+        metavar="FILE",
+        help="Write the captured packets to FILE (read with `tcpdump -r FILE`). With `all`: FILE-PROBE.pcap per probe.",
+    ),
+]
+MaxWaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--max-wait",
+        metavar="SECONDS",
+        help="Watch at most this long per probe; later events are reported as not observed.",
+    ),
+]
+NoCaptureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-capture",
+        help="Do not capture packets; time events from TCP_INFO and the socket table (what happens without CAP_NET_RAW).",
+    ),
+]
 
 DEFAULT_MAX_WAIT = 30.0
 
@@ -38,7 +58,8 @@ def _host(root, sysctl_dump, netns):
     if root or sysctl_dump:
         which = "--root" if root else "--sysctl-dump"
         raise TcptuneError(
-            f"probe cannot use {which}: a probe runs sockets on a live kernel", ExitCode.BAD_INPUT,
+            f"probe cannot use {which}: a probe runs sockets on a live kernel",
+            ExitCode.BAD_INPUT,
             hint="run it on the host, or in a namespace with --netns",
         )
     host = open_source(None, None, netns)
@@ -51,7 +72,9 @@ def _progress():
         return None, lambda: None
 
     def show(name, elapsed, left, events):
-        sys.stderr.write(f"\r\x1b[Kprobe {name}: {elapsed:5.1f} s watched, {left:5.1f} s left at most, {events} event(s) so far")
+        sys.stderr.write(
+            f"\r\x1b[Kprobe {name}: {elapsed:5.1f} s watched, {left:5.1f} s left at most, {events} event(s) so far"
+        )
         sys.stderr.flush()
 
     def clear():
@@ -71,8 +94,10 @@ def render(result: dict) -> str:
     color = use_color()
     out = []
     src = {"capture": "packets captured on lo", "socket": "TCP_INFO and the socket table (no capture)", None: "not run"}
-    out.append(f"probe {result['probe']}: kernel {result.get('kernel') or '?'}, HZ {result.get('hz') or 'unknown'}, "
-               f"times from {src.get(result.get('source'), result.get('source'))}")
+    out.append(
+        f"probe {result['probe']}: kernel {result.get('kernel') or '?'}, HZ {result.get('hz') or 'unknown'}, "
+        f"times from {src.get(result.get('source'), result.get('source'))}"
+    )
     settings = " ".join(f"{k}={'absent' if v is None else v}" for k, v in result["settings"].items())
     out.append(f"settings: {settings}")
     if result.get("measured", {}).get("rto_s") is not None:
@@ -83,15 +108,29 @@ def render(result: dict) -> str:
         rows = []
         for r in result["comparison"]:
             label = r["what"] + (f" #{r['n']}" if r["n"] else "")
-            allowed = "-" if r["allowed_early_s"] is None else f"-{r['allowed_early_s'] * 1000:.0f}/+{r['allowed_late_s'] * 1000:.0f} ms"
+            allowed = (
+                "-"
+                if r["allowed_early_s"] is None
+                else f"-{r['allowed_early_s'] * 1000:.0f}/+{r['allowed_late_s'] * 1000:.0f} ms"
+            )
             err = "-" if r["error_s"] is None else f"{r['error_s'] * 1000:+.0f} ms"
             ok = "ok" if r["ok"] else r.get("problem", "no")
             rows.append([label, _fmt_t(r["predicted_t"]), _fmt_t(r["observed_t"]), err, allowed, ok])
-        out.append(tabulate(rows, headers=["EVENT", "PREDICTED s", "OBSERVED s", "ERROR", "ALLOWED", ""],
-                            tablefmt="simple", disable_numparse=True))
+        out.append(
+            tabulate(
+                rows,
+                headers=["EVENT", "PREDICTED s", "OBSERVED s", "ERROR", "ALLOWED", ""],
+                tablefmt="simple",
+                disable_numparse=True,
+            )
+        )
     else:
-        out.append("predicted: " + ", ".join(f"{e['what']}{' #' + str(e['n']) if e['n'] else ''} at {e['t']:g} s"
-                                              for e in result["predicted"]))
+        out.append(
+            "predicted: "
+            + ", ".join(
+                f"{e['what']}{' #' + str(e['n']) if e['n'] else ''} at {e['t']:g} s" for e in result["predicted"]
+            )
+        )
     for i, alt in enumerate(result.get("alternatives") or [], 1):
         mark = "  <- compared" if result.get("compared_with") == i - 1 else ""
         out.append(f"alternative outcome {i}: {alt['events'][-1]['what']} at {alt['give_up_s']:g} s{mark}")
@@ -101,8 +140,10 @@ def render(result: dict) -> str:
     else:
         possible = gu.get("possible_s") or []
         also = (" (possible: " + ", ".join(f"{x:g}" for x in possible) + " s)") if len(possible) > 1 else ""
-        out.append(f"gives up: predicted {_fmt_t(gu['predicted_s'])} s ({gu['what']}){also}, "
-                   f"observed {_fmt_t(gu['observed_s'])} s")
+        out.append(
+            f"gives up: predicted {_fmt_t(gu['predicted_s'])} s ({gu['what']}){also}, "
+            f"observed {_fmt_t(gu['observed_s'])} s"
+        )
     verdict = result["verdict"]
     if color:
         verdict = {"matches": "\x1b[32mmatches\x1b[0m", "differs": "\x1b[31mdiffers\x1b[0m"}.get(verdict, verdict)
@@ -116,7 +157,9 @@ def _run_one(name: str, root, sysctl_dump, netns, pcap, max_wait, no_capture, as
     host = _host(root, sysctl_dump, netns)
     show, clear = _progress()
     try:
-        result = run_probe(host, name, max_wait, pcap=str(pcap) if pcap else None, capture=not no_capture, progress=show)
+        result = run_probe(
+            host, name, max_wait, pcap=str(pcap) if pcap else None, capture=not no_capture, progress=show
+        )
     finally:
         clear()
     if as_json:
@@ -142,11 +185,22 @@ def _command(name: str, doc: str):
     probe_app.command(name)(cmd)
 
 
-_command("syn", "SYN retransmissions of an unanswered connect() and when it fails (tcp_syn_retries, tcp_syn_linear_timeouts, RTO cap, time cap).")
-_command("synack", "SYN-ACK retransmissions of a request stuck in SYN_RECV and when it is dropped (tcp_synack_retries).")
-_command("fin-timeout", "Lifetime of an orphaned FIN_WAIT2 socket (tcp_fin_timeout, floored at 3.5 x RTO; split when over 60 s).")
+_command(
+    "syn",
+    "SYN retransmissions of an unanswered connect() and when it fails (tcp_syn_retries, tcp_syn_linear_timeouts, RTO cap, time cap).",
+)
+_command(
+    "synack", "SYN-ACK retransmissions of a request stuck in SYN_RECV and when it is dropped (tcp_synack_retries)."
+)
+_command(
+    "fin-timeout",
+    "Lifetime of an orphaned FIN_WAIT2 socket (tcp_fin_timeout, floored at 3.5 x RTO; split when over 60 s).",
+)
 _command("keepalive", "Keepalive idle time, interval and probe count on an SO_KEEPALIVE socket whose peer goes silent.")
-_command("tw-reuse", "Whether and when connect() may reuse a 4-tuple held in TIME_WAIT (tcp_tw_reuse, tcp_tw_reuse_delay, tcp_timestamps).")
+_command(
+    "tw-reuse",
+    "Whether and when connect() may reuse a 4-tuple held in TIME_WAIT (tcp_tw_reuse, tcp_tw_reuse_delay, tcp_timestamps).",
+)
 
 
 @probe_app.command("all")
@@ -178,7 +232,9 @@ def probe_all(
             skipped.append({"probe": name, "reason": "the model predicts no end to watch for"})
             continue
         if horizon + 1.0 > max_wait:
-            skipped.append({"probe": name, "reason": f"predicted to take {horizon:g} s, more than --max-wait {max_wait:g} s"})
+            skipped.append(
+                {"probe": name, "reason": f"predicted to take {horizon:g} s, more than --max-wait {max_wait:g} s"}
+            )
             continue
         path = None
         if pcap:
@@ -187,7 +243,9 @@ def probe_all(
             results.append(run_probe(host, name, max_wait, pcap=path, capture=not no_capture, progress=show))
         finally:
             clear()
-    verdict = "differs" if any(r["verdict"] == "differs" for r in results) else ("matches" if results else "not_observed")
+    verdict = (
+        "differs" if any(r["verdict"] == "differs" for r in results) else ("matches" if results else "not_observed")
+    )
     if as_json:
         emit_json({"probes": results, "skipped": skipped, "verdict": verdict})
     else:

@@ -24,7 +24,13 @@ app.add_typer(profiles_app, name="profiles")
 
 ProfileOpt = Annotated[
     Optional[str],
-    typer.Option("--profile", "-p", metavar="NAME|PATH", parser=_not_empty("--profile", "a profile name or path", "kernel-default"), help="Profile to audit against (default: kernel-default, i.e. show what someone changed)."),
+    typer.Option(
+        "--profile",
+        "-p",
+        metavar="NAME|PATH",
+        parser=_not_empty("--profile", "a profile name or path", "kernel-default"),
+        help="Profile to audit against (default: kernel-default, i.e. show what someone changed).",
+    ),
 ]
 
 
@@ -45,7 +51,20 @@ def profiles_list(json_out: JsonOpt = False) -> None:
 
     infos = list_profiles()
     if json_out:
-        emit_json({"profiles": [{"name": i.name, "path": i.path, "kind": i.kind, "description": i.description, "shadowed_by": i.shadowed_by} for i in infos]})
+        emit_json(
+            {
+                "profiles": [
+                    {
+                        "name": i.name,
+                        "path": i.path,
+                        "kind": i.kind,
+                        "description": i.description,
+                        "shadowed_by": i.shadowed_by,
+                    }
+                    for i in infos
+                ]
+            }
+        )
         return
     from tcptune.render import render_table
 
@@ -57,7 +76,9 @@ def _load(spec: str, host=None):
     from tcptune.kernel.kb import load_kb
     from tcptune.core.profile import load_profile
 
-    return load_profile(spec, kb=load_kb(), kernel_release=_release(host) if host is not None else None, known_keys=_known_keys(host))
+    return load_profile(
+        spec, kb=load_kb(), kernel_release=_release(host) if host is not None else None, known_keys=_known_keys(host)
+    )
 
 
 @profiles_app.command("show")
@@ -79,7 +100,14 @@ def profiles_show(
         "kernel": prof.kernel,
         "chain": list(prof.chain),
         "settings": [
-            {"key": s.key, "value": s.value, "accept": s.expected if s.accept else None, "required": s.required, "reason": s.reason, "source": s.source}
+            {
+                "key": s.key,
+                "value": s.value,
+                "accept": s.expected if s.accept else None,
+                "required": s.required,
+                "reason": s.reason,
+                "source": s.source,
+            }
             for s in prof.settings.values()
         ],
     }
@@ -88,7 +116,11 @@ def profiles_show(
         return
     from tcptune.render import render_table
 
-    typer.echo(f"{prof.name}: {prof.description}\n  from {prof.origin}" + (f" (extends {' -> '.join(prof.chain[1:])})" if prof.extends else "") + (f"; kernel {prof.kernel}" if prof.kernel else ""))
+    typer.echo(
+        f"{prof.name}: {prof.description}\n  from {prof.origin}"
+        + (f" (extends {' -> '.join(prof.chain[1:])})" if prof.extends else "")
+        + (f"; kernel {prof.kernel}" if prof.kernel else "")
+    )
     rows = [[s.key, s.value, s.expected if s.accept else "", s.reason] for s in prof.settings.values()]
     typer.echo(render_table(["key", "value", "audit accepts", "reason"], rows, maxcolwidths=[None, None, 18, 60]))
 
@@ -116,15 +148,24 @@ def profiles_validate(
 @app.command("audit")
 def audit_cmd(
     profile: ProfileOpt = None,
-    show_all: Annotated[bool, typer.Option("--all", help="List ok rows too (default: only what needs attention).")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="List ok rows too (default: only what needs attention).")
+    ] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings as well as on drift.")] = False,
     persisted: Annotated[
         bool,
-        typer.Option("--persisted", help="Compare live values with what the next boot would set (sysctl.d(5) files, else the kernel default) instead of a profile."),
+        typer.Option(
+            "--persisted",
+            help="Compare live values with what the next boot would set (sysctl.d(5) files, else the kernel default) instead of a profile.",
+        ),
     ] = False,
     persist_root: Annotated[
         Optional[Path],
-        typer.Option("--persist-root", metavar="DIR", help="With --persisted: root whose etc/sysctl.d, usr/lib/sysctl.d ... are read (default: --root, else /)."),
+        typer.Option(
+            "--persist-root",
+            metavar="DIR",
+            help="With --persisted: root whose etc/sysctl.d, usr/lib/sysctl.d ... are read (default: --root, else /).",
+        ),
     ] = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
@@ -152,11 +193,19 @@ def audit_cmd(
     from tcptune.core.profile import KERNEL_DEFAULT
 
     if persisted and profile is not None:
-        raise TcptuneError("--persisted and --profile cannot be combined", ExitCode.BAD_INPUT, hint="--persisted compares with sysctl.d, not a profile")
+        raise TcptuneError(
+            "--persisted and --profile cannot be combined",
+            ExitCode.BAD_INPUT,
+            hint="--persisted compares with sysctl.d, not a profile",
+        )
     if persist_root is not None and not persisted:
         raise TcptuneError("--persist-root only goes with --persisted", ExitCode.BAD_INPUT)
     if persisted and sysctl_dump:
-        raise TcptuneError("--persisted needs a host or --root, not a sysctl dump", ExitCode.BAD_INPUT, hint="sysctl.d files are read from the file system")
+        raise TcptuneError(
+            "--persisted needs a host or --root, not a sysctl dump",
+            ExitCode.BAD_INPUT,
+            hint="sysctl.d files are read from the file system",
+        )
     host = open_source(root, sysctl_dump, netns)
     require_tcp_keys(host)
     kb = load_kb()
@@ -179,12 +228,18 @@ def audit_cmd(
         from tcptune.core.profile import Profile
 
         sysctl_root = persist_root or (root if root is not None else Path("/"))
-        tcp_keys = [k for k in host.list_sysctls() if k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) and k not in SECRET_KEYS]
+        tcp_keys = [
+            k
+            for k in host.list_sysctls()
+            if k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) and k not in SECRET_KEYS
+        ]
         keys = set(tcp_keys) | {p.key for p in kb}
 
         def ours(k: str) -> bool:
             # Only TCP-related net.* keys: other lines (fs.*, kernel.*) are not ours to judge.
-            return (k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) or k in kb) and k not in SECRET_KEYS
+            return (
+                k.startswith(("net.ipv4.tcp_", "net.core.", "net.ipv4.ip_local_")) or k in kb
+            ) and k not in SECRET_KEYS
 
         bstate = boot_state(sysctl_root, keys)
         boot = {k: v for k, v in bstate.values.items() if ours(k)}
@@ -236,8 +291,21 @@ def audit_cmd(
     for n in notes:
         typer.echo(f"note: {n}")
     if shown:
-        rows = [[f.key, f.expected if f.expected is not None else "-", f.actual if f.actual is not None else "(absent)", colorize(f.verdict, color), f.reason] for f in shown]
-        typer.echo(render_table(["key", "expected", "actual", "verdict", "reason"], rows, maxcolwidths=[None, 22, 22, None, 60]))
+        rows = [
+            [
+                f.key,
+                f.expected if f.expected is not None else "-",
+                f.actual if f.actual is not None else "(absent)",
+                colorize(f.verdict, color),
+                f.reason,
+            ]
+            for f in shown
+        ]
+        typer.echo(
+            render_table(
+                ["key", "expected", "actual", "verdict", "reason"], rows, maxcolwidths=[None, 22, 22, None, 60]
+            )
+        )
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     hidden = "" if show_all or not counts["ok"] else " (ok rows hidden; --all shows them)"
     typer.echo(f"\n{len(findings)} checked: {summary}{hidden}")

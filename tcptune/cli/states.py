@@ -56,14 +56,30 @@ def _render(report: dict, by: str | None) -> str:
     out = [f"TCP sockets from {report['source']}: {report['total']} total"]
     headers = ["STATE", "COUNT"] + (["CHANGE"] if "changes" in report else []) + [""]
     rows = histogram_rows(report, width=40, unicode=uni)
-    total_row = ["TOTAL", report["total"]] + ([f"{sum(report['changes'].values()):+d}"] if "changes" in report else []) + [""]
-    out.append(tabulate(rows + [total_row], headers=headers, tablefmt="simple", disable_numparse=True,
-                        colalign=("left", "right") + (("right",) if "changes" in report else ()) + ("left",)))
+    total_row = (
+        ["TOTAL", report["total"]] + ([f"{sum(report['changes'].values()):+d}"] if "changes" in report else []) + [""]
+    )
+    out.append(
+        tabulate(
+            rows + [total_row],
+            headers=headers,
+            tablefmt="simple",
+            disable_numparse=True,
+            colalign=("left", "right") + (("right",) if "changes" in report else ()) + ("left",),
+        )
+    )
     if by and by != "state":
         label = {"local-port": "LOCAL PORT", "peer": "PEER", "process": "PROCESS"}[by]
         out.append("")
-        out.append(tabulate(group_rows(report, width=30, unicode=uni), headers=[label, "SOCKETS", "STATES", ""],
-                            tablefmt="simple", disable_numparse=True, colalign=("left", "right", "left", "left")))
+        out.append(
+            tabulate(
+                group_rows(report, width=30, unicode=uni),
+                headers=[label, "SOCKETS", "STATES", ""],
+                tablefmt="simple",
+                disable_numparse=True,
+                colalign=("left", "right", "left", "left"),
+            )
+        )
     for note in report.get("notes", []):
         out.append(f"note: {note}")
     for w in report["warnings"]:
@@ -74,13 +90,35 @@ def _render(report: dict, by: str | None) -> str:
 
 @app.command("states")
 def states_cmd(
-    by: Annotated[Optional[By], typer.Option("--by", help="Also group sockets by state, local port, peer address or owning process.")] = None,
-    state: Annotated[Optional[List[str]], typer.Option("--state", metavar="STATE", help="Only these states (repeat or comma-separate: ESTABLISHED, time-wait, FIN-WAIT-2 ...).")] = None,
+    by: Annotated[
+        Optional[By],
+        typer.Option("--by", help="Also group sockets by state, local port, peer address or owning process."),
+    ] = None,
+    state: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            "--state",
+            metavar="STATE",
+            help="Only these states (repeat or comma-separate: ESTABLISHED, time-wait, FIN-WAIT-2 ...).",
+        ),
+    ] = None,
     ipv4: Annotated[bool, typer.Option("--ipv4", "-4", help="Only IPv4 sockets.")] = False,
     ipv6: Annotated[bool, typer.Option("--ipv6", "-6", help="Only IPv6 sockets.")] = False,
-    top: Annotated[int, typer.Option("--top", metavar="N", min=0, help="Show the N largest groups with --by (0 = all).")] = 20,
-    watch: Annotated[Optional[float], typer.Option("--watch", metavar="SECONDS", min=0.1, help="Redraw every SECONDS with the change since the previous sample (Ctrl-C stops).")] = None,
-    count: Annotated[Optional[int], typer.Option("--count", metavar="N", min=1, help="With --watch: stop after N samples.")] = None,
+    top: Annotated[
+        int, typer.Option("--top", metavar="N", min=0, help="Show the N largest groups with --by (0 = all).")
+    ] = 20,
+    watch: Annotated[
+        Optional[float],
+        typer.Option(
+            "--watch",
+            metavar="SECONDS",
+            min=0.1,
+            help="Redraw every SECONDS with the change since the previous sample (Ctrl-C stops).",
+        ),
+    ] = None,
+    count: Annotated[
+        Optional[int], typer.Option("--count", metavar="N", min=1, help="With --watch: stop after N samples.")
+    ] = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     sysctl_dump: SysctlDumpOpt = None,

@@ -55,9 +55,17 @@ def _absent(key: str, kb: KnowledgeBase, release: Version | None, source_kind: s
     if p is not None and p.removed is not None and release is not None and release >= p.removed:
         return "removed", f"removed from the kernel in {format_version(p.removed)}; {p.meaning}", p.source
     if p is not None and p.removed is not None and release is None:
-        return "unsupported", f"absent; it was removed in {format_version(p.removed)}, but this source does not say its kernel version", p.source
+        return (
+            "unsupported",
+            f"absent; it was removed in {format_version(p.removed)}, but this source does not say its kernel version",
+            p.source,
+        )
     if p is not None and p.since is not None and release is not None and release < p.since:
-        return "unsupported", f"needs kernel {format_version(p.since)} or later (this one is {format_version(release)})", p.source
+        return (
+            "unsupported",
+            f"needs kernel {format_version(p.since)} or later (this one is {format_version(release)})",
+            p.source,
+        )
     if p is not None and p.scope == "global":
         why = {
             "netns": "global key: only the initial network namespace has it, and this is another namespace; audit the host for it",
@@ -87,8 +95,13 @@ def hidden_global_keys(profile: Profile, current: dict[str, str | None], kb: Kno
     listing each as "unsupported" on every audit is noise, not a finding.
     """
     return sorted(
-        k for k, s in profile.settings.items()
-        if s.implicit and current.get(k) is None and k in kb and kb.get(k).scope == "global" and kb.get(k).removed is None
+        k
+        for k, s in profile.settings.items()
+        if s.implicit
+        and current.get(k) is None
+        and k in kb
+        and kb.get(k).scope == "global"
+        and kb.get(k).removed is None
     )
 
 
@@ -115,12 +128,24 @@ def audit(
         warn = _risky(param, actual, release)
         risky = {"risky": warn is not None, "risky_reason": warn.reason if warn else None}
         if not s.accepts(actual):
-            reason = s.reason or (f"kernel default is {param.default}" if param and param.default else "differs from the profile")
+            reason = s.reason or (
+                f"kernel default is {param.default}" if param and param.default else "differs from the profile"
+            )
             if warn:
                 reason = reason.rstrip(". ") + f"; also risky: {warn.reason}"
             findings.append(Finding(key, s.expected, actual, "drift", reason, s.source, **risky))
         elif warn:
-            findings.append(Finding(key, s.expected, actual, "warning", warn.reason, warn.source or (param.source if param else ""), **risky))
+            findings.append(
+                Finding(
+                    key,
+                    s.expected,
+                    actual,
+                    "warning",
+                    warn.reason,
+                    warn.source or (param.source if param else ""),
+                    **risky,
+                )
+            )
         else:
             findings.append(Finding(key, s.expected, actual, "ok", s.reason, s.source))
     # Known-risky values are flagged even when the profile does not mention the key.
@@ -132,7 +157,9 @@ def audit(
             continue
         warn = _risky(param, actual, release)
         if warn:
-            findings.append(Finding(param.key, None, actual, "warning", warn.reason, warn.source or param.source, True, warn.reason))
+            findings.append(
+                Finding(param.key, None, actual, "warning", warn.reason, warn.source or param.source, True, warn.reason)
+            )
     return findings
 
 
@@ -175,11 +202,31 @@ def audit_persisted(
             continue  # computed at boot and not persisted: nothing to compare
         if actual is None:
             if bv is not None:
-                findings.append(Finding(key, expected, None, "unsupported", f"{where}, but this kernel has no such key", param.source if param else ""))
+                findings.append(
+                    Finding(
+                        key,
+                        expected,
+                        None,
+                        "unsupported",
+                        f"{where}, but this kernel has no such key",
+                        param.source if param else "",
+                    )
+                )
             continue
-        same = expected.split() == actual.split() or (bv is None and param is not None and param.matches_default(actual, release))
+        same = expected.split() == actual.split() or (
+            bv is None and param is not None and param.matches_default(actual, release)
+        )
         if same:
             findings.append(Finding(key, expected, actual, "ok", where, param.source if param else ""))
         else:
-            findings.append(Finding(key, expected, actual, "drift", f"{where}; the live value will not survive a reboot", param.source if param else ""))
+            findings.append(
+                Finding(
+                    key,
+                    expected,
+                    actual,
+                    "drift",
+                    f"{where}; the live value will not survive a reboot",
+                    param.source if param else "",
+                )
+            )
     return findings

@@ -184,7 +184,12 @@ def parse_config_text(text: str, path: str) -> tuple[list[Assignment], list[str]
     warnings: list[str] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         stripped = raw.strip()
-        if stripped.startswith("-") and "=" not in stripped and stripped[1:].strip() and " " not in stripped[1:].strip():
+        if (
+            stripped.startswith("-")
+            and "=" not in stripped
+            and stripped[1:].strip()
+            and " " not in stripped[1:].strip()
+        ):
             out.append(Assignment(stripped[1:].strip(), None, path, lineno))  # '-pattern': exclude from globs
             continue
         try:
@@ -214,7 +219,9 @@ def compute_boot_state(
         state.warnings.append(f"{hidden_path} is not read at boot: {winner} has the same name and takes precedence")
     for path in ordered:
         if texts[path] is None:
-            state.warnings.append(f"{path} is not a readable file (a directory or a dangling symlink?): it sets nothing, yet hides same-named files")
+            state.warnings.append(
+                f"{path} is not a readable file (a directory or a dangling symlink?): it sets nothing, yet hides same-named files"
+            )
             continue
         assigns, warns = parse_config_text(texts[path], path)
         state.assignments.extend(assigns)

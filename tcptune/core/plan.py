@@ -118,7 +118,14 @@ def changed_since_apply(current: Mapping[str, str | None], keys: Mapping[str, Ma
         if cur is None:
             continue
         if not values_equal(cur, entry.get("after")) and not values_equal(cur, entry.get("before")):
-            out.append({"key": key, "before": entry.get("before"), "after": entry.get("after"), "current": normalize_value(cur)})
+            out.append(
+                {
+                    "key": key,
+                    "before": entry.get("before"),
+                    "after": entry.get("after"),
+                    "current": normalize_value(cur),
+                }
+            )
     return out
 
 

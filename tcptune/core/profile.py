@@ -186,17 +186,24 @@ def _err_at(origin: str, line: int | None, message: str, hint: str | None = None
 
 def decode_profile_bytes(data: bytes, origin: str) -> str:
     if len(data) > MAX_PROFILE_BYTES:
-        raise TcptuneError(f"{origin}: {len(data)} bytes is over the {MAX_PROFILE_BYTES >> 20} MiB limit for a profile", ExitCode.BAD_INPUT)
+        raise TcptuneError(
+            f"{origin}: {len(data)} bytes is over the {MAX_PROFILE_BYTES >> 20} MiB limit for a profile",
+            ExitCode.BAD_INPUT,
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise TcptuneError(f"{origin}:{line}: not UTF-8 (byte {exc.start})", ExitCode.BAD_INPUT, hint="save the profile as UTF-8") from None
+        raise TcptuneError(
+            f"{origin}:{line}: not UTF-8 (byte {exc.start})", ExitCode.BAD_INPUT, hint="save the profile as UTF-8"
+        ) from None
 
 
 def _toml(text: str, origin: str) -> dict[str, Any]:
     if "\x00" in text:
-        raise TcptuneError(f"{origin}:{text[: text.index(chr(0))].count(chr(10)) + 1}: NUL byte in profile", ExitCode.BAD_INPUT)
+        raise TcptuneError(
+            f"{origin}:{text[: text.index(chr(0))].count(chr(10)) + 1}: NUL byte in profile", ExitCode.BAD_INPUT
+        )
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -205,7 +212,9 @@ def _toml(text: str, origin: str) -> dict[str, Any]:
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
         if m:
             msg = msg[: m.start()].strip()
-            raise TcptuneError(f"{origin}:{m.group(1)}:{m.group(2)}: malformed TOML: {msg}", ExitCode.BAD_INPUT) from None
+            raise TcptuneError(
+                f"{origin}:{m.group(1)}:{m.group(2)}: malformed TOML: {msg}", ExitCode.BAD_INPUT
+            ) from None
         raise TcptuneError(f"{origin}: malformed TOML: {msg}", ExitCode.BAD_INPUT) from None
 
 
@@ -216,7 +225,9 @@ def _suggest_field(name: str, allowed: Iterable[str]) -> str | None:
     return f"did you mean {hit[0]!r}?" if hit else f"allowed: {', '.join(allowed)}"
 
 
-def _canonical_value(raw: Any, key: str, param: Param | None, where: tuple[str, int | None], what: str = "value") -> str:
+def _canonical_value(
+    raw: Any, key: str, param: Param | None, where: tuple[str, int | None], what: str = "value"
+) -> str:
     """Check one value against the knowledge base and return it whitespace-normalised.
 
     ``where`` is (file, line) for the error; ``what`` names the field ("value", "accept.one_of").
@@ -227,7 +238,10 @@ def _canonical_value(raw: Any, key: str, param: Param | None, where: tuple[str, 
 
     if isinstance(raw, bool):
         if param is not None and param.type != "bool":
-            raise bad(f"{what} {str(raw).lower()} is a boolean, but {param.short} takes {_kind(param)}", f"write a number, e.g. {param.default or 0}")
+            raise bad(
+                f"{what} {str(raw).lower()} is a boolean, but {param.short} takes {_kind(param)}",
+                f"write a number, e.g. {param.default or 0}",
+            )
         raw = int(raw)
     if isinstance(raw, list):
         if not raw or not all(isinstance(x, (int, str)) and not isinstance(x, bool) for x in raw):
@@ -253,7 +267,9 @@ def _canonical_value(raw: Any, key: str, param: Param | None, where: tuple[str, 
             for n in nums or []:
                 _check_range(n, param, bad, what)
         if param.ascending and nums and any(a > b for a, b in zip(nums, nums[1:])):
-            raise bad(f"{what} {value!r}: the kernel rejects a first field above the second (EINVAL)", f"e.g. {param.default}")
+            raise bad(
+                f"{what} {value!r}: the kernel rejects a first field above the second (EINVAL)", f"e.g. {param.default}"
+            )
     elif param.type == "enum":
         if param.choices and value not in param.choices:
             raise bad(f"{what} {value!r} is not one of {', '.join(param.choices)}")
@@ -261,7 +277,11 @@ def _canonical_value(raw: Any, key: str, param: Param | None, where: tuple[str, 
 
 
 def _kind(param: Param) -> str:
-    return {"vector": f"{param.length or 'several'} integers", "string": "a string", "enum": "one of " + ", ".join(param.choices)}.get(param.type, "an integer")
+    return {
+        "vector": f"{param.length or 'several'} integers",
+        "string": "a string",
+        "enum": "one of " + ", ".join(param.choices),
+    }.get(param.type, "an integer")
 
 
 def _check_range(n: int, param: Param, bad, what: str = "value") -> None:
@@ -300,7 +320,9 @@ def _accept(raw: Any, key: str, param: Param | None, origin: str, line: int | No
     if "one_of" in raw:
         if not isinstance(raw["one_of"], list) or not raw["one_of"]:
             raise bad("accept.one_of must be a non-empty list")
-        return Accept(one_of=tuple(_canonical_value(v, key, param, (origin, line), "accept.one_of value") for v in raw["one_of"]))
+        return Accept(
+            one_of=tuple(_canonical_value(v, key, param, (origin, line), "accept.one_of value") for v in raw["one_of"])
+        )
     if not raw:
         raise bad("accept is empty")
     lo = bound("min", raw["min"]) if "min" in raw else None
@@ -309,7 +331,9 @@ def _accept(raw: Any, key: str, param: Param | None, origin: str, line: int | No
         if len(lo) != len(hi):
             raise bad("accept.min and accept.max have different numbers of fields")
         if any(a > b for a, b in zip(lo, hi)):
-            raise bad(f"accept.min {' '.join(map(str, lo))} is above accept.max {' '.join(map(str, hi))}; nothing would be accepted")
+            raise bad(
+                f"accept.min {' '.join(map(str, lo))} is above accept.max {' '.join(map(str, hi))}; nothing would be accepted"
+            )
     return Accept(min=lo, max=hi)
 
 
@@ -373,19 +397,26 @@ def parse_profile(
                 if f not in SETTING_FIELDS:
                     raise err(f"{key}: unknown field {f!r}", _suggest_field(f, SETTING_FIELDS), f)
             if "value" not in entry:
-                raise err(f"{key}: missing `value`", "every [settings.\"KEY\"] table needs value = ...")
+                raise err(f"{key}: missing `value`", 'every [settings."KEY"] table needs value = ...')
             for f in ("reason", "source"):
                 if f in entry and not isinstance(entry[f], str):
                     raise err(f"{key}: {f} must be a string", None, f)
             if "required" in entry and not isinstance(entry["required"], bool):
                 raise err(f"{key}: required must be true or false", None, "required")
             value = _canonical_value(entry["value"], key, param, (origin, key_line(text, key_as_written, "value")))
-            accept = _accept(entry["accept"], key, param, origin, key_line(text, key_as_written, "accept")) if "accept" in entry else None
-            setting = Setting(key, value, entry.get("reason", ""), entry.get("source", ""), entry.get("required", False), accept)
+            accept = (
+                _accept(entry["accept"], key, param, origin, key_line(text, key_as_written, "accept"))
+                if "accept" in entry
+                else None
+            )
+            setting = Setting(
+                key, value, entry.get("reason", ""), entry.get("source", ""), entry.get("required", False), accept
+            )
             if accept is not None and not accept.accepts(value):
                 raise err(
                     f"{key}: value {value!r} is outside its own accept ({accept.describe()})",
-                    "audit would report drift right after apply; widen accept or change value", "accept",
+                    "audit would report drift right after apply; widen accept or change value",
+                    "accept",
                 )
         else:  # short form: "key" = value
             value = _canonical_value(entry, key, param, (origin, line))
@@ -394,7 +425,9 @@ def parse_profile(
             raise err(f"{key} is set twice")
         raw.settings[key] = setting
     if not raw.settings and not data.get("kernel_defaults") and not data.get("extends"):
-        raise TcptuneError(f"{origin}: profile sets no keys", ExitCode.BAD_INPUT, hint="add a [settings.\"net.ipv4....\"] table")
+        raise TcptuneError(
+            f"{origin}: profile sets no keys", ExitCode.BAD_INPUT, hint='add a [settings."net.ipv4...."] table'
+        )
     return raw
 
 
@@ -413,7 +446,9 @@ def kernel_default_settings(kb: KnowledgeBase, release: Version | None) -> dict[
             continue
         rng = p.boot_range_for(release)
         accept = Accept(min=rng[0], max=rng[1]) if rng else None
-        why = f"kernel default: {p.meaning}" + (" (computed at boot from memory and page size; any value the formula can give is a default)" if rng else "")
+        why = f"kernel default: {p.meaning}" + (
+            " (computed at boot from memory and page size; any value the formula can give is a default)" if rng else ""
+        )
         out[p.key] = Setting(p.key, default, why, p.source, accept=accept, implicit=True)
     return out
 
@@ -432,7 +467,12 @@ def resolve(
         if any(r.origin == raw.origin for r in chain):
             cycle = " -> ".join([r.name for r in chain] + [raw.name])
             last = chain[-1]
-            raise _err_at(last.origin, top_line(last.text, "extends"), f"extends cycle: {cycle}", f"remove the extends line of one of them ({raw.origin})")
+            raise _err_at(
+                last.origin,
+                top_line(last.text, "extends"),
+                f"extends cycle: {cycle}",
+                f"remove the extends line of one of them ({raw.origin})",
+            )
         chain.append(raw)
         current = raw.data.get("extends")
     settings: dict[str, Setting] = {}
@@ -453,6 +493,7 @@ def resolve(
 
 
 # -- finding profile files ---------------------------------------------------
+
 
 def builtin_dir() -> Path:
     """Built-ins: installed inside the package (wheel), or the repo's profiles/ (editable install)."""
@@ -484,7 +525,9 @@ def read_profile_file(path: Path) -> str:
         with open(path, "rb") as fh:
             data = fh.read(MAX_PROFILE_BYTES + 1)
     except FileNotFoundError:
-        raise TcptuneError(f"{path}: no such profile file", ExitCode.BAD_INPUT, hint="see `tcptune profiles list`") from None
+        raise TcptuneError(
+            f"{path}: no such profile file", ExitCode.BAD_INPUT, hint="see `tcptune profiles list`"
+        ) from None
     except IsADirectoryError:
         raise TcptuneError(f"{path}: is a directory, not a profile file", ExitCode.BAD_INPUT) from None
     except OSError as exc:
@@ -505,7 +548,7 @@ def find_profile(name: str, search_dirs: list[Path] | None = None, *, below: Pat
         here = below.resolve().parent
         idx = next((i for i, (d, _) in enumerate(path_dirs) if d.resolve() == here), None)
         if idx is not None:
-            path_dirs = path_dirs[idx + 1:]
+            path_dirs = path_dirs[idx + 1 :]
         path_dirs = [(d, k) for d, k in path_dirs if (d / f"{name}.toml").resolve() != below.resolve()]
     for d, kind in path_dirs:
         p = d / f"{name}.toml"
@@ -533,7 +576,11 @@ def load_profile(
     """
     if not isinstance(spec, str) or not spec.strip():
         # An empty PROFILE argument (`apply "$P"` with P unset) must not resolve to anything.
-        raise TcptuneError("empty profile name", ExitCode.BAD_INPUT, hint="name a profile (see `tcptune profiles list`) or a .toml path")
+        raise TcptuneError(
+            "empty profile name",
+            ExitCode.BAD_INPUT,
+            hint="name a profile (see `tcptune profiles list`) or a .toml path",
+        )
     kb = kb or load_kb()
     known = tuple(known_keys)
 
@@ -548,14 +595,20 @@ def load_profile(
                 # web-server.toml on top of the built-in web-server): look further down the path.
                 path = find_profile(name_or_path, search_dirs, below=Path(child.origin))[0]
             else:
-                beside = Path(child.origin).parent / f"{name_or_path}.toml" if child is not None and child.origin != "built-in" else None
+                beside = (
+                    Path(child.origin).parent / f"{name_or_path}.toml"
+                    if child is not None and child.origin != "built-in"
+                    else None
+                )
                 path = beside if beside is not None and beside.is_file() else find_profile(name_or_path, search_dirs)[0]
             text = read_profile_file(path)
         except TcptuneError as exc:
             if child is None:
                 raise
             # A missing or unreadable parent is the child's error: name the extends line.
-            raise _err_at(child.origin, top_line(child.text, "extends"), f"extends {name_or_path!r}: {exc.message}", exc.hint) from None
+            raise _err_at(
+                child.origin, top_line(child.text, "extends"), f"extends {name_or_path!r}: {exc.message}", exc.hint
+            ) from None
         name = path.stem
         return parse_profile(text, name, str(path), kb, known)
 

@@ -130,7 +130,9 @@ def resolve_process_groups(groups: Counter, owners: dict) -> Counter:
     return out
 
 
-def check_warnings(summary: Summary, settings: dict, close_wait_threshold: int = CLOSE_WAIT_PER_PROCESS, by: str | None = None) -> list[Warning_]:
+def check_warnings(
+    summary: Summary, settings: dict, close_wait_threshold: int = CLOSE_WAIT_PER_PROCESS, by: str | None = None
+) -> list[Warning_]:
     """Warnings that tie what the table shows to the setting that governs it.
 
     ``settings`` maps SETTING_KEYS to their values (str or int; None when unknown).
@@ -143,11 +145,13 @@ def check_warnings(summary: Summary, settings: dict, close_wait_threshold: int =
         # net/ipv4/inet_timewait_sock.c inet_twsk_alloc: no TIME_WAIT sock once
         # tw_refcount reaches sysctl_max_tw_buckets; tcp_time_wait() then closes the
         # socket at once ("TCP: time wait bucket table overflow", TCPTimeWaitOverflow).
-        out.append(Warning_(
-            "net.ipv4.tcp_max_tw_buckets",
-            f"{tw} TIME_WAIT sockets are {tw / tw_max:.0%} of net.ipv4.tcp_max_tw_buckets={tw_max}; beyond it the "
-            "kernel skips TIME_WAIT (\"time wait bucket table overflow\"), risking old duplicates on reused 4-tuples",
-        ))
+        out.append(
+            Warning_(
+                "net.ipv4.tcp_max_tw_buckets",
+                f"{tw} TIME_WAIT sockets are {tw / tw_max:.0%} of net.ipv4.tcp_max_tw_buckets={tw_max}; beyond it the "
+                'kernel skips TIME_WAIT ("time wait bucket table overflow"), risking old duplicates on reused 4-tuples',
+            )
+        )
     syncookies = _int(settings.get("net.ipv4.tcp_syncookies"))
     max_syn = _int(settings.get("net.ipv4.tcp_max_syn_backlog"))
     somaxconn = _int(settings.get("net.core.somaxconn"))
@@ -165,27 +169,37 @@ def check_warnings(summary: Summary, settings: dict, close_wait_threshold: int =
             # or, with tcp_syncookies=0, dropped SYNs.  The backlog is listen()'s, capped
             # by net.core.somaxconn.
             capped = somaxconn is not None and backlog >= somaxconn
-            out.append(Warning_(
-                "net.core.somaxconn",
-                f"port {port}: {pending} pending connections (SYN_RECV) fill {pending / backlog:.0%} of its listen "
-                f"backlog {backlog}" + (f" (capped by net.core.somaxconn={somaxconn})" if capped else
-                                        " (set by the application's listen(); net.core.somaxconn caps it)"),
-            ))
+            out.append(
+                Warning_(
+                    "net.core.somaxconn",
+                    f"port {port}: {pending} pending connections (SYN_RECV) fill {pending / backlog:.0%} of its listen "
+                    f"backlog {backlog}"
+                    + (
+                        f" (capped by net.core.somaxconn={somaxconn})"
+                        if capped
+                        else " (set by the application's listen(); net.core.somaxconn caps it)"
+                    ),
+                )
+            )
         if syncookies == 0 and max_syn and pending >= BACKLOG_FRACTION * max_syn:
             # tcp_conn_request without syncookies drops SYNs from unproven peers once
             # max_syn_backlog - qlen < max_syn_backlog / 4.
-            out.append(Warning_(
-                "net.ipv4.tcp_syncookies",
-                f"port {port}: {pending} SYN_RECV with net.ipv4.tcp_syncookies=0; at 3/4 of "
-                f"net.ipv4.tcp_max_syn_backlog={max_syn} the kernel drops new SYNs instead of answering with cookies",
-            ))
+            out.append(
+                Warning_(
+                    "net.ipv4.tcp_syncookies",
+                    f"port {port}: {pending} SYN_RECV with net.ipv4.tcp_syncookies=0; at 3/4 of "
+                    f"net.ipv4.tcp_max_syn_backlog={max_syn} the kernel drops new SYNs instead of answering with cookies",
+                )
+            )
     if syncookies == 0 and not summary.syn_recv_by_port and max_syn:
         total = c.get(TcpState.SYN_RECV, 0)
         if total >= max(MIN_PENDING, BACKLOG_FRACTION * max_syn):
-            out.append(Warning_(
-                "net.ipv4.tcp_syncookies",
-                f"{total} SYN_RECV with net.ipv4.tcp_syncookies=0 and net.ipv4.tcp_max_syn_backlog={max_syn}",
-            ))
+            out.append(
+                Warning_(
+                    "net.ipv4.tcp_syncookies",
+                    f"{total} SYN_RECV with net.ipv4.tcp_syncookies=0 and net.ipv4.tcp_max_syn_backlog={max_syn}",
+                )
+            )
     cw = c.get(TcpState.CLOSE_WAIT, 0)
     if by == "process":
         per_owner: Counter = Counter()
@@ -195,28 +209,34 @@ def check_warnings(summary: Summary, settings: dict, close_wait_threshold: int =
         for owner, n in per_owner.most_common():
             if n < close_wait_threshold:
                 break
-            out.append(Warning_(
-                "application",
-                f"{owner_label(owner)} holds {n} CLOSE_WAIT sockets: the peer closed and this process never called "
-                "close(); no sysctl reclaims them, fix or restart the application",
-            ))
+            out.append(
+                Warning_(
+                    "application",
+                    f"{owner_label(owner)} holds {n} CLOSE_WAIT sockets: the peer closed and this process never called "
+                    "close(); no sysctl reclaims them, fix or restart the application",
+                )
+            )
     elif cw >= close_wait_threshold:
-        out.append(Warning_(
-            "application",
-            f"{cw} CLOSE_WAIT sockets: peers closed and the application has not called close(); "
-            "`tcptune states --by process --state CLOSE_WAIT` shows which process holds them",
-        ))
+        out.append(
+            Warning_(
+                "application",
+                f"{cw} CLOSE_WAIT sockets: peers closed and the application has not called close(); "
+                "`tcptune states --by process --state CLOSE_WAIT` shows which process holds them",
+            )
+        )
     orphans, max_orphans = summary.orphans, _int(settings.get("net.ipv4.tcp_max_orphans"))
     if orphans is not None and max_orphans and orphans >= NEAR_LIMIT * max_orphans:
         # net/ipv4/tcp.c tcp_check_oom: past tcp_max_orphans orphans are reset
         # ("too many orphaned sockets").
         fin = _int(settings.get("net.ipv4.tcp_fin_timeout"))
-        out.append(Warning_(
-            "net.ipv4.tcp_max_orphans",
-            f"{orphans} orphaned sockets ({c.get(TcpState.FIN_WAIT2, 0)} in FIN_WAIT2) are {orphans / max_orphans:.0%} "
-            f"of net.ipv4.tcp_max_orphans={max_orphans}; beyond it the kernel resets them"
-            + (f" (FIN_WAIT2 orphans live net.ipv4.tcp_fin_timeout={fin} s)" if fin is not None else ""),
-        ))
+        out.append(
+            Warning_(
+                "net.ipv4.tcp_max_orphans",
+                f"{orphans} orphaned sockets ({c.get(TcpState.FIN_WAIT2, 0)} in FIN_WAIT2) are {orphans / max_orphans:.0%} "
+                f"of net.ipv4.tcp_max_orphans={max_orphans}; beyond it the kernel resets them"
+                + (f" (FIN_WAIT2 orphans live net.ipv4.tcp_fin_timeout={fin} s)" if fin is not None else ""),
+            )
+        )
     return out
 
 
@@ -240,8 +260,11 @@ def build_groups(summary: Summary, by: str, top: int | None) -> list[dict]:
     rows = []
     for key, states in items:
         total = sum(states.values())
-        g = {"key": group_label(by, key), "total": total,
-             "states": {s.name: states[s] for s in TcpState if states.get(s)}}
+        g = {
+            "key": group_label(by, key),
+            "total": total,
+            "states": {s.name: states[s] for s in TcpState if states.get(s)},
+        }
         if by == "process":
             g["pid"] = key[0] if isinstance(key, tuple) else None
             g["name"] = key[1] if isinstance(key, tuple) else None
@@ -252,8 +275,9 @@ def build_groups(summary: Summary, by: str, top: int | None) -> list[dict]:
     return rows[:top] if top else rows
 
 
-def build_report(summary: Summary, warnings: list, by: str | None = None, top: int | None = None,
-                 previous: dict | None = None) -> dict:
+def build_report(
+    summary: Summary, warnings: list, by: str | None = None, top: int | None = None, previous: dict | None = None
+) -> dict:
     """The JSON-ready report (shape documented in tcptune(8))."""
     states = {name: summary.counts.get(TcpState[name], 0) for name in STATE_NAMES}
     report = {"source": summary.source, "states": states, "total": sum(states.values())}

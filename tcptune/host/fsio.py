@@ -17,7 +17,7 @@ def write_all(fd: int, data: bytes) -> None:
     """write(2) until all of ``data`` is written (a regular file may take it in pieces)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def replace_at(dfd: int, name: str, data: bytes, mode: int, tmp: str) -> None:

@@ -21,6 +21,7 @@ def netns_inode(proc: str = "/proc/self") -> int | None:
     except OSError:
         return None
 
+
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add NAME` bind-mounts named namespaces
 
@@ -33,7 +34,8 @@ def _exists(path: Path, spec: str) -> bool:
         return False
     except PermissionError:
         raise TcptuneError(
-            f"--netns {spec}: permission denied on {path}", ExitCode.PRIVILEGES,
+            f"--netns {spec}: permission denied on {path}",
+            ExitCode.PRIVILEGES,
             hint="entering another process's network namespace needs root (CAP_SYS_ADMIN and CAP_SYS_PTRACE)",
         ) from None
     except OSError as exc:

@@ -268,7 +268,9 @@ def _state_byte(s: int) -> int:
     return TcpState.SYN_RECV if s == TCP_NEW_SYN_RECV else s
 
 
-def dump_table(families=(socket.AF_INET, socket.AF_INET6), states: int = ALL_STATES_MASK, by: str | None = None) -> DiagTable:
+def dump_table(
+    families=(socket.AF_INET, socket.AF_INET6), states: int = ALL_STATES_MASK, by: str | None = None
+) -> DiagTable:
     """Count TCP sockets per state (and per group when ``by`` is given) in the current network namespace.
 
     ``states`` is an inet_diag idiag_states bitmask (tcptune.kernel.states.states_mask).
@@ -427,7 +429,13 @@ class StateCounter:
         self.tail = struct.pack("=II", seq, portid)
         flags = bytes([0x5B, NLM_F_MULTI, NLM_F_MULTI | NLM_F_DUMP_INTR, 0x5D])  # [\x02\x12]
         self.pat = re.compile(
-            rb"(?s)" + re.escape(struct.pack("=H", rtype)) + rb"(" + flags + rb"\x00" + re.escape(self.tail) + rb"......)"
+            rb"(?s)"
+            + re.escape(struct.pack("=H", rtype))
+            + rb"("
+            + flags
+            + rb"\x00"
+            + re.escape(self.tail)
+            + rb"......)"
         )
         self.per_state = [0] * 256
         self.syn_hi, self.syn_lo = bytearray(), bytearray()

@@ -80,12 +80,15 @@ class Host:
         except PermissionError:
             # e.g. /proc/1/root of a process we may not ptrace (another user namespace)
             raise TcptuneError(
-                f"--root {root}: permission denied", ExitCode.PRIVILEGES,
+                f"--root {root}: permission denied",
+                ExitCode.PRIVILEGES,
                 hint="run as root in the same user namespace, or use --netns PID for a container's network namespace",
             ) from None
         if not is_dir:
             raise TcptuneError(
-                f"--root {root}: not a directory", ExitCode.BAD_INPUT, hint="pass a directory shaped like / (proc/sys/net ...)"
+                f"--root {root}: not a directory",
+                ExitCode.BAD_INPUT,
+                hint="pass a directory shaped like / (proc/sys/net ...)",
             )
         net = self.root / "proc/sys/net"
         if not net.is_dir() or not os.access(net, os.R_OK | os.X_OK):
@@ -106,7 +109,9 @@ class Host:
             raise TcptuneError(
                 f"--root {root}: {self.root / 'proc'} is a live procfs, which shows tcptune's own network namespace, not that root's",
                 ExitCode.BAD_INPUT,
-                hint=f"use --netns {m.group(1)}" if m else "use --netns PID (a process in that namespace), or --root on a saved snapshot",
+                hint=f"use --netns {m.group(1)}"
+                if m
+                else "use --netns PID (a process in that namespace), or --root on a saved snapshot",
             )
         self.netns = netns
         self.kind = "live" if self.root.resolve() == Path("/") and not other_ns else "root"
@@ -179,7 +184,8 @@ class Host:
         except OSError as exc:
             if exc.errno == errno.EROFS:
                 raise TcptuneError(
-                    f"{key}: {path} is on a read-only mount", ExitCode.PRIVILEGES,
+                    f"{key}: {path} is on a read-only mount",
+                    ExitCode.PRIVILEGES,
                     hint="/proc/sys is mounted read-only (typical in containers); run on the host or a privileged container",
                 ) from exc
             raise TcptuneError(f"{key}: cannot open {path}: {exc.strerror}", ExitCode.FINDINGS) from exc
@@ -240,7 +246,9 @@ class DumpHost:
         return sorted(k for k in self.values if k.startswith(prefixes) and k.count(".") == 2)
 
     def write_sysctl(self, key: str, value: str) -> None:
-        raise TcptuneError(f"{key}: cannot write to a {self.label}", ExitCode.BAD_INPUT, hint="apply works on a live host or --netns")
+        raise TcptuneError(
+            f"{key}: cannot write to a {self.label}", ExitCode.BAD_INPUT, hint="apply works on a live host or --netns"
+        )
 
     def read_proc_text(self, rel: str) -> str | None:
         return None

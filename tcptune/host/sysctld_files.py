@@ -273,7 +273,11 @@ def check_own_file(root: Path, path: str, *, force: bool = False) -> str | None:
             hint="remove the link if it is no longer wanted, or choose another --persist-file",
         )
     if cur.kind == "other":
-        raise TcptuneError(f"{where} is not a regular file; nothing was changed", ExitCode.BAD_INPUT, hint="choose another --persist-file")
+        raise TcptuneError(
+            f"{where} is not a regular file; nothing was changed",
+            ExitCode.BAD_INPUT,
+            hint="choose another --persist-file",
+        )
     if cur.kind == "file" and not is_own_file_text(cur.text) and not force:
         raise TcptuneError(
             f"{where} exists and was not written by tcptune (it lacks the '{OWN_FILE_HEADER.strip()}' header); "
@@ -300,7 +304,7 @@ def _clean_stale_temps(dfd: int, name: str) -> None:
     for entry in os.listdir(dfd):
         if not (entry.startswith(prefix) and entry.endswith(".tmp")):
             continue
-        pid = entry[len(prefix):-4]
+        pid = entry[len(prefix) : -4]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(entry, dir_fd=dfd)
@@ -308,9 +312,15 @@ def _clean_stale_temps(dfd: int, name: str) -> None:
 
 def _write_error(path: str, exc: OSError) -> TcptuneError:
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return TcptuneError(f"cannot write {path}: {exc.strerror}", ExitCode.PRIVILEGES, hint="run as root or use --dry-run")
+        return TcptuneError(
+            f"cannot write {path}: {exc.strerror}", ExitCode.PRIVILEGES, hint="run as root or use --dry-run"
+        )
     if exc.errno == errno.EROFS:
-        return TcptuneError(f"cannot write {path}: read-only file system", ExitCode.PRIVILEGES, hint="remount it read-write or drop --persist")
+        return TcptuneError(
+            f"cannot write {path}: read-only file system",
+            ExitCode.PRIVILEGES,
+            hint="remount it read-write or drop --persist",
+        )
     return TcptuneError(f"cannot write {path}: {exc.strerror}", ExitCode.BAD_INPUT)
 
 

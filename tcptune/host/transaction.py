@@ -170,7 +170,9 @@ def check_can_write(host, probe_key: str | None) -> None:
     tcp_syn_retries, and uid 65534 cannot.
     """
     if getattr(host, "kind", None) == "dump":
-        raise TcptuneError("cannot apply to a sysctl dump", ExitCode.BAD_INPUT, hint="apply works on a live host, --root or --netns")
+        raise TcptuneError(
+            "cannot apply to a sysctl dump", ExitCode.BAD_INPUT, hint="apply works on a live host, --root or --netns"
+        )
     if host.is_live:
         try:
             with open("/proc/self/status") as fh:
@@ -307,9 +309,15 @@ def snapshot_from_json(data, path: Path) -> Snapshot:
         raise _corrupt(path, "no 'target' object")
     persist = data.get("persist")
     if persist is not None:
-        if not isinstance(persist, dict) or not isinstance(persist.get("path"), str) or not isinstance(persist.get("root"), str):
+        if (
+            not isinstance(persist, dict)
+            or not isinstance(persist.get("path"), str)
+            or not isinstance(persist.get("root"), str)
+        ):
             raise _corrupt(path, "bad 'persist' object")
-        if not (persist.get("before") is None or isinstance(persist.get("before"), str)) or not isinstance(persist.get("after"), str):
+        if not (persist.get("before") is None or isinstance(persist.get("before"), str)) or not isinstance(
+            persist.get("after"), str
+        ):
             raise _corrupt(path, "bad 'persist' texts")
         # rollback writes or deletes this file as root: it must be tcptune's kind of
         # file (a *.conf straight in a sysctl.d directory) below an absolute root.
@@ -369,7 +377,9 @@ def _ownership_problem(st: os.stat_result, want_dir: bool) -> str | None:
     return None
 
 
-def _wait_for_flock(fd: int, deadline: float, busy: Callable[[str], TcptuneError], waiting: Callable[[str], str], on_wait) -> None:
+def _wait_for_flock(
+    fd: int, deadline: float, busy: Callable[[str], TcptuneError], waiting: Callable[[str], str], on_wait
+) -> None:
     """flock(LOCK_EX) on ``fd``, polling until ``deadline`` (time.monotonic()); ``busy(holder)`` is raised then."""
     told = False
     while True:
@@ -602,7 +612,9 @@ class StateDir:
             try:
                 fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=sfd)
             except FileNotFoundError:
-                raise TcptuneError(f"unknown snapshot {sid!r}", ExitCode.BAD_INPUT, hint=self._available_hint()) from None
+                raise TcptuneError(
+                    f"unknown snapshot {sid!r}", ExitCode.BAD_INPUT, hint=self._available_hint()
+                ) from None
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     raise _corrupt(path, "a symlink, not a snapshot file") from None
@@ -750,13 +762,21 @@ def _open_lock_dir() -> tuple[int, Path]:
     except FileExistsError:
         pass
     except OSError as exc:
-        raise TcptuneError(f"cannot create the lock directory {path}: {exc.strerror}", ExitCode.PRIVILEGES if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ExitCode.BAD_INPUT, hint="run as root, or set " + LOCK_DIR_ENV) from exc
+        raise TcptuneError(
+            f"cannot create the lock directory {path}: {exc.strerror}",
+            ExitCode.PRIVILEGES if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ExitCode.BAD_INPUT,
+            hint="run as root, or set " + LOCK_DIR_ENV,
+        ) from exc
     try:
         # In a world-writable /run/lock or /tmp a planted symlink must not be followed.
         fd = os.open(path, _DIR_FLAGS | (os.O_NOFOLLOW if shared else 0))
     except OSError as exc:
         why = "a symlink" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else exc.strerror
-        raise TcptuneError(f"lock directory {path}: {why}; refusing to use it", ExitCode.BAD_INPUT, hint=f"remove it, or set {LOCK_DIR_ENV}") from exc
+        raise TcptuneError(
+            f"lock directory {path}: {why}; refusing to use it",
+            ExitCode.BAD_INPUT,
+            hint=f"remove it, or set {LOCK_DIR_ENV}",
+        ) from exc
     problem = _ownership_problem(os.fstat(fd), want_dir=True)
     if problem:
         os.close(fd)
@@ -795,10 +815,14 @@ def target_lock(host, deadline: float, timeout: float, on_wait: Callable[[str], 
                 fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
             except OSError as exc:
                 why = "a symlink" if exc.errno == errno.ELOOP else exc.strerror
-                raise TcptuneError(f"lock {path}: {why}; refusing to use it", ExitCode.BAD_INPUT, hint="remove it") from exc
+                raise TcptuneError(
+                    f"lock {path}: {why}; refusing to use it", ExitCode.BAD_INPUT, hint="remove it"
+                ) from exc
             problem = _ownership_problem(os.fstat(fd), want_dir=False)
             if problem:
-                raise TcptuneError(f"lock {path} is {problem}; refusing to use it", ExitCode.BAD_INPUT, hint="remove it")
+                raise TcptuneError(
+                    f"lock {path} is {problem}; refusing to use it", ExitCode.BAD_INPUT, hint="remove it"
+                )
             _wait_for_flock(
                 fd,
                 deadline,
@@ -841,7 +865,11 @@ def _locks(host, state: StateDir, timeout: float, on_wait) -> Iterator[None]:
 
 
 def _same_target(there: dict, here: dict) -> bool:
-    return there.get("kind") == here["kind"] and there.get("root") == here["root"] and there.get("netns_inode") == here["netns_inode"]
+    return (
+        there.get("kind") == here["kind"]
+        and there.get("root") == here["root"]
+        and there.get("netns_inode") == here["netns_inode"]
+    )
 
 
 def unfinished_snapshots(state: StateDir, host) -> list[Snapshot]:
@@ -850,7 +878,11 @@ def unfinished_snapshots(state: StateDir, host) -> list[Snapshot]:
     rolling them back.  Under the locks nothing else can be mid-apply on this target,
     so a pending one belongs to a process that is gone."""
     here = target_of(host)
-    return [snap for _, snap, _ in state.list() if snap is not None and snap.status in (PENDING, INCOMPLETE) and _same_target(snap.target, here)]
+    return [
+        snap
+        for _, snap, _ in state.list()
+        if snap is not None and snap.status in (PENDING, INCOMPLETE) and _same_target(snap.target, here)
+    ]
 
 
 ROLLBACK_CANDIDATES = (APPLIED, PENDING, INCOMPLETE)
@@ -863,7 +895,9 @@ def latest_snapshot(state: StateDir, host) -> Snapshot:
     it (exit 2) rather than silently restoring an older snapshot."""
     entries = state.list()
     if not entries:
-        raise TcptuneError(f"no snapshots in {state.snapshots}", ExitCode.BAD_INPUT, hint="apply writes one; see --state-dir")
+        raise TcptuneError(
+            f"no snapshots in {state.snapshots}", ExitCode.BAD_INPUT, hint="apply writes one; see --state-dir"
+        )
     here = target_of(host)
     valid = [snap for _, snap, _ in entries if snap is not None]
     candidates = [s for s in valid if _same_target(s.target, here) and s.status in ROLLBACK_CANDIDATES]
@@ -900,6 +934,7 @@ def check_same_target(snap: Snapshot, host) -> None:
     here = target_of(host)
     there = snap.target
     if not _same_target(there, here):
+
         def show(t: dict) -> str:
             if t.get("kind") == "live":
                 return f"network namespace net:[{t.get('netns_inode')}]"
@@ -1126,10 +1161,14 @@ def apply_profile(
                 state.save(snap)  # fsynced before the first write to /proc/sys
             except TcptuneError as exc:
                 raise TcptuneError(f"{exc.message}; nothing was changed", exc.exit_code, hint=exc.hint) from None
-            return _carry_out(host, state, snap, plan, changes, skipped_keys, request if persist_record else None, guard)
+            return _carry_out(
+                host, state, snap, plan, changes, skipped_keys, request if persist_record else None, guard
+            )
 
 
-def _carry_out(host, state: StateDir, snap: Snapshot, plan, changes, skipped_keys, request, guard: "_SignalGuard") -> Result:
+def _carry_out(
+    host, state: StateDir, snap: Snapshot, plan, changes, skipped_keys, request, guard: "_SignalGuard"
+) -> Result:
     """Steps 4-6 of apply: the snapshot is on disk; write, read back, persist, mark."""
     written: list[str] = []
     failure: TcptuneError | None = None
@@ -1190,7 +1229,9 @@ def _carry_out(host, state: StateDir, snap: Snapshot, plan, changes, skipped_key
             _persist_restore(snap)
         except TcptuneError as exc:
             problems.append(str(exc))
-    what = failure.message if failed_key is None or failed_key in failure.message else f"{failed_key}: {failure.message}"
+    what = (
+        failure.message if failed_key is None or failed_key in failure.message else f"{failed_key}: {failure.message}"
+    )
     if problems:
         snap.status = INCOMPLETE
         snap.event("failed", f"{what}; could not restore: {'; '.join(problems)}")
@@ -1343,7 +1384,9 @@ def rollback_snapshot(
         if changed:
             detail += "; changed after the apply and restored anyway: " + ", ".join(c["key"] for c in changed)
         if action != "none":
-            detail += ", sysctl.d file restored" + (f" (the file it replaced is kept in {copy})" if copy else " (forced)" if action == "replace" else "")
+            detail += ", sysctl.d file restored" + (
+                f" (the file it replaced is kept in {copy})" if copy else " (forced)" if action == "replace" else ""
+            )
         snap.event("rolled-back", detail)
         state.save(snap)
         return Result(

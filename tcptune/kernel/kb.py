@@ -167,8 +167,15 @@ def param_from_dict(d: dict[str, Any]) -> Param:
     boot_range = []
     for r in d.get("boot_range", []):
         lo, hi = tuple(int(x) for x in r.get("min", ())), tuple(int(x) for x in r.get("max", ()))
-        if not lo or len(lo) != len(hi) or (d.get("length") and len(lo) != d["length"]) or any(a > b for a, b in zip(lo, hi)):
-            raise ValueError(f"params.toml: {where}: boot_range entry {r!r} needs min and max of equal length (= length), min <= max")
+        if (
+            not lo
+            or len(lo) != len(hi)
+            or (d.get("length") and len(lo) != d["length"])
+            or any(a > b for a, b in zip(lo, hi))
+        ):
+            raise ValueError(
+                f"params.toml: {where}: boot_range entry {r!r} needs min and max of equal length (= length), min <= max"
+            )
         boot_range.append((_version(r.get("before"), where), lo, hi))
     return Param(
         key=d["key"],

@@ -218,38 +218,64 @@ def predict_syn(
     events = [Event(0.0, "syn")]
     forks: list[Prediction] = []
     t_j, rto_j, retx, late = 0, init_j, 0, 0.0
-    settings = {"tcp_syn_retries": syn_retries, "tcp_syn_linear_timeouts": linear_timeouts,
-                "rto_max_s": rto_max_j / h, "initial_rto_s": init_j / h, "time_cap_s": time_cap, "hz": hz}
+    settings = {
+        "tcp_syn_retries": syn_retries,
+        "tcp_syn_linear_timeouts": linear_timeouts,
+        "rto_max_s": rto_max_j / h,
+        "initial_rto_s": init_j / h,
+        "time_cap_s": time_cap,
+        "hz": hz,
+    }
     while True:
         t_j += rto_j  # the timer fires
         delay = rto_j / h
         late += timer_slack(delay, hz)
         t = t_j / h
         if retx >= max_retx:
-            events.append(Event(t, "connect_timeout", 0, delay, f"ETIMEDOUT after {retx} retransmissions (retry count)"))
+            events.append(
+                Event(t, "connect_timeout", 0, delay, f"ETIMEDOUT after {retx} retransmissions (retry count)")
+            )
             break
         if retx > 0:
             t_ms = t_j * 1000 / h
             # elapsed is compared in whole ms: at least floor(t_ms) (timers are never
             # early), less than t_ms + the accumulated slack + 1 ms
             if math.floor(t_ms + 1e-9) >= time_cap_ms:
-                events.append(Event(t, "connect_timeout", 0, delay,
-                                    f"ETIMEDOUT after {retx} retransmissions (time cap {time_cap:g} s, tcp_model_timeout)"))
+                events.append(
+                    Event(
+                        t,
+                        "connect_timeout",
+                        0,
+                        delay,
+                        f"ETIMEDOUT after {retx} retransmissions (time cap {time_cap:g} s, tcp_model_timeout)",
+                    )
+                )
                 break
             if t_ms + late * 1000 + 1 > time_cap_ms:
                 need = time_cap_ms - t_ms
-                why = (f"expiry #{retx + 1} is due at {t:g} s; if the timers so far ran {need:.0f} ms late or more "
-                       f"in all (timer-wheel slack allows up to {late * 1000:.0f} ms) the time cap {time_cap:g} s is "
-                       f"reached there: ETIMEDOUT after {retx} retransmissions")
-                alt = events + [Event(t, "connect_timeout", 0, delay,
-                                      f"ETIMEDOUT after {retx} retransmissions (time cap {time_cap:g} s reached late)")]
+                why = (
+                    f"expiry #{retx + 1} is due at {t:g} s; if the timers so far ran {need:.0f} ms late or more "
+                    f"in all (timer-wheel slack allows up to {late * 1000:.0f} ms) the time cap {time_cap:g} s is "
+                    f"reached there: ETIMEDOUT after {retx} retransmissions"
+                )
+                alt = events + [
+                    Event(
+                        t,
+                        "connect_timeout",
+                        0,
+                        delay,
+                        f"ETIMEDOUT after {retx} retransmissions (time cap {time_cap:g} s reached late)",
+                    )
+                ]
                 forks.append(Prediction("syn", settings, tuple(alt), t, "connect_timeout", (why,), why=why))
         retx += 1
         events.append(Event(t, "syn_retransmit", retx, delay))
         if retx > lin:  # total_rto > tcp_syn_linear_timeouts: exponential from here
             rto_j = min(rto_j * 2, rto_max_j)
-    notes = [f"gives up at the first timer expiry with >= {max_retx} retransmissions or >= {time_cap:g} s since the "
-             "first SYN (real time, so the timers' lateness counts)"]
+    notes = [
+        f"gives up at the first timer expiry with >= {max_retx} retransmissions or >= {time_cap:g} s since the "
+        "first SYN (real time, so the timers' lateness counts)"
+    ]
     if rto_max is not None and rto_max_j * 1000 / h != cap_ms:
         notes.append(f"tcp_rto_max_ms={cap_ms} is rounded up to whole jiffies at HZ={h}: {rto_max_j * 1000 / h:g} ms")
     for f in forks:
@@ -288,7 +314,9 @@ def _synack_timeline(retries: int, base_j: int, cap_j: int, h: int, cap_label: s
         t = t_j / h
         timer = max(delay_j, 1) / h  # a 0-jiffy timer still waits for the next tick
         if num_timeout >= retries:
-            events.append(Event(t, "request_dropped", 0, timer, f"after {num_timeout} SYN-ACK retransmissions ({cap_label})"))
+            events.append(
+                Event(t, "request_dropped", 0, timer, f"after {num_timeout} SYN-ACK retransmissions ({cap_label})")
+            )
             return events, t, wrapped
         events.append(Event(t, "synack_retransmit", num_timeout + 1, timer))
         num_timeout += 1
@@ -299,8 +327,13 @@ def _synack_timeline(retries: int, base_j: int, cap_j: int, h: int, cap_label: s
 
 
 def predict_synack(
-    synack_retries: int, rto_max: float | None = None, *, rto_init: float = TCP_TIMEOUT_INIT, hz: int | None = None,
-    syncookies: int | None = None, kernel: tuple[int, ...] | None = None,
+    synack_retries: int,
+    rto_max: float | None = None,
+    *,
+    rto_init: float = TCP_TIMEOUT_INIT,
+    hz: int | None = None,
+    syncookies: int | None = None,
+    kernel: tuple[int, ...] | None = None,
 ) -> Prediction:
     """A request sitting in SYN_RECV whose final ACK never arrives.
 
@@ -332,45 +365,79 @@ def predict_synack(
     base_j = max(1, int(round(rto_init * h)))
     if syncookies == 2:
         watch = rto_init + timer_slack(rto_init, hz) + 1.0
-        note = ("tcp_syncookies=2: every SYN is answered with a cookie SYN-ACK and no request socket is kept "
-                "(tcp_conn_request()), so nothing sits in SYN_RECV: no SYN-ACK retransmission and no drop, whatever "
-                f"tcp_synack_retries says; checked by watching {watch:g} s for a retransmission")
-        return Prediction("synack", {"tcp_synack_retries": synack_retries, "tcp_syncookies": 2}, (Event(0.0, "synack"),),
-                          None, "", (note,), watch_s=watch, absence_is_evidence=True)
+        note = (
+            "tcp_syncookies=2: every SYN is answered with a cookie SYN-ACK and no request socket is kept "
+            "(tcp_conn_request()), so nothing sits in SYN_RECV: no SYN-ACK retransmission and no drop, whatever "
+            f"tcp_synack_retries says; checked by watching {watch:g} s for a retransmission"
+        )
+        return Prediction(
+            "synack",
+            {"tcp_synack_retries": synack_retries, "tcp_syncookies": 2},
+            (Event(0.0, "synack"),),
+            None,
+            "",
+            (note,),
+            watch_s=watch,
+            absence_is_evidence=True,
+        )
     if synack_retries > SYNACK_RETRIES_HONOURED:
         raise ValueError(
             f"tcp_synack_retries={synack_retries} cannot be honoured by the kernel: tcp_reqsk_timeout() shifts a u64 by "
-            "req->num_timeout (undefined from 64) and num_timeout is a 7-bit field (wraps at 128); use 0..63")
+            "req->num_timeout (undefined from 64) and num_timeout is a 7-bit field (wraps at 128); use 0..63"
+        )
     if hz is None and synack_retries > _SAFE_SHIFT_ANY_HZ:
-        raise ValueError(f"tcp_synack_retries={synack_retries}: whether 1 s << num_timeout overflows depends on HZ, "
-                         "which is unknown here")
+        raise ValueError(
+            f"tcp_synack_retries={synack_retries}: whether 1 s << num_timeout overflows depends on HZ, "
+            "which is unknown here"
+        )
     cap_j = int(TCP_RTO_MAX * h)
     events, drop, wrapped = _synack_timeline(synack_retries, base_j, cap_j, h, "120 s cap")
     notes = []
     if wrapped:
-        notes.append(f"tcp_reqsk_timeout(): (u64)timeout << num_timeout overflows for the last {wrapped} timer(s) at "
-                     f"HZ={h}; min() with the cap then gives a short timer, so those SYN-ACKs go out back to back "
-                     "(read from the source, not measured: observing it takes hours)")
+        notes.append(
+            f"tcp_reqsk_timeout(): (u64)timeout << num_timeout overflows for the last {wrapped} timer(s) at "
+            f"HZ={h}; min() with the cap then gives a short timer, so those SYN-ACKs go out back to back "
+            "(read from the source, not measured: observing it takes hours)"
+        )
     alternatives: tuple[Prediction, ...] = ()
-    settings = {"tcp_synack_retries": synack_retries, "rto_max_s": TCP_RTO_MAX, "initial_rto_s": base_j / h,
-                "tcp_syncookies": syncookies, "hz": hz}
+    settings = {
+        "tcp_synack_retries": synack_retries,
+        "rto_max_s": TCP_RTO_MAX,
+        "initial_rto_s": base_j / h,
+        "tcp_syncookies": syncookies,
+        "hz": hz,
+    }
     newer = kernel is not None and tuple(kernel[:2]) > VERIFIED_UP_TO
     if rto_max is not None and newer:
         lcap_j = msecs_to_jiffies(int(round(rto_max * 1000)), h)
-        why = (f"kernel {'.'.join(map(str, kernel[:2]))} is newer than {VERIFIED_UP_TO[0]}.{VERIFIED_UP_TO[1]}: whether the "
-               "request timer applies tcp_rto_max_ms (net-next patch 'tcp: Apply max RTO to non-TFO SYN+ACK', "
-               "Nov 2025) is unverified here")
-        alt_events, alt_drop, _ = _synack_timeline(synack_retries, base_j, min(lcap_j, cap_j), h,
-                                                   f"tcp_rto_max_ms cap {lcap_j / h:g} s")
+        why = (
+            f"kernel {'.'.join(map(str, kernel[:2]))} is newer than {VERIFIED_UP_TO[0]}.{VERIFIED_UP_TO[1]}: whether the "
+            "request timer applies tcp_rto_max_ms (net-next patch 'tcp: Apply max RTO to non-TFO SYN+ACK', "
+            "Nov 2025) is unverified here"
+        )
+        alt_events, alt_drop, _ = _synack_timeline(
+            synack_retries, base_j, min(lcap_j, cap_j), h, f"tcp_rto_max_ms cap {lcap_j / h:g} s"
+        )
         if [e.t for e in alt_events] != [e.t for e in events]:
-            alternatives = (Prediction("synack", settings, tuple(alt_events), alt_drop, "request_dropped",
-                                       (why + f"; if it does: SYN-ACKs capped at {lcap_j / h:g} s",), why=why),)
+            alternatives = (
+                Prediction(
+                    "synack",
+                    settings,
+                    tuple(alt_events),
+                    alt_drop,
+                    "request_dropped",
+                    (why + f"; if it does: SYN-ACKs capped at {lcap_j / h:g} s",),
+                    why=why,
+                ),
+            )
             notes.append(why + f"; both the 120 s cap and the {lcap_j / h:g} s cap are accepted")
         else:
             notes.append(why + " (no difference for these settings)")
     elif rto_max is not None:
-        notes.append("tcp_rto_max_ms does not cap the SYN-ACK timer on this kernel (reqsk_timeout(req, TCP_RTO_MAX); "
-                     "measured on 6.18)")
+        notes.append(
+            "tcp_rto_max_ms does not cap the SYN-ACK timer on this kernel (reqsk_timeout(req, TCP_RTO_MAX); "
+            "measured on 6.18)"
+        )
     return Prediction("synack", settings, tuple(events), drop, "request_dropped", tuple(notes), alternatives)
 
 
@@ -393,8 +460,14 @@ def tw_table_full(tw_count: int | None, max_tw_buckets: int | None) -> bool:
     return tw_count >= max_tw_buckets
 
 
-def predict_fin_timeout(fin_timeout: float, rto: float = 0.2, *, hz: int | None = None, tw_count: int | None = None,
-                        max_tw_buckets: int | None = None) -> Prediction:
+def predict_fin_timeout(
+    fin_timeout: float,
+    rto: float = 0.2,
+    *,
+    hz: int | None = None,
+    tw_count: int | None = None,
+    max_tw_buckets: int | None = None,
+) -> Prediction:
     """An orphaned socket (closed by its owner) whose peer ACKs the FIN but never
     sends its own: how long it stays in FIN_WAIT2.
 
@@ -416,11 +489,17 @@ def predict_fin_timeout(fin_timeout: float, rto: float = 0.2, *, hz: int | None 
     """
     tmo = fin_time(fin_timeout, rto)
     full = tw_table_full(tw_count, max_tw_buckets)
-    settings = {"tcp_fin_timeout": fin_timeout, "rto_s": rto, "tcp_max_tw_buckets": max_tw_buckets,
-                "timewait_sockets": tw_count}
+    settings = {
+        "tcp_fin_timeout": fin_timeout,
+        "rto_s": rto,
+        "tcp_max_tw_buckets": max_tw_buckets,
+        "timewait_sockets": tw_count,
+    }
     if full:
-        table = (f"the timewait table is full ({tw_count} timewait sockets, tcp_max_tw_buckets={max_tw_buckets}): "
-                 "tcp_time_wait() gets no timewait socket and closes the orphan (tcp_done(), TCPTimeWaitOverflow)")
+        table = (
+            f"the timewait table is full ({tw_count} timewait sockets, tcp_max_tw_buckets={max_tw_buckets}): "
+            "tcp_time_wait() gets no timewait socket and closes the orphan (tcp_done(), TCPTimeWaitOverflow)"
+        )
         if tmo <= TCP_TIMEWAIT_LEN:
             life, timer, detail = 0.0, 0.0, "closed at once: no timewait socket (tcp_max_tw_buckets reached)"
             note = table + " as soon as its FIN is ACKed"
@@ -429,8 +508,11 @@ def predict_fin_timeout(fin_timeout: float, rto: float = 0.2, *, hz: int | None 
             detail = f"keepalive timer {life:g} s, then no timewait socket (tcp_max_tw_buckets reached)"
             note = table + f" when its {life:g} s keepalive timer (tcp_fin_time() - 60 s) fires"
         # the ACK of the FIN is a packet a capture sees; with no FIN_WAIT2 phase to poll, a socket-table source cannot
-        events = (Event(0.0, "fin"), Event(0.0, "fin_acked", optional=True),
-                  Event(life, "fin_wait2_expired", 0, timer, detail))
+        events = (
+            Event(0.0, "fin"),
+            Event(0.0, "fin_acked", optional=True),
+            Event(life, "fin_wait2_expired", 0, timer, detail),
+        )
         return Prediction("fin-timeout", settings, events, life, "fin_wait2_expired", (note,))
     events = [Event(0.0, "fin"), Event(0.0, "fin_acked")]
     if tmo <= TCP_TIMEWAIT_LEN:
@@ -441,20 +523,33 @@ def predict_fin_timeout(fin_timeout: float, rto: float = 0.2, *, hz: int | None 
         first = tmo - TCP_TIMEWAIT_LEN
         second = max(first, 3.5 * rto)
         life = first + second
-        events.append(Event(life, "fin_wait2_expired", 0, second,
-                            f"keepalive timer {first:g} s, then timewait FIN_WAIT2 {second:g} s", (first,)))
-        note = (f"tcp_fin_time() = {tmo:g} s > 60 s: the kernel waits {first:g} s as a full socket and "
-                f"then {second:g} s as a timewait socket, {life:g} s in all")
+        events.append(
+            Event(
+                life,
+                "fin_wait2_expired",
+                0,
+                second,
+                f"keepalive timer {first:g} s, then timewait FIN_WAIT2 {second:g} s",
+                (first,),
+            )
+        )
+        note = (
+            f"tcp_fin_time() = {tmo:g} s > 60 s: the kernel waits {first:g} s as a full socket and "
+            f"then {second:g} s as a timewait socket, {life:g} s in all"
+        )
     notes = [note]
     if max_tw_buckets is not None and tw_count is not None and 0 <= max_tw_buckets - tw_count <= 1:
-        notes.append(f"the timewait table is nearly full ({tw_count} of {max_tw_buckets}): another connection closing "
-                     "first would make the kernel close this orphan at once instead")
+        notes.append(
+            f"the timewait table is nearly full ({tw_count} of {max_tw_buckets}): another connection closing "
+            "first would make the kernel close this orphan at once instead"
+        )
     return Prediction("fin-timeout", settings, tuple(events), life, "fin_wait2_expired", tuple(notes))
 
 
 # --------------------------------------------------------------------------- keepalive
-def predict_keepalive(keepalive_time: float, keepalive_intvl: float, keepalive_probes: int, *,
-                      hz: int | None = None) -> Prediction:
+def predict_keepalive(
+    keepalive_time: float, keepalive_intvl: float, keepalive_probes: int, *, hz: int | None = None
+) -> Prediction:
     """An idle ESTABLISHED socket with SO_KEEPALIVE (no TCP_KEEP* overrides, no
     TCP_USER_TIMEOUT: neither is modelled) whose peer stops answering.
 
@@ -477,18 +572,30 @@ def predict_keepalive(keepalive_time: float, keepalive_intvl: float, keepalive_p
         delay = float(keepalive_intvl)
         t += delay
     events.append(Event(t, "reset_timeout", 0, delay, f"RST and ETIMEDOUT after {keepalive_probes} unanswered probes"))
-    settings = {"tcp_keepalive_time": keepalive_time, "tcp_keepalive_intvl": keepalive_intvl,
-                "tcp_keepalive_probes": keepalive_probes}
-    note = ("first probe keepalive_time after the handshake completes (idle time counts from the last segment "
-            "received); per-socket TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT and TCP_USER_TIMEOUT would override this "
-            "and are not modelled")
+    settings = {
+        "tcp_keepalive_time": keepalive_time,
+        "tcp_keepalive_intvl": keepalive_intvl,
+        "tcp_keepalive_probes": keepalive_probes,
+    }
+    note = (
+        "first probe keepalive_time after the handshake completes (idle time counts from the last segment "
+        "received); per-socket TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT and TCP_USER_TIMEOUT would override this "
+        "and are not modelled"
+    )
     return Prediction("keepalive", settings, tuple(events), t, "reset_timeout", (note,))
 
 
 # --------------------------------------------------------------------------- TIME_WAIT reuse
-def predict_tw_reuse(tw_reuse: int, timestamps: int, reuse_delay_ms: int | None, *, loopback: bool = True,
-                     hz: int | None = None, tw_count: int | None = None,
-                     max_tw_buckets: int | None = None) -> Prediction:
+def predict_tw_reuse(
+    tw_reuse: int,
+    timestamps: int,
+    reuse_delay_ms: int | None,
+    *,
+    loopback: bool = True,
+    hz: int | None = None,
+    tw_count: int | None = None,
+    max_tw_buckets: int | None = None,
+) -> Prediction:
     """Can connect() pick a local port whose 4-tuple sits in TIME_WAIT, and when?
 
     net/ipv4/tcp_ipv4.c tcp_twsk_unique(), reached from __inet_hash_connect() with
@@ -509,17 +616,34 @@ def predict_tw_reuse(tw_reuse: int, timestamps: int, reuse_delay_ms: int | None,
     timestamps, whatever tcp_tw_reuse and tcp_tw_reuse_delay say.
     Events: "fin" (t=0), "time_wait" (~0), "reuse_ok".
     """
-    settings = {"tcp_tw_reuse": tw_reuse, "tcp_timestamps": timestamps, "tcp_tw_reuse_delay": reuse_delay_ms,
-                "loopback": loopback, "tcp_max_tw_buckets": max_tw_buckets, "timewait_sockets": tw_count}
-    bind_note = ("not modelled here: connect() after an explicit bind() to the port (SO_REUSEADDR) reuses a TIME_WAIT "
-                 "4-tuple at once whenever the old connection had timestamps, whatever tcp_tw_reuse says "
-                 "(tcp_twsk_unique() with twp == NULL; measured on 6.18 with tcp_tw_reuse=0)")
+    settings = {
+        "tcp_tw_reuse": tw_reuse,
+        "tcp_timestamps": timestamps,
+        "tcp_tw_reuse_delay": reuse_delay_ms,
+        "loopback": loopback,
+        "tcp_max_tw_buckets": max_tw_buckets,
+        "timewait_sockets": tw_count,
+    }
+    bind_note = (
+        "not modelled here: connect() after an explicit bind() to the port (SO_REUSEADDR) reuses a TIME_WAIT "
+        "4-tuple at once whenever the old connection had timestamps, whatever tcp_tw_reuse says "
+        "(tcp_twsk_unique() with twp == NULL; measured on 6.18 with tcp_tw_reuse=0)"
+    )
     if tw_table_full(tw_count, max_tw_buckets):
-        note = (f"the timewait table is full ({tw_count} timewait sockets, tcp_max_tw_buckets={max_tw_buckets}): the "
-                "closing client gets no TIME_WAIT socket (tcp_time_wait() -> tcp_done()), so the 4-tuple is free at once")
-        events = (Event(0.0, "fin"),
-                  Event(0.0, "time_wait", optional=True, detail="the client may still ACK the peer's FIN, but holds no TIME_WAIT"),
-                  Event(0.0, "reuse_ok", 0, 0.0, "no TIME_WAIT socket (tcp_max_tw_buckets reached)"))
+        note = (
+            f"the timewait table is full ({tw_count} timewait sockets, tcp_max_tw_buckets={max_tw_buckets}): the "
+            "closing client gets no TIME_WAIT socket (tcp_time_wait() -> tcp_done()), so the 4-tuple is free at once"
+        )
+        events = (
+            Event(0.0, "fin"),
+            Event(
+                0.0,
+                "time_wait",
+                optional=True,
+                detail="the client may still ACK the peer's FIN, but holds no TIME_WAIT",
+            ),
+            Event(0.0, "reuse_ok", 0, 0.0, "no TIME_WAIT socket (tcp_max_tw_buckets reached)"),
+        )
         return Prediction("tw-reuse", settings, events, 0.0, "reuse_ok", (note, bind_note), absence_is_evidence=True)
     enabled = tw_reuse == 1 or (tw_reuse == 2 and loopback)
     can = enabled and timestamps != 0
@@ -533,8 +657,10 @@ def predict_tw_reuse(tw_reuse: int, timestamps: int, reuse_delay_ms: int | None,
         events.append(Event(t, "reuse_ok", 0, 0.0, detail, window=window))
         notes.append(f"reuse allowed {detail}")
         if tw_reuse == 2:
-            notes.append("tcp_tw_reuse=2 allows this on loopback only: connections to other addresses get no early "
-                         "reuse and wait for TIME_WAIT to end (60 s)")
+            notes.append(
+                "tcp_tw_reuse=2 allows this on loopback only: connections to other addresses get no early "
+                "reuse and wait for TIME_WAIT to end (60 s)"
+            )
     else:
         why = []
         if not enabled:
@@ -545,8 +671,10 @@ def predict_tw_reuse(tw_reuse: int, timestamps: int, reuse_delay_ms: int | None,
         events.append(Event(t, "reuse_ok", 0, TCP_TIMEWAIT_LEN, "only when TIME_WAIT ends (60 s)"))
         notes.append("no reuse: " + ", ".join(why) + "; the 4-tuple is free when TIME_WAIT ends after 60 s")
     if max_tw_buckets is not None and tw_count is not None and 0 <= max_tw_buckets - tw_count <= 1:
-        notes.append(f"the timewait table is nearly full ({tw_count} of {max_tw_buckets}): another connection closing "
-                     "first would leave this one without TIME_WAIT (4-tuple free at once)")
+        notes.append(
+            f"the timewait table is nearly full ({tw_count} of {max_tw_buckets}): another connection closing "
+            "first would leave this one without TIME_WAIT (4-tuple free at once)"
+        )
     notes.append(bind_note)
     return Prediction("tw-reuse", settings, tuple(events), t, "reuse_ok", tuple(notes), absence_is_evidence=True)
 
@@ -566,9 +694,14 @@ class Tolerance:
         return tol, late
 
     def as_dict(self) -> dict:
-        return {"abs_s": self.abs_s, "rel": self.rel, "hz": self.hz, "poll_s": self.poll_s,
-                "rule": "each event's delay after the previous one may be early by max(abs_s, rel x delay) and late "
-                        "by that plus the timer-wheel slack of its timer at hz (plus poll_s when polled)"}
+        return {
+            "abs_s": self.abs_s,
+            "rel": self.rel,
+            "hz": self.hz,
+            "poll_s": self.poll_s,
+            "rule": "each event's delay after the previous one may be early by max(abs_s, rel x delay) and late "
+            "by that plus the timer-wheel slack of its timer at hz (plus poll_s when polled)",
+        }
 
 
 @dataclass
@@ -587,9 +720,15 @@ def _key(ev: Event) -> tuple[str, int]:
     return (ev.what, ev.n)
 
 
-def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], tol: Tolerance,
-            window: float | None = None, ignore: tuple[str, ...] = (), absence_is_evidence: bool = False,
-            outcome: str = "") -> Comparison:
+def compare(
+    predicted: tuple[Event, ...] | list[Event],
+    observed: list[Event],
+    tol: Tolerance,
+    window: float | None = None,
+    ignore: tuple[str, ...] = (),
+    absence_is_evidence: bool = False,
+    outcome: str = "",
+) -> Comparison:
     """Pair predicted with observed events by (what, n) and check every delay.
 
     Events predicted after ``window`` s (the time the probe could watch) are listed
@@ -623,8 +762,16 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
         gap = ev.t - prev_pred
         early, late = tol.window(ev, gap)
         early += ev.window  # the rule only places it in (t - window, t]
-        row = {"what": ev.what, "n": ev.n, "predicted_t": round(ev.t, 6), "observed_t": None,
-               "error_s": None, "allowed_early_s": round(early, 6), "allowed_late_s": round(late, 6), "ok": False}
+        row = {
+            "what": ev.what,
+            "n": ev.n,
+            "predicted_t": round(ev.t, 6),
+            "observed_t": None,
+            "error_s": None,
+            "allowed_early_s": round(early, 6),
+            "allowed_late_s": round(late, 6),
+            "ok": False,
+        }
         if ob is None:
             row["problem"] = "not observed"
         else:
@@ -632,8 +779,13 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
             err = (ob.t - prev_obs) - gap
             # a polled observation is late by up to its polling gap; the previous one's gap makes this look early
             early, late = early + prev_unc, late + ob.uncertainty
-            row.update(observed_t=round(ob.t, 6), error_s=round(err, 6), allowed_early_s=round(early, 6),
-                       allowed_late_s=round(late, 6), ok=-early <= err <= late)
+            row.update(
+                observed_t=round(ob.t, 6),
+                error_s=round(err, 6),
+                allowed_early_s=round(early, 6),
+                allowed_late_s=round(late, 6),
+                ok=-early <= err <= late,
+            )
             if not row["ok"]:
                 row["problem"] = "late" if err > 0 else "early"
             prev_pred, prev_obs, prev_unc = ev.t, ob.t, ob.uncertainty
@@ -647,24 +799,44 @@ def compare(predicted: tuple[Event, ...] | list[Event], observed: list[Event], t
             continue
         if any(_key(p) == _key(ev) for p in predicted):
             continue
-        cmp.rows.append({"what": ev.what, "n": ev.n, "predicted_t": None, "observed_t": round(ev.t, 6), "error_s": None,
-                         "allowed_early_s": None, "allowed_late_s": None, "ok": False, "problem": "not predicted"})
+        cmp.rows.append(
+            {
+                "what": ev.what,
+                "n": ev.n,
+                "predicted_t": None,
+                "observed_t": round(ev.t, 6),
+                "error_s": None,
+                "allowed_early_s": None,
+                "allowed_late_s": None,
+                "ok": False,
+                "problem": "not predicted",
+            }
+        )
         if not first_bad:
             first_bad = f"{ev.what}" + (f" #{ev.n}" if ev.n else "") + f": observed at {ev.t:.3f} s but not predicted"
     if first_bad:
         cmp.verdict, cmp.reason = "differs", first_bad
-    elif not absence_is_evidence and not any(r["observed_t"] is not None and (r["predicted_t"] or r["what"] == outcome)
-                                             for r in cmp.rows):
+    elif not absence_is_evidence and not any(
+        r["observed_t"] is not None and (r["predicted_t"] or r["what"] == outcome) for r in cmp.rows
+    ):
         cmp.verdict = "not_observed"
         cmp.reason = "nothing the model predicts happens within the time allowed"
     else:
         cmp.verdict = "matches"
-        cmp.reason = "every event within tolerance" + (f"; {len(cmp.unobserved)} later event(s) not watched" if cmp.unobserved else "")
+        cmp.reason = "every event within tolerance" + (
+            f"; {len(cmp.unobserved)} later event(s) not watched" if cmp.unobserved else ""
+        )
     return cmp
 
 
-def compare_prediction(pred: Prediction, observed: list[Event], tol: Tolerance, window: float | None = None,
-                       ignore: tuple[str, ...] = (), absence_is_evidence: bool | None = None) -> Comparison:
+def compare_prediction(
+    pred: Prediction,
+    observed: list[Event],
+    tol: Tolerance,
+    window: float | None = None,
+    ignore: tuple[str, ...] = (),
+    absence_is_evidence: bool | None = None,
+) -> Comparison:
     """:func:`compare` against every timeline the prediction allows (the primary, then
     its alternatives) and keep the first that matches; failing that, the first with
     nothing observed; failing that, the primary's differences (saying how many
@@ -672,7 +844,9 @@ def compare_prediction(pred: Prediction, observed: list[Event], tol: Tolerance, 
     results = []
     for i, p in enumerate(pred.timelines()):
         ae = p.absence_is_evidence if absence_is_evidence is None else absence_is_evidence
-        c = compare(p.events, observed, tol, window=window, ignore=ignore, absence_is_evidence=ae, outcome=p.give_up_what)
+        c = compare(
+            p.events, observed, tol, window=window, ignore=ignore, absence_is_evidence=ae, outcome=p.give_up_what
+        )
         c.alternative = None if i == 0 else i - 1
         results.append(c)
     for want in ("matches", "not_observed"):
@@ -680,8 +854,11 @@ def compare_prediction(pred: Prediction, observed: list[Event], tol: Tolerance, 
             if c.verdict == want:
                 if c.alternative is not None:
                     alt = pred.alternatives[c.alternative]
-                    c.reason += (f" (alternative outcome {c.alternative + 1}: {alt.give_up_what or 'end'} at "
-                                 f"{alt.give_up:g} s)" if alt.give_up is not None else f" (alternative outcome {c.alternative + 1})")
+                    c.reason += (
+                        f" (alternative outcome {c.alternative + 1}: {alt.give_up_what or 'end'} at {alt.give_up:g} s)"
+                        if alt.give_up is not None
+                        else f" (alternative outcome {c.alternative + 1})"
+                    )
                 return c
     first = results[0]
     if len(results) > 1:

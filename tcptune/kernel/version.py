@@ -14,7 +14,9 @@ def parse_version(text: str) -> Version:
     """'6.18.44-fc-v657' -> (6, 18, 44); '4.12' -> (4, 12, 0)."""
     m = _RELEASE.match(text.strip()) if isinstance(text, str) else None
     if not m:
-        raise TcptuneError(f"{text!r} is not a kernel version", ExitCode.BAD_INPUT, hint="versions look like 6.5 or 4.12.3")
+        raise TcptuneError(
+            f"{text!r} is not a kernel version", ExitCode.BAD_INPUT, hint="versions look like 6.5 or 4.12.3"
+        )
     return tuple(int(g or 0) for g in m.groups())
 
 
@@ -31,15 +33,21 @@ def version_matches(version: Version, spec: str) -> bool:
         m = _SPEC.match(part)
         if not m:
             raise TcptuneError(
-                f"kernel range {spec!r} is not understood", ExitCode.BAD_INPUT, hint="write e.g. \">=4.12\" or \">=5.4,<6.0\""
+                f"kernel range {spec!r} is not understood",
+                ExitCode.BAD_INPUT,
+                hint='write e.g. ">=4.12" or ">=5.4,<6.0"',
             )
         op, want = m.group(1) or "==", parse_version(m.group(2))
         v = tuple(version[:3]) + (0,) * (3 - len(version))
         # "6.5" / "==6.5" means any 6.5.x: compare only the components written.
         n = len([c for c in m.group(2).split(".") if c])
         ok = {
-            ">=": v >= want, "<=": v <= want, ">": v > want, "<": v < want,
-            "==": v[:n] == want[:n], "!=": v[:n] != want[:n],
+            ">=": v >= want,
+            "<=": v <= want,
+            ">": v > want,
+            "<": v < want,
+            "==": v[:n] == want[:n],
+            "!=": v[:n] != want[:n],
         }[op]
         if not ok:
             return False

@@ -36,8 +36,20 @@ DROP_ACK = [  # drop every segment with ACK set: SYNs pass, the handshake's fina
 ]
 
 # /proc/net/tcp st column (include/net/tcp_states.h)
-TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
-              7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
+TCP_STATES = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "NEW_SYN_RECV",
+}
 
 
 @dataclass
@@ -236,7 +248,12 @@ def diag_lookup(local_port: int, remote_port: int, addr: str = LOOPBACK) -> Tabl
     may answer with a listener on the local port, or ENOENT (-> None).
     """
     a = socket.inet_aton(addr) + bytes(12)
-    sockid = struct.pack(">HH", local_port, remote_port) + a + a + struct.pack("=III", 0, INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE)
+    sockid = (
+        struct.pack(">HH", local_port, remote_port)
+        + a
+        + a
+        + struct.pack("=III", 0, INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE)
+    )
     req = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
     msg = struct.pack("=IHHII", 16 + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0) + req
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:

@@ -130,7 +130,9 @@ def segment_of(t: float, pkt, IP, TCP) -> Segment | None:
     payload = len(bytes(tcp.payload)) if tcp.payload else 0
     # Ethernet padding (frames shorter than 60 bytes) must not count as payload.
     payload = max(0, min(payload, ip.len - ip.ihl * 4 - tcp.dataofs * 4))
-    return Segment(t, ip.src, int(tcp.sport), ip.dst, int(tcp.dport), int(tcp.flags), int(tcp.seq), int(tcp.ack), payload)
+    return Segment(
+        t, ip.src, int(tcp.sport), ip.dst, int(tcp.dport), int(tcp.flags), int(tcp.seq), int(tcp.ack), payload
+    )
 
 
 class Capture:
@@ -234,8 +236,9 @@ class Capture:
         return write_pcap(path, self.snapshot())
 
 
-def merge_copies(incoming: list[tuple[float, bytes]], outgoing: list[tuple[float, bytes]],
-                 window: float = 0.05) -> list[tuple[float, bytes]]:
+def merge_copies(
+    incoming: list[tuple[float, bytes]], outgoing: list[tuple[float, bytes]], window: float = 0.05
+) -> list[tuple[float, bytes]]:
     """One frame per segment: the arriving copy, or the leaving copy when the
     arriving one was not captured (identical bytes within ``window`` s)."""
     out = list(incoming)
@@ -272,8 +275,9 @@ def read_pcap(path: str | os.PathLike[str]) -> list[Segment]:
     try:
         pkts = rdpcap(str(path))
     except (OSError, EOFError, Scapy_Exception) as exc:
-        raise TcptuneError(f"{path}: cannot read pcap: {exc}", ExitCode.BAD_INPUT,
-                           hint="pass a pcap written by --pcap or tcpdump -w") from exc
+        raise TcptuneError(
+            f"{path}: cannot read pcap: {exc}", ExitCode.BAD_INPUT, hint="pass a pcap written by --pcap or tcpdump -w"
+        ) from exc
     out = []
     for p in pkts:
         try:

@@ -12,7 +12,17 @@ from __future__ import annotations
 import socket
 import time
 
-from tcptune.probe.base import LOOPBACK, POLL_S, Context, Observation, closing_all, find_entry, listener, maybe_capture, tcp_info
+from tcptune.probe.base import (
+    LOOPBACK,
+    POLL_S,
+    Context,
+    Observation,
+    closing_all,
+    find_entry,
+    listener,
+    maybe_capture,
+    tcp_info,
+)
 from tcptune.probe.capture import ACK, FIN, Segment
 
 NAME = "fin-timeout"
@@ -27,7 +37,12 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
     fin = fins[0]
     out = [(fin.t, "fin", 0, "")]
     for s in segments:
-        if (s.sport, s.dport) == (fin.dport, fin.sport) and s.has(ACK) and s.t >= fin.t and s.ack == (fin.seq + fin.payload + 1) % (1 << 32):
+        if (
+            (s.sport, s.dport) == (fin.dport, fin.sport)
+            and s.has(ACK)
+            and s.t >= fin.t
+            and s.ack == (fin.seq + fin.payload + 1) % (1 << 32)
+        ):
             out.append((s.t, "fin_acked", 0, ""))
             break
     return out
@@ -67,8 +82,13 @@ def run(ctx: Context) -> Observation:
                     # The 4-tuple existed before close(), so its absence now means the socket is
                     # gone, whether or not a FIN_WAIT2 phase was ever long enough to poll (a full
                     # timewait table, tcp_max_tw_buckets, closes the orphan at once).
-                    obs.add(now, "fin_wait2_expired", 0, "gone from the socket table" + (
-                        "" if seen else " (never seen in FIN_WAIT2)"), since=prev)
+                    obs.add(
+                        now,
+                        "fin_wait2_expired",
+                        0,
+                        "gone from the socket table" + ("" if seen else " (never seen in FIN_WAIT2)"),
+                        since=prev,
+                    )
                     break
                 elif e.state not in (FIN_WAIT1, FIN_WAIT2):
                     obs.notes.append(f"client socket went to state {e.state} instead of leaving FIN_WAIT2")

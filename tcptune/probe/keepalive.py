@@ -14,7 +14,17 @@ import select
 import socket
 import time
 
-from tcptune.probe.base import DROP_ALL, LOOPBACK, POLL_S, Context, Observation, closing_all, listener, maybe_capture, tcp_info
+from tcptune.probe.base import (
+    DROP_ALL,
+    LOOPBACK,
+    POLL_S,
+    Context,
+    Observation,
+    closing_all,
+    listener,
+    maybe_capture,
+    tcp_info,
+)
 from tcptune.probe.capture import ACK, RST, SYN, Segment, attach_filter
 
 NAME = "keepalive"
@@ -88,8 +98,13 @@ def run(ctx: Context) -> Observation:
                 if ready:
                     err = c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     if cap is None or err != errno.ETIMEDOUT:
-                        obs.add(now, "reset_timeout" if err == errno.ETIMEDOUT else "socket_error", 0,
-                                f"socket error {errno.errorcode.get(err, err)}", since=prev)
+                        obs.add(
+                            now,
+                            "reset_timeout" if err == errno.ETIMEDOUT else "socket_error",
+                            0,
+                            f"socket error {errno.errorcode.get(err, err)}",
+                            since=prev,
+                        )
                     obs.measured["socket_error"] = errno.errorcode.get(err, str(err))
                     break
                 prev = before

@@ -16,7 +16,13 @@ from tcptune.kernel import timers as S
 from tcptune.probe.base import SETTLE_S, Context, Observation, Progress
 
 PROBES = ("syn", "synack", "fin-timeout", "keepalive", "tw-reuse")
-_MODULES = {"syn": "syn", "synack": "synack", "fin-timeout": "fin_timeout", "keepalive": "keepalive", "tw-reuse": "tw_reuse"}
+_MODULES = {
+    "syn": "syn",
+    "synack": "synack",
+    "fin-timeout": "fin_timeout",
+    "keepalive": "keepalive",
+    "tw-reuse": "tw_reuse",
+}
 
 # Which sysctls govern each probe (read through the Host; None when this kernel lacks one).
 SETTINGS = {
@@ -27,15 +33,24 @@ SETTINGS = {
     # tcp_max_tw_buckets: a full timewait table means no FIN_WAIT2/TIME_WAIT socket (inet_twsk_alloc())
     "fin-timeout": ("net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_max_tw_buckets"),
     "keepalive": ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"),
-    "tw-reuse": ("net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay", "net.ipv4.tcp_timestamps",
-                 "net.ipv4.tcp_max_tw_buckets"),
+    "tw-reuse": (
+        "net.ipv4.tcp_tw_reuse",
+        "net.ipv4.tcp_tw_reuse_delay",
+        "net.ipv4.tcp_timestamps",
+        "net.ipv4.tcp_max_tw_buckets",
+    ),
 }
 # Probes whose outcome depends on how full the namespace's timewait table is right now.
 NEEDS_TW_COUNT = ("fin-timeout", "tw-reuse")
 
 # Socket-level outcomes a pcap cannot show (no packet is sent when they happen).
-NOT_IN_PACKETS = {"syn": ("connect_timeout", "connect_result"), "synack": ("request_dropped",),
-                  "fin-timeout": ("fin_wait2_expired",), "keepalive": (), "tw-reuse": ("reuse_ok",)}
+NOT_IN_PACKETS = {
+    "syn": ("connect_timeout", "connect_result"),
+    "synack": ("request_dropped",),
+    "fin-timeout": ("fin_wait2_expired",),
+    "keepalive": (),
+    "tw-reuse": ("reuse_ok",),
+}
 
 
 def kernel_hz() -> int | None:
@@ -96,8 +111,9 @@ def kernel_version(host) -> tuple[int, ...] | None:
     return parsed(host)
 
 
-def predict(probe: str, st: dict, hz: int | None, measured: dict | None = None,
-            kernel: tuple[int, ...] | None = None) -> S.Prediction:
+def predict(
+    probe: str, st: dict, hz: int | None, measured: dict | None = None, kernel: tuple[int, ...] | None = None
+) -> S.Prediction:
     """The model's prediction for ``probe`` from setting values (and socket/namespace facts).
 
     A model that refuses the settings (ValueError: values the kernel cannot honour)
@@ -105,16 +121,20 @@ def predict(probe: str, st: dict, hz: int | None, measured: dict | None = None,
     try:
         return _predict(probe, st, hz, measured or {}, kernel)
     except ValueError as exc:
-        raise TcptuneError(f"probe {probe}: {exc}", ExitCode.BAD_INPUT,
-                           hint="nothing was probed; change the setting in this namespace to one the kernel honours") from None
+        raise TcptuneError(
+            f"probe {probe}: {exc}",
+            ExitCode.BAD_INPUT,
+            hint="nothing was probed; change the setting in this namespace to one the kernel honours",
+        ) from None
 
 
 def _predict(probe: str, st: dict, hz: int | None, measured: dict, kernel: tuple[int, ...] | None) -> S.Prediction:
 
     def need(key):
         if st.get(key) is None:
-            raise TcptuneError(f"net.ipv4.{key} is not present on this kernel", ExitCode.BAD_INPUT,
-                               hint=f"the {probe} probe needs it")
+            raise TcptuneError(
+                f"net.ipv4.{key} is not present on this kernel", ExitCode.BAD_INPUT, hint=f"the {probe} probe needs it"
+            )
         return st[key]
 
     rto_max = st["tcp_rto_max_ms"] / 1000.0 if st.get("tcp_rto_max_ms") else None
@@ -122,15 +142,20 @@ def _predict(probe: str, st: dict, hz: int | None, measured: dict, kernel: tuple
         return S.predict_syn(need("tcp_syn_retries"), st.get("tcp_syn_linear_timeouts"), rto_max, hz=hz)
     if probe == "synack":
         # whether tcp_rto_max_ms applies depends on the kernel (see predict_synack)
-        return S.predict_synack(need("tcp_synack_retries"), rto_max, hz=hz, syncookies=st.get("tcp_syncookies"),
-                                kernel=kernel)
+        return S.predict_synack(
+            need("tcp_synack_retries"), rto_max, hz=hz, syncookies=st.get("tcp_syncookies"), kernel=kernel
+        )
     tw = {"tw_count": measured.get("timewait_sockets"), "max_tw_buckets": st.get("tcp_max_tw_buckets")}
     if probe == "fin-timeout":
         return S.predict_fin_timeout(need("tcp_fin_timeout"), measured.get("rto_s", 0.2), hz=hz, **tw)
     if probe == "keepalive":
-        return S.predict_keepalive(need("tcp_keepalive_time"), need("tcp_keepalive_intvl"), need("tcp_keepalive_probes"), hz=hz)
+        return S.predict_keepalive(
+            need("tcp_keepalive_time"), need("tcp_keepalive_intvl"), need("tcp_keepalive_probes"), hz=hz
+        )
     if probe == "tw-reuse":
-        return S.predict_tw_reuse(need("tcp_tw_reuse"), need("tcp_timestamps"), st.get("tcp_tw_reuse_delay"), hz=hz, **tw)
+        return S.predict_tw_reuse(
+            need("tcp_tw_reuse"), need("tcp_timestamps"), st.get("tcp_tw_reuse_delay"), hz=hz, **tw
+        )
     raise TcptuneError(f"unknown probe {probe!r}", ExitCode.BAD_INPUT, hint="one of " + ", ".join(PROBES))
 
 
@@ -144,9 +169,17 @@ def run_module(probe: str):
     return importlib.import_module(f"tcptune.probe.{_MODULES[probe]}")
 
 
-def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, capture: bool = True,
-              progress: Progress | None = None, tolerance: S.Tolerance | None = None,
-              model: Callable[[dict, int | None, dict], S.Prediction] | None = None) -> dict:
+def run_probe(
+    host,
+    probe: str,
+    max_wait: float,
+    *,
+    pcap: str | None = None,
+    capture: bool = True,
+    progress: Progress | None = None,
+    tolerance: S.Tolerance | None = None,
+    model: Callable[[dict, int | None, dict], S.Prediction] | None = None,
+) -> dict:
     """Predict, observe, compare.  ``model`` replaces the kernel model (tests pass a
     deliberately wrong one to see 'differs')."""
     if probe not in PROBES:
@@ -160,19 +193,41 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
     predictor = model or (lambda s, h, m: predict(probe, s, h, m, kernel))
     pred = predictor(st, hz, dict(facts))
     tol = tolerance or S.Tolerance(hz=hz, poll_s=0.010)
-    base = {"probe": probe, "settings": st, "kernel": host.kernel_release(), "hz": hz, "max_wait_s": max_wait,
-            "tolerance": tol.as_dict()}
+    base = {
+        "probe": probe,
+        "settings": st,
+        "kernel": host.kernel_release(),
+        "hz": hz,
+        "max_wait_s": max_wait,
+        "tolerance": tol.as_dict(),
+    }
     if first_event_time(pred) > max_wait and not pred.absence_is_evidence:
         # Nothing to see in the time allowed (e.g. keepalive_time=7200): say so, do not wait.
-        return {**base, "source": None, "predicted": [e.as_dict() for e in pred.events], "observed": [],
-                "alternatives": _alternatives(pred), "compared_with": None,
-                "give_up": {"what": pred.give_up_what, "predicted_s": pred.give_up, "observed_s": None,
-                            "possible_s": _give_ups(pred)},
-                "comparison": [], "verdict": "not_observed", "observed_for_s": 0.0,
-                "unobserved": [e.as_dict() for e in pred.events if e.t > 0],
-                "reason": (f"the first {probe} event is predicted at {first_event_time(pred):g} s, beyond --max-wait "
-                           f"{max_wait:g} s; too long to observe in the allowed time"),
-                "notes": list(pred.notes), "measured": facts, "pcap": None}
+        return {
+            **base,
+            "source": None,
+            "predicted": [e.as_dict() for e in pred.events],
+            "observed": [],
+            "alternatives": _alternatives(pred),
+            "compared_with": None,
+            "give_up": {
+                "what": pred.give_up_what,
+                "predicted_s": pred.give_up,
+                "observed_s": None,
+                "possible_s": _give_ups(pred),
+            },
+            "comparison": [],
+            "verdict": "not_observed",
+            "observed_for_s": 0.0,
+            "unobserved": [e.as_dict() for e in pred.events if e.t > 0],
+            "reason": (
+                f"the first {probe} event is predicted at {first_event_time(pred):g} s, beyond --max-wait "
+                f"{max_wait:g} s; too long to observe in the allowed time"
+            ),
+            "notes": list(pred.notes),
+            "measured": facts,
+            "pcap": None,
+        }
     # Watch until the kernel should have given up in every allowed outcome (plus a
     # little), but never past --max-wait.
     horizon = pred.horizon()
@@ -195,20 +250,38 @@ def run_probe(host, probe: str, max_wait: float, *, pcap: str | None = None, cap
     gave_up = next((e.t for e in observed if e.what == used.give_up_what), None)
     notes = list(pred.notes) + obs.notes
     if cmp.unobserved:
-        notes.append(f"watched {obs.watched_for:.1f} s (--max-wait {max_wait:g}); not observed in that time: "
-                     + ", ".join(f"{u['what']}{' #' + str(u['n']) if u['n'] else ''} at {u['t']:g} s" for u in cmp.unobserved))
-    return {**base, "source": obs.source, "predicted": [e.as_dict() for e in pred.events],
-            "alternatives": _alternatives(pred), "compared_with": cmp.alternative,
-            "observed": [e.as_dict() for e in observed],
-            "give_up": {"what": used.give_up_what, "predicted_s": used.give_up, "observed_s": gave_up,
-                        "possible_s": _give_ups(pred)},
-            "comparison": cmp.rows, "verdict": cmp.verdict, "reason": cmp.reason,
-            "observed_for_s": round(obs.watched_for, 3), "unobserved": cmp.unobserved, "notes": notes,
-            "measured": measured, "pcap": pcap if pcap and obs.source == "capture" else None}
+        notes.append(
+            f"watched {obs.watched_for:.1f} s (--max-wait {max_wait:g}); not observed in that time: "
+            + ", ".join(f"{u['what']}{' #' + str(u['n']) if u['n'] else ''} at {u['t']:g} s" for u in cmp.unobserved)
+        )
+    return {
+        **base,
+        "source": obs.source,
+        "predicted": [e.as_dict() for e in pred.events],
+        "alternatives": _alternatives(pred),
+        "compared_with": cmp.alternative,
+        "observed": [e.as_dict() for e in observed],
+        "give_up": {
+            "what": used.give_up_what,
+            "predicted_s": used.give_up,
+            "observed_s": gave_up,
+            "possible_s": _give_ups(pred),
+        },
+        "comparison": cmp.rows,
+        "verdict": cmp.verdict,
+        "reason": cmp.reason,
+        "observed_for_s": round(obs.watched_for, 3),
+        "unobserved": cmp.unobserved,
+        "notes": notes,
+        "measured": measured,
+        "pcap": pcap if pcap and obs.source == "capture" else None,
+    }
 
 
 def _alternatives(pred: S.Prediction) -> list[dict]:
-    return [{"why": a.why, "give_up_s": a.give_up, "events": [e.as_dict() for e in a.events]} for a in pred.alternatives]
+    return [
+        {"why": a.why, "give_up_s": a.give_up, "events": [e.as_dict() for e in a.events]} for a in pred.alternatives
+    ]
 
 
 def _give_ups(pred: S.Prediction) -> list[float]:
@@ -227,7 +300,16 @@ def replay_pcap(probe: str, path: str, pred: S.Prediction, tolerance: S.Toleranc
     span = max((e.t for e in observed), default=0.0)
     tol = tolerance or S.Tolerance(hz=None)
     cmp = S.compare_prediction(pred, observed, tol, window=span + SETTLE_S, ignore=NOT_IN_PACKETS[probe])
-    return {"probe": probe, "source": "pcap", "pcap": str(path), "observed": [e.as_dict() for e in observed],
-            "predicted": [e.as_dict() for e in pred.events], "alternatives": _alternatives(pred),
-            "compared_with": cmp.alternative, "comparison": cmp.rows, "verdict": cmp.verdict,
-            "reason": cmp.reason, "unobserved": cmp.unobserved}
+    return {
+        "probe": probe,
+        "source": "pcap",
+        "pcap": str(path),
+        "observed": [e.as_dict() for e in observed],
+        "predicted": [e.as_dict() for e in pred.events],
+        "alternatives": _alternatives(pred),
+        "compared_with": cmp.alternative,
+        "comparison": cmp.rows,
+        "verdict": cmp.verdict,
+        "reason": cmp.reason,
+        "unobserved": cmp.unobserved,
+    }

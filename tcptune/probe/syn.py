@@ -12,7 +12,17 @@ import select
 import socket
 import time
 
-from tcptune.probe.base import DROP_ALL, LOOPBACK, POLL_S, Context, Observation, closing_all, listener, maybe_capture, tcp_info
+from tcptune.probe.base import (
+    DROP_ALL,
+    LOOPBACK,
+    POLL_S,
+    Context,
+    Observation,
+    closing_all,
+    listener,
+    maybe_capture,
+    tcp_info,
+)
 from tcptune.probe.capture import ACK, SYN, Segment
 
 NAME = "syn"

@@ -12,7 +12,18 @@ from __future__ import annotations
 import socket
 import time
 
-from tcptune.probe.base import DROP_ACK, LOOPBACK, POLL_S, SETTLE_S, Context, Observation, closing_all, find_entry, listener, maybe_capture
+from tcptune.probe.base import (
+    DROP_ACK,
+    LOOPBACK,
+    POLL_S,
+    SETTLE_S,
+    Context,
+    Observation,
+    closing_all,
+    find_entry,
+    listener,
+    maybe_capture,
+)
 from tcptune.probe.capture import ACK, SYN, Segment
 
 NAME = "synack"

@@ -16,8 +16,17 @@ import time
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.states import TcpState
-from tcptune.probe.base import (LOOPBACK, POLL_S, Context, Observation, abort_on_close, closing_all, find_entry, listener,
-                                maybe_capture)
+from tcptune.probe.base import (
+    LOOPBACK,
+    POLL_S,
+    Context,
+    Observation,
+    abort_on_close,
+    closing_all,
+    find_entry,
+    listener,
+    maybe_capture,
+)
 from tcptune.probe.capture import ACK, FIN, Segment
 
 NAME = "tw-reuse"
@@ -36,8 +45,12 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
     if sfins:
         sfin = sfins[0]
         for s in segments:
-            if (s.sport, s.dport) == (fin.sport, fin.dport) and s.t >= sfin.t and s.has(ACK) \
-                    and s.ack == (sfin.seq + sfin.payload + 1) % (1 << 32):
+            if (
+                (s.sport, s.dport) == (fin.sport, fin.dport)
+                and s.t >= sfin.t
+                and s.has(ACK)
+                and s.ack == (sfin.seq + sfin.payload + 1) % (1 << 32)
+            ):
                 out.append((s.t, "time_wait", 0, "client ACKed the server's FIN"))
                 break
     return out
@@ -50,8 +63,10 @@ def _attempt(port: int, lport: int) -> socket.socket | None:
             s.setsockopt(socket.IPPROTO_IP, IP_LOCAL_PORT_RANGE, struct.pack("I", lport | (lport << 16)))
         except OSError as exc:
             raise TcptuneError(
-                "the tw-reuse probe needs IP_LOCAL_PORT_RANGE (Linux 6.3+)", ExitCode.BAD_INPUT,
-                hint=f"setsockopt failed: {exc.strerror}") from None
+                "the tw-reuse probe needs IP_LOCAL_PORT_RANGE (Linux 6.3+)",
+                ExitCode.BAD_INPUT,
+                hint=f"setsockopt failed: {exc.strerror}",
+            ) from None
         s.settimeout(2)
         try:
             s.connect((LOOPBACK, port))
@@ -61,8 +76,11 @@ def _attempt(port: int, lport: int) -> socket.socket | None:
                 return None
             raise
         if s.getsockname()[1] != lport:
-            raise TcptuneError(f"IP_LOCAL_PORT_RANGE {lport} was not honoured (got {s.getsockname()[1]})",
-                               ExitCode.BAD_INPUT, hint="the port must lie in net.ipv4.ip_local_port_range")
+            raise TcptuneError(
+                f"IP_LOCAL_PORT_RANGE {lport} was not honoured (got {s.getsockname()[1]})",
+                ExitCode.BAD_INPUT,
+                hint="the port must lie in net.ipv4.ip_local_port_range",
+            )
         return s
     except BaseException:
         s.close()
@@ -121,8 +139,13 @@ def run(ctx: Context) -> Observation:
                 if got is not None:
                     socks.append(got)
                     abort_on_close(got)
-                    obs.add(time.time(), "reuse_ok", 0, f"connect() from port {lport} succeeded after {attempts - 1} refusals",
-                            since=prev)
+                    obs.add(
+                        time.time(),
+                        "reuse_ok",
+                        0,
+                        f"connect() from port {lport} succeeded after {attempts - 1} refusals",
+                        since=prev,
+                    )
                     reused = True
                     break
                 prev = t_try

@@ -26,7 +26,12 @@ ROOT_DATA = Path(__file__).resolve().parent.parent / "data/root-fresh-netns-6.18
 def run(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
     e = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "tcptune", *args], capture_output=True, text=True, env=e, input=stdin if stdin is not None else "", timeout=60
+        [sys.executable, "-m", "tcptune", *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        input=stdin if stdin is not None else "",
+        timeout=60,
     )
 
 
@@ -44,7 +49,7 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 def test_every_apply_option_is_in_the_man_page(repo_root):
     man = (repo_root / "man/tcptune.8").read_text()
     man = re.sub(r"\\f[BIRP]|\\&", "", man).replace("\\-", "-")
-    section = man[man.index('.\\" BEGIN apply'): man.index('.\\" END apply')]
+    section = man[man.index('.\\" BEGIN apply') : man.index('.\\" END apply')]
     group = typer.main.get_command(app)
     missing = []
     for name in ("apply", "rollback", "snapshots"):
@@ -70,10 +75,32 @@ def test_dry_run_prints_the_plan_changes_nothing_and_exits_0(root, tmp_path):
     j = run("apply", "fast-fail-client", "--dry-run", "--json", "--root", str(root))
     data = json.loads(j.stdout)
     assert j.returncode == 0
-    assert set(data) == {"profile", "profile_origin", "target", "dry_run", "result", "changes", "summary", "snapshot", "undo", "written", "skipped", "persist", "notes", "warnings"}
+    assert set(data) == {
+        "profile",
+        "profile_origin",
+        "target",
+        "dry_run",
+        "result",
+        "changes",
+        "summary",
+        "snapshot",
+        "undo",
+        "written",
+        "skipped",
+        "persist",
+        "notes",
+        "warnings",
+    }
     assert data["result"] == "dry-run" and data["snapshot"] is None and data["dry_run"] is True
     syn = next(c for c in data["changes"] if c["key"] == "net.ipv4.tcp_syn_retries")
-    assert syn == {"key": "net.ipv4.tcp_syn_retries", "current": "6", "new": "2", "reason": syn["reason"], "status": "change", "required": False}
+    assert syn == {
+        "key": "net.ipv4.tcp_syn_retries",
+        "current": "6",
+        "new": "2",
+        "reason": syn["reason"],
+        "status": "change",
+        "required": False,
+    }
     assert data["summary"]["change"] >= 1
 
 
@@ -105,7 +132,17 @@ def test_persist_dry_run_reports_boot_overrides_and_writes_nothing(root, tmp_pat
     (tree / "etc/sysctl.d/10-early.conf").write_text("net.ipv4.tcp_retries2 = 12\n")
     (tree / "etc/sysctl.conf").write_text("# local\nnet.ipv4.tcp_retries2 = 7\n")
     before = tree_bytes(tree)
-    r = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root), "--json")
+    r = run(
+        "apply",
+        "fast-fail-client",
+        "--dry-run",
+        "--persist",
+        "--persist-root",
+        str(tree),
+        "--root",
+        str(root),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     p = json.loads(r.stdout)["persist"]
     assert p["written"] is False and p["path"] == "/etc/sysctl.d/90-tcptune.conf"
@@ -117,7 +154,10 @@ def test_persist_dry_run_reports_boot_overrides_and_writes_nothing(root, tmp_pat
     assert p["boot_values"]["net.ipv4.tcp_syn_linear_timeouts"]["path"] == "/etc/sysctl.d/90-tcptune.conf"
     assert tree_bytes(tree) == before
     text = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root))
-    assert "warning: net.ipv4.tcp_syn_retries: at boot /usr/lib/sysctl.d/99-vendor.conf:1 sets 5, overriding tcptune's 2" in text.stderr
+    assert (
+        "warning: net.ipv4.tcp_syn_retries: at boot /usr/lib/sysctl.d/99-vendor.conf:1 sets 5, overriding tcptune's 2"
+        in text.stderr
+    )
 
 
 def test_snapshots_and_rollback_with_an_empty_state_dir(tmp_path, root):
@@ -164,11 +204,20 @@ def test_a_state_dir_others_can_write_is_refused_and_left_alone(root, tmp_path, 
     if how == "other-owner":
         os.chown(state, 65534, 65534)
     before = tree_bytes(root)
-    for args in (("apply", "fast-fail-client", "--yes", "--root", str(root)), ("snapshots",), ("rollback", "--root", str(root))):
+    for args in (
+        ("apply", "fast-fail-client", "--yes", "--root", str(root)),
+        ("snapshots",),
+        ("rollback", "--root", str(root)),
+    ):
         r = run(*args, "--state-dir", str(state))
         assert r.returncode == 2, (args, r.stderr)
         err = r.stderr.strip().splitlines()
-        assert len(err) == 1 and f"state directory {state} is" in err[0] and "refusing" in err[0] and "--state-dir" in err[0]
+        assert (
+            len(err) == 1
+            and f"state directory {state} is" in err[0]
+            and "refusing" in err[0]
+            and "--state-dir" in err[0]
+        )
     assert os.stat(state).st_mode & 0o7777 == mode and os.listdir(state) == []
     assert tree_bytes(root) == before
 
@@ -247,7 +296,12 @@ def test_rollback_refuses_a_hand_edited_sysctl_d_file_unless_forced_and_keeps_a_
     r = run("rollback", "--root", str(root), "--state-dir", str(state))
     assert r.returncode == 1, r.stderr
     err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and "was changed after apply" in err[0] and "nothing was changed" in err[0] and "--force" in err[0]
+    assert (
+        len(err) == 1
+        and "was changed after apply" in err[0]
+        and "nothing was changed" in err[0]
+        and "--force" in err[0]
+    )
     assert own.read_text() == edited and tree_bytes(root) == applied_root  # not a single key restored
     r = run("rollback", "--root", str(root), "--state-dir", str(state), "--force", "--json")
     assert r.returncode == 0, r.stderr
@@ -266,11 +320,16 @@ def test_rollback_reports_live_keys_changed_after_the_apply(root, tmp_path):
     assert r.returncode == 0, r.stderr
     (root / "proc/sys/net/ipv4/tcp_syn_retries").write_text("4\n")  # changed by hand after the apply
     dry = run("rollback", "--dry-run", "--root", str(root), "--state-dir", str(state))
-    assert "note: net.ipv4.tcp_syn_retries was changed after the apply (apply set 2, now 4); rollback would overwrite it with 6" in dry.stdout
+    assert (
+        "note: net.ipv4.tcp_syn_retries was changed after the apply (apply set 2, now 4); rollback would overwrite it with 6"
+        in dry.stdout
+    )
     r = run("rollback", "--root", str(root), "--state-dir", str(state), "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["changed_since_apply"] == [{"key": "net.ipv4.tcp_syn_retries", "before": "6", "after": "2", "current": "4"}]
+    assert out["changed_since_apply"] == [
+        {"key": "net.ipv4.tcp_syn_retries", "before": "6", "after": "2", "current": "4"}
+    ]
     assert (root / "proc/sys/net/ipv4/tcp_syn_retries").read_text().strip() == "6"  # restored all the same
     assert tree_bytes(root) == tree_bytes(ROOT_DATA)  # every key back as it was
 
@@ -279,9 +338,18 @@ def test_persist_file_outside_sysctl_d_or_someone_elses_is_refused(root, tmp_pat
     tree, state = persist_tree(tmp_path), tmp_path / "state"
     (tree / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
     before = tree_bytes(root)
-    for bad in ("/etc/passwd", "/etc/sysctl.conf", "/etc/sysctl.d/.hidden.conf", "/etc/sysctl.d/sub/x.conf", "/etc/sysctl.d/x.txt"):
+    for bad in (
+        "/etc/passwd",
+        "/etc/sysctl.conf",
+        "/etc/sysctl.d/.hidden.conf",
+        "/etc/sysctl.d/sub/x.conf",
+        "/etc/sysctl.d/x.txt",
+    ):
         r = apply_root(root, state, "--persist", "--persist-root", str(tree), "--persist-file", bad)
-        assert r.returncode == 2 and f"--persist-file {bad}:" in r.stderr and "nothing was changed" in r.stderr, (bad, r.stderr)
+        assert r.returncode == 2 and f"--persist-file {bad}:" in r.stderr and "nothing was changed" in r.stderr, (
+            bad,
+            r.stderr,
+        )
     assert (tree / "etc/passwd").read_text() == "root:x:0:0::/root:/bin/sh\n" and tree_bytes(root) == before
     # an existing file without tcptune's header is somebody's: refused before anything, unless --force
     theirs = tree / "etc/sysctl.d/90-tcptune.conf"
@@ -305,7 +373,17 @@ def test_a_symlinked_or_masked_own_file_is_refused_and_left_as_it_is(root, tmp_p
     r = apply_root(root, state, "--persist", "--persist-root", str(tree), "--force")
     assert r.returncode == 2 and "symlink to /dev/null (a mask)" in r.stderr and "nothing was changed" in r.stderr
     assert os.readlink(link) == "/dev/null" and tree_bytes(root) == before
-    dry = run("apply", "fast-fail-client", "--dry-run", "--json", "--persist", "--persist-root", str(tree), "--root", str(root))
+    dry = run(
+        "apply",
+        "fast-fail-client",
+        "--dry-run",
+        "--json",
+        "--persist",
+        "--persist-root",
+        str(tree),
+        "--root",
+        str(root),
+    )
     assert dry.returncode == 0 and "a real run would stop here" in dry.stderr
     assert any("symlink to /dev/null" in w for w in json.loads(dry.stdout)["warnings"])
 
@@ -322,8 +400,22 @@ def test_a_confirmed_plan_that_changes_while_waiting_for_the_lock_is_refused(roo
     master, slave = pty.openpty()
     with target_lock(Host(root), time.monotonic() + 5, 5):  # another apply is busy on this root
         p = subprocess.Popen(
-            [sys.executable, "-m", "tcptune", "apply", "fast-fail-client", "--root", str(root), "--state-dir", str(state)],
-            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
+            [
+                sys.executable,
+                "-m",
+                "tcptune",
+                "apply",
+                "fast-fail-client",
+                "--root",
+                str(root),
+                "--state-dir",
+                str(state),
+            ],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
         )
         os.close(slave)
         seen, deadline = "", time.monotonic() + 20
@@ -351,23 +443,52 @@ def test_persist_models_systemd_sysctl_when_the_root_boots_with_systemd(root, tm
     (tree / "run/systemd/system").mkdir(parents=True)
     (tree / "usr/lib/sysctl.d/99-vendor.conf").write_text("net.ipv4.tcp_syn_retries = 5\n")
     (tree / "etc/sysctl.conf").write_text("net.ipv4.tcp_retries2 = 7\n")  # systemd-sysctl never reads it
-    r = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root), "--json")
+    r = run(
+        "apply",
+        "fast-fail-client",
+        "--dry-run",
+        "--persist",
+        "--persist-root",
+        str(tree),
+        "--root",
+        str(root),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     p = json.loads(r.stdout)["persist"]
     assert p["loader"] == "systemd" and "booted with systemd" in p["loader_reason"]
-    assert {o["key"]: o["winner"]["path"] for o in p["overrides"]} == {"net.ipv4.tcp_syn_retries": "/usr/lib/sysctl.d/99-vendor.conf"}
+    assert {o["key"]: o["winner"]["path"] for o in p["overrides"]} == {
+        "net.ipv4.tcp_syn_retries": "/usr/lib/sysctl.d/99-vendor.conf"
+    }
     assert p["boot_values"]["net.ipv4.tcp_retries2"]["path"] == "/etc/sysctl.d/90-tcptune.conf"
     assert p["loader_disagreements"] == [
         {
             "key": "net.ipv4.tcp_retries2",
-            "systemd": {"value": "8", "path": "/etc/sysctl.d/90-tcptune.conf", "line": p["loader_disagreements"][0]["systemd"]["line"]},
+            "systemd": {
+                "value": "8",
+                "path": "/etc/sysctl.d/90-tcptune.conf",
+                "line": p["loader_disagreements"][0]["systemd"]["line"],
+            },
             "procps": {"value": "7", "path": "/etc/sysctl.conf", "line": 1},
         }
     ]
-    assert "warning: net.ipv4.tcp_retries2: at boot systemd-sysctl sets 8" in r.stderr and "`sysctl --system` sets 7" in r.stderr
+    assert (
+        "warning: net.ipv4.tcp_retries2: at boot systemd-sysctl sets 8" in r.stderr
+        and "`sysctl --system` sets 7" in r.stderr
+    )
     text = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root))
     assert "loaded at boot by systemd-sysctl (/run/systemd/system exists under" in text.stdout
     os.rename(tree / "run/systemd", tree / "run/not-systemd")
-    r = run("apply", "fast-fail-client", "--dry-run", "--persist", "--persist-root", str(tree), "--root", str(root), "--json")
+    r = run(
+        "apply",
+        "fast-fail-client",
+        "--dry-run",
+        "--persist",
+        "--persist-root",
+        str(tree),
+        "--root",
+        str(root),
+        "--json",
+    )
     p = json.loads(r.stdout)["persist"]
     assert p["loader"] == "procps" and p["boot_values"]["net.ipv4.tcp_retries2"]["path"] == "/etc/sysctl.conf"

@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1] / "data" / "root-fresh-netns-6.18"
 
 def run(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ, NO_COLOR="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "tcptune", *args], input=stdin, capture_output=True, text=True, env=e, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tcptune", *args], input=stdin, capture_output=True, text=True, env=e, timeout=60
+    )
 
 
 def test_show_lists_tcp_keys_with_defaults():
@@ -84,7 +86,11 @@ def test_audit_root_shows_drift_and_warning(tmp_path):
 
 
 def test_audit_sysctl_dump_from_stdin(data_dir):
-    dump = (data_dir / "sysctl-a-host-6.18.txt").read_text().replace("net.ipv4.tcp_fin_timeout = 60", "net.ipv4.tcp_fin_timeout = 15")
+    dump = (
+        (data_dir / "sysctl-a-host-6.18.txt")
+        .read_text()
+        .replace("net.ipv4.tcp_fin_timeout = 60", "net.ipv4.tcp_fin_timeout = 15")
+    )
     r = run("audit", "--sysctl-dump", "-", "--json", stdin=dump)
     assert r.returncode == 1, r.stderr
     f = {x["key"]: x for x in json.loads(r.stdout)["findings"]}
@@ -110,7 +116,10 @@ def test_audit_against_a_bad_profile_is_exit_2_and_one_line(tmp_path):
     p.write_text('[settings]\n"net.ipv4.tcp_keepalive_tim" = 60\n')
     r = run("audit", "--root", str(ROOT), "--profile", str(p))
     assert r.returncode == 2
-    assert r.stderr.startswith(f"tcptune: error: {p}:2: unknown key") and "did you mean net.ipv4.tcp_keepalive_time" in r.stderr
+    assert (
+        r.stderr.startswith(f"tcptune: error: {p}:2: unknown key")
+        and "did you mean net.ipv4.tcp_keepalive_time" in r.stderr
+    )
     assert r.stdout == "" and r.stderr.count("\n") == 1
     tb = run("audit", "--root", str(ROOT), "--profile", str(p), "--traceback")
     assert "Traceback" in tb.stderr and tb.returncode == 2
@@ -119,7 +128,14 @@ def test_audit_against_a_bad_profile_is_exit_2_and_one_line(tmp_path):
 def test_profiles_list_show_validate(repo_root):
     r = run("profiles", "list", "--json", env={"TCPTUNE_PROFILE_DIRS": ""})
     names = {p["name"] for p in json.loads(r.stdout)["profiles"]}
-    assert {"kernel-default", "web-server", "fast-fail-client", "long-lived", "syn-flood-hardened", "high-throughput"} <= names
+    assert {
+        "kernel-default",
+        "web-server",
+        "fast-fail-client",
+        "long-lived",
+        "syn-flood-hardened",
+        "high-throughput",
+    } <= names
     r = run("profiles", "show", "fast-fail-client", "--root", str(ROOT), "--json")
     assert r.returncode == 0, r.stderr
     assert any(s["key"] == "net.ipv4.tcp_syn_retries" for s in json.loads(r.stdout)["settings"])
@@ -129,7 +145,9 @@ def test_profiles_list_show_validate(repo_root):
 
 def test_user_profile_dir_shadows_builtin(tmp_path):
     (tmp_path / "web-server.toml").write_text('description = "mine"\n[settings]\n"net.ipv4.tcp_fin_timeout" = 30\n')
-    r = run("profiles", "show", "web-server", "--root", str(ROOT), "--json", env={"TCPTUNE_PROFILE_DIRS": str(tmp_path)})
+    r = run(
+        "profiles", "show", "web-server", "--root", str(ROOT), "--json", env={"TCPTUNE_PROFILE_DIRS": str(tmp_path)}
+    )
     assert json.loads(r.stdout)["description"] == "mine"
 
 
@@ -212,8 +230,22 @@ def test_unreadable_root_is_exit_3_not_a_crash(tmp_path):
     locked.chmod(0)
     drop = "-dac_override,-dac_read_search"
     try:
-        r = subprocess.run(["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", sys.executable, "-m", "tcptune", "show", "--root", str(locked / "inner")],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                "setpriv",
+                f"--bounding-set={drop}",
+                f"--inh-caps={drop}",
+                sys.executable,
+                "-m",
+                "tcptune",
+                "show",
+                "--root",
+                str(locked / "inner"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         locked.chmod(0o700)
     assert r.returncode == 3 and "permission denied" in r.stderr, r.stderr
@@ -229,7 +261,9 @@ def test_snapshot_without_osrelease_notes_it_and_calls_nothing_removed(tmp_path)
     assert out["summary"]["removed"] == 0 and not any(f["key"].endswith("tcp_tw_recycle") for f in out["findings"])
     assert any("kernel version unknown" in n for n in out["notes"])
     assert "kernel version unknown" in run("audit", "--root", str(root)).stdout
-    assert any("kernel version unknown" in n for n in json.loads(run("show", "--root", str(root), "--json").stdout)["notes"])
+    assert any(
+        "kernel version unknown" in n for n in json.loads(run("show", "--root", str(root), "--json").stdout)["notes"]
+    )
 
 
 def test_source_without_tcp_keys_is_exit_2(tmp_path):
@@ -243,7 +277,9 @@ def test_source_without_tcp_keys_is_exit_2(tmp_path):
 
 
 def test_dump_without_a_global_key_says_so_and_kernel_default_skips_it(data_dir):
-    dump = "\n".join(l for l in (data_dir / "sysctl-a-host-6.18.txt").read_text().splitlines() if "netdev_max_backlog" not in l)
+    dump = "\n".join(
+        l for l in (data_dir / "sysctl-a-host-6.18.txt").read_text().splitlines() if "netdev_max_backlog" not in l
+    )
     out = json.loads(run("audit", "--sysctl-dump", "-", "--json", stdin=dump).stdout)
     assert not any(f["key"] == "net.core.netdev_max_backlog" for f in out["findings"])
     assert any("netdev_max_backlog" in n for n in out["notes"])

@@ -41,7 +41,16 @@ def test_root_snapshot_counts_and_tw_warning(snapshot):
 
 
 def test_root_table_has_bars_totals_and_groups(snapshot):
-    r = tcptune("states", "--root", str(snapshot), "--by", "local-port", "--top", "3", env={"NO_COLOR": "1", "PATH": _path(), "PYTHONIOENCODING": "utf-8"})
+    r = tcptune(
+        "states",
+        "--root",
+        str(snapshot),
+        "--by",
+        "local-port",
+        "--top",
+        "3",
+        env={"NO_COLOR": "1", "PATH": _path(), "PYTHONIOENCODING": "utf-8"},
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     est = next(line for line in lines if line.startswith("ESTABLISHED"))
@@ -76,11 +85,14 @@ def test_ipv6_only_from_snapshot(snapshot):
     assert json.loads(r.stdout)["states"]["LISTEN"] == 3
 
 
-@pytest.mark.parametrize("args,code,text", [
-    (["--state", "NAPPING"], 2, "unknown TCP state"),
-    (["--count", "2"], 2, "--count only makes sense with --watch"),
-    (["--by", "process"], 2, "--by process needs running processes"),
-])
+@pytest.mark.parametrize(
+    "args,code,text",
+    [
+        (["--state", "NAPPING"], 2, "unknown TCP state"),
+        (["--count", "2"], 2, "--count only makes sense with --watch"),
+        (["--by", "process"], 2, "--by process needs running processes"),
+    ],
+)
 def test_bad_input_exits_2(snapshot, args, code, text):
     r = tcptune("states", "--root", str(snapshot), *args)
     assert r.returncode == code and text in r.stderr
@@ -126,8 +138,16 @@ def test_watch_reports_changes_between_samples():
 def test_netns_option_reads_that_namespace():
     require_netns()
     holder = subprocess.Popen(
-        netns_argv([sys.executable, "-c", "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(1, flush=True); time.sleep(30)"]),
-        stdout=subprocess.PIPE, text=True)
+        netns_argv(
+            [
+                sys.executable,
+                "-c",
+                "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(1, flush=True); time.sleep(30)",
+            ]
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "1"
         # the python child of `unshare ... sh -c exec` has the same pid as sh

@@ -28,15 +28,27 @@ from nsutil import require_netns
 from tcptune.host.sysctld_files import boot_state
 from tcptune.core.boot_precedence import PROCPS, SYSTEMD
 
-SYSTEMD_SYSCTL = next((p for p in ("/lib/systemd/systemd-sysctl", "/usr/lib/systemd/systemd-sysctl") if os.path.exists(p)), None)
+SYSTEMD_SYSCTL = next(
+    (p for p in ("/lib/systemd/systemd-sysctl", "/usr/lib/systemd/systemd-sysctl") if os.path.exists(p)), None
+)
 DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d")
 
 TCP = "net.ipv4.tcp_"
 KEYS = [
-    TCP + "syn_retries", TCP + "fin_timeout", TCP + "retries2", TCP + "keepalive_probes", TCP + "keepalive_intvl",
-    TCP + "keepalive_time", TCP + "orphan_retries", TCP + "synack_retries", TCP + "retries1", TCP + "reordering",
+    TCP + "syn_retries",
+    TCP + "fin_timeout",
+    TCP + "retries2",
+    TCP + "keepalive_probes",
+    TCP + "keepalive_intvl",
+    TCP + "keepalive_time",
+    TCP + "orphan_retries",
+    TCP + "synack_retries",
+    TCP + "retries1",
+    TCP + "reordering",
     TCP + "max_reordering",
-    "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter", "net.ipv4.conf.lo.rp_filter",
+    "net.ipv4.conf.all.rp_filter",
+    "net.ipv4.conf.default.rp_filter",
+    "net.ipv4.conf.lo.rp_filter",
 ]
 
 SCRIPT = r"""
@@ -98,17 +110,27 @@ def _tree(root: Path) -> None:
     # a later, same-valued line and a malformed line in the same file
     put("etc/sysctl.d/31-mixed.conf", f"this is not a setting\n{TCP}reordering = 5\n{TCP}max_reordering=400\n")
     # glob with an exclusion and an explicit key
-    put("etc/sysctl.d/10-rp.conf", "net.ipv4.conf.*.rp_filter = 2\n-net.ipv4.conf.lo.rp_filter\nnet.ipv4.conf.all.rp_filter = 1\n")
+    put(
+        "etc/sysctl.d/10-rp.conf",
+        "net.ipv4.conf.*.rp_filter = 2\n-net.ipv4.conf.lo.rp_filter\nnet.ipv4.conf.all.rp_filter = 1\n",
+    )
 
 
 def _run_loader(tree: Path, argv: list[str]) -> dict[str, str]:
     require_netns()
     env = {**os.environ, "KEYS": " ".join(KEYS)}
-    r = subprocess.run(["unshare", "-m", "-n", "--", "sh", "-c", SCRIPT, "sh", str(tree), *argv],
-                       capture_output=True, text=True, timeout=60, env=env)
+    r = subprocess.run(
+        ["unshare", "-m", "-n", "--", "sh", "-c", SCRIPT, "sh", str(tree), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     listing = sorted(line[3:] for line in r.stdout.splitlines() if line.startswith("ls:"))
-    assert listing == sorted(f"{d}/{n}" for d in DIRS for n in os.listdir(tree / d.lstrip("/"))), "the bind mounts did not take"
+    assert listing == sorted(f"{d}/{n}" for d in DIRS for n in os.listdir(tree / d.lstrip("/"))), (
+        "the bind mounts did not take"
+    )
     return dict(line.split("=", 1) for line in r.stdout.splitlines() if not line.startswith("ls:"))
 
 

@@ -27,7 +27,14 @@ BUILTINS = sorted({p.name for p in list_profiles(search_dirs=[]) if p.kind == "b
 
 def tcptune(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     e = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "TCPTUNE_PROFILE_DIRS": "", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tcptune", *args], capture_output=True, text=True, timeout=60, env=e, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "tcptune", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=e,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def all_values() -> dict[str, str | None]:
@@ -100,7 +107,11 @@ def test_sigkilled_tcptune_apply_is_undone_by_rollback(tmp_path):
         env = {**os.environ, "TCPTUNE_TEST_PAUSE_AFTER_WRITES": "1", "TCPTUNE_PROFILE_DIRS": ""}
         p = subprocess.Popen(
             [sys.executable, "-m", "tcptune", "apply", "fast-fail-client", "--yes", "--state-dir", state],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
         seen = _wait_for(p.stderr, "paused after 1 writes")
         p.send_signal(signal.SIGKILL)
@@ -142,7 +153,9 @@ def test_persist_precedence_warnings_and_sysctl_p_loads_the_file(tmp_path):
 
     def body():
         before = all_values()
-        ap = tcptune("apply", "long-lived", "--yes", "--persist", "--persist-root", str(tree), "--json", "--state-dir", state)
+        ap = tcptune(
+            "apply", "long-lived", "--yes", "--persist", "--persist-root", str(tree), "--json", "--state-dir", state
+        )
         live = all_values()
         text = own.read_text() if own.exists() else None
         rb = tcptune("rollback", "--state-dir", state)
@@ -193,11 +206,17 @@ def test_read_only_proc_sys_is_exit_3_naming_the_mount(tmp_path):
     # A private mount namespace with /proc/sys remounted read-only, as container runtimes do.
     script = (
         "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && "
-        f'exec {sys.executable} -m tcptune apply fast-fail-client --yes --state-dir {tmp_path / "s"}'
+        f"exec {sys.executable} -m tcptune apply fast-fail-client --yes --state-dir {tmp_path / 's'}"
     )
     argv = netns_argv(["unshare", "-m", "sh", "-c", script])
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-                       env={**os.environ, "TCPTUNE_PROFILE_DIRS": ""})
+    r = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "TCPTUNE_PROFILE_DIRS": ""},
+    )
     assert r.returncode == 3, r.stderr
     err = r.stderr.strip().splitlines()[-1]
     assert "read-only mount /proc/sys" in err and "nothing was changed" in err
@@ -234,7 +253,10 @@ def test_confirmation_on_a_terminal(tmp_path, answer, applied):
         master, slave = pty.openpty()
         p = subprocess.Popen(
             [sys.executable, "-m", "tcptune", "apply", "fast-fail-client", "--state-dir", state],
-            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "TCPTUNE_PROFILE_DIRS": "", "NO_COLOR": "1"},
         )
         os.close(slave)
@@ -268,7 +290,11 @@ def test_ctrl_c_mid_apply_puts_everything_back(tmp_path):
         env = {**os.environ, "TCPTUNE_TEST_PAUSE_AFTER_WRITES": "1", "TCPTUNE_PROFILE_DIRS": ""}
         p = subprocess.Popen(
             [sys.executable, "-m", "tcptune", "apply", "fast-fail-client", "--yes", "--state-dir", state],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
         seen = _wait_for(p.stderr, "paused after 1 writes")
         mid = all_values()
@@ -286,10 +312,19 @@ def test_ctrl_c_mid_apply_puts_everything_back(tmp_path):
 
 
 def _paused_apply(state: str, after: int, seconds: str = "60", profile: str = "fast-fail-client") -> subprocess.Popen:
-    env = {**os.environ, "TCPTUNE_TEST_PAUSE_AFTER_WRITES": str(after), "TCPTUNE_TEST_PAUSE_SECONDS": seconds, "TCPTUNE_PROFILE_DIRS": ""}
+    env = {
+        **os.environ,
+        "TCPTUNE_TEST_PAUSE_AFTER_WRITES": str(after),
+        "TCPTUNE_TEST_PAUSE_SECONDS": seconds,
+        "TCPTUNE_PROFILE_DIRS": "",
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "tcptune", "apply", profile, "--yes", "--state-dir", state],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
 
 
@@ -314,7 +349,9 @@ def test_sigterm_or_sighup_mid_apply_puts_everything_back(tmp_path, sig):
     assert rc == 128 + sig, err
     assert after == before
     last = err.strip().splitlines()[-1]
-    assert f"interrupted by {sig.name}" in last and "restored the 1 key(s) already written, the host is as before" in last
+    assert (
+        f"interrupted by {sig.name}" in last and "restored the 1 key(s) already written, the host is as before" in last
+    )
     (snap,) = json.loads(listing.stdout)["snapshots"]
     assert snap["status"] == "failed"
 
@@ -336,7 +373,9 @@ def test_apply_warns_about_an_unfinished_snapshot_of_the_same_target(tmp_path):
 
     sid, before, again, rb_new, rb_old, after = run_in_netns(body)
     assert again.returncode == 0, again.stderr
-    assert f"warning: snapshot {sid} (fast-fail-client, " in again.stderr and f"`tcptune rollback {sid}`" in again.stderr
+    assert (
+        f"warning: snapshot {sid} (fast-fail-client, " in again.stderr and f"`tcptune rollback {sid}`" in again.stderr
+    )
     assert "is pending" in again.stderr
     assert any(sid in w for w in json.loads(again.stdout)["warnings"])
     assert rb_new.returncode == 0 and rb_old.returncode == 0, rb_old.stderr

@@ -60,7 +60,9 @@ ORDER = list(GOOD)
 
 
 def make_profile(values: dict[str, str], name: str = "t", required: set[str] = frozenset()) -> Profile:
-    return Profile(name, "test", "test", {k: Setting(k, v, f"test {k}", "test", k in required) for k, v in values.items()})
+    return Profile(
+        name, "test", "test", {k: Setting(k, v, f"test {k}", "test", k in required) for k, v in values.items()}
+    )
 
 
 def all_values() -> dict[str, str | None]:
@@ -154,7 +156,15 @@ def test_missing_keys_are_skipped_unless_required(tmp_path):
         before = all_values()
         with pytest.raises(TcptuneError) as ei:
             apply_profile(host, StateDir(tmp_path / "b"), make_profile({**GOOD, absent: "1"}, required={absent}))
-        return res.skipped, applied, before, all_values(), ei.value.exit_code, str(ei.value), StateDir(tmp_path / "b").ids()
+        return (
+            res.skipped,
+            applied,
+            before,
+            all_values(),
+            ei.value.exit_code,
+            str(ei.value),
+            StateDir(tmp_path / "b").ids(),
+        )
 
     skipped, applied, before, after, code, msg, ids = run_in_netns(body)
     assert skipped == [{"key": absent, "reason": "not present on this kernel"}]
@@ -260,7 +270,18 @@ def test_sigkill_mid_apply_then_rollback_restores_the_snapshot(tmp_path):
         rb = tcptune("rollback", "--state-dir", str(tmp_path), "--json")
         after = all_values()
         rb2 = tcptune("rollback", sid, "--state-dir", str(tmp_path), "--json")
-        return before, mid, status_mid, rb.returncode, rb.stdout + rb.stderr, after, rb2.returncode, rb2.stdout, state.load(sid).status, p.returncode
+        return (
+            before,
+            mid,
+            status_mid,
+            rb.returncode,
+            rb.stdout + rb.stderr,
+            after,
+            rb2.returncode,
+            rb2.stdout,
+            state.load(sid).status,
+            p.returncode,
+        )
 
     before, mid, status_mid, rc, out, after, rc2, out2, status, killed_rc = run_in_netns(body)
     assert killed_rc == -signal.SIGKILL
@@ -287,7 +308,9 @@ def test_two_applies_at_once_are_serialized_and_never_mixed(tmp_path):
     def body():
         results = []
         # 1) A holds the lock (paused after its first write) when B starts: B must wait, then run.
-        pa = spawn_apply(a, tmp_path, "a", {"TCPTUNE_TEST_PAUSE_AFTER_WRITES": "1", "TCPTUNE_TEST_PAUSE_SECONDS": "1.5"})
+        pa = spawn_apply(
+            a, tmp_path, "a", {"TCPTUNE_TEST_PAUSE_AFTER_WRITES": "1", "TCPTUNE_TEST_PAUSE_SECONDS": "1.5"}
+        )
         wait_for_line(pa.stderr, "paused after 1 writes")
         pb = spawn_apply(b, tmp_path, "b")
         wait_for_line(pb.stderr, "WAIT waiting for")
@@ -358,7 +381,11 @@ def test_persist_writes_a_file_sysctl_p_loads_and_rollback_restores_it(tmp_path)
     def request(plan):
         from tcptune.core.boot_precedence import render_own_file
 
-        return PersistRequest(root, own, render_own_file([(c.key, c.new, c.reason) for c in plan], profile="t", origin="test", version="0"))
+        return PersistRequest(
+            root,
+            own,
+            render_own_file([(c.key, c.new, c.reason) for c in plan], profile="t", origin="test", version="0"),
+        )
 
     def body():
         host = Host("/")
@@ -483,7 +510,9 @@ def test_two_applies_with_different_state_dirs_are_serialized_on_the_target(tmp_
     b = {k: v for k, v in zip(ORDER, ["5", "45", "4096 65536 4194304", "7", "2048"])}
 
     def body():
-        pa = spawn_apply(a, tmp_path / "s9a", "a", {"TCPTUNE_TEST_PAUSE_AFTER_WRITES": "2", "TCPTUNE_TEST_PAUSE_SECONDS": "1.5"})
+        pa = spawn_apply(
+            a, tmp_path / "s9a", "a", {"TCPTUNE_TEST_PAUSE_AFTER_WRITES": "2", "TCPTUNE_TEST_PAUSE_SECONDS": "1.5"}
+        )
         wait_for_line(pa.stderr, "paused after 2 writes")
         mid = Host("/").read_sysctls(a)
         pb = spawn_apply(b, tmp_path / "s9b", "b")
@@ -494,7 +523,16 @@ def test_two_applies_with_different_state_dirs_are_serialized_on_the_target(tmp_
         for i in range(3):  # started together: one whole profile or the other, never a mix
             ps = [spawn_apply(a, tmp_path / f"r{i}a", "a"), spawn_apply(b, tmp_path / f"r{i}b", "b")]
             races.append(([p.wait(timeout=30) for p in ps], Host("/").read_sysctls(a)))
-        return pa.returncode, pb.returncode, mid, waited, Host("/").read_sysctls(a), sb.before_values(), races, netns_lock_files()
+        return (
+            pa.returncode,
+            pb.returncode,
+            mid,
+            waited,
+            Host("/").read_sysctls(a),
+            sb.before_values(),
+            races,
+            netns_lock_files(),
+        )
 
     def netns_lock_files():
         from tcptune.host.transaction import lock_dir_path, target_lock_name
@@ -542,12 +580,19 @@ def test_the_target_lock_skips_a_base_this_user_cannot_write(tmp_path):
     closed, open_ = tmp_path / "closed", tmp_path / "open"
     closed.mkdir(mode=0o555)
     open_.mkdir()
-    code = ("import tcptune.host.transaction as t; "
-            f"t.LOCK_BASES = ({str(closed)!r}, {str(open_)!r}); print(t.lock_dir_path()[0])")
+    code = (
+        "import tcptune.host.transaction as t; "
+        f"t.LOCK_BASES = ({str(closed)!r}, {str(open_)!r}); print(t.lock_dir_path()[0])"
+    )
     drop = "-dac_override,-dac_read_search"
     env = {k: v for k, v in os.environ.items() if k != "TCPTUNE_LOCK_DIR"}
-    r = subprocess.run(["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", sys.executable, "-c", code],
-                       capture_output=True, text=True, timeout=60, env=env)
+    r = subprocess.run(
+        ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(open_ / "tcptune")
 
@@ -558,7 +603,9 @@ def test_plain_rollback_picks_the_newest_applied_or_pending_snapshot_of_this_tar
         state = StateDir(tmp_path)
         first = apply_profile(host, state, make_profile(GOOD)).snapshot  # applied
         with pytest.raises(TcptuneError):  # a newer one that failed (and was put back already)
-            apply_profile(host, state, make_profile({**GOOD, "net.ipv4.tcp_syn_retries": "300", "net.core.somaxconn": "512"}))
+            apply_profile(
+                host, state, make_profile({**GOOD, "net.ipv4.tcp_syn_retries": "300", "net.core.somaxconn": "512"})
+            )
         data = json.loads(state.path_of(first.id).read_text())
 
         def plant(sid, **changes):

@@ -33,7 +33,11 @@ def test_fresh_namespace_matches_kernel_default_profile():
 
 
 def test_values_set_in_namespace_show_as_drift():
-    r = run_netns("sysctl -w net.ipv4.tcp_syn_retries=3 net.ipv4.tcp_keepalive_time=600 net.ipv4.tcp_timestamps=0", "audit", "--json")
+    r = run_netns(
+        "sysctl -w net.ipv4.tcp_syn_retries=3 net.ipv4.tcp_keepalive_time=600 net.ipv4.tcp_timestamps=0",
+        "audit",
+        "--json",
+    )
     assert r.returncode == 1, r.stderr
     f = {x["key"]: x for x in json.loads(r.stdout)["findings"] if x["verdict"] != "ok"}
     assert f["net.ipv4.tcp_syn_retries"]["actual"] == "3" and f["net.ipv4.tcp_syn_retries"]["verdict"] == "drift"
@@ -42,10 +46,14 @@ def test_values_set_in_namespace_show_as_drift():
 
 
 def test_profile_audit_in_namespace():
-    ok = run_netns("sysctl -w net.ipv4.tcp_syn_retries=2 net.ipv4.tcp_retries2=5", "audit", "-p", "fast-fail-client", "--json")
+    ok = run_netns(
+        "sysctl -w net.ipv4.tcp_syn_retries=2 net.ipv4.tcp_retries2=5", "audit", "-p", "fast-fail-client", "--json"
+    )
     bad = run_netns("true", "audit", "-p", "fast-fail-client", "--json")
     assert bad.returncode == 1
-    assert any(x["key"] == "net.ipv4.tcp_syn_retries" and x["verdict"] == "drift" for x in json.loads(bad.stdout)["findings"])
+    assert any(
+        x["key"] == "net.ipv4.tcp_syn_retries" and x["verdict"] == "drift" for x in json.loads(bad.stdout)["findings"]
+    )
     syn = [x for x in json.loads(ok.stdout)["findings"] if x["key"] == "net.ipv4.tcp_syn_retries"]
     assert syn and syn[0]["verdict"] == "ok"
 
@@ -56,7 +64,8 @@ def ns_process():
     require_netns()
     p = subprocess.Popen(
         ["unshare", "-n", "--", "sh", "-c", "sysctl -qw net.ipv4.tcp_fin_timeout=17 && echo ready && exec sleep 60"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert p.stdout.readline().strip() == "ready"
     yield p
@@ -76,17 +85,23 @@ def test_netns_by_pid_and_path(ns_process):
 
 def test_netns_source_is_labelled_with_the_namespace(ns_process):
     inode = os.stat(f"/proc/{ns_process.pid}/ns/net").st_ino
-    r = subprocess.run([*PY, "audit", "--netns", str(ns_process.pid), "--json"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*PY, "audit", "--netns", str(ns_process.pid), "--json"], capture_output=True, text=True, timeout=60
+    )
     out = json.loads(r.stdout)
     assert out["source"] == f"network namespace {ns_process.pid} (net:[{inode}])", out["source"]
-    table = subprocess.run([*PY, "show", "fin_timeout", "--netns", str(ns_process.pid)], capture_output=True, text=True, timeout=60)
+    table = subprocess.run(
+        [*PY, "show", "fin_timeout", "--netns", str(ns_process.pid)], capture_output=True, text=True, timeout=60
+    )
     assert f"net:[{inode}]" in table.stdout and "live host" not in table.stdout
 
 
 def test_root_of_a_process_is_refused_with_the_netns_hint(ns_process):
     # /proc/PID/root/proc/sys/net shows the READER's namespace (17 is only inside ns_process),
     # so reading it would report the host's values under the container's name.
-    r = subprocess.run([*PY, "audit", "--root", f"/proc/{ns_process.pid}/root", "--json"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*PY, "audit", "--root", f"/proc/{ns_process.pid}/root", "--json"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2 and r.stdout == "", r.stdout
     assert "live procfs" in r.stderr and f"--netns {ns_process.pid}" in r.stderr
 
@@ -97,7 +112,9 @@ def test_netns_by_name():
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.tcp_keepalive_probes=4"], check=True)
-        r = subprocess.run([*PY, "show", "keepalive_probes", "--netns", name, "--json"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [*PY, "show", "keepalive_probes", "--netns", name, "--json"], capture_output=True, text=True, timeout=60
+        )
         assert json.loads(r.stdout)["parameters"][0]["value"] == "4"
     finally:
         subprocess.run(["ip", "netns", "del", name], check=True)
@@ -110,7 +127,8 @@ def test_netns_errors():
     # root without CAP_SYS_ADMIN cannot setns: exit 3 and a clear line
     r = subprocess.run(
         ["setpriv", "--bounding-set", "-sys_admin", "--inh-caps=-sys_admin", *PY, "audit", "--netns", "1"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 3 and "CAP_SYS_ADMIN" in r.stderr, r.stderr
 
@@ -122,16 +140,22 @@ def test_audit_persisted_against_a_sysctl_d_tree(tmp_path):
     (tmp_path / "usr/lib/sysctl.d").mkdir(parents=True)
     (tmp_path / "usr/lib/sysctl.d/10-vendor.conf").write_text("net.ipv4.tcp_fin_timeout = 45\n")
     # live value not yet what sysctl.d says; keepalive changed by hand and not persisted
-    r = run_netns("sysctl -w net.ipv4.tcp_keepalive_time=600", "audit", "--persisted", "--persist-root", str(tmp_path), "--json")
+    r = run_netns(
+        "sysctl -w net.ipv4.tcp_keepalive_time=600", "audit", "--persisted", "--persist-root", str(tmp_path), "--json"
+    )
     assert r.returncode == 1, r.stderr
     f = {x["key"]: x for x in json.loads(r.stdout)["findings"]}
     fin = f["net.ipv4.tcp_fin_timeout"]
     assert (fin["verdict"], fin["expected"], fin["actual"]) == ("drift", "20", "60")
     assert "50-site.conf:2" in fin["reason"]
     ka = f["net.ipv4.tcp_keepalive_time"]
-    assert (ka["verdict"], ka["expected"], ka["actual"]) == ("drift", "7200", "600") and "kernel default" in ka["reason"]
+    assert (ka["verdict"], ka["expected"], ka["actual"]) == ("drift", "7200", "600") and "kernel default" in ka[
+        "reason"
+    ]
     assert "fs.protected_fifos" not in f
-    ok = run_netns("sysctl -w net.ipv4.tcp_fin_timeout=20", "audit", "--persisted", "--persist-root", str(tmp_path), "--json")
+    ok = run_netns(
+        "sysctl -w net.ipv4.tcp_fin_timeout=20", "audit", "--persisted", "--persist-root", str(tmp_path), "--json"
+    )
     assert ok.returncode == 0, ok.stdout
     assert json.loads(ok.stdout)["summary"]["drift"] == 0
 
@@ -181,7 +205,7 @@ def _man_recipe() -> str:
 def test_man_page_snapshot_recipe_gives_a_clean_audit(tmp_path):
     # The recipe from tcptune(8), run verbatim in a fresh namespace (reads only), then audited.
     snap = tmp_path / "snap"
-    script = f'set -e\nDIR={snap}\n' + _man_recipe()
+    script = f"set -e\nDIR={snap}\n" + _man_recipe()
     r = subprocess.run(netns_argv(["sh", "-c", script]), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert (snap / "proc/sys/kernel/osrelease").is_file() and (snap / "proc/net/tcp").is_file()

@@ -52,7 +52,9 @@ def _params(**match):
 def test_fresh_netns_holds_kernel_default(param, fresh, release):
     value, _ = fresh["values"][param.key]
     if not param.exists_in(release):
-        assert value is None, f"{param.key} exists on {format_version(release)} but the KB says since/removed excludes it"
+        assert value is None, (
+            f"{param.key} exists on {format_version(release)} but the KB says since/removed excludes it"
+        )
         return
     if value is None:
         pytest.fail(

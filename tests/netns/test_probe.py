@@ -80,7 +80,11 @@ CASES = {
     "synack-cookies2": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {}),
     "synack-cookies2-nocap": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {"capture": False}),
     "synack-wrong": ("synack", {"tcp_synack_retries": 1}, {"model": _synack_one_retry_too_many}),
-    "synack-cookies2-wrong": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {"model": _synack_blind_to_cookies}),
+    "synack-cookies2-wrong": (
+        "synack",
+        {"tcp_synack_retries": 1, "tcp_syncookies": 2},
+        {"model": _synack_blind_to_cookies},
+    ),
     "fin-1": ("fin-timeout", {"tcp_fin_timeout": 1}, {}),
     "fin-0-nocap": ("fin-timeout", {"tcp_fin_timeout": 0}, {"capture": False}),
     "fin-61": ("fin-timeout", {"tcp_fin_timeout": 61}, {}),
@@ -88,24 +92,43 @@ CASES = {
     "fin-3-twfull": ("fin-timeout", {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0}, {}),
     "fin-3-twfull-nocap": ("fin-timeout", {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0}, {"capture": False}),
     "fin-wrong": ("fin-timeout", {"tcp_fin_timeout": 1}, {"model": _fin_timeout_one_second_longer}),
-    "fin-twfull-wrong": ("fin-timeout", {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0},
-                         {"model": _fin_timeout_blind_to_the_tw_limit, "max_wait": 4.0}),
+    "fin-twfull-wrong": (
+        "fin-timeout",
+        {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0},
+        {"model": _fin_timeout_blind_to_the_tw_limit, "max_wait": 4.0},
+    ),
     "ka-1-1-2": ("keepalive", {"tcp_keepalive_time": 1, "tcp_keepalive_intvl": 1, "tcp_keepalive_probes": 2}, {}),
-    "ka-2-1-1-nocap": ("keepalive", {"tcp_keepalive_time": 2, "tcp_keepalive_intvl": 1, "tcp_keepalive_probes": 1},
-                       {"capture": False}),
-    "ka-wrong": ("keepalive", {"tcp_keepalive_time": 1, "tcp_keepalive_intvl": 1, "tcp_keepalive_probes": 1},
-                 {"model": _keepalive_one_probe_too_many}),
+    "ka-2-1-1-nocap": (
+        "keepalive",
+        {"tcp_keepalive_time": 2, "tcp_keepalive_intvl": 1, "tcp_keepalive_probes": 1},
+        {"capture": False},
+    ),
+    "ka-wrong": (
+        "keepalive",
+        {"tcp_keepalive_time": 1, "tcp_keepalive_intvl": 1, "tcp_keepalive_probes": 1},
+        {"model": _keepalive_one_probe_too_many},
+    ),
     "ka-too-long": ("keepalive", {"tcp_keepalive_time": 7200}, {"max_wait": 2.0}),
     "tw-1-500": ("tw-reuse", {"tcp_tw_reuse": 1, "tcp_tw_reuse_delay": 500, "tcp_timestamps": 1}, {}),
-    "tw-2-200-nocap": ("tw-reuse", {"tcp_tw_reuse": 2, "tcp_tw_reuse_delay": 200, "tcp_timestamps": 1}, {"capture": False}),
+    "tw-2-200-nocap": (
+        "tw-reuse",
+        {"tcp_tw_reuse": 2, "tcp_tw_reuse_delay": 200, "tcp_timestamps": 1},
+        {"capture": False},
+    ),
     "tw-0": ("tw-reuse", {"tcp_tw_reuse": 0, "tcp_timestamps": 1}, {"max_wait": 1.5}),
     "tw-no-timestamps": ("tw-reuse", {"tcp_tw_reuse": 1, "tcp_timestamps": 0}, {"max_wait": 1.5}),
     # no TIME_WAIT socket at all when the timewait table is full: reuse at once even with tcp_tw_reuse=0
     "tw-0-twfull": ("tw-reuse", {"tcp_tw_reuse": 0, "tcp_timestamps": 1, "tcp_max_tw_buckets": 0}, {"max_wait": 1.5}),
-    "tw-0-twfull-nocap": ("tw-reuse", {"tcp_tw_reuse": 0, "tcp_timestamps": 1, "tcp_max_tw_buckets": 0},
-                          {"max_wait": 1.5, "capture": False}),
-    "tw-wrong": ("tw-reuse", {"tcp_tw_reuse": 1, "tcp_tw_reuse_delay": 1000, "tcp_timestamps": 1},
-                 {"model": _tw_reuse_too_early}),
+    "tw-0-twfull-nocap": (
+        "tw-reuse",
+        {"tcp_tw_reuse": 0, "tcp_timestamps": 1, "tcp_max_tw_buckets": 0},
+        {"max_wait": 1.5, "capture": False},
+    ),
+    "tw-wrong": (
+        "tw-reuse",
+        {"tcp_tw_reuse": 1, "tcp_tw_reuse_delay": 1000, "tcp_timestamps": 1},
+        {"model": _tw_reuse_too_early},
+    ),
 }
 
 
@@ -210,8 +233,10 @@ def test_timewait_count_parses_sockstat():
     from tcptune.probe.runner import timewait_count
 
     # /proc/net/sockstat of a 6.18 namespace holding one TIME_WAIT socket
-    text = ("sockets: used 5\nTCP: inuse 1 orphan 0 tw 1 alloc 650105 mem 149752\nUDP: inuse 0 mem 0\n"
-            "UDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n")
+    text = (
+        "sockets: used 5\nTCP: inuse 1 orphan 0 tw 1 alloc 650105 mem 149752\nUDP: inuse 0 mem 0\n"
+        "UDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n"
+    )
     assert timewait_count(text) == 1
     assert timewait_count("TCP: inuse 0 orphan 0 tw 0 alloc 1 mem 0 pressure 0\n") == 0  # newer kernels add fields
     assert timewait_count("") is None and timewait_count(None) is None and timewait_count("TCP: tw x\n") is None
@@ -244,8 +269,18 @@ def test_keepalive_too_long_says_so_without_waiting(results):
 
 def test_json_shape(results):
     r = _get(results, "synack-r1")
-    for key in ("probe", "settings", "predicted", "observed", "give_up", "tolerance", "verdict", "comparison",
-                "alternatives", "compared_with"):
+    for key in (
+        "probe",
+        "settings",
+        "predicted",
+        "observed",
+        "give_up",
+        "tolerance",
+        "verdict",
+        "comparison",
+        "alternatives",
+        "compared_with",
+    ):
         assert key in r
     assert all(set(e) >= {"t", "what", "n"} and isinstance(e["t"], float) for e in r["predicted"] + r["observed"])
     assert r["observed"][0]["t"] == 0.0

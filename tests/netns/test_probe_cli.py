@@ -29,8 +29,10 @@ def shlex_quote(s: str) -> str:
 
 def test_probe_syn_json_and_pcap(tmp_path):
     pcap = tmp_path / "syn.pcap"
-    r = _in_netns({"tcp_syn_retries": 1, "tcp_syn_linear_timeouts": 0},
-                  ["probe", "syn", "--json", "--max-wait", "10", "--pcap", str(pcap)])
+    r = _in_netns(
+        {"tcp_syn_retries": 1, "tcp_syn_linear_timeouts": 0},
+        ["probe", "syn", "--json", "--max-wait", "10", "--pcap", str(pcap)],
+    )
     assert r.returncode == 0, r.stderr + r.stdout
     data = json.loads(r.stdout)
     assert data["verdict"] == "matches"
@@ -58,7 +60,9 @@ def test_probe_human_output_and_fallback_without_capture():
 def test_probe_all_runs_what_fits():
     r = _in_netns(
         {"tcp_syn_retries": 1, "tcp_synack_retries": 1, "tcp_fin_timeout": 1, "tcp_keepalive_time": 7200},
-        ["probe", "all", "--json", "--max-wait", "5"], timeout=120)
+        ["probe", "all", "--json", "--max-wait", "5"],
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr + r.stdout
     data = json.loads(r.stdout)
     ran = {p["probe"]: p["verdict"] for p in data["probes"]}
@@ -93,8 +97,9 @@ def _interrupt_and_list_sockets(probe: str, sysctls: dict, after: float):
     for k, v in sysctls.items():
         with open(f"/proc/sys/net/ipv4/{k}", "w") as fh:
             fh.write(f"{v}\n")
-    p = subprocess.Popen(TCPTUNE + ["probe", probe, "--max-wait", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        TCPTUNE + ["probe", probe, "--max-wait", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     time.sleep(after)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=20)
@@ -104,10 +109,16 @@ def _interrupt_and_list_sockets(probe: str, sysctls: dict, after: float):
     return p.returncode, err, left
 
 
-@pytest.mark.parametrize("probe,sysctls", [
-    ("keepalive", {"tcp_keepalive_time": 5}),  # connected client + silenced peer: a plain close would leave FIN_WAIT1
-    ("syn", {"tcp_syn_retries": 6}),
-])
+@pytest.mark.parametrize(
+    "probe,sysctls",
+    [
+        (
+            "keepalive",
+            {"tcp_keepalive_time": 5},
+        ),  # connected client + silenced peer: a plain close would leave FIN_WAIT1
+        ("syn", {"tcp_syn_retries": 6}),
+    ],
+)
 def test_ctrl_c_cleans_up_every_socket(probe, sysctls):
     from nsutil import run_in_netns
 
@@ -119,7 +130,9 @@ def test_ctrl_c_cleans_up_every_socket(probe, sysctls):
 def test_without_cap_net_raw_falls_back_to_socket_timers():
     if not shutil.which("capsh"):
         pytest.skip("capsh (libcap) is not installed")
-    inner = " ".join(map(shlex_quote, TCPTUNE + ["probe", "syn", "--json", "--max-wait", "10", "--pcap", "/tmp/never.pcap"]))
+    inner = " ".join(
+        map(shlex_quote, TCPTUNE + ["probe", "syn", "--json", "--max-wait", "10", "--pcap", "/tmp/never.pcap"])
+    )
     sets = "echo 1 > /proc/sys/net/ipv4/tcp_syn_retries"
     argv = netns_argv(["sh", "-c", f"{sets}; exec capsh --drop=cap_net_raw -- -c {shlex_quote(inner)}"])
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -137,15 +150,27 @@ def test_probe_runs_inside_the_netns_given_by_pid():
     from nsutil import require_netns
 
     require_netns()
-    holder = subprocess.Popen(["unshare", "-n", "sh", "-c",
-                               "ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_syn_retries && "
-                               "echo 0 > /proc/sys/net/ipv4/tcp_syn_linear_timeouts && echo ready && exec sleep 60"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_syn_retries && "
+            "echo 0 > /proc/sys/net/ipv4/tcp_syn_linear_timeouts && echo ready && exec sleep 60",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         t = time.monotonic()
-        r = subprocess.run(TCPTUNE + ["probe", "syn", "--json", "--netns", str(holder.pid), "--max-wait", "10"],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            TCPTUNE + ["probe", "syn", "--json", "--netns", str(holder.pid), "--max-wait", "10"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stderr
         data = json.loads(r.stdout)
         assert data["settings"]["tcp_syn_retries"] == 1 and data["settings"]["tcp_syn_linear_timeouts"] == 0

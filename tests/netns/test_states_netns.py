@@ -30,9 +30,17 @@ SO_ATTACH_FILTER = 26
 DROP_ALL = [(0x06, 0, 0, 0)]
 DROP_ACK = [(0x30, 0, 0, 13), (0x45, 0, 1, 0x10), (0x06, 0, 0, 0), (0x06, 0, 0, 0xFFFFFFFF)]
 SS_TO_NAME = {
-    "ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV", "FIN-WAIT-1": "FIN_WAIT1",
-    "FIN-WAIT-2": "FIN_WAIT2", "TIME-WAIT": "TIME_WAIT", "UNCONN": "CLOSE", "CLOSE-WAIT": "CLOSE_WAIT",
-    "LAST-ACK": "LAST_ACK", "LISTEN": "LISTEN", "CLOSING": "CLOSING",
+    "ESTAB": "ESTABLISHED",
+    "SYN-SENT": "SYN_SENT",
+    "SYN-RECV": "SYN_RECV",
+    "FIN-WAIT-1": "FIN_WAIT1",
+    "FIN-WAIT-2": "FIN_WAIT2",
+    "TIME-WAIT": "TIME_WAIT",
+    "UNCONN": "CLOSE",
+    "CLOSE-WAIT": "CLOSE_WAIT",
+    "LAST-ACK": "LAST_ACK",
+    "LISTEN": "LISTEN",
+    "CLOSING": "CLOSING",
 }
 
 
@@ -112,7 +120,17 @@ def ss_counts(*args) -> dict:
     return {name: c.get(name, 0) for name in SS_TO_NAME.values()}
 
 
-EXPECTED_STATES = {"ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK", "LISTEN"}
+EXPECTED_STATES = {
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+}
 
 
 def _compare_sources():
@@ -201,8 +219,9 @@ def test_cli_by_process_names_this_process_and_ownerless():
 
 def _state_filter():
     keep = make_zoo(socket.AF_INET) + make_zoo(socket.AF_INET6)
-    out = subprocess.run(["tcptune", "states", "--json", "--state", "time-wait,SYN-RECV", "--ipv6"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["tcptune", "states", "--json", "--state", "time-wait,SYN-RECV", "--ipv6"], capture_output=True, text=True
+    )
     del keep
     return out.returncode, out.stdout, out.stderr
 
@@ -284,7 +303,12 @@ def _mixed_lengths_in_one_dump():
         _dump_kind(sock, socket.AF_INET, "rest", ALL_STATES_MASK, 8, "local-port", table)
     ss = ss_counts("-4")
     del keep
-    return sorted(lengths), {s.name if hasattr(s, "name") else s: n for s, n in table.counts.items()}, ss, sum(table.groups.values())
+    return (
+        sorted(lengths),
+        {s.name if hasattr(s, "name") else s: n for s, n in table.counts.items()},
+        ss,
+        sum(table.groups.values()),
+    )
 
 
 def test_buffers_with_mixed_message_lengths():

@@ -53,7 +53,9 @@ def _kernel_keys() -> set[str]:
 
 
 def _load(name: str):
-    return load_profile(str(PROFILE_DIR / f"{name}.toml"), kb=load_kb(), known_keys=sorted(_kernel_keys()), search_dirs=[])
+    return load_profile(
+        str(PROFILE_DIR / f"{name}.toml"), kb=load_kb(), known_keys=sorted(_kernel_keys()), search_dirs=[]
+    )
 
 
 def test_exactly_the_builtins_are_shipped():
@@ -101,7 +103,9 @@ def test_values_are_in_knowledge_base_ranges_and_accepted_by_their_own_accept(na
     prof = _load(name)
     assert set(prof.settings) == set(_raw(name)["settings"])
     for key, setting in prof.settings.items():
-        assert setting.accepts(setting.value), f"{name}: {key} = {setting.value} is rejected by its own accept ({setting.expected})"
+        assert setting.accepts(setting.value), (
+            f"{name}: {key} = {setting.value} is rejected by its own accept ({setting.expected})"
+        )
         param = kb.get(key)
         if param is None:
             continue
@@ -130,7 +134,9 @@ def test_every_builtin_loads_by_name_with_the_real_knowledge_base():
 
 def test_cli_validate_accepts_every_builtin():
     files = [str(PROFILE_DIR / f"{n}.toml") for n in sorted(EXPECTED)]
-    r = subprocess.run([sys.executable, "-m", "tcptune", "profiles", "validate", *files], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "tcptune", "profiles", "validate", *files], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.count(": ok (") == len(files), r.stdout
 
@@ -143,6 +149,7 @@ def test_high_throughput_congestion_control_is_available_here():
 
 
 # -- the kernel's own word, in a private network namespace ---------------------
+
 
 def _write_and_read_back(items: list[tuple[str, str]]) -> dict[str, str]:
     out = {}
@@ -214,7 +221,7 @@ def _measure_handshake_timeouts(sysctls: dict[str, str]) -> dict:
             ip = pkt[14:]
             if ip[9] != 6:
                 continue
-            tcp = ip[(ip[0] & 15) * 4:]
+            tcp = ip[(ip[0] & 15) * 4 :]
             sport, dport, flags = *struct.unpack("!HH", tcp[:4]), tcp[13]
             if flags & 0x12 == 0x02 and dport == silent_port:
                 syns.append(time.monotonic())
@@ -271,8 +278,13 @@ def test_stated_handshake_timings_hold_on_this_kernel():
     linear = ff["net.ipv4.tcp_syn_linear_timeouts"].value
     synack = sf["net.ipv4.tcp_synack_retries"].value
     # The numbers below are the ones the reasons state for these values.
-    assert (syn_retries, linear, synack) == ("2", "4", "2"), "values changed: re-measure and update the reasons and this test"
-    assert "7.1 s" in ff["net.ipv4.tcp_syn_retries"].reason and "5 retransmissions" in ff["net.ipv4.tcp_syn_retries"].reason
+    assert (syn_retries, linear, synack) == ("2", "4", "2"), (
+        "values changed: re-measure and update the reasons and this test"
+    )
+    assert (
+        "7.1 s" in ff["net.ipv4.tcp_syn_retries"].reason
+        and "5 retransmissions" in ff["net.ipv4.tcp_syn_retries"].reason
+    )
     assert "7.3 s" in sf["net.ipv4.tcp_synack_retries"].reason
     if not (PROC_NET / "ipv4/tcp_syn_linear_timeouts").exists():
         pytest.skip("tcp_syn_linear_timeouts needs Linux 6.5+; the stated numbers are for 6.5+")

@@ -22,13 +22,41 @@ from tcptune.kernel.version import parse_version
 KB = load_kb()
 V618 = parse_version("6.18.44")
 STATES = {
-    "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
-    "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
 }
 SCHEMA_FIELDS = {
-    "key", "type", "unit", "meaning", "source", "scope", "default", "default_rule", "older_defaults", "boot_range", "ascending",
-    "netns_init", "range", "length", "choices", "values", "since", "removed", "changes", "states",
-    "details", "warn",
+    "key",
+    "type",
+    "unit",
+    "meaning",
+    "source",
+    "scope",
+    "default",
+    "default_rule",
+    "older_defaults",
+    "boot_range",
+    "ascending",
+    "netns_init",
+    "range",
+    "length",
+    "choices",
+    "values",
+    "since",
+    "removed",
+    "changes",
+    "states",
+    "details",
+    "warn",
 }
 REQUIRED = """
 tcp_syn_retries tcp_synack_retries tcp_max_syn_backlog tcp_syncookies tcp_keepalive_time
@@ -44,9 +72,16 @@ tcp_pacing_ss_ratio tcp_pacing_ca_ratio tcp_migrate_req tcp_ehash_entries tcp_ch
 tcp_fastopen_blackhole_timeout_sec
 """.split()
 REQUIRED_FULL = [f"net.ipv4.{k}" for k in REQUIRED] + [
-    "net.core.somaxconn", "net.core.netdev_max_backlog", "net.core.rmem_max", "net.core.wmem_max",
-    "net.core.rmem_default", "net.core.wmem_default", "net.core.default_qdisc", "net.core.optmem_max",
-    "net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports",
+    "net.core.somaxconn",
+    "net.core.netdev_max_backlog",
+    "net.core.rmem_max",
+    "net.core.wmem_max",
+    "net.core.rmem_default",
+    "net.core.wmem_default",
+    "net.core.default_qdisc",
+    "net.core.optmem_max",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
 ]
 CAPTURE = Path(__file__).resolve().parent.parent / "data" / "kb_netns_defaults-6.18.txt"
 
@@ -96,7 +131,9 @@ def test_header_documents_every_field():
     header = text.split("\n[[param]]", 1)[0]
     assert all(line.startswith("#") or not line.strip() for line in header.splitlines())
     documented = {line[1:].split()[0] for line in header.splitlines() if line.startswith("#   ") and line[4:5] != " "}
-    documented |= {w for line in header.splitlines() if line.startswith("#   since, removed") for w in ("since", "removed")}
+    documented |= {
+        w for line in header.splitlines() if line.startswith("#   since, removed") for w in ("since", "removed")
+    }
     assert SCHEMA_FIELDS <= documented, f"header does not document {sorted(SCHEMA_FIELDS - documented)}"
 
 
@@ -123,7 +160,9 @@ def test_default_inside_range_and_choices(param: Param):
             assert len(default.split()) == 1
         elif param.type == "vector":
             fields = [int(x) for x in default.split()]
-            assert param.length == len(fields), f"{param.key}: {default!r} has {len(fields)} fields, length={param.length}"
+            assert param.length == len(fields), (
+                f"{param.key}: {default!r} has {len(fields)} fields, length={param.length}"
+            )
         else:
             continue
         for n in fields:
@@ -164,8 +203,12 @@ def _firing_and_quiet(when: str) -> tuple[int, int]:
     op, ref = when.split()
     ref = int(ref)
     return {
-        "==": (ref, ref + 1), "!=": (ref + 1, ref), "<": (ref - 1, ref), "<=": (ref, ref + 1),
-        ">": (ref + 1, ref), ">=": (ref, ref - 1),
+        "==": (ref, ref + 1),
+        "!=": (ref + 1, ref),
+        "<": (ref - 1, ref),
+        "<=": (ref, ref + 1),
+        ">": (ref + 1, ref),
+        ">=": (ref, ref - 1),
     }[op]
 
 
@@ -312,7 +355,9 @@ def test_against_capture_of_6_18(param: Param):
     if param.scope == "netns":
         assert fresh != "-", f"{param.key}: scope netns but absent in a fresh netns"
         if param.netns_init == "default":
-            assert param.default_for(V618) == fresh, f"{param.key}: KB default {param.default_for(V618)!r}, kernel {fresh!r}"
+            assert param.default_for(V618) == fresh, (
+                f"{param.key}: KB default {param.default_for(V618)!r}, kernel {fresh!r}"
+            )
         elif param.netns_init == "copy":
             assert fresh == host, f"{param.key}: netns_init copy but fresh {fresh!r} != host {host!r}"
     else:
@@ -391,7 +436,9 @@ def test_boot_range_holds_the_default_of_each_release(param):
     for release in releases:
         default = param.default_for(release)
         assert default is not None and param.boot_range_for(release) is not None, release
-        assert param.matches_default(default, release), f"{param.key}: default {default} outside its boot range on {release}"
+        assert param.matches_default(default, release), (
+            f"{param.key}: default {default} outside its boot range on {release}"
+        )
 
 
 def test_kernel_default_profile_accepts_a_small_machine():

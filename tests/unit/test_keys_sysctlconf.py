@@ -27,9 +27,20 @@ def test_valid_keys(key, expected):
 @pytest.mark.parametrize(
     "key",
     [
-        "", "net", "net.ipv4", "kernel.hostname", "vm.swappiness", "net..ipv4.x", "net.ipv4.../x",
-        "net.ipv4.tcp_syn_retries\x00", "/proc/sys/net/ipv4/tcp_syn_retries", "net/../kernel/hostname",
-        "net.ipv4.tcp syn", "net.ipv4.tcp_syn_retries/../../x", "../net.ipv4.x", "net.ipv4.x y",
+        "",
+        "net",
+        "net.ipv4",
+        "kernel.hostname",
+        "vm.swappiness",
+        "net..ipv4.x",
+        "net.ipv4.../x",
+        "net.ipv4.tcp_syn_retries\x00",
+        "/proc/sys/net/ipv4/tcp_syn_retries",
+        "net/../kernel/hostname",
+        "net.ipv4.tcp syn",
+        "net.ipv4.tcp_syn_retries/../../x",
+        "../net.ipv4.x",
+        "net.ipv4.x y",
     ],
 )
 def test_bad_keys_are_rejected_before_any_path(key):

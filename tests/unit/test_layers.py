@@ -18,7 +18,14 @@ import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "tcptune"
-HOST_LAYER = {"tcptune.host.source", "tcptune.host.netns", "tcptune.host.sockdiag", "tcptune.host.transaction", "tcptune.host.sysctld_files", "tcptune.host.fsio"}
+HOST_LAYER = {
+    "tcptune.host.source",
+    "tcptune.host.netns",
+    "tcptune.host.sockdiag",
+    "tcptune.host.transaction",
+    "tcptune.host.sysctld_files",
+    "tcptune.host.fsio",
+}
 
 
 def module_name(path: Path) -> str:
@@ -58,7 +65,8 @@ def layer(mod: str) -> str:
 
 _UI = ("typer", "click")
 FORBIDDEN = {
-    "core": _UI + ("scapy", "psutil", "tabulate", "tcptune.host", "tcptune.probe", "tcptune.ops", "tcptune.render", "tcptune.cli"),
+    "core": _UI
+    + ("scapy", "psutil", "tabulate", "tcptune.host", "tcptune.probe", "tcptune.ops", "tcptune.render", "tcptune.cli"),
     "host": _UI + ("scapy", "tcptune.probe", "tcptune.ops", "tcptune.render", "tcptune.cli"),
     "probe": _UI + ("tcptune.ops", "tcptune.render", "tcptune.cli"),
     "ops": _UI + ("tabulate", "tcptune.render", "tcptune.cli"),

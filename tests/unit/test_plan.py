@@ -25,13 +25,17 @@ from tcptune.core.profile import Profile, Setting
 
 def profile(values: dict[str, str], required: set[str] = frozenset()) -> Profile:
     return Profile(
-        "t", "test", "built-in",
+        "t",
+        "test",
+        "built-in",
         {k: Setting(k, v, f"why {k}", "test", k in required) for k, v in values.items()},
     )
 
 
 def test_statuses_in_profile_order():
-    prof = profile({"net.ipv4.tcp_syn_retries": "4", "net.ipv4.tcp_rmem": "4096 131072 6291456", "net.ipv4.tcp_new": "1"})
+    prof = profile(
+        {"net.ipv4.tcp_syn_retries": "4", "net.ipv4.tcp_rmem": "4096 131072 6291456", "net.ipv4.tcp_new": "1"}
+    )
     current = {"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_rmem": "4096\t131072\t6291456", "net.ipv4.tcp_new": None}
     plan = plan_apply(current, prof)
     assert [(c.key, c.status) for c in plan] == [
@@ -126,7 +130,9 @@ def test_applying_the_plan_reaches_a_fixpoint(keys, data):
     for c in plan_restore(after, saved):
         if c.status == CHANGE:
             back[c.key] = c.new
-    assert {k: back[k] and normalize_value(back[k]) for k in keys} == {k: current[k] and normalize_value(current[k]) for k in keys}
+    assert {k: back[k] and normalize_value(back[k]) for k in keys} == {
+        k: current[k] and normalize_value(current[k]) for k in keys
+    }
 
 
 def test_table_reason_is_the_first_sentence():
@@ -143,7 +149,9 @@ def test_plan_differences_names_each_key_whose_row_changed():
     from tcptune.core.plan import plan_differences
 
     prof = profile({"net.ipv4.tcp_syn_retries": "4", "net.ipv4.tcp_fin_timeout": "20", "net.ipv4.tcp_new": "1"})
-    shown = plan_apply({"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_fin_timeout": "60", "net.ipv4.tcp_new": None}, prof)
+    shown = plan_apply(
+        {"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_fin_timeout": "60", "net.ipv4.tcp_new": None}, prof
+    )
     assert plan_differences(shown, shown) == []
     now = plan_apply({"net.ipv4.tcp_syn_retries": "4", "net.ipv4.tcp_fin_timeout": "60", "net.ipv4.tcp_new": ""}, prof)
     assert plan_differences(shown, now) == [
@@ -170,7 +178,12 @@ def test_changed_since_apply_lists_keys_that_are_neither_after_nor_before():
         "net.ipv4.tcp_gone": None,
     }
     assert changed_since_apply(current, keys) == [
-        {"key": "net.ipv4.tcp_rmem", "before": "4096 131072 6291456", "after": "8192 262144 8388608", "current": "8192 262144 4194304"},
+        {
+            "key": "net.ipv4.tcp_rmem",
+            "before": "4096 131072 6291456",
+            "after": "8192 262144 8388608",
+            "current": "8192 262144 4194304",
+        },
         {"key": "net.ipv4.ip_local_reserved_ports", "before": "", "after": "40000", "current": "40000-40010"},
     ]
 

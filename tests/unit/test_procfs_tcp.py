@@ -12,9 +12,17 @@ from tcptune.core.procfs import ProcWarning, parse_proc_net_tcp, parse_sockstat
 from tcptune.core.socket_summary import summarize_rows
 
 SS_TO_NAME = {
-    "ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV", "FIN-WAIT-1": "FIN_WAIT1",
-    "FIN-WAIT-2": "FIN_WAIT2", "TIME-WAIT": "TIME_WAIT", "UNCONN": "CLOSE", "CLOSE-WAIT": "CLOSE_WAIT",
-    "LAST-ACK": "LAST_ACK", "LISTEN": "LISTEN", "CLOSING": "CLOSING",
+    "ESTAB": "ESTABLISHED",
+    "SYN-SENT": "SYN_SENT",
+    "SYN-RECV": "SYN_RECV",
+    "FIN-WAIT-1": "FIN_WAIT1",
+    "FIN-WAIT-2": "FIN_WAIT2",
+    "TIME-WAIT": "TIME_WAIT",
+    "UNCONN": "CLOSE",
+    "CLOSE-WAIT": "CLOSE_WAIT",
+    "LAST-ACK": "LAST_ACK",
+    "LISTEN": "LISTEN",
+    "CLOSING": "CLOSING",
 }
 
 
@@ -29,7 +37,9 @@ def test_real_capture_counts_equal_ss(data_dir):
     assert w4 == [] and w6 == []
     assert len(r4) == 39 and len(r6) == 39
     summary = summarize_rows(r4 + r6, None)
-    ss = Counter(SS_TO_NAME[line.split()[0]] for line in (data_dir / "proc_net_tcp.zoo.ss-tan").read_text().splitlines()[1:])
+    ss = Counter(
+        SS_TO_NAME[line.split()[0]] for line in (data_dir / "proc_net_tcp.zoo.ss-tan").read_text().splitlines()[1:]
+    )
     assert {s.name: n for s, n in summary.counts.items() if n} == dict(ss)
 
 
@@ -94,7 +104,10 @@ _fieldish = st.text(alphabet="0123456789ABCDEFabcdef:-x \t", max_size=30)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(_fieldish, st.text(max_size=60)), max_size=20), st.sampled_from([socket.AF_INET, socket.AF_INET6]))
+@given(
+    st.lists(st.one_of(_fieldish, st.text(max_size=60)), max_size=20),
+    st.sampled_from([socket.AF_INET, socket.AF_INET6]),
+)
 def test_malformed_lines_never_raise(fields, family):
     text = "  sl  local_address rem_address st\n" + "\n".join(fields)
     rows, warnings = parse_proc_net_tcp(text, family, "fuzz")

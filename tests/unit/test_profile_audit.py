@@ -15,7 +15,7 @@ from tcptune.kernel.kb import parse_kb
 from tcptune.core.profile import list_profiles, load_profile
 
 KB = parse_kb(
-    '''
+    """
 [[param]]
 key = "net.ipv4.tcp_syn_retries"
 type = "int"
@@ -72,7 +72,7 @@ unit = "name"
 default = "cubic"
 meaning = "congestion control"
 source = "ip-sysctl.rst"
-'''
+"""
 )
 V618 = (6, 18, 0)
 
@@ -84,7 +84,9 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
 
 
 def load(path, **kw):
-    return load_profile(str(path), kb=KB, kernel_release=V618, search_dirs=[path.parent if hasattr(path, "parent") else Path(".")], **kw)
+    return load_profile(
+        str(path), kb=KB, kernel_release=V618, search_dirs=[path.parent if hasattr(path, "parent") else Path(".")], **kw
+    )
 
 
 def bad(tmp_path, text, *needles, name="p"):
@@ -98,7 +100,10 @@ def bad(tmp_path, text, *needles, name="p"):
 
 
 def test_canonical_and_short_forms(tmp_path):
-    p = write(tmp_path, "ff", '''
+    p = write(
+        tmp_path,
+        "ff",
+        """
 description = "fast fail"
 kernel = ">=4.12"
 [settings."net.ipv4.tcp_syn_retries"]
@@ -108,7 +113,8 @@ reason = "give up early"
 source = "ops"
 [settings]
 "net.ipv4.tcp_rmem" = [4096, 131072, 16777216]
-''')
+""",
+    )
     prof = load(p)
     s = prof.settings["net.ipv4.tcp_syn_retries"]
     assert (s.value, s.reason, s.expected) == ("2", "give up early", "<= 3")
@@ -123,7 +129,12 @@ def test_malformed_toml_reports_file_and_line(tmp_path):
 
 
 def test_unknown_key_suggests_close_match(tmp_path):
-    msg = bad(tmp_path, '[settings]\n"net.ipv4.tcp_syn_retires" = 2\n', "unknown key net.ipv4.tcp_syn_retires", "did you mean net.ipv4.tcp_syn_retries")
+    msg = bad(
+        tmp_path,
+        '[settings]\n"net.ipv4.tcp_syn_retires" = 2\n',
+        "unknown key net.ipv4.tcp_syn_retires",
+        "did you mean net.ipv4.tcp_syn_retries",
+    )
     assert "p.toml:2:" in msg
 
 
@@ -166,7 +177,10 @@ def test_extends_merges_child_over_parent(tmp_path):
     child = write(tmp_path, "child", 'extends = "base"\n[settings]\n"net.ipv4.tcp_syn_retries" = 2\n')
     prof = load(child)
     assert prof.chain == ("child", "base")
-    assert {k: s.value for k, s in prof.settings.items()} == {"net.ipv4.tcp_syn_retries": "2", "net.ipv4.tcp_timestamps": "1"}
+    assert {k: s.value for k, s in prof.settings.items()} == {
+        "net.ipv4.tcp_syn_retries": "2",
+        "net.ipv4.tcp_timestamps": "1",
+    }
 
 
 def test_extends_cycle_and_missing_parent(tmp_path):
@@ -174,7 +188,12 @@ def test_extends_cycle_and_missing_parent(tmp_path):
     write(tmp_path, "b", 'extends = "a"\n[settings]\n"net.ipv4.tcp_timestamps" = 1\n')
     with pytest.raises(TcptuneError, match="extends cycle: a -> b -> a"):
         load(tmp_path / "a.toml")
-    bad(tmp_path, 'extends = "nosuch"\n[settings]\n"net.ipv4.tcp_syn_retries" = 2\n', "no profile named 'nosuch'", name="orphan")
+    bad(
+        tmp_path,
+        'extends = "nosuch"\n[settings]\n"net.ipv4.tcp_syn_retries" = 2\n',
+        "no profile named 'nosuch'",
+        name="orphan",
+    )
 
 
 def test_kernel_defaults_follow_the_release(tmp_path):
@@ -195,13 +214,14 @@ def test_user_dirs_shadow_builtins(tmp_path):
 
 # -- audit ----------------------------------------------------------------------
 
+
 def _audit(tmp_path, text, current, release=V618):
     prof = load(write(tmp_path, "a", text))
     return {f.key: f for f in audit(prof, current, KB, release)}
 
 
 def test_audit_verdicts(tmp_path):
-    text = '''
+    text = """
 [settings."net.ipv4.tcp_syn_retries"]
 value = 2
 accept = { max = 3 }
@@ -212,7 +232,7 @@ source = "ops"
 "net.ipv4.tcp_tw_recycle" = 0
 "net.ipv4.tcp_rto_max_ms" = 60000
 "net.ipv4.tcp_congestion_control" = "bbr"
-'''
+"""
     current = {
         "net.ipv4.tcp_syn_retries": "3",
         "net.ipv4.tcp_rmem": "4096\t131072\t33554432",
@@ -238,7 +258,13 @@ def test_audit_exit_codes(tmp_path):
     text = '[settings]\n"net.ipv4.tcp_syn_retries" = 6\n"net.ipv4.tcp_timestamps" = 1\n'
     ok = list(_audit(tmp_path, text, {"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_timestamps": "1"}).values())
     assert exit_code(ok) == 0 and {f.verdict for f in ok} == {"ok"}
-    warn = list(_audit(tmp_path, '[settings]\n"net.ipv4.tcp_syn_retries" = 6\n', {"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_timestamps": "0"}).values())
+    warn = list(
+        _audit(
+            tmp_path,
+            '[settings]\n"net.ipv4.tcp_syn_retries" = 6\n',
+            {"net.ipv4.tcp_syn_retries": "6", "net.ipv4.tcp_timestamps": "0"},
+        ).values()
+    )
     assert exit_code(warn) == 0 and exit_code(warn, strict=True) == 1
 
 
@@ -249,12 +275,27 @@ from hypothesis import strategies as st  # noqa: E402
 
 from tcptune.core.profile import parse_profile  # noqa: E402
 
-_FRAGMENTS = st.sampled_from([
-    'description = "x"\n', 'extends = "y"\n', "kernel = \">=4.12\"\n", "[settings]\n",
-    '"net.ipv4.tcp_syn_retries" = 2\n', '"net.ipv4.tcp_rmem" = [1, 2, 3]\n', '[settings."net.ipv4.tcp_timestamps"]\n',
-    "value = 0\n", "accept = { min = 1 }\n", 'reason = "r"\n', "accept = { one_of = [1, 2] }\n", "= = =\n",
-    '"../etc" = 1\n', "value = [1, 2]\n", "kernel_defaults = true\n", "required = 1\n", '"net.ipv4.tcp_x" = 1\n',
-])
+_FRAGMENTS = st.sampled_from(
+    [
+        'description = "x"\n',
+        'extends = "y"\n',
+        'kernel = ">=4.12"\n',
+        "[settings]\n",
+        '"net.ipv4.tcp_syn_retries" = 2\n',
+        '"net.ipv4.tcp_rmem" = [1, 2, 3]\n',
+        '[settings."net.ipv4.tcp_timestamps"]\n',
+        "value = 0\n",
+        "accept = { min = 1 }\n",
+        'reason = "r"\n',
+        "accept = { one_of = [1, 2] }\n",
+        "= = =\n",
+        '"../etc" = 1\n',
+        "value = [1, 2]\n",
+        "kernel_defaults = true\n",
+        "required = 1\n",
+        '"net.ipv4.tcp_x" = 1\n',
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -302,7 +343,7 @@ def test_findings_never_carry_a_secret_value():
 # -- risky values, global keys, unknown kernels ------------------------------------------
 
 KB2 = parse_kb(
-    '''
+    """
 [[param]]
 key = "net.ipv4.tcp_timestamps"
 type = "enum"
@@ -342,7 +383,7 @@ default = "0"
 removed = "4.12"
 meaning = "gone"
 source = "commit 4396e46187ca"
-'''
+"""
 )
 
 
@@ -355,11 +396,18 @@ def _kd(release):
 
 def test_risky_drift_is_flagged_for_json_and_strict():
     prof = _kd(V618)
-    cur = {"net.ipv4.tcp_timestamps": "0", "net.ipv4.tcp_challenge_ack_limit": "2147483647", "net.core.netdev_max_backlog": "1000"}
+    cur = {
+        "net.ipv4.tcp_timestamps": "0",
+        "net.ipv4.tcp_challenge_ack_limit": "2147483647",
+        "net.core.netdev_max_backlog": "1000",
+    }
     f = {x.key: x for x in audit(prof, cur, KB2, V618)}
     ts = f["net.ipv4.tcp_timestamps"]
     assert ts.verdict == "drift" and ts.risky and ts.risky_reason == "no PAWS" and ts.to_dict()["risky"] is True
-    assert not f["net.core.netdev_max_backlog"].risky and f["net.core.netdev_max_backlog"].to_dict()["risky_reason"] is None
+    assert (
+        not f["net.core.netdev_max_backlog"].risky
+        and f["net.core.netdev_max_backlog"].to_dict()["risky_reason"] is None
+    )
 
 
 def test_strict_fails_on_a_risky_value_outside_the_profile():
@@ -378,23 +426,36 @@ def test_an_older_kernels_risky_default_is_flagged_but_not_drift():
     assert c.verdict == "warning" and c.risky
     assert exit_code(quiet) == 0 and exit_code(quiet, strict=True) == 1
     loud = {x.key: x for x in audit(_kd(new), {"net.ipv4.tcp_challenge_ack_limit": "1000"}, KB2, new)}
-    assert loud["net.ipv4.tcp_challenge_ack_limit"].verdict == "drift" and loud["net.ipv4.tcp_challenge_ack_limit"].risky
+    assert (
+        loud["net.ipv4.tcp_challenge_ack_limit"].verdict == "drift" and loud["net.ipv4.tcp_challenge_ack_limit"].risky
+    )
 
 
 def test_absent_global_keys_are_not_noise_under_kernel_default():
     from tcptune.core.audit import hidden_global_keys
 
     prof = _kd(V618)
-    cur = {"net.ipv4.tcp_timestamps": "1", "net.ipv4.tcp_challenge_ack_limit": "2147483647", "net.core.netdev_max_backlog": None}
+    cur = {
+        "net.ipv4.tcp_timestamps": "1",
+        "net.ipv4.tcp_challenge_ack_limit": "2147483647",
+        "net.core.netdev_max_backlog": None,
+    }
     f = {x.key: x for x in audit(prof, cur, KB2, V618, source_kind="netns")}
-    assert "net.core.netdev_max_backlog" not in f and hidden_global_keys(prof, cur, KB2) == ["net.core.netdev_max_backlog"]
+    assert "net.core.netdev_max_backlog" not in f and hidden_global_keys(prof, cur, KB2) == [
+        "net.core.netdev_max_backlog"
+    ]
 
 
-@pytest.mark.parametrize("kind,needle", [("netns", "another namespace"), ("dump", "dump"), ("root", "root"), ("live", "initial network namespace")])
+@pytest.mark.parametrize(
+    "kind,needle",
+    [("netns", "another namespace"), ("dump", "dump"), ("root", "root"), ("live", "initial network namespace")],
+)
 def test_a_profile_naming_a_global_key_says_why_it_is_absent(tmp_path, kind, needle):
     from tcptune.core.profile import Profile, Setting
 
-    prof = Profile("p", "", "t", {"net.core.netdev_max_backlog": Setting("net.core.netdev_max_backlog", "4096", "r", "s")})
+    prof = Profile(
+        "p", "", "t", {"net.core.netdev_max_backlog": Setting("net.core.netdev_max_backlog", "4096", "r", "s")}
+    )
     (f,) = audit(prof, {"net.core.netdev_max_backlog": None}, KB2, V618, source_kind=kind)
     assert f.verdict == "unsupported" and needle in f.reason, f.reason
     if kind == "dump":
@@ -416,7 +477,7 @@ def test_unknown_kernel_version_does_not_call_keys_removed():
 # -- validation gaps: each of these used to pass `profiles validate` -----------------------
 
 KB3 = parse_kb(
-    '''
+    """
 [[param]]
 key = "net.ipv4.tcp_syn_retries"
 type = "int"
@@ -463,7 +524,7 @@ unit = "name"
 default = "cubic"
 meaning = "cc"
 source = "ip-sysctl.rst"
-'''
+"""
 )
 
 
@@ -489,20 +550,50 @@ SYN = '[settings."net.ipv4.tcp_syn_retries"]\nvalue = 2\n'
         (SYN + "accept = { min = 5, max = 3 }\n", ["accept.min 5 is above accept.max 3"], 3),
         (SYN + 'accept = { one_of = ["abc", 999] }\n', ["accept.one_of value 'abc' is not an integer"], 3),
         (SYN + "accept = { one_of = [2, 999] }\n", ["accept.one_of value 999 is out of range [1, 127]"], 3),
-        ('[settings."net.ipv4.tcp_rmem"]\nvalue = [4096, 131072, 6291456]\naccept = { min = 4096 }\n',
-         ["accept.min has 1 field(s) but tcp_rmem has 3", "min = [4096, 131072, 33554432]"], 3),
+        (
+            '[settings."net.ipv4.tcp_rmem"]\nvalue = [4096, 131072, 6291456]\naccept = { min = 4096 }\n',
+            ["accept.min has 1 field(s) but tcp_rmem has 3", "min = [4096, 131072, 33554432]"],
+            3,
+        ),
         (SYN + "accept = { max = [3, 4] }\n", ["accept.max is a list but tcp_syn_retries takes one integer"], 3),
-        ('[settings."net.ipv4.tcp_congestion_control"]\nvalue = "bbr"\naccept = { min = 1 }\n', ["is a string; use accept = { one_of"], 3),
-        ('[settings]\n"net.ipv4.ip_local_port_range" = "60000 1024"\n', ["kernel rejects a first field above the second"], 2),
-        ('[settings]\n"net.ipv4.tcp_syn_retries" = true\n', ["value true is a boolean, but tcp_syn_retries takes an integer"], 2),
+        (
+            '[settings."net.ipv4.tcp_congestion_control"]\nvalue = "bbr"\naccept = { min = 1 }\n',
+            ["is a string; use accept = { one_of"],
+            3,
+        ),
+        (
+            '[settings]\n"net.ipv4.ip_local_port_range" = "60000 1024"\n',
+            ["kernel rejects a first field above the second"],
+            2,
+        ),
+        (
+            '[settings]\n"net.ipv4.tcp_syn_retries" = true\n',
+            ["value true is a boolean, but tcp_syn_retries takes an integer"],
+            2,
+        ),
         ('[settings]\n"net.ipv4.tcp_rmem" = false\n', ["is a boolean"], 2),
         ('[settings."net.ipv4.tcp_syn_retries"]\nvalu = 2\n', ["unknown field 'valu'", "did you mean 'value'?"], 2),
         (SYN + "accept = { min = 3 }\n", ["value '2' is outside its own accept (>= 3)"], 3),
-        ('# the retries, see net.ipv4.tcp_syn_retries below\n# kernel = ">=4.12" would be nice\n\n[settings]\n"net.ipv4.tcp_syn_retries" = 500\n',
-         ["out of range [1, 127]"], 5),
-        ('# kernel = "old" is a comment\ndescription = "x"\nkernel = ">>6.1"\n[settings]\n"net.ipv4.tcp_sack" = 1\n', ["kernel range"], 3),
-        ('description = "x"\n\nextends = "nope"\n[settings]\n"net.ipv4.tcp_sack" = 1\n', ["extends 'nope'", "no profile named 'nope'"], 3),
-        ('extends = "./missing.toml"\n[settings]\n"net.ipv4.tcp_sack" = 1\n', ["extends './missing.toml'", "no such profile file"], 1),
+        (
+            '# the retries, see net.ipv4.tcp_syn_retries below\n# kernel = ">=4.12" would be nice\n\n[settings]\n"net.ipv4.tcp_syn_retries" = 500\n',
+            ["out of range [1, 127]"],
+            5,
+        ),
+        (
+            '# kernel = "old" is a comment\ndescription = "x"\nkernel = ">>6.1"\n[settings]\n"net.ipv4.tcp_sack" = 1\n',
+            ["kernel range"],
+            3,
+        ),
+        (
+            'description = "x"\n\nextends = "nope"\n[settings]\n"net.ipv4.tcp_sack" = 1\n',
+            ["extends 'nope'", "no profile named 'nope'"],
+            3,
+        ),
+        (
+            'extends = "./missing.toml"\n[settings]\n"net.ipv4.tcp_sack" = 1\n',
+            ["extends './missing.toml'", "no such profile file"],
+            1,
+        ),
     ],
 )
 def test_validation_gaps_are_errors_with_the_right_line(tmp_path, text, needles, line):
@@ -510,7 +601,10 @@ def test_validation_gaps_are_errors_with_the_right_line(tmp_path, text, needles,
 
 
 def test_valid_forms_still_pass(tmp_path):
-    p = write(tmp_path, "ok", '''
+    p = write(
+        tmp_path,
+        "ok",
+        """
 [settings."net.ipv4.tcp_sack"]
 value = true
 [settings."net.ipv4.ip_local_port_range"]
@@ -522,11 +616,14 @@ accept = { one_of = [2, 3] }
 [settings."net.ipv4.tcp_rmem"]
 value = "4096 131072 6291456"
 accept = { min = [4096, 131072, 131072] }
-''')
+""",
+    )
     prof = load_profile(str(p), kb=KB3, kernel_release=V618, search_dirs=[tmp_path])
     assert prof.settings["net.ipv4.tcp_sack"].value == "1"
     assert prof.settings["net.ipv4.tcp_syn_retries"].accept.one_of == ("2", "3")
-    equal = write(tmp_path, "eq", '[settings]\n"net.ipv4.ip_local_port_range" = "40000 40000"\n')  # the kernel allows low == high
+    equal = write(
+        tmp_path, "eq", '[settings]\n"net.ipv4.ip_local_port_range" = "40000 40000"\n'
+    )  # the kernel allows low == high
     assert load_profile(str(equal), kb=KB3, kernel_release=V618, search_dirs=[tmp_path]).settings
 
 
@@ -536,14 +633,26 @@ def test_a_user_profile_can_extend_the_builtin_it_shadows(tmp_path):
     user, site = tmp_path / "user", tmp_path / "site"
     user.mkdir()
     site.mkdir()
-    (site / "base.toml").write_text('description = "site"\n[settings]\n"net.ipv4.tcp_syn_retries" = 3\n"net.ipv4.tcp_timestamps" = 1\n')
-    (user / "base.toml").write_text('description = "mine"\nextends = "base"\n[settings]\n"net.ipv4.tcp_syn_retries" = 2\n')
+    (site / "base.toml").write_text(
+        'description = "site"\n[settings]\n"net.ipv4.tcp_syn_retries" = 3\n"net.ipv4.tcp_timestamps" = 1\n'
+    )
+    (user / "base.toml").write_text(
+        'description = "mine"\nextends = "base"\n[settings]\n"net.ipv4.tcp_syn_retries" = 2\n'
+    )
     prof = load_profile("base", kb=KB, kernel_release=V618, search_dirs=[user, site])
     assert prof.description == "mine" and prof.origin == str(user / "base.toml")
     assert prof.chain == ("base", "base")
-    assert {k: s.value for k, s in prof.settings.items()} == {"net.ipv4.tcp_syn_retries": "2", "net.ipv4.tcp_timestamps": "1"}
+    assert {k: s.value for k, s in prof.settings.items()} == {
+        "net.ipv4.tcp_syn_retries": "2",
+        "net.ipv4.tcp_timestamps": "1",
+    }
     # the same, given by path
-    assert load_profile(str(user / "base.toml"), kb=KB, kernel_release=V618, search_dirs=[user, site]).settings["net.ipv4.tcp_timestamps"].value == "1"
+    assert (
+        load_profile(str(user / "base.toml"), kb=KB, kernel_release=V618, search_dirs=[user, site])
+        .settings["net.ipv4.tcp_timestamps"]
+        .value
+        == "1"
+    )
     # nothing below it: a clear error at the extends line, not a cycle
     with pytest.raises(TcptuneError, match=r"base\.toml:2: extends 'base': no profile named 'base'"):
         load_profile("base", kb=KB, kernel_release=V618, search_dirs=[user])
@@ -552,7 +661,9 @@ def test_a_user_profile_can_extend_the_builtin_it_shadows(tmp_path):
 def test_user_web_server_extends_the_builtin_web_server(tmp_path):
     from tcptune.kernel.kb import load_kb
 
-    (tmp_path / "web-server.toml").write_text('description = "mine"\nextends = "web-server"\n[settings]\n"net.ipv4.tcp_fin_timeout" = 20\n')
+    (tmp_path / "web-server.toml").write_text(
+        'description = "mine"\nextends = "web-server"\n[settings]\n"net.ipv4.tcp_fin_timeout" = 20\n'
+    )
     prof = load_profile("web-server", kb=load_kb(), kernel_release=V618, search_dirs=[tmp_path])
     assert prof.settings["net.ipv4.tcp_fin_timeout"].value == "20" and "net.core.somaxconn" in prof.settings
     assert prof.chain == ("web-server", "web-server")

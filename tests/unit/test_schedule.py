@@ -75,8 +75,14 @@ def test_tcp_rto_max_ms_is_rounded_up_to_jiffies(hz, ms):
 # The reviewer's measurement (6.18, HZ=250, tcp_syn_retries=2, linear 4, tcp_rto_max_ms=2020):
 # time cap 3 + 2.02 = 5.02 s; SYNs retransmitted at 1.007, 2.031, 3.055, 4.079 and ETIMEDOUT
 # at 5.107 s: the 5th expiry came 107 ms after its ideal 5 s, past the cap.
-REVIEWER_2_4_2020 = [ev(0, "syn"), ev(1.007, "syn_retransmit", 1), ev(2.031, "syn_retransmit", 2),
-                     ev(3.055, "syn_retransmit", 3), ev(4.079, "syn_retransmit", 4), ev(5.107, "connect_timeout")]
+REVIEWER_2_4_2020 = [
+    ev(0, "syn"),
+    ev(1.007, "syn_retransmit", 1),
+    ev(2.031, "syn_retransmit", 2),
+    ev(3.055, "syn_retransmit", 3),
+    ev(4.079, "syn_retransmit", 4),
+    ev(5.107, "connect_timeout"),
+]
 
 
 def test_time_cap_inside_the_accumulated_timer_slack_is_ambiguous():
@@ -90,7 +96,9 @@ def test_time_cap_inside_the_accumulated_timer_slack_is_ambiguous():
     assert c.verdict == "matches" and c.alternative == 0, c.rows
     assert S.compare(p.events, REVIEWER_2_4_2020, TOL).verdict == "differs"  # the old, single-timeline check
     # timers ~1 ms late each: 5 ms in all < the 20 ms that would reach the cap -> a 5th retransmission
-    punctual = [ev(0, "syn")] + [ev(k + k / 1000, "syn_retransmit", k) for k in range(1, 6)] + [ev(7.03, "connect_timeout")]
+    punctual = (
+        [ev(0, "syn")] + [ev(k + k / 1000, "syn_retransmit", k) for k in range(1, 6)] + [ev(7.03, "connect_timeout")]
+    )
     c = S.compare_prediction(p, punctual, TOL)
     assert c.verdict == "matches" and c.alternative is None
     never = REVIEWER_2_4_2020[:3] + [ev(3.1, "connect_timeout")]
@@ -122,8 +130,13 @@ def _kernel_syn(retries, lin, cap_ms, hz, lateness):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(1, 15), st.integers(0, 6), st.sampled_from([1000, 1500, 2020, 2500, 3000, 5000, 10000, 120000]),
-       st.sampled_from([250, 1000]), st.lists(st.floats(0.01, 1.0), min_size=1, max_size=8))
+@given(
+    st.integers(1, 15),
+    st.integers(0, 6),
+    st.sampled_from([1000, 1500, 2020, 2500, 3000, 5000, 10000, 120000]),
+    st.sampled_from([250, 1000]),
+    st.lists(st.floats(0.01, 1.0), min_size=1, max_size=8),
+)
 def test_every_outcome_a_late_kernel_can_reach_is_predicted(retries, lin, cap_ms, hz, lateness):
     retx, gave_up_at = _kernel_syn(retries, lin, cap_ms, hz, lateness)
     p = S.predict_syn(retries, lin, cap_ms / 1000, hz=hz)
@@ -211,8 +224,12 @@ def test_synack_rto_max_rule_is_unverified_after_6_18():
     (alt,) = p.alternatives
     assert times(alt, "synack_retransmit") == [1, 3] and alt.give_up == 5.0
     assert any("unverified" in n for n in p.notes)
-    capped = [ev(0, "synack"), ev(1.01, "synack_retransmit", 1), ev(3.02, "synack_retransmit", 2),
-              ev(5.05, "request_dropped")]
+    capped = [
+        ev(0, "synack"),
+        ev(1.01, "synack_retransmit", 1),
+        ev(3.02, "synack_retransmit", 2),
+        ev(5.05, "request_dropped"),
+    ]
     c = S.compare_prediction(p, capped, TOL)
     assert c.verdict == "matches" and c.alternative == 0
     # tcp_rto_max_ms at 120 s changes nothing: no alternative, but the note still says so
@@ -308,8 +325,10 @@ def test_fin_timeout_full_timewait_table_closes_the_orphan_at_once():
     assert S.predict_fin_timeout(61, 0.204, tw_count=0, max_tw_buckets=0).give_up == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("count,limit,full", [(0, 0, True), (5, 5, True), (4, 5, False), (0, -1, False),
-                                              (10**6, -1, False), (None, 0, False), (3, None, False)])
+@pytest.mark.parametrize(
+    "count,limit,full",
+    [(0, 0, True), (5, 5, True), (4, 5, False), (0, -1, False), (10**6, -1, False), (None, 0, False), (3, None, False)],
+)
 def test_tw_table_full(count, limit, full):
     # inet_twsk_alloc(): count >= limit, compared unsigned (negative = no limit; measured with -1)
     assert S.tw_table_full(count, limit) is full
@@ -372,8 +391,16 @@ def test_tw_reuse_notes_loopback_only_and_explicit_bind():
 # -- timer slack ----------------------------------------------------------------
 @pytest.mark.parametrize(
     "delay,hz,slack",
-    [(1, 250, 0.032), (2, 250, 0.032), (4, 250, 0.256), (16, 250, 0.256), (32, 250, 2.048), (1, 1000, 0.064),
-     (0.1, 1000, 0.008), (0.04, 1000, 0.001)],
+    [
+        (1, 250, 0.032),
+        (2, 250, 0.032),
+        (4, 250, 0.256),
+        (16, 250, 0.256),
+        (32, 250, 2.048),
+        (1, 1000, 0.064),
+        (0.1, 1000, 0.008),
+        (0.04, 1000, 0.001),
+    ],
 )
 def test_timer_slack(delay, hz, slack):
     assert S.timer_slack(delay, hz) == pytest.approx(slack)
@@ -390,7 +417,6 @@ def test_optional_event_is_checked_only_when_seen():
     assert S.compare_prediction(p, gone, TOL).verdict == "matches"
     late_ack = [ev(0, "fin"), ev(0.5, "fin_acked"), ev(0.5, "fin_wait2_expired")]
     assert S.compare_prediction(p, late_ack, TOL).verdict == "differs"
-
 
 
 def test_compare_matches_with_late_timer_events():

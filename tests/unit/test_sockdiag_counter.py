@@ -30,8 +30,17 @@ SEQ, PORTID = 0x2345_6789, 4242
 STATES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11]  # all but LISTEN, which has its own dump
 
 
-def msg(state: int, length: int = 124, *, sport: int = 80, rtype: int = TCPDIAG_GETSOCK, seq: int = SEQ,
-        flags: int = NLM_F_MULTI, family: int = 2, body: bytes = b"") -> bytes:
+def msg(
+    state: int,
+    length: int = 124,
+    *,
+    sport: int = 80,
+    rtype: int = TCPDIAG_GETSOCK,
+    seq: int = SEQ,
+    flags: int = NLM_F_MULTI,
+    family: int = 2,
+    body: bytes = b"",
+) -> bytes:
     hdr = struct.pack("=IHHII", length, rtype, flags, seq, PORTID)
     diag = struct.pack("=BBBB", family, state, 0, 0) + struct.pack(">HH", sport, 40000)
     rest = length - len(hdr) - len(diag)
@@ -94,8 +103,9 @@ def test_a_buffer_that_does_not_frame_is_parsed_message_by_message():
 
 
 def test_per_family_reply_type_is_matched_too():
-    table, c = count([msg(1, rtype=SOCK_DIAG_BY_FAMILY) + msg(8, rtype=SOCK_DIAG_BY_FAMILY, family=10)],
-                     rtype=SOCK_DIAG_BY_FAMILY)
+    table, c = count(
+        [msg(1, rtype=SOCK_DIAG_BY_FAMILY) + msg(8, rtype=SOCK_DIAG_BY_FAMILY, family=10)], rtype=SOCK_DIAG_BY_FAMILY
+    )
     assert dict(table.counts) == {1: 1, 8: 1} and c.exact_buffers == 0
 
 
@@ -106,9 +116,19 @@ def test_truncated_buffer_is_a_clear_error_not_a_wrong_count():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(STATES + [12]), st.integers(22, 64).map(lambda w: 4 * w),
-                          st.integers(0, 65535), st.binary(max_size=40)), min_size=1, max_size=60),
-       st.integers(1, 4))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(STATES + [12]),
+            st.integers(22, 64).map(lambda w: 4 * w),
+            st.integers(0, 65535),
+            st.binary(max_size=40),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.integers(1, 4),
+)
 def test_any_mix_of_lengths_and_bodies_counts_exactly(messages, pieces):
     truth, ports, msgs = Counter(), Counter(), []
     for state, length, port, body in messages:

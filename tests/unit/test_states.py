@@ -9,29 +9,64 @@ from collections import Counter
 import pytest
 
 from tcptune.kernel.states import (
-    ALL_STATES_MASK, STATE_NAMES, TCP_NEW_SYN_RECV, TcpState, parse_state_name, state_from_kernel, states_mask,
+    ALL_STATES_MASK,
+    STATE_NAMES,
+    TCP_NEW_SYN_RECV,
+    TcpState,
+    parse_state_name,
+    state_from_kernel,
+    states_mask,
 )
 from tcptune.core.procfs import TcpRow
 from tcptune.core.socket_summary import (
-    NO_OWNER, UNKNOWN_OWNER, ListenerInfo, Summary, bar, build_report, check_warnings, histogram_rows,
-    normalize_counts, resolve_process_groups, summarize_rows,
+    NO_OWNER,
+    UNKNOWN_OWNER,
+    ListenerInfo,
+    Summary,
+    bar,
+    build_report,
+    check_warnings,
+    histogram_rows,
+    normalize_counts,
+    resolve_process_groups,
+    summarize_rows,
 )
 
 
 def test_kernel_numbers_match_tcp_states_h():
     assert [(s.name, int(s)) for s in TcpState] == [
-        ("ESTABLISHED", 1), ("SYN_SENT", 2), ("SYN_RECV", 3), ("FIN_WAIT1", 4), ("FIN_WAIT2", 5), ("TIME_WAIT", 6),
-        ("CLOSE", 7), ("CLOSE_WAIT", 8), ("LAST_ACK", 9), ("LISTEN", 10), ("CLOSING", 11)]
+        ("ESTABLISHED", 1),
+        ("SYN_SENT", 2),
+        ("SYN_RECV", 3),
+        ("FIN_WAIT1", 4),
+        ("FIN_WAIT2", 5),
+        ("TIME_WAIT", 6),
+        ("CLOSE", 7),
+        ("CLOSE_WAIT", 8),
+        ("LAST_ACK", 9),
+        ("LISTEN", 10),
+        ("CLOSING", 11),
+    ]
     assert state_from_kernel(TCP_NEW_SYN_RECV) is TcpState.SYN_RECV
     assert state_from_kernel(13) is None and state_from_kernel(0) is None
     assert ALL_STATES_MASK == 0b111111111110
     assert states_mask([TcpState.LISTEN]) == 1 << 10 and states_mask([]) == ALL_STATES_MASK
 
 
-@pytest.mark.parametrize("text,state", [
-    ("ESTAB", TcpState.ESTABLISHED), ("established", TcpState.ESTABLISHED), ("fin-wait-1", TcpState.FIN_WAIT1),
-    ("FIN_WAIT1", TcpState.FIN_WAIT1), ("finwait2", TcpState.FIN_WAIT2), ("time-wait", TcpState.TIME_WAIT),
-    ("SYN-RECV", TcpState.SYN_RECV), ("UNCONN", TcpState.CLOSE), (" close_wait ", TcpState.CLOSE_WAIT)])
+@pytest.mark.parametrize(
+    "text,state",
+    [
+        ("ESTAB", TcpState.ESTABLISHED),
+        ("established", TcpState.ESTABLISHED),
+        ("fin-wait-1", TcpState.FIN_WAIT1),
+        ("FIN_WAIT1", TcpState.FIN_WAIT1),
+        ("finwait2", TcpState.FIN_WAIT2),
+        ("time-wait", TcpState.TIME_WAIT),
+        ("SYN-RECV", TcpState.SYN_RECV),
+        ("UNCONN", TcpState.CLOSE),
+        (" close_wait ", TcpState.CLOSE_WAIT),
+    ],
+)
 def test_state_spellings(text, state):
     assert parse_state_name(text) is state
 
@@ -46,8 +81,15 @@ def row(state, lport=80, peer="10.0.0.1", inode=1):
 
 
 def test_summarize_rows_groups_and_orphans():
-    rows = [row(1), row(1, peer="10.0.0.9"), row(TCP_NEW_SYN_RECV, inode=0), row(3, inode=0),
-            row(5, inode=0), row(5, inode=7), row(10, lport=80, peer="0.0.0.0", inode=9)]
+    rows = [
+        row(1),
+        row(1, peer="10.0.0.9"),
+        row(TCP_NEW_SYN_RECV, inode=0),
+        row(3, inode=0),
+        row(5, inode=0),
+        row(5, inode=7),
+        row(10, lport=80, peer="0.0.0.0", inode=9),
+    ]
     s = summarize_rows(rows, "peer")
     assert s.counts[TcpState.ESTABLISHED] == 2 and s.counts[TcpState.SYN_RECV] == 2
     assert set(s.counts) == set(TcpState)
@@ -62,8 +104,9 @@ def test_summarize_rows_groups_and_orphans():
 def test_process_groups_resolve_owners():
     groups = Counter({(TcpState.ESTABLISHED, 11): 2, (TcpState.TIME_WAIT, 0): 5, (TcpState.ESTABLISHED, 99): 1})
     out = resolve_process_groups(groups, {11: (42, "nginx")})
-    assert out == Counter({(TcpState.ESTABLISHED, (42, "nginx")): 2, (TcpState.TIME_WAIT, NO_OWNER): 5,
-                           (TcpState.ESTABLISHED, None): 1})
+    assert out == Counter(
+        {(TcpState.ESTABLISHED, (42, "nginx")): 2, (TcpState.TIME_WAIT, NO_OWNER): 5, (TcpState.ESTABLISHED, None): 1}
+    )
     s = Summary("t", normalize_counts({1: 3, 6: 5}), out)
     report = build_report(s, [], "process")
     keys = [g["key"] for g in report["groups"]]
@@ -71,8 +114,14 @@ def test_process_groups_resolve_owners():
     assert report["groups"][1]["pid"] == 42 and report["groups"][1]["name"] == "nginx"
 
 
-SETTINGS = {"net.ipv4.tcp_max_tw_buckets": "1000", "net.ipv4.tcp_syncookies": "1", "net.ipv4.tcp_max_orphans": "100",
-            "net.ipv4.tcp_max_syn_backlog": "128", "net.core.somaxconn": "4096", "net.ipv4.tcp_fin_timeout": "60"}
+SETTINGS = {
+    "net.ipv4.tcp_max_tw_buckets": "1000",
+    "net.ipv4.tcp_syncookies": "1",
+    "net.ipv4.tcp_max_orphans": "100",
+    "net.ipv4.tcp_max_syn_backlog": "128",
+    "net.core.somaxconn": "4096",
+    "net.ipv4.tcp_fin_timeout": "60",
+}
 
 
 def keys_of(ws):
@@ -93,16 +142,24 @@ def test_time_wait_near_max_tw_buckets():
 
 
 def test_syn_recv_fills_listen_backlog_and_syncookies_off():
-    s = Summary("t", normalize_counts({3: 70}), listeners=[ListenerInfo("0.0.0.0", 443, 0, 128)],
-                syn_recv_by_port=Counter({443: 70}))
+    s = Summary(
+        "t",
+        normalize_counts({3: 70}),
+        listeners=[ListenerInfo("0.0.0.0", 443, 0, 128)],
+        syn_recv_by_port=Counter({443: 70}),
+    )
     assert keys_of(check_warnings(s, SETTINGS)) == ["net.core.somaxconn"]
     ws = check_warnings(s, {**SETTINGS, "net.ipv4.tcp_syncookies": "0"})
     assert keys_of(ws) == ["net.core.somaxconn", "net.ipv4.tcp_syncookies"]
     assert "port 443" in ws[1].message and "tcp_max_syn_backlog=128" in ws[1].message
     capped = check_warnings(s, {**SETTINGS, "net.core.somaxconn": "128"})
     assert "capped by net.core.somaxconn=128" in capped[0].message
-    small = Summary("t", normalize_counts({3: 10}), listeners=[ListenerInfo("0.0.0.0", 443, 0, 16)],
-                    syn_recv_by_port=Counter({443: 10}))
+    small = Summary(
+        "t",
+        normalize_counts({3: 10}),
+        listeners=[ListenerInfo("0.0.0.0", 443, 0, 16)],
+        syn_recv_by_port=Counter({443: 10}),
+    )
     assert check_warnings(small, SETTINGS) == []  # fewer than MIN_PENDING
 
 

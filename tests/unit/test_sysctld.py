@@ -25,16 +25,18 @@ KEY = "net.ipv4.tcp_syn_retries"
 
 
 def test_files_sorted_by_name_across_directories_and_sysctl_conf_last():
-    ordered, hidden = order_config_files([
-        SYSCTL_CONF,
-        "/usr/lib/sysctl.d/50-default.conf",
-        "/etc/sysctl.d/20-local.conf",
-        "/run/sysctl.d/60-run.conf",
-        "/lib/sysctl.d/10-old.conf",
-        "/usr/local/lib/sysctl.d/55-local.conf",
-        "/etc/sysctl.d/README",  # not *.conf: never read
-        "/etc/other/99.conf",  # not a sysctl.d directory
-    ])
+    ordered, hidden = order_config_files(
+        [
+            SYSCTL_CONF,
+            "/usr/lib/sysctl.d/50-default.conf",
+            "/etc/sysctl.d/20-local.conf",
+            "/run/sysctl.d/60-run.conf",
+            "/lib/sysctl.d/10-old.conf",
+            "/usr/local/lib/sysctl.d/55-local.conf",
+            "/etc/sysctl.d/README",  # not *.conf: never read
+            "/etc/other/99.conf",  # not a sysctl.d directory
+        ]
+    )
     assert ordered == [
         "/lib/sysctl.d/10-old.conf",
         "/etc/sysctl.d/20-local.conf",
@@ -47,9 +49,14 @@ def test_files_sorted_by_name_across_directories_and_sysctl_conf_last():
 
 
 def test_same_name_etc_hides_run_hides_usr_lib():
-    ordered, hidden = order_config_files([
-        "/usr/lib/sysctl.d/50-x.conf", "/run/sysctl.d/50-x.conf", "/etc/sysctl.d/50-x.conf", "/lib/sysctl.d/50-x.conf",
-    ])
+    ordered, hidden = order_config_files(
+        [
+            "/usr/lib/sysctl.d/50-x.conf",
+            "/run/sysctl.d/50-x.conf",
+            "/etc/sysctl.d/50-x.conf",
+            "/lib/sysctl.d/50-x.conf",
+        ]
+    )
     assert ordered == ["/etc/sysctl.d/50-x.conf"]
     assert set(hidden) == {"/usr/lib/sysctl.d/50-x.conf", "/run/sysctl.d/50-x.conf", "/lib/sysctl.d/50-x.conf"}
     ordered, hidden = order_config_files(["/usr/lib/sysctl.d/50-x.conf", "/run/sysctl.d/50-x.conf"])
@@ -68,7 +75,11 @@ def test_override_in_a_later_file_in_etc():
 def test_usr_lib_file_with_a_later_name_beats_etc():
     # The directory only decides between files of the same *name*; a vendor file in
     # /usr/lib named 99-... is read after /etc/sysctl.d/90-tcptune.conf and wins.
-    files = [(OWN, f"{KEY} = 4\n"), ("/usr/lib/sysctl.d/99-vendor.conf", f"{KEY} = 6\n"), ("/usr/lib/sysctl.d/50-default.conf", f"{KEY} = 5\n")]
+    files = [
+        (OWN, f"{KEY} = 4\n"),
+        ("/usr/lib/sysctl.d/99-vendor.conf", f"{KEY} = 6\n"),
+        ("/usr/lib/sysctl.d/50-default.conf", f"{KEY} = 5\n"),
+    ]
     state = compute_boot_state(files)
     assert state.values[KEY].path == "/usr/lib/sysctl.d/99-vendor.conf"
     assert [o.winner.value for o in find_overrides(state, OWN)] == ["6"]
@@ -107,7 +118,12 @@ def test_globs_explicit_keys_and_exclusions():
         (OWN, "net.ipv4.conf.eth0.rp_filter = 1\n"),
         ("/etc/sysctl.d/99-late.conf", "net.ipv4.conf.e*.rp_filter = 0\n"),
     ]
-    keys = ["net.ipv4.conf.eth0.rp_filter", "net.ipv4.conf.lo.rp_filter", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.ens3.rp_filter"]
+    keys = [
+        "net.ipv4.conf.eth0.rp_filter",
+        "net.ipv4.conf.lo.rp_filter",
+        "net.ipv4.conf.all.rp_filter",
+        "net.ipv4.conf.ens3.rp_filter",
+    ]
     state = compute_boot_state(files, keys)
     # An explicit assignment anywhere takes the key out of every glob (sysctl.d(5)).
     assert state.values["net.ipv4.conf.eth0.rp_filter"].value == "1"
@@ -124,7 +140,10 @@ def test_slash_separated_keys_and_ignore_failure_prefix():
 
 
 def test_a_bad_line_in_another_file_is_skipped_with_a_warning():
-    files = [("/etc/sysctl.d/10-broken.conf", f"this is not sysctl\n{KEY} = 5\n"), (OWN, "net.ipv4.tcp_fin_timeout = 20\n")]
+    files = [
+        ("/etc/sysctl.d/10-broken.conf", f"this is not sysctl\n{KEY} = 5\n"),
+        (OWN, "net.ipv4.tcp_fin_timeout = 20\n"),
+    ]
     state = compute_boot_state(files)
     assert state.values[KEY].where == "/etc/sysctl.d/10-broken.conf:2"
     assert len(state.warnings) == 1 and state.warnings[0].startswith("/etc/sysctl.d/10-broken.conf:1:")
@@ -133,7 +152,9 @@ def test_a_bad_line_in_another_file_is_skipped_with_a_warning():
 def test_render_own_file_round_trips_through_the_sysctl_parser():
     text = render_own_file(
         [(KEY, "4", "fail fast\n# sneaky second line"), ("net.ipv4.tcp_rmem", "4096\t131072  6291456", "")],
-        profile="web", origin="built-in", version="0.1.0",
+        profile="web",
+        origin="built-in",
+        version="0.1.0",
     )
     parsed = parse_sysctl_lines(text, OWN, conf=True)
     assert [(p.key, p.value) for p in parsed] == [(KEY, "4"), ("net.ipv4.tcp_rmem", "4096 131072 6291456")]
@@ -190,14 +211,26 @@ def test_names_sort_in_byte_order_like_strcmp():
 def test_own_file_path_rules():
     assert own_file_path_problem(OWN) is None
     assert own_file_path_problem("/usr/lib/sysctl.d/90-tcptune.conf") is None
-    for bad in ("/etc/passwd", SYSCTL_CONF, "/etc/sysctl.d/../passwd", "/etc/sysctl.d//x.conf", "/etc/sysctl.d/.x.conf",
-                "/etc/sysctl.d/x", "/etc/sysctl.d/.conf", "etc/sysctl.d/x.conf", "/etc/sysctl.d/sub/x.conf", "/etc/sysctl.d/x\x00.conf"):
+    for bad in (
+        "/etc/passwd",
+        SYSCTL_CONF,
+        "/etc/sysctl.d/../passwd",
+        "/etc/sysctl.d//x.conf",
+        "/etc/sysctl.d/.x.conf",
+        "/etc/sysctl.d/x",
+        "/etc/sysctl.d/.conf",
+        "etc/sysctl.d/x.conf",
+        "/etc/sysctl.d/sub/x.conf",
+        "/etc/sysctl.d/x\x00.conf",
+    ):
         assert own_file_path_problem(bad), bad
     assert is_own_file_text(render_own_file([(KEY, "4", "")], profile="p", origin="o", version="1"))
     assert not is_own_file_text(f"{KEY} = 4\n") and not is_own_file_text(None)
 
 
-_dirs = st.sampled_from(["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"])
+_dirs = st.sampled_from(
+    ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"]
+)
 _names = st.sampled_from(["10-a.conf", "50-b.conf", "90-tcptune.conf", "99-z.conf", ".hidden.conf"])
 _keys = st.sampled_from([KEY, "net.ipv4.tcp_fin_timeout", "net.core.somaxconn"])
 _line = st.one_of(
@@ -220,7 +253,13 @@ def test_boot_value_is_the_last_assignment_in_load_order(files, conf_lines, load
     # Reference model: walk names in order, pick the most important dir holding each name;
     # systemd skips dotfiles and /etc/sysctl.conf, procps reads /etc/sysctl.conf last.
     rank = ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"]
-    names = sorted({p.rsplit("/", 1)[1] for p in texts if p != SYSCTL_CONF and not (loader == SYSTEMD and p.rsplit("/", 1)[1].startswith("."))})
+    names = sorted(
+        {
+            p.rsplit("/", 1)[1]
+            for p in texts
+            if p != SYSCTL_CONF and not (loader == SYSTEMD and p.rsplit("/", 1)[1].startswith("."))
+        }
+    )
     order = [next(f"{d}/{n}" for d in rank if f"{d}/{n}" in texts) for n in names]
     if SYSCTL_CONF in texts and loader == PROCPS:
         order.append(SYSCTL_CONF)

@@ -140,7 +140,13 @@ def test_write_own_file_is_atomic_0644_and_removable(tmp_path):
 def test_paths_cannot_escape_the_root(tmp_path):
     inner = tmp_path / "root"
     inner.mkdir()
-    for bad in ("/../../etc/sysctl.d/x.conf", "/etc/sysctl.d/\x00.conf", "/etc/passwd", "/etc/sysctl.conf", "/etc/sysctl.d/.x.conf"):
+    for bad in (
+        "/../../etc/sysctl.d/x.conf",
+        "/etc/sysctl.d/\x00.conf",
+        "/etc/passwd",
+        "/etc/sysctl.conf",
+        "/etc/sysctl.d/.x.conf",
+    ):
         with pytest.raises(TcptuneError) as ei:
             write_own_file(inner, bad, "net.core.somaxconn = 1\n")
         assert ei.value.exit_code == 2
