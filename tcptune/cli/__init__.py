@@ -11,9 +11,8 @@ import importlib
 import os
 import sys
 
-from tcptune.errors import ExitCode, TcptuneError
-
 from tcptune.cli._app import app
+from tcptune.errors import ExitCode, TcptuneError
 
 # Each module adds its commands to `app` when imported.  One name per command group.
 COMMAND_MODULES = (

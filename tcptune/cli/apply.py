@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,7 +20,7 @@ from tcptune.errors import ExitCode, TcptuneError
 STATE_PANEL = "State and persistence"
 
 StateDirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--state-dir",
         metavar="DIR",
@@ -69,8 +69,8 @@ def _release(host):
 
 
 def _load_profile(spec: str, host):
-    from tcptune.kernel.kb import load_kb
     from tcptune.core.profile import load_profile
+    from tcptune.kernel.kb import load_kb
 
     return load_profile(spec, kb=load_kb(), kernel_release=_release(host), known_keys=host.list_sysctls())
 
@@ -112,9 +112,9 @@ def _print_plan(plan, header: str) -> None:
 def _persist_preview(profile, plan, persist_root: Path, persist_file: str):
     """(file text, BootState with that text in place, [override], problem or None) — nothing written."""
     from tcptune import __version__
-    from tcptune.host.sysctld_files import boot_state
-    from tcptune.core.plan import MISSING
     from tcptune.core.boot_precedence import find_overrides, own_file_problem, render_own_file
+    from tcptune.core.plan import MISSING
+    from tcptune.host.sysctld_files import boot_state
 
     text = render_own_file(
         [(c.key, c.new, c.reason) for c in plan if c.status != MISSING],
@@ -146,7 +146,7 @@ def apply_cmd(
     netns: NetnsOpt = None,
     state_dir: StateDirOpt = None,
     persist_root: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--persist-root",
             metavar="DIR",
@@ -379,7 +379,7 @@ def apply_cmd(
 @app.command("rollback")
 def rollback_cmd(
     snapshot: Annotated[
-        Optional[str],
+        str | None,
         typer.Argument(metavar="[SNAPSHOT]", help="Snapshot id (see `tcptune snapshots`); default: the latest."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be restored and stop.")] = False,

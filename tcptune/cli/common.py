@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -46,7 +46,7 @@ def _root_arg(value: str) -> Path:
 
 
 RootOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--root",
         metavar="DIR",
@@ -56,7 +56,7 @@ RootOpt = Annotated[
     ),
 ]
 SysctlDumpOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--sysctl-dump",
         metavar="FILE|-",
@@ -66,7 +66,7 @@ SysctlDumpOpt = Annotated[
     ),
 ]
 NetnsOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--netns",
         metavar="NAME|PID|PATH",
@@ -104,7 +104,7 @@ def read_dump_text(spec: str) -> tuple[str, str]:
         raise TcptuneError(f"{label}: not UTF-8 text (byte {exc.start})", ExitCode.BAD_INPUT) from exc
 
 
-def open_source(root: Optional[Path] = None, sysctl_dump: Optional[str] = None, netns: Optional[str] = None):
+def open_source(root: Path | None = None, sysctl_dump: str | None = None, netns: str | None = None):
     """Build the Host (or DumpHost) a command reads from, entering --netns first."""
     given = [
         name for name, v in (("--root", root), ("--sysctl-dump", sysctl_dump), ("--netns", netns)) if v is not None

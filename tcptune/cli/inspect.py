@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from tcptune.cli._app import app
 from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, emit_json, open_source
-from tcptune.errors import ExitCode, TcptuneError
 from tcptune.core.keys import SECRET_KEYS
+from tcptune.errors import ExitCode, TcptuneError
 
 
 def _release(host):
@@ -44,7 +44,7 @@ def _matches(key: str, patterns: list[str]) -> bool:
 @app.command("show")
 def show(
     patterns: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Argument(
             metavar="[PATTERN]...",
             help="Only keys containing PATTERN, or matching a glob like 'tcp_keepalive_*'.",
@@ -67,9 +67,8 @@ def show(
 
     Examples: tcptune show keepalive;  tcptune show 'tcp_*mem' --json
     """
-    from tcptune.kernel.kb import load_kb
-
     from tcptune.cli.common import require_tcp_keys, unknown_release_note
+    from tcptune.kernel.kb import load_kb
 
     host = open_source(root, sysctl_dump, netns)
     require_tcp_keys(host)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,7 +28,7 @@ probe_app = typer.Typer(
 app.add_typer(probe_app, name="probe")
 
 PcapOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--pcap",
         metavar="FILE",

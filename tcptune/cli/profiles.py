@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from tcptune.cli._app import app
 from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, _not_empty, emit_json, open_source, use_color
-from tcptune.errors import ExitCode, TcptuneError
 from tcptune.core.keys import SECRET_KEYS
+from tcptune.errors import ExitCode, TcptuneError
 
 profiles_app = typer.Typer(
     help=(
@@ -23,7 +23,7 @@ profiles_app = typer.Typer(
 app.add_typer(profiles_app, name="profiles")
 
 ProfileOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--profile",
         "-p",
@@ -73,8 +73,8 @@ def profiles_list(json_out: JsonOpt = False) -> None:
 
 
 def _load(spec: str, host=None):
-    from tcptune.kernel.kb import load_kb
     from tcptune.core.profile import load_profile
+    from tcptune.kernel.kb import load_kb
 
     return load_profile(
         spec, kb=load_kb(), kernel_release=_release(host) if host is not None else None, known_keys=_known_keys(host)
@@ -160,7 +160,7 @@ def audit_cmd(
         ),
     ] = False,
     persist_root: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--persist-root",
             metavar="DIR",
@@ -187,10 +187,10 @@ def audit_cmd(
     Examples: tcptune audit;  tcptune audit -p web-server --json;
     ssh host sysctl -a | tcptune audit --sysctl-dump -
     """
-    from tcptune.core.audit import audit, exit_code, hidden_global_keys, summarize
     from tcptune.cli.common import require_tcp_keys, source_kind, unknown_release_note
-    from tcptune.kernel.kb import load_kb
+    from tcptune.core.audit import audit, exit_code, hidden_global_keys, summarize
     from tcptune.core.profile import KERNEL_DEFAULT
+    from tcptune.kernel.kb import load_kb
 
     if persisted and profile is not None:
         raise TcptuneError(
@@ -224,8 +224,8 @@ def audit_cmd(
 
     if persisted:
         from tcptune.core.audit import audit_persisted
-        from tcptune.host.sysctld_files import boot_state
         from tcptune.core.profile import Profile
+        from tcptune.host.sysctld_files import boot_state
 
         sysctl_root = persist_root or (root if root is not None else Path("/"))
         tcp_keys = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from enum import Enum
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 
@@ -37,8 +37,8 @@ def _parse_states(values: list[str] | None):
 
 
 def _sample(host, by, states, families):
-    from tcptune.host.sockdiag import collect_summary
     from tcptune.core.socket_summary import SETTING_KEYS, check_warnings
+    from tcptune.host.sockdiag import collect_summary
 
     summary = collect_summary(host, by, states, families)
     settings = host.read_sysctls(SETTING_KEYS)
@@ -91,11 +91,11 @@ def _render(report: dict, by: str | None) -> str:
 @app.command("states")
 def states_cmd(
     by: Annotated[
-        Optional[By],
+        By | None,
         typer.Option("--by", help="Also group sockets by state, local port, peer address or owning process."),
     ] = None,
     state: Annotated[
-        Optional[List[str]],
+        list[str] | None,
         typer.Option(
             "--state",
             metavar="STATE",
@@ -108,7 +108,7 @@ def states_cmd(
         int, typer.Option("--top", metavar="N", min=0, help="Show the N largest groups with --by (0 = all).")
     ] = 20,
     watch: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--watch",
             metavar="SECONDS",
@@ -117,7 +117,7 @@ def states_cmd(
         ),
     ] = None,
     count: Annotated[
-        Optional[int], typer.Option("--count", metavar="N", min=1, help="With --watch: stop after N samples.")
+        int | None, typer.Option("--count", metavar="N", min=1, help="With --watch: stop after N samples.")
     ] = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,

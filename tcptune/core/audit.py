@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from tcptune.kernel.kb import KnowledgeBase
-from tcptune.kernel.version import Version, format_version
 from tcptune.core.keys import SECRET_KEYS
 from tcptune.core.profile import Profile
+from tcptune.kernel.kb import KnowledgeBase
+from tcptune.kernel.version import Version, format_version
 
 SECRET_SHOWN = "(secret, not shown)"
 

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
-from tcptune.errors import ExitCode, TcptuneError
 from tcptune.core.keys import normalize_key
 from tcptune.core.sysctl_text import parse_sysctl_lines
+from tcptune.errors import ExitCode, TcptuneError
 
 SYSCTL_D_DIRS = (
     "/etc/sysctl.d",
@@ -93,7 +93,7 @@ class BootState:
     warnings: list[str] = field(default_factory=list)
     loader: str = PROCPS  # whose rules these are
     loader_reason: str = ""  # why the host layer picked that loader
-    disagreements: list["Disagreement"] = field(default_factory=list)  # keys the other loader would set otherwise
+    disagreements: list[Disagreement] = field(default_factory=list)  # keys the other loader would set otherwise
 
 
 def is_sysctl_d_path(path: str) -> bool:

@@ -9,8 +9,8 @@ the host layer (tcptune.host.transaction) carries the plan out.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 CHANGE = "change"
 SAME = "same"

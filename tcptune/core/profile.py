@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from tcptune.core.keys import SECRET_KEYS, normalize_key
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.kb import KnowledgeBase, Param, load_kb
 from tcptune.kernel.version import Version, format_version, version_matches
-from tcptune.core.keys import SECRET_KEYS, normalize_key
 
 MAX_PROFILE_BYTES = 1 << 20
 KERNEL_DEFAULT = "kernel-default"
@@ -371,7 +372,14 @@ def parse_profile(
     for key_as_written, entry in settings.items():
         line = key_line(text, key_as_written)
 
-        def err(message: str, hint: str | None = None, field_name: str | None = None) -> TcptuneError:
+        # Bound now: the closure is used only inside this iteration, but say so explicitly.
+        def err(
+            message: str,
+            hint: str | None = None,
+            field_name: str | None = None,
+            key_as_written=key_as_written,
+            line=line,
+        ) -> TcptuneError:
             return _err_at(origin, key_line(text, key_as_written, field_name) if field_name else line, message, hint)
 
         try:

@@ -8,8 +8,8 @@ machine or the clock.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from tcptune.kernel.states import STATE_NAMES, TcpState, state_from_kernel
 

@@ -42,9 +42,9 @@ import sys
 import time
 from array import array
 from collections import Counter
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import compress, repeat
-from dataclasses import dataclass, field
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.states import ALL_STATES_MASK, TCP_NEW_SYN_RECV, TcpState
@@ -694,8 +694,8 @@ def collect_summary(host, by: str | None = None, states=None, families=(socket.A
     ``states``: a set of TcpState (None = all).  For by='process' the groups come back
     keyed by owner ((pid, name), tcptune.core.socket_summary.NO_OWNER, or None when not visible).
     """
-    from tcptune.kernel.states import states_mask
     from tcptune.core.socket_summary import ListenerInfo, Summary, normalize_counts, resolve_process_groups
+    from tcptune.kernel.states import states_mask
 
     if getattr(host, "kind", None) == "dump":
         raise TcptuneError(

@@ -14,11 +14,11 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
-from tcptune.errors import ExitCode, TcptuneError
 from tcptune.core.keys import key_to_relpath, normalize_key
+from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.netns import netns_inode
 
 # The sysctl directories a TCP tuner looks at; `show` lists tcp_* from ipv4 plus

@@ -11,12 +11,10 @@ import errno
 import os
 import posixpath
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
-from tcptune.errors import ExitCode, TcptuneError
-from tcptune.host.fsio import replace_at
 from tcptune.core.boot_precedence import (
     OWN_FILE_HEADER,
     PROCPS,
@@ -30,6 +28,8 @@ from tcptune.core.boot_precedence import (
     is_own_file_text,
     own_file_path_problem,
 )
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.host.fsio import replace_at
 
 MAX_CONF_BYTES = 1 << 20
 

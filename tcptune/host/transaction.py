@@ -61,13 +61,11 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
-from tcptune.errors import ExitCode, TcptuneError
-from tcptune.host.fsio import CREATE_EXCL, replace_at, write_all
-from tcptune.host.netns import netns_inode
+from tcptune.core.boot_precedence import own_file_path_problem
 from tcptune.core.keys import normalize_key
 from tcptune.core.plan import (
     CHANGE,
@@ -81,7 +79,9 @@ from tcptune.core.plan import (
     skipped,
     values_equal,
 )
-from tcptune.core.boot_precedence import own_file_path_problem
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.host.fsio import CREATE_EXCL, replace_at, write_all
+from tcptune.host.netns import netns_inode
 
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
 STATE_DIR_ENV = "TCPTUNE_STATE_DIR"
@@ -1167,7 +1167,7 @@ def apply_profile(
 
 
 def _carry_out(
-    host, state: StateDir, snap: Snapshot, plan, changes, skipped_keys, request, guard: "_SignalGuard"
+    host, state: StateDir, snap: Snapshot, plan, changes, skipped_keys, request, guard: _SignalGuard
 ) -> Result:
     """Steps 4-6 of apply: the snapshot is on disk; write, read back, persist, mark."""
     written: list[str] = []
@@ -1283,7 +1283,7 @@ class _SignalGuard:
         self.received: int | None = None
         self._old: dict[int, object] = {}
 
-    def __enter__(self) -> "_SignalGuard":
+    def __enter__(self) -> _SignalGuard:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 old = signal.getsignal(sig)

@@ -96,12 +96,12 @@ class Prediction:
     notes: tuple[str, ...] = ()
     # Other timelines the kernel's rules allow when they do not decide (e.g. a time cap
     # inside the timers' accumulated slack).  compare_prediction() accepts any of them.
-    alternatives: tuple["Prediction", ...] = ()
+    alternatives: tuple[Prediction, ...] = ()
     why: str = ""  # for an alternative: when the kernel takes it
     watch_s: float | None = None  # how long a probe must watch when nothing ends the timeline
     absence_is_evidence: bool = False  # seeing nothing in the window is itself the check
 
-    def timelines(self) -> tuple["Prediction", ...]:
+    def timelines(self) -> tuple[Prediction, ...]:
         return (self, *self.alternatives)
 
     def horizon(self) -> float | None:

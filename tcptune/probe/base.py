@@ -15,8 +15,8 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from tcptune.kernel.timers import Event
 from tcptune.probe.capture import BPF_JSET_K, BPF_LD_B_ABS, BPF_RET_K, Capture, Segment, attach_filter, can_capture

@@ -153,7 +153,7 @@ class Capture:
         self._out: list[tuple[float, bytes]] = []
         self.kernel_packets = self.kernel_drops = 0
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         try:
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing yet
         except PermissionError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import importlib
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel import timers as S

@@ -6,7 +6,7 @@ Rendering takes plain values and returns strings; it never reads the machine.
 from __future__ import annotations
 
 import textwrap
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 _COLORS = {
     "ok": "32",

@@ -278,7 +278,9 @@ def test_source_without_tcp_keys_is_exit_2(tmp_path):
 
 def test_dump_without_a_global_key_says_so_and_kernel_default_skips_it(data_dir):
     dump = "\n".join(
-        l for l in (data_dir / "sysctl-a-host-6.18.txt").read_text().splitlines() if "netdev_max_backlog" not in l
+        line
+        for line in (data_dir / "sysctl-a-host-6.18.txt").read_text().splitlines()
+        if "netdev_max_backlog" not in line
     )
     out = json.loads(run("audit", "--sysctl-dump", "-", "--json", stdin=dump).stdout)
     assert not any(f["key"] == "net.core.netdev_max_backlog" for f in out["findings"])

@@ -6,10 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
-
 from nsutil import netns_argv, require_netns
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from nsutil import require_netns
 
-from tcptune.host.sysctld_files import boot_state
 from tcptune.core.boot_precedence import PROCPS, SYSTEMD
+from tcptune.host.sysctld_files import boot_state
 
 SYSTEMD_SYSCTL = next(
     (p for p in ("/lib/systemd/systemd-sysctl", "/usr/lib/systemd/systemd-sysctl") if os.path.exists(p)), None

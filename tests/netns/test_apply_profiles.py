@@ -14,13 +14,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from nsutil import netns_argv, require_netns, run_in_netns
 
-from tcptune.host.source import Host
 from tcptune.core.profile import list_profiles
+from tcptune.host.source import Host
 
 BUILTINS = sorted({p.name for p in list_profiles(search_dirs=[]) if p.kind == "built-in"})
 

@@ -12,8 +12,8 @@ import json
 import os
 import re
 import select
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from nsutil import require_netns, run_in_netns
 
-from tcptune.errors import TcptuneError
-from tcptune.host.source import Host
 from tcptune.core.plan import SAME, plan_apply
 from tcptune.core.profile import Profile, Setting
+from tcptune.errors import TcptuneError
+from tcptune.host.source import Host
 from tcptune.host.transaction import (
     APPLIED,
     FAILED,
@@ -407,8 +407,8 @@ def test_persist_writes_a_file_sysctl_p_loads_and_rollback_restores_it(tmp_path)
     assert rc == 0, err
     assert loaded == GOOD
 
-    from tcptune.host.sysctld_files import boot_state
     from tcptune.core.boot_precedence import find_overrides
+    from tcptune.host.sysctld_files import boot_state
 
     state = boot_state(root, GOOD)
     assert [(o.key, o.winner.path) for o in find_overrides(state, own)] == [

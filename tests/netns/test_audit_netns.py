@@ -9,11 +9,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-
 from nsutil import netns_argv, require_netns
 
 PY = [sys.executable, "-m", "tcptune"]

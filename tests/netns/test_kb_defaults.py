@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from nsutil import require_netns, run_in_netns
+
 from tcptune.host.source import Host
 from tcptune.kernel.kb import load_kb
 from tcptune.kernel.version import format_version, parse_version

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from nsutil import require_netns, run_in_netns
+
 from tcptune.kernel import timers as S
 
 WORKERS = 4

@@ -8,8 +8,8 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from nsutil import run_in_netns
+
 from tcptune.errors import TcptuneError
 from tcptune.probe import capture as C
 

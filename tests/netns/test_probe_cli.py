@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from nsutil import netns_argv
 
 TCPTUNE = [sys.executable, "-m", "tcptune"]

@@ -135,9 +135,9 @@ EXPECTED_STATES = {
 
 def _compare_sources():
     keep = make_zoo(socket.AF_INET) + make_zoo(socket.AF_INET6)
+    from tcptune.host.sockdiag import _summary_from_proc, collect_summary
     from tcptune.host.source import Host
     from tcptune.kernel.states import STATE_NAMES
-    from tcptune.host.sockdiag import _summary_from_proc, collect_summary
 
     host = Host("/")
     results = {}
@@ -235,9 +235,9 @@ def test_state_and_family_filters_ask_the_kernel_for_less():
 
 def _close_wait_warning():
     keep = make_zoo(socket.AF_INET, n=4)
-    from tcptune.host.source import Host
-    from tcptune.host.sockdiag import collect_summary
     from tcptune.core.socket_summary import SETTING_KEYS, check_warnings
+    from tcptune.host.sockdiag import collect_summary
+    from tcptune.host.source import Host
 
     host = Host("/")
     summary = collect_summary(host, "process")
@@ -290,8 +290,8 @@ def test_syn_recv_warnings_name_backlog_and_syncookies():
 
 def _mixed_lengths_in_one_dump():
     keep = make_zoo(socket.AF_INET) + make_zoo(socket.AF_INET6)
-    from tcptune.kernel.states import ALL_STATES_MASK
     from tcptune.host.sockdiag import DiagTable, _dump_kind, iter_runs, open_diag_socket
+    from tcptune.kernel.states import ALL_STATES_MASK
 
     # One dump of every state mixes full sockets, TIME_WAIT and request socks (different
     # message lengths) in the same buffers: the run splitting must still count right.

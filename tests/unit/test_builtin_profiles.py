@@ -25,10 +25,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from nsutil import run_in_netns
-from tcptune.kernel.kb import load_kb
+
 from tcptune.core.profile import TOP_LEVEL, builtin_dir, load_profile
+from tcptune.kernel.kb import load_kb
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE_DIR = REPO / "profiles"
@@ -214,7 +214,7 @@ def _measure_handshake_timeouts(sysctls: dict[str, str]) -> dict:
         while not stop.is_set():
             try:
                 pkt, addr = cap.recvfrom(65535)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if addr[2] == socket.PACKET_OUTGOING:
                 continue  # lo shows each packet twice

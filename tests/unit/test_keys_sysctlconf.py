@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcptune.errors import ExitCode, TcptuneError
 from tcptune.core.keys import key_to_relpath, normalize_key
 from tcptune.core.sysctl_text import parse_sysctl_dump, parse_sysctl_lines
+from tcptune.errors import ExitCode, TcptuneError
 
 
 @pytest.mark.parametrize(

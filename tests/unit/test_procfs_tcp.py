@@ -6,7 +6,8 @@ import socket
 from collections import Counter
 from pathlib import Path
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tcptune.core.procfs import ProcWarning, parse_proc_net_tcp, parse_sockstat
 from tcptune.core.socket_summary import summarize_rows

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tcptune.core.audit import audit, exit_code, summarize
+from tcptune.core.profile import list_profiles, load_profile
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.kb import parse_kb
-from tcptune.core.profile import list_profiles, load_profile
 
 KB = parse_kb(
     """
@@ -388,7 +388,7 @@ source = "commit 4396e46187ca"
 
 
 def _kd(release):
-    from tcptune.core.profile import resolve, _Raw
+    from tcptune.core.profile import _Raw, resolve
 
     raw = _Raw("kernel-default", "built-in", "", {"kernel_defaults": True})
     return resolve("kernel-default", lambda name, child: raw, KB2, release)

@@ -14,7 +14,8 @@ import struct
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tcptune.errors import TcptuneError
 from tcptune.host.sockdiag import (

@@ -8,15 +8,6 @@ from collections import Counter
 
 import pytest
 
-from tcptune.kernel.states import (
-    ALL_STATES_MASK,
-    STATE_NAMES,
-    TCP_NEW_SYN_RECV,
-    TcpState,
-    parse_state_name,
-    state_from_kernel,
-    states_mask,
-)
 from tcptune.core.procfs import TcpRow
 from tcptune.core.socket_summary import (
     NO_OWNER,
@@ -30,6 +21,15 @@ from tcptune.core.socket_summary import (
     normalize_counts,
     resolve_process_groups,
     summarize_rows,
+)
+from tcptune.kernel.states import (
+    ALL_STATES_MASK,
+    STATE_NAMES,
+    TCP_NEW_SYN_RECV,
+    TcpState,
+    parse_state_name,
+    state_from_kernel,
+    states_mask,
 )
 
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcptune.core.sysctl_text import parse_sysctl_lines
 from tcptune.core.boot_precedence import (
     PROCPS,
     SYSCTL_CONF,
     SYSTEMD,
     compare_loaders,
     compute_boot_state,
-    is_own_file_text,
-    own_file_path_problem,
     find_overrides,
+    is_own_file_text,
     order_config_files,
+    own_file_path_problem,
     own_file_problem,
     render_own_file,
 )
+from tcptune.core.sysctl_text import parse_sysctl_lines
 
 OWN = "/etc/sysctl.d/90-tcptune.conf"
 KEY = "net.ipv4.tcp_syn_retries"

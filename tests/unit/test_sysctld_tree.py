@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from tcptune.core.boot_precedence import PROCPS, SYSTEMD
 from tcptune.errors import TcptuneError
 from tcptune.host.sysctld_files import (
     boot_state,
@@ -18,7 +19,6 @@ from tcptune.host.sysctld_files import (
     read_own_file,
     write_own_file,
 )
-from tcptune.core.boot_precedence import PROCPS, SYSTEMD
 
 KEY = "net.ipv4.tcp_syn_retries"
 
