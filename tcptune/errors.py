@@ -15,6 +15,12 @@ class ExitCode(IntEnum):
     FINDINGS = 1  # audit drift, a probe that differs, a rejected write that was rolled back
     BAD_INPUT = 2  # malformed file, unknown key, bad option value, unknown snapshot
     PRIVILEGES = 3  # needs root / CAP_NET_ADMIN / CAP_SYS_ADMIN, or /proc/sys is read-only
+    INTERNAL = 70  # EX_SOFTWARE (sysexits.h): a bug in tcptune, not a finding and not bad input
+
+    @staticmethod
+    def signal(signum: int) -> int:
+        """The shell's code for a run ended by signal ``signum`` (SIGINT -> 130, SIGTERM -> 143)."""
+        return 128 + int(signum)
 
 
 class TcptuneError(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 from tcptune.cli._app import app
@@ -24,9 +25,6 @@ COMMAND_MODULES = (
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"tcptune.cli.{_name}")
-
-
-INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in tcptune, not a finding and not bad input
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("tcptune: interrupted\n")
-        sys.exit(130)
+        sys.exit(ExitCode.signal(signal.SIGINT))
     except BrokenPipeError:
         # `tcptune show | head`: the reader went away; that is not an error.
         try:
@@ -59,4 +57,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(
             f"tcptune: internal error: {type(exc).__name__}: {exc} (rerun with --traceback and report it)\n"
         )
-        sys.exit(INTERNAL_ERROR)
+        sys.exit(ExitCode.INTERNAL)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from tcptune.core.keys import normalize_key
 from tcptune.core.sysctl_text import parse_sysctl_lines
 from tcptune.errors import ExitCode, TcptuneError
+from tcptune.values import normalize_value, values_equal
 
 SYSCTL_D_DIRS = (
     "/etc/sysctl.d",
@@ -287,7 +288,7 @@ def compare_loaders(files: Sequence[tuple[str, str | None]], known_keys: Iterabl
     out = []
     for key in sorted(set(sd) | set(pp)):
         a, b = sd.get(key), pp.get(key)
-        if a is not None and b is not None and " ".join(a.value.split()) == " ".join(b.value.split()):
+        if a is not None and b is not None and values_equal(a.value, b.value):
             continue
         out.append(Disagreement(key, a, b))
     return out
@@ -303,7 +304,7 @@ class Override:
 
     @property
     def same_value(self) -> bool:
-        return " ".join(self.ours.value.split()) == " ".join(self.winner.value.split())
+        return values_equal(self.ours.value, self.winner.value)
 
     def message(self) -> str:
         if self.same_value:
@@ -355,7 +356,7 @@ def own_file_problem(paths: Iterable[str], own_path: str, loader: str = PROCPS) 
 
 
 def _comment(text: str) -> str:
-    return " ".join(str(text).split())
+    return normalize_value(text)
 
 
 def render_own_file(
@@ -377,7 +378,7 @@ def render_own_file(
     ]
     for key, value, reason in settings:
         key = normalize_key(key)
-        value = " ".join(str(value).split())
+        value = normalize_value(value)
         if not value:
             raise TcptuneError(f"{key}: empty value cannot be persisted", ExitCode.BAD_INPUT)
         lines.append("")

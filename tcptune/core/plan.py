@@ -12,27 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from tcptune.values import normalize_value, values_equal
+
 CHANGE = "change"
 SAME = "same"
 MISSING = "missing"
 READ_ONLY = "read-only"  # present, differs, but this namespace may not write it
 STATUSES = (CHANGE, SAME, MISSING, READ_ONLY)
-
-
-def normalize_value(value: str) -> str:
-    """Whitespace-insensitive form of a sysctl value.
-
-    /proc/sys prints vectors (tcp_rmem) tab separated and sysctl(8) space
-    separated; the kernel's integer parsers skip any whitespace between fields
-    (proc_get_long() after skipping spaces, kernel/sysctl.c), so only the words count.
-    """
-    return " ".join(str(value).split())
-
-
-def values_equal(a: str | None, b: str | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return normalize_value(a) == normalize_value(b)
 
 
 @dataclass(frozen=True)
@@ -182,7 +168,7 @@ def summarize(plan: Iterable[Change]) -> dict[str, int]:
 
 def short_reason(reason: str, limit: int = 72) -> str:
     """The first sentence of a profile's reason, for a table (JSON keeps the whole text)."""
-    text = " ".join(reason.split())
+    text = normalize_value(reason)
     for end in (". ", "; "):
         if end in text:
             text = text.split(end, 1)[0] + end.strip()

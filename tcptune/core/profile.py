@@ -20,6 +20,7 @@ from tcptune.core.keys import SECRET_KEYS, normalize_key
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.kb import KnowledgeBase, Param, load_kb
 from tcptune.kernel.version import Version, format_version, version_matches
+from tcptune.values import normalize_value
 
 MAX_PROFILE_BYTES = 1 << 20
 KERNEL_DEFAULT = "kernel-default"
@@ -249,7 +250,7 @@ def _canonical_value(
             raise bad(f"a list {what} must hold integers or strings")
         value = " ".join(str(x) for x in raw)
     elif isinstance(raw, (int, str)):
-        value = " ".join(str(raw).split())
+        value = normalize_value(raw)
     else:
         raise bad(f"{what} {raw!r} has type {type(raw).__name__}; use an integer, a string or a list")
     if not value:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tcptune.errors import ExitCode, TcptuneError
+from tcptune.values import normalize_value
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def parse_sysctl_lines(text: str, source: str, *, conf: bool = False) -> list[Sy
             raise _bad(source, lineno, line, "bad key")
         if "/" in key and "." not in key:
             key = key.replace("/", ".")
-        out.append(SysctlLine(key, " ".join(value.split()), lineno, ignore))
+        out.append(SysctlLine(key, normalize_value(value), lineno, ignore))
     return out
 
 

@@ -20,16 +20,11 @@ from pathlib import Path
 from tcptune.core.keys import key_to_relpath, normalize_key
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.netns import netns_inode
+from tcptune.values import normalize_value
 
 # The sysctl directories a TCP tuner looks at; `show` lists tcp_* from ipv4 plus
 # every knowledge-base key.
 SYSCTL_DIRS = ("net/ipv4", "net/core")
-
-
-def _clean(value: str) -> str:
-    # Vector values (tcp_rmem) are tab separated in /proc and space separated in
-    # `sysctl -a`; normalise to single spaces so both compare equal.
-    return " ".join(value.split())
 
 
 def _has_live_procfs(root: Path) -> bool:
@@ -147,7 +142,7 @@ class Host:
             if exc.errno in (errno.EIO, errno.EINVAL):
                 return None
             raise TcptuneError(f"{key}: cannot read {path}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
-        return _clean(raw.decode("utf-8", "replace"))
+        return normalize_value(raw.decode("utf-8", "replace"))
 
     def read_sysctls(self, keys: Iterable[str]) -> dict[str, str | None]:
         return {k: self.read_sysctl(k) for k in keys}
@@ -168,7 +163,7 @@ class Host:
     def write_sysctl(self, key: str, value: str) -> None:
         """Write one sysctl.  Raises TcptuneError with the kernel's reason on failure."""
         path = self.sysctl_path(normalize_key(key))
-        data = (" ".join(str(value).split()) + "\n").encode()
+        data = (normalize_value(value) + "\n").encode()
         # Exit codes: only a lack of rights (EPERM, EACCES, EROFS) is 3; every other failed
         # write is 1, "a write failed and was rolled back", whatever errno the kernel chose:
         # EINVAL for a bad number, ENOENT for an unknown tcp_congestion_control name,
@@ -232,7 +227,7 @@ class DumpHost:
     is_live = False
 
     def __init__(self, values: dict[str, str], label: str):
-        self.values = {k: _clean(v) for k, v in values.items()}
+        self.values = {k: normalize_value(v) for k, v in values.items()}
         self.label = f"sysctl dump {label}"
 
     def read_sysctl(self, key: str) -> str | None:

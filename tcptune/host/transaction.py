@@ -1195,7 +1195,7 @@ def _carry_out(
         # other failure (a SIGTERM from systemd or a closed ssh session's SIGHUP used to
         # kill it half-tuned with the snapshot left pending).
         signum = exc.signum
-        failure = TcptuneError(f"interrupted by {signal.Signals(signum).name}", 128 + signum)
+        failure = TcptuneError(f"interrupted by {signal.Signals(signum).name}", ExitCode.signal(signum))
     finally:
         guard.defer()  # from here on a signal is remembered, never raised: restoring must finish
 
@@ -1218,7 +1218,7 @@ def _carry_out(
             name = signal.Signals(guard.received).name
             raise TcptuneError(
                 f"{name} arrived after every write had been made: {done} (snapshot {snap.id})",
-                128 + guard.received,
+                ExitCode.signal(guard.received),
                 hint=f"undo with `tcptune rollback {snap.id}`",
             )
         return Result(snap, plan, written=written, skipped=skipped_keys, persisted=request is not None)
@@ -1239,7 +1239,7 @@ def _carry_out(
             state.save(snap)
         raise TcptuneError(
             f"{what}; restoring the previous values ALSO failed: {'; '.join(problems)}",
-            ExitCode.FINDINGS if signum is None else 128 + signum,
+            ExitCode.FINDINGS if signum is None else ExitCode.signal(signum),
             hint=f"fix the cause and run `tcptune rollback {snap.id}`",
         )
     snap.status = FAILED
@@ -1361,7 +1361,9 @@ def rollback_snapshot(
                     _persist_restore(snap)
             except _Interrupted as exc:
                 # Like apply: put back what this rollback wrote, then exit 128+signal.
-                raise TcptuneError(f"interrupted by {signal.Signals(exc.signum).name}", 128 + exc.signum) from None
+                raise TcptuneError(
+                    f"interrupted by {signal.Signals(exc.signum).name}", ExitCode.signal(exc.signum)
+                ) from None
             finally:
                 guard.defer()
         except TcptuneError as exc:

@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 from tcptune.kernel.version import Version, parse_version
+from tcptune.values import normalize_value
 
 TYPES = ("int", "bool", "enum", "vector", "string")
 SCOPES = ("netns", "global")
@@ -184,7 +185,7 @@ def param_from_dict(d: dict[str, Any]) -> Param:
         meaning=d["meaning"].strip(),
         source=d["source"].strip(),
         scope=d.get("scope", "netns"),
-        default=None if default is None else " ".join(str(default).split()),
+        default=None if default is None else normalize_value(default),
         default_rule=d.get("default_rule", ""),
         older_defaults=tuple((parse_version(str(o["before"])), str(o["value"])) for o in d.get("older_defaults", [])),
         boot_range=tuple(boot_range),
