@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from tcptune.errors import ExitCode, TcptuneError
+from tcptune.host.source import SourceKind
 
 SOURCE_PANEL = "Where to read from"
 
@@ -133,15 +134,13 @@ def open_source(root: Path | None = None, sysctl_dump: str | None = None, netns:
 
 def source_kind(host) -> str:
     """live | netns | root | dump: what audit needs to explain a missing global key."""
-    if getattr(host, "netns", None) is not None:
-        return "netns"
-    return {"live": "live", "root": "root", "dump": "dump"}.get(host.kind, "live")
+    return host.kind.value
 
 
 def require_tcp_keys(host) -> None:
     """Exit 2 when a source has no net.ipv4.tcp_* key at all: a wrong directory or dump, not a kernel."""
     if not any(k.startswith("net.ipv4.tcp_") for k in host.list_sysctls(("net/ipv4",))):
-        where = "proc/sys/net/ipv4" if host.kind == "root" else "it"
+        where = "proc/sys/net/ipv4" if host.kind is SourceKind.ROOT else "it"
         raise TcptuneError(
             f"{host.label}: no net.ipv4.tcp_* keys in {where}; not a TCP-capable source",
             ExitCode.BAD_INPUT,
@@ -154,7 +153,7 @@ def unknown_release_note(host, release) -> str | None:
     if release is not None:
         return None
     where = {"root": "proc/sys/kernel/osrelease is missing", "dump": "the dump has no kernel.osrelease line"}.get(
-        host.kind, "the kernel release is unreadable"
+        host.kind.value, "the kernel release is unreadable"
     )
     return (
         f"kernel version unknown ({where}): defaults of the newest kernel tcptune knows are assumed, "

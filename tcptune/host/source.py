@@ -7,6 +7,10 @@ proc/sys/net and proc/net) is a saved snapshot or a container's view.
 
 Everything above this layer takes values, not paths.  Keys are validated by
 tcptune.core.keys before any path under proc/sys is built.
+
+The seam is typed: ``Source`` is the protocol both implement, ``SourceKind`` says which
+kind of source it is (never a string), and every source carries its ``target`` identity,
+which locks and snapshots are keyed by, read once when the source is opened.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import errno
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 from tcptune.core.keys import key_to_relpath, normalize_key
 from tcptune.errors import ExitCode, TcptuneError
@@ -25,6 +32,92 @@ from tcptune.values import normalize_value
 # The sysctl directories a TCP tuner looks at; `show` lists tcp_* from ipv4 plus
 # every knowledge-base key.
 SYSCTL_DIRS = ("net/ipv4", "net/core")
+
+
+class SourceKind(Enum):
+    """Where a source's values come from.  The value is the word JSON and audit use."""
+
+    LIVE = "live"  # this process's own network namespace, through the real /proc
+    NETNS = "netns"  # another network namespace, entered with setns(2) (--netns)
+    ROOT = "root"  # a directory shaped like / : a saved snapshot or a container's files
+    DUMP = "dump"  # values parsed from `sysctl -a` output; nothing to write, no sockets
+
+    @property
+    def reads_kernel(self) -> bool:
+        """True when reads reach the running kernel (its /proc/sys/net and socket table)."""
+        return self in (SourceKind.LIVE, SourceKind.NETNS)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one apply changes: a network namespace of the running kernel, or one root tree.
+
+    ``key`` names it in lock files; ``to_json()`` is what a snapshot records (the shape
+    older snapshots have too: kind live|root, root, netns_inode).
+    """
+
+    kind: SourceKind
+    root: str
+    netns_inode: int | None = None
+    root_dev_ino: tuple[int, int] | None = None
+
+    @property
+    def key(self) -> str:
+        """The network namespace's inode (unique while it lives), or the root directory's dev:ino."""
+        if self.kind.reads_kernel:
+            return f"netns-{self.netns_inode}"
+        dev, ino = self.root_dev_ino or (0, 0)
+        return f"root-{os.major(dev)}:{os.minor(dev)}:{ino}"
+
+    @property
+    def label(self) -> str:
+        return f"network namespace net:[{self.netns_inode}]" if self.kind.reads_kernel else f"root {self.root}"
+
+    def to_json(self) -> dict:
+        if self.kind.reads_kernel:
+            return {"kind": "live", "root": "/", "netns_inode": self.netns_inode}
+        return {"kind": "root", "root": self.root, "netns_inode": None}
+
+
+class Source(Protocol):
+    """What every use case reads (and apply writes) through; Host and DumpHost implement it."""
+
+    kind: SourceKind
+    label: str
+
+    @property
+    def is_live(self) -> bool: ...
+
+    @property
+    def target(self) -> Target: ...
+
+    def read_sysctl(self, key: str) -> str | None: ...
+
+    def read_sysctls(self, keys: Iterable[str]) -> dict[str, str | None]: ...
+
+    def list_sysctls(self, dirs: Iterable[str] = SYSCTL_DIRS) -> list[str]: ...
+
+    def write_sysctl(self, key: str, value: str) -> None: ...
+
+    def read_proc_text(self, rel: str) -> str | None: ...
+
+    def kernel_release(self) -> str | None: ...
+
+
+def own_netns_inode() -> int:
+    """The inode of this process's network namespace; an error, never None, when unreadable.
+
+    Locks and snapshots are keyed by it: a None would make two namespaces share a lock
+    file (``netns-None.lock``) and each other's snapshots.
+    """
+    inode = netns_inode()
+    if inode is None:
+        raise TcptuneError(
+            "cannot read /proc/self/ns/net, so the network namespace cannot be identified",
+            ExitCode.PRIVILEGES,
+            hint="tcptune needs /proc mounted with this process's own entries",
+        )
+    return inode
 
 
 def _has_live_procfs(root: Path) -> bool:
@@ -65,7 +158,7 @@ def kernel_version(host):
 class Host:
     """Reads and writes the machine below ``root``."""
 
-    kind = "root"
+    kind: SourceKind = SourceKind.ROOT
 
     def __init__(self, root: str | os.PathLike[str] = "/", *, netns: str | None = None):
         """``netns`` names the network namespace this process entered (--netns), for labels."""
@@ -109,11 +202,22 @@ class Host:
                 else "use --netns PID (a process in that namespace), or --root on a saved snapshot",
             )
         self.netns = netns
-        self.kind = "live" if self.root.resolve() == Path("/") and not other_ns else "root"
+        if self.root.resolve() == Path("/") and not other_ns:
+            self.kind = SourceKind.LIVE if netns is None else SourceKind.NETNS
+            self._target = Target(self.kind, "/", netns_inode=own_netns_inode())
+        else:
+            self.kind = SourceKind.ROOT
+            st = os.stat(self.root)
+            self._target = Target(self.kind, str(self.root.resolve()), root_dev_ino=(st.st_dev, st.st_ino))
 
     @property
     def is_live(self) -> bool:
-        return self.kind == "live"
+        """Reads reach the running kernel (this or an entered namespace), not a saved tree."""
+        return self.kind.reads_kernel
+
+    @property
+    def target(self) -> Target:
+        return self._target
 
     @property
     def label(self) -> str:
@@ -223,12 +327,16 @@ class Host:
 class DumpHost:
     """Values from `sysctl -a` output (another machine, or this one at another time).  Read-only."""
 
-    kind = "dump"
+    kind = SourceKind.DUMP
     is_live = False
 
     def __init__(self, values: dict[str, str], label: str):
         self.values = {k: normalize_value(v) for k, v in values.items()}
         self.label = f"sysctl dump {label}"
+
+    @property
+    def target(self) -> Target:
+        raise TcptuneError(f"{self.label} is read-only: nothing to lock or snapshot", ExitCode.BAD_INPUT)
 
     def read_sysctl(self, key: str) -> str | None:
         return self.values.get(normalize_key(key))

@@ -81,7 +81,6 @@ from tcptune.core.plan import (
 )
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.fsio import CREATE_EXCL, replace_at, write_all
-from tcptune.host.netns import netns_inode
 
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
 STATE_DIR_ENV = "TCPTUNE_STATE_DIR"
@@ -711,9 +710,7 @@ class StateDir:
 # -- the transaction -------------------------------------------------------------
 def target_of(host) -> dict:
     """What a snapshot applies to: the live host's current network namespace, or a root directory."""
-    if host.is_live:
-        return {"kind": "live", "root": "/", "netns_inode": netns_inode()}
-    return {"kind": "root", "root": str(Path(host.root).resolve()), "netns_inode": None}
+    return host.target.to_json()
 
 
 # -- the per-target lock ----------------------------------------------------------
@@ -727,10 +724,7 @@ def target_lock_name(host) -> str:
     The live host is its network namespace (the inode of /proc/self/ns/net, unique
     while the namespace lives); a --root tree is its directory's dev:ino.
     """
-    if host.is_live:
-        return f"netns-{netns_inode()}.lock"
-    st = os.stat(host.root)
-    return f"root-{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino}.lock"
+    return f"{host.target.key}.lock"
 
 
 def lock_dir_path() -> tuple[Path, bool]:
@@ -789,9 +783,7 @@ def _open_lock_dir() -> tuple[int, Path]:
 
 
 def _target_label(host) -> str:
-    if host.is_live:
-        return f"network namespace net:[{netns_inode()}]"
-    return f"root {host.root}"
+    return host.target.label
 
 
 @contextlib.contextmanager
