@@ -27,11 +27,14 @@ from typing import Protocol
 from tcptune.core.keys import key_to_relpath, normalize_key
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.netns import netns_inode
+from tcptune.host.tree import SMALL_FILE_BYTES, SOCKET_TABLE_BYTES, SYSCTL_BYTES, Tree
 from tcptune.values import normalize_value
 
 # The sysctl directories a TCP tuner looks at; `show` lists tcp_* from ipv4 plus
 # every knowledge-base key.
 SYSCTL_DIRS = ("net/ipv4", "net/core")
+# The socket tables can be large (a saved snapshot of a busy host); everything else is small.
+_PROC_LIMITS = {"proc/net/tcp": SOCKET_TABLE_BYTES, "proc/net/tcp6": SOCKET_TABLE_BYTES}
 
 
 class SourceKind(Enum):
@@ -185,6 +188,9 @@ class Host:
                 ExitCode.BAD_INPUT,
                 hint="a root must hold proc/sys/net (and proc/net for socket tables)",
             )
+        # Every read and write below the root goes through this directory fd, following no
+        # symlink (tcptune.host.tree): a link planted in a container's tree cannot redirect it.
+        self._tree = Tree(str(self.root), shown=str(root))
         # /proc/sys/net and /proc/net show the network namespace of the task that READS
         # them, not of the process whose root this is (net/sysctl_net.c net_ctl_header_lookup()
         # uses current->nsproxy->net_ns), so `--root /proc/PID/root` would silently audit
@@ -201,13 +207,14 @@ class Host:
                 if m
                 else "use --netns PID (a process in that namespace), or --root on a saved snapshot",
             )
+        self._tree.dir_fd("proc/sys/net")  # a symlinked proc, proc/sys or proc/sys/net is refused here
         self.netns = netns
         if self.root.resolve() == Path("/") and not other_ns:
             self.kind = SourceKind.LIVE if netns is None else SourceKind.NETNS
             self._target = Target(self.kind, "/", netns_inode=own_netns_inode())
         else:
             self.kind = SourceKind.ROOT
-            st = os.stat(self.root)
+            st = os.fstat(self._tree.dir_fd(""))  # the tree's own dev:ino, as opened
             self._target = Target(self.kind, str(self.root.resolve()), root_dev_ino=(st.st_dev, st.st_ino))
 
     @property
@@ -231,37 +238,33 @@ class Host:
 
     def read_sysctl(self, key: str) -> str | None:
         """The value of ``key`` with whitespace normalised, or None when this kernel lacks it."""
-        path = self.sysctl_path(key)
+        rel = key_to_relpath(key)
         try:
-            with open(path, "rb") as fh:
-                raw = fh.read(65536)
-        except FileNotFoundError:
+            raw = self._tree.read_bytes(rel, SYSCTL_BYTES)
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except PermissionError:
             # Some keys (e.g. tcp_fastopen_key) are root-only; say so rather than pretend absent.
             raise TcptuneError(
-                f"{key}: permission denied reading {path}", ExitCode.PRIVILEGES, hint="run as root"
+                f"{key}: permission denied reading {self.sysctl_path(key)}", ExitCode.PRIVILEGES, hint="run as root"
             ) from None
         except OSError as exc:
             if exc.errno in (errno.EIO, errno.EINVAL):
                 return None
-            raise TcptuneError(f"{key}: cannot read {path}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+            raise TcptuneError(
+                f"{key}: cannot read {self.sysctl_path(key)}: {exc.strerror}", ExitCode.BAD_INPUT
+            ) from exc
         return normalize_value(raw.decode("utf-8", "replace"))
 
     def read_sysctls(self, keys: Iterable[str]) -> dict[str, str | None]:
         return {k: self.read_sysctl(k) for k in keys}
 
     def list_sysctls(self, dirs: Iterable[str] = SYSCTL_DIRS) -> list[str]:
-        """Keys present in the given proc/sys directories (files only, not subdirectories)."""
+        """Keys present in the given proc/sys directories (regular files only: no links, no subdirectories)."""
         keys: list[str] = []
         for d in dirs:
-            base = self.root / "proc/sys" / d
-            try:
-                entries = sorted(os.scandir(base), key=lambda e: e.name)
-            except FileNotFoundError:
-                continue
             prefix = d.replace("/", ".") + "."
-            keys.extend(prefix + e.name for e in entries if e.is_file(follow_symlinks=False))
+            keys.extend(prefix + name for name in self._tree.list_files(f"proc/sys/{d}"))
         return keys
 
     def write_sysctl(self, key: str, value: str) -> None:
@@ -273,7 +276,8 @@ class Host:
         # EINVAL for a bad number, ENOENT for an unknown tcp_congestion_control name,
         # EBUSY, ENOMEM ... (measured on 6.18: writing "nosuchcc" gives ENOENT).
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # a shorter value over a longer one, under --root
+            # O_TRUNC: a shorter value over a longer one, under --root
+            fd = self._tree.open_file(key_to_relpath(normalize_key(key)), os.O_WRONLY | os.O_TRUNC)
         except FileNotFoundError:
             raise TcptuneError(f"{key}: not present on this kernel ({path})", ExitCode.FINDINGS) from None
         except PermissionError as exc:
@@ -309,13 +313,16 @@ class Host:
         return self.root / "proc" / rel
 
     def read_proc_text(self, rel: str) -> str | None:
-        """Text of root/proc/REL (e.g. 'net/tcp'), or None when absent."""
+        """Text of root/proc/REL (e.g. 'net/tcp'), or None when absent; bounded by what such a file holds."""
+        path = self.proc_path(rel)
+        rel = str(path.relative_to(self.root))
         try:
-            return self.proc_path(rel).read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
+            data = self._tree.read_bytes(rel, _PROC_LIMITS.get(rel, SMALL_FILE_BYTES))
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            raise TcptuneError(f"cannot read {self.proc_path(rel)}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+            raise TcptuneError(f"cannot read {path}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+        return data.decode("utf-8", "replace")
 
     def kernel_release(self) -> str | None:
         value = self.read_proc_text("sys/kernel/osrelease")
