@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.host.source import SourceKind
+from tcptune.host.source import SourceKind, open_source  # noqa: F401  (re-exported: the commands' one way in)
 
 SOURCE_PANEL = "Where to read from"
 
@@ -77,59 +77,6 @@ NetnsOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (shape in tcptune(8)) instead of a table.")]
-
-MAX_DUMP_BYTES = 16 * 1024 * 1024
-
-
-def read_dump_text(spec: str) -> tuple[str, str]:
-    """(text, label) of a --sysctl-dump argument; '-' is stdin."""
-    if spec == "-":
-        if sys.stdin is None or sys.stdin.isatty():
-            raise TcptuneError(
-                "--sysctl-dump -: stdin is a terminal", ExitCode.BAD_INPUT, hint="pipe `sysctl -a` into tcptune"
-            )
-        data = sys.stdin.buffer.read(MAX_DUMP_BYTES + 1)
-        label = "<stdin>"
-    else:
-        try:
-            with open(spec, "rb") as fh:
-                data = fh.read(MAX_DUMP_BYTES + 1)
-        except OSError as exc:
-            raise TcptuneError(f"--sysctl-dump {spec}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
-        label = spec
-    if len(data) > MAX_DUMP_BYTES:
-        raise TcptuneError(f"{label}: larger than {MAX_DUMP_BYTES >> 20} MiB; not a sysctl dump", ExitCode.BAD_INPUT)
-    try:
-        return data.decode("utf-8"), label
-    except UnicodeDecodeError as exc:
-        raise TcptuneError(f"{label}: not UTF-8 text (byte {exc.start})", ExitCode.BAD_INPUT) from exc
-
-
-def open_source(root: Path | None = None, sysctl_dump: str | None = None, netns: str | None = None):
-    """Build the Host (or DumpHost) a command reads from, entering --netns first."""
-    given = [
-        name for name, v in (("--root", root), ("--sysctl-dump", sysctl_dump), ("--netns", netns)) if v is not None
-    ]
-    for name, v in (("--sysctl-dump", sysctl_dump), ("--netns", netns)):
-        if v is not None:  # callers that bypass the option parsers get the same check
-            _not_empty(name, "a value")(v)
-    if len(given) > 1:
-        raise TcptuneError(f"{' and '.join(given)} cannot be combined", ExitCode.BAD_INPUT, hint="pick one source")
-    from tcptune.host.source import DumpHost, Host
-
-    if sysctl_dump is not None:
-        from tcptune.core.sysctl_text import parse_sysctl_dump
-
-        text, label = read_dump_text(sysctl_dump)
-        return DumpHost(parse_sysctl_dump(text, source=label), label)
-    if netns is not None:
-        from tcptune.host.netns import enter_netns, netns_inode
-
-        enter_netns(netns)
-        inode = f"net:[{netns_inode() or '?'}]"
-        # Not "live host": the JSON `source` and every table header must say which namespace.
-        return Host("/", netns=f"{netns} ({inode})")
-    return Host("/" if root is None else root)
 
 
 def source_kind(host) -> str:

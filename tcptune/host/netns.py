@@ -81,7 +81,8 @@ def enter_netns(spec: str) -> Path:
     """
     path = resolve_netns(spec)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO named as --netns must not hang the open; setns() then says EINVAL.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except PermissionError as exc:
         raise TcptuneError(
             f"--netns {spec}: cannot open {path}: {exc.strerror}", ExitCode.PRIVILEGES, hint="run as root"

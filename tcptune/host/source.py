@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -27,7 +28,7 @@ from typing import Protocol
 from tcptune.core.keys import key_to_relpath, normalize_key
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.netns import netns_inode
-from tcptune.host.tree import SMALL_FILE_BYTES, SOCKET_TABLE_BYTES, SYSCTL_BYTES, Tree
+from tcptune.host.tree import SMALL_FILE_BYTES, SOCKET_TABLE_BYTES, SYSCTL_BYTES, Tree, open_regular, read_bounded
 from tcptune.values import normalize_value
 
 # The sysctl directories a TCP tuner looks at; `show` lists tcp_* from ipv4 plus
@@ -365,3 +366,86 @@ class DumpHost:
 
     def kernel_release(self) -> str | None:
         return self.values.get("kernel.osrelease")
+
+
+MAX_DUMP_BYTES = 16 << 20  # `sysctl -a` of a large host is ~200 KiB
+
+
+def read_dump_text(spec: str, stdin=None) -> tuple[str, str]:
+    """(text, label) of a --sysctl-dump argument; '-' is standard input.
+
+    A named file must be a regular file (a FIFO with no writer would hang the read): a
+    pipe goes through stdin instead.  Everything is bounded by MAX_DUMP_BYTES.
+    """
+    if spec == "-":
+        stream = stdin if stdin is not None else sys.stdin
+        try:
+            fd = stream.fileno()
+            os.fstat(fd)
+        except (AttributeError, ValueError, OSError):
+            raise TcptuneError(
+                "--sysctl-dump -: standard input is closed",
+                ExitCode.BAD_INPUT,
+                hint="pipe `sysctl -a` into tcptune, or pass a file",
+            ) from None
+        if os.isatty(fd):
+            raise TcptuneError(
+                "--sysctl-dump -: stdin is a terminal", ExitCode.BAD_INPUT, hint="pipe `sysctl -a` into tcptune"
+            )
+        label = "<stdin>"
+    else:
+        label = spec
+        try:
+            fd = open_regular(spec, "--sysctl-dump")
+        except TcptuneError as exc:
+            exc.hint = "a pipe or process substitution goes through stdin: `... | tcptune audit --sysctl-dump -`"
+            raise
+        except OSError as exc:
+            raise TcptuneError(f"--sysctl-dump {spec}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+    try:
+        data = read_bounded(fd, MAX_DUMP_BYTES)
+    except OSError as exc:
+        raise TcptuneError(f"--sysctl-dump {label}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+    finally:
+        if spec != "-":
+            os.close(fd)
+    if data is None:
+        raise TcptuneError(f"{label}: larger than {MAX_DUMP_BYTES >> 20} MiB; not a sysctl dump", ExitCode.BAD_INPUT)
+    try:
+        return data.decode("utf-8"), label
+    except UnicodeDecodeError as exc:
+        raise TcptuneError(f"{label}: not UTF-8 text (byte {exc.start})", ExitCode.BAD_INPUT) from exc
+
+
+def _refuse_empty(option: str, value: str | None) -> None:
+    if value is not None and not value.strip():
+        raise TcptuneError(
+            f"{option} is empty; nothing was read",
+            ExitCode.BAD_INPUT,
+            hint=f"leave {option} out for the live host; an unset variable or a `$(pidof ...)` that found nothing expands to an empty value",
+        )
+
+
+def open_source(
+    root: str | os.PathLike[str] | None = None, sysctl_dump: str | None = None, netns: str | None = None
+) -> Source:
+    """The source a command reads from: the live host, a --root tree, a dump, or --netns (entered here)."""
+    given = [
+        name for name, v in (("--root", root), ("--sysctl-dump", sysctl_dump), ("--netns", netns)) if v is not None
+    ]
+    _refuse_empty("--sysctl-dump", sysctl_dump)  # callers that bypass the option parsers get the same check
+    _refuse_empty("--netns", netns)
+    if len(given) > 1:
+        raise TcptuneError(f"{' and '.join(given)} cannot be combined", ExitCode.BAD_INPUT, hint="pick one source")
+    if sysctl_dump is not None:
+        from tcptune.core.sysctl_text import parse_sysctl_dump
+
+        text, label = read_dump_text(sysctl_dump)
+        return DumpHost(parse_sysctl_dump(text, source=label), label)
+    if netns is not None:
+        from tcptune.host.netns import enter_netns
+
+        enter_netns(netns)
+        # Not "live host": the JSON `source` and every table header must say which namespace.
+        return Host("/", netns=f"{netns} (net:[{own_netns_inode()}])")
+    return Host("/" if root is None else root)
