@@ -34,6 +34,8 @@ from tcptune.values import normalize_value
 # The sysctl directories a TCP tuner looks at; `show` lists tcp_* from ipv4 plus
 # every knowledge-base key.
 SYSCTL_DIRS = ("net/ipv4", "net/core")
+# Registered only in the initial network namespace (net/core/sysctl_net_core.c net_core_table).
+INIT_NET_ONLY_KEY = "net.core.netdev_max_backlog"
 # The socket tables can be large (a saved snapshot of a busy host); everything else is small.
 _PROC_LIMITS = {"proc/net/tcp": SOCKET_TABLE_BYTES, "proc/net/tcp6": SOCKET_TABLE_BYTES}
 
@@ -210,6 +212,7 @@ class Host:
             )
         self._tree.dir_fd("proc/sys/net")  # a symlinked proc, proc/sys or proc/sys/net is refused here
         self.netns = netns
+        self._in_child_netns: bool | None = None
         if self.root.resolve() == Path("/") and not other_ns:
             self.kind = SourceKind.LIVE if netns is None else SourceKind.NETNS
             self._target = Target(self.kind, "/", netns_inode=own_netns_inode())
@@ -231,7 +234,19 @@ class Host:
     def label(self) -> str:
         if self.netns is not None:
             return f"network namespace {self.netns}"
-        return "live host" if self.is_live else f"root {self.root}"
+        if not self.is_live:
+            return f"root {self.root}"
+        # Inside `unshare -n` or `ip netns exec`, "live host" would be wrong: the values are
+        # that namespace's, and most tcp_* keys start there from the kernel defaults.  The
+        # initial namespace is told by a key only it has: net/core/sysctl_net_core.c
+        # registers net_core_table (netdev_max_backlog ...) for init_net alone, the
+        # per-namespace netns_core_table (somaxconn ...) for every namespace.  (/proc/1/ns/net
+        # would say it too, but is unreadable inside many sandboxes, even to root.)
+        if self._in_child_netns is None:
+            self._in_child_netns = self.read_sysctl(INIT_NET_ONLY_KEY) is None
+        if self._in_child_netns:
+            return f"network namespace net:[{self._target.netns_inode}]"
+        return "live host"
 
     # -- sysctls -------------------------------------------------------------
     def sysctl_path(self, key: str) -> Path:
