@@ -1,0 +1,346 @@
+"""Doctor's checks: counters, sockets, settings and owners joined into findings (pure).
+
+Input is two samples of the kernel's counters ``seconds`` apart, one socket summary, the
+settings and sockstat; output is a list of findings, each with its evidence (every number
+and where it came from), the keys or program to look at, the fix and a source.  A rate
+over the window triggers a finding, never a since-boot total: a host up for a year has
+ListenOverflows from long ago that say nothing about now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from tcptune.core.counters import Delta
+from tcptune.kernel.states import TcpState
+
+CRITICAL, WARNING, INFO = "critical", "warning", "info"
+SEVERITIES = (CRITICAL, WARNING, INFO)
+NEAR = 0.8  # a count at 80 % of the limit that governs it is worth a look
+RETRANS_SHARE = 0.01  # more than 1 % of sent segments retransmitted
+MIN_SEGMENTS = 200  # below this many segments in the window a share is noise
+SYN_SENT_PILE = 50
+
+
+@dataclass(frozen=True)
+class Evidence:
+    what: str  # "ListenOverflows +14 in 2.0 s"
+    source: str  # "/proc/net/netstat TcpExt ListenOverflows"
+
+    def to_json(self) -> dict:
+        return {"what": self.what, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    severity: str
+    summary: str
+    evidence: tuple[Evidence, ...]
+    look_at: tuple[str, ...]  # sysctl keys or programs
+    fix: str
+    source: str  # kernel doc section or function
+
+    def to_json(self) -> dict:
+        return {
+            "check": self.check,
+            "severity": self.severity,
+            "summary": self.summary,
+            "evidence": [e.to_json() for e in self.evidence],
+            "look_at": list(self.look_at),
+            "fix": self.fix,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class Listener:
+    address: str
+    port: int
+    accept_queue: int  # idiag_rqueue of a LISTEN socket: sk_ack_backlog
+    backlog: int  # idiag_wqueue: sk_max_ack_backlog = min(listen() backlog, net.core.somaxconn)
+    owner: str | None = None  # "nginx (pid 812)"
+
+
+@dataclass
+class DoctorInput:
+    """One window's worth of facts about one network namespace."""
+
+    counter: Callable[[str, str], Delta | None]  # core.counters.delta(before, after, seconds)
+    seconds: float  # the window; 0: one sample, nothing is a rate
+    settings: Mapping[str, str | None]  # sysctl key -> value (None: absent here)
+    states: Mapping[TcpState, int]  # socket counts by state
+    listeners: list[Listener] = field(default_factory=list)
+    sockstat: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # "TCP" -> {"inuse": .., "mem": ..}
+    syn_sent_timeout: float | None = None  # seconds until connect() gives up, from the SYN model
+
+
+def _int(settings: Mapping[str, str | None], key: str, index: int = 0) -> int | None:
+    value = settings.get(key)
+    try:
+        return int(value.split()[index]) if value else None
+    except (ValueError, IndexError):
+        return None
+
+
+def _moved(inp: DoctorInput, group: str, name: str) -> Delta | None:
+    """The counter's delta when it moved in the window (None with one sample or no change)."""
+    if inp.seconds <= 0:
+        return None
+    d = inp.counter(group, name)
+    return d if d is not None and d.change > 0 else None
+
+
+def _ev(d: Delta) -> Evidence:
+    return Evidence(f"{d.name} +{d.change} in {d.seconds:g} s", d.where)
+
+
+def _setting(inp: DoctorInput, key: str) -> Evidence:
+    return Evidence(f"{key} = {inp.settings.get(key)}", f"/proc/sys/{key.replace('.', '/')}")
+
+
+def check_accept_queue(inp: DoctorInput) -> list[Finding]:
+    moved = [d for d in (_moved(inp, "TcpExt", n) for n in ("ListenOverflows", "ListenDrops")) if d]
+    # sk_acceptq_is_full() (include/net/sock.h): full when sk_ack_backlog > sk_max_ack_backlog
+    full = [lst for lst in inp.listeners if lst.accept_queue > lst.backlog]
+    if not moved and not full:
+        return []
+    somaxconn = _int(inp.settings, "net.core.somaxconn")
+    evidence = [_ev(d) for d in moved]
+    limits = []
+    for lst in full:
+        who = f" held by {lst.owner}" if lst.owner else ""
+        capped = somaxconn is not None and lst.backlog >= somaxconn
+        evidence.append(
+            Evidence(
+                f"{lst.address}:{lst.port}{who}: {lst.accept_queue} waiting to be accepted, backlog {lst.backlog}",
+                "sock_diag LISTEN socket idiag_rqueue/idiag_wqueue",
+            )
+        )
+        limits.append("net.core.somaxconn" if capped else f"the listen() backlog of {lst.owner or 'the program'}")
+    abort = _int(inp.settings, "net.ipv4.tcp_abort_on_overflow")
+    effect = (
+        "clients get a RST (tcp_abort_on_overflow=1)"
+        if abort == 1
+        else "the server drops the client's final ACK and resends its SYN-ACK while the client already "
+        "believes it is connected (tcp_abort_on_overflow=0)"
+    )
+    evidence.append(_setting(inp, "net.core.somaxconn"))
+    return [
+        Finding(
+            "accept-queue",
+            CRITICAL if moved and full else WARNING,
+            f"accept queue overflow: {len(full)} listener(s) full now; {effect}",
+            tuple(evidence),
+            tuple(dict.fromkeys(limits or ["net.core.somaxconn", "the program's listen() backlog"])),
+            "make the program accept faster (more workers), or raise its listen() backlog together with "
+            "net.core.somaxconn, which caps it",
+            "tcp_check_req() and tcp_conn_request() in net/ipv4; ip-sysctl.rst tcp_abort_on_overflow",
+        )
+    ]
+
+
+def check_syn_queue(inp: DoctorInput) -> list[Finding]:
+    drop = _moved(inp, "TcpExt", "TCPReqQFullDrop")
+    cookies = _moved(inp, "TcpExt", "TCPReqQFullDoCookies")
+    sent = _moved(inp, "TcpExt", "SyncookiesSent")
+    if not (drop or cookies or sent):
+        return []
+    syncookies = _int(inp.settings, "net.ipv4.tcp_syncookies")
+    evidence = [_ev(d) for d in (drop, cookies, sent) if d]
+    evidence += [_setting(inp, "net.ipv4.tcp_syncookies"), _setting(inp, "net.ipv4.tcp_max_syn_backlog")]
+    evidence.append(Evidence(f"SYN_RECV sockets: {inp.states.get(TcpState.SYN_RECV, 0)}", "sock_diag dump"))
+    if drop:
+        severity = CRITICAL if syncookies == 0 else WARNING
+        summary = "SYN queue full: new connections are being dropped" + (
+            " and syncookies are off" if syncookies == 0 else ""
+        )
+    else:
+        severity, summary = (
+            WARNING,
+            "SYN queue full: the kernel is answering with syncookies (a flood or a small backlog)",
+        )
+    return [
+        Finding(
+            "syn-queue",
+            severity,
+            summary,
+            tuple(evidence),
+            ("net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies", "net.core.somaxconn"),
+            "keep tcp_syncookies=1; raise tcp_max_syn_backlog and the listen() backlog for legitimate load; "
+            "a flood is answered upstream",
+            "tcp_conn_request() and tcp_syn_flood_action() in net/ipv4/tcp_input.c",
+        )
+    ]
+
+
+def check_time_wait(inp: DoctorInput) -> list[Finding]:
+    cap = _int(inp.settings, "net.ipv4.tcp_max_tw_buckets")
+    tw = inp.states.get(TcpState.TIME_WAIT, 0)
+    overflow = _moved(inp, "TcpExt", "TCPTimeWaitOverflow")
+    near = cap is not None and cap > 0 and tw >= NEAR * cap
+    if not (near or overflow):
+        return []
+    evidence = [Evidence(f"TIME_WAIT sockets: {tw}", "sock_diag dump"), _setting(inp, "net.ipv4.tcp_max_tw_buckets")]
+    evidence += [_ev(overflow)] if overflow else []
+    return [
+        Finding(
+            "time-wait",
+            WARNING,
+            f"TIME_WAIT at {tw} of tcp_max_tw_buckets {cap}"
+            + (
+                "; past the cap the kernel closes without TIME_WAIT (it only counts TCPTimeWaitOverflow, it logs nothing)"
+                if overflow
+                else ""
+            ),
+            tuple(evidence),
+            ("net.ipv4.tcp_max_tw_buckets",),
+            "a large TIME_WAIT count alone is not a problem; never lower the cap. Raise it if the table "
+            "fills, or reuse connections (keep-alive, pooling)",
+            "tcp_time_wait() in net/ipv4/tcp_minisocks.c",
+        )
+    ]
+
+
+def check_orphans_and_memory(inp: DoctorInput) -> list[Finding]:
+    out = []
+    tcp = inp.sockstat.get("TCP", {})
+    cap = _int(inp.settings, "net.ipv4.tcp_max_orphans")
+    orphans = tcp.get("orphan")
+    abort = _moved(inp, "TcpExt", "TCPAbortOnMemory")
+    if (orphans is not None and cap and orphans >= NEAR * cap) or abort:
+        ev = [
+            Evidence(f"orphans: {orphans}", "/proc/net/sockstat TCP orphan"),
+            _setting(inp, "net.ipv4.tcp_max_orphans"),
+        ]
+        out.append(
+            Finding(
+                "orphans",
+                WARNING,
+                f"orphaned sockets at {orphans} of tcp_max_orphans {cap}; past it the kernel resets them",
+                tuple(ev + ([_ev(abort)] if abort else [])),
+                ("net.ipv4.tcp_max_orphans", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_orphan_retries"),
+                "find who closes so many connections with data unsent; raise tcp_max_orphans only with memory to spare",
+                "tcp_check_oom() and tcp_too_many_orphans() in net/ipv4/tcp.c",
+            )
+        )
+    pressure, hard = _int(inp.settings, "net.ipv4.tcp_mem", 1), _int(inp.settings, "net.ipv4.tcp_mem", 2)
+    mem = tcp.get("mem")
+    pressures = _moved(inp, "TcpExt", "TCPMemoryPressures")
+    if (mem is not None and pressure and mem >= pressure) or pressures:
+        ev = [Evidence(f"TCP memory: {mem} pages", "/proc/net/sockstat TCP mem"), _setting(inp, "net.ipv4.tcp_mem")]
+        out.append(
+            Finding(
+                "tcp-memory",
+                CRITICAL if mem is not None and hard and mem >= hard else WARNING,
+                f"TCP memory at {mem} pages, pressure threshold {pressure}, limit {hard}",
+                tuple(ev + ([_ev(pressures)] if pressures else [])),
+                ("net.ipv4.tcp_mem", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"),
+                "find the sockets with large queues (receivers not reading); raise tcp_mem only with RAM to spare",
+                "tcp_under_memory_pressure() and sk_mem_schedule(); ip-sysctl.rst tcp_mem",
+            )
+        )
+    return out
+
+
+def check_retransmissions(inp: DoctorInput) -> list[Finding]:
+    sent, retrans = _moved(inp, "Tcp", "OutSegs"), _moved(inp, "Tcp", "RetransSegs")
+    if not sent or not retrans or sent.change < MIN_SEGMENTS:
+        return []
+    share = retrans.change / sent.change
+    if share <= RETRANS_SHARE:
+        return []
+    extra = [d for d in (_moved(inp, "TcpExt", "TCPSynRetrans"), _moved(inp, "TcpExt", "TCPTimeouts")) if d]
+    return [
+        Finding(
+            "retransmissions",
+            WARNING,
+            f"{share:.1%} of sent segments were retransmissions",
+            tuple(_ev(d) for d in (retrans, sent, *extra)),
+            ("the path to the busiest peers (tcptune states --by peer)",),
+            "look for loss on the path (NIC drops, a congested link, a firewall dropping); tuning rarely fixes loss",
+            "RFC 6298; tcp_retransmit_skb() in net/ipv4/tcp_output.c",
+        )
+    ]
+
+
+RESET_MEANINGS = {
+    ("Tcp", "OutRsts"): "RSTs sent",
+    ("Tcp", "EstabResets"): "established connections reset",
+    ("Tcp", "AttemptFails"): "connects that failed (RST or timeout in SYN_SENT/SYN_RECV)",
+    ("TcpExt", "TCPAbortOnData"): "closed with unread data (the kernel sent RST)",
+    ("TcpExt", "TCPAbortOnClose"): "closed by the program with data still unread",
+    ("TcpExt", "TCPAbortOnLinger"): "closed with SO_LINGER 0",
+}
+
+
+def check_resets(inp: DoctorInput) -> list[Finding]:
+    moved = [(d, RESET_MEANINGS[key]) for key in RESET_MEANINGS if (d := _moved(inp, *key))]
+    if not moved:
+        return []
+    return [
+        Finding(
+            "resets",
+            INFO,
+            "connections are being reset: " + ", ".join(f"{d.change} {m}" for d, m in moved),
+            tuple(Evidence(f"{d.name} +{d.change} in {d.seconds:g} s ({m})", d.where) for d, m in moved),
+            ("the programs on both ends",),
+            "connects to closed ports, programs closing with unread data, or SO_LINGER 0; rarely a sysctl",
+            "tcp_send_active_reset() and tcp_reset() in net/ipv4",
+        )
+    ]
+
+
+def check_syn_sent(inp: DoctorInput) -> list[Finding]:
+    n = inp.states.get(TcpState.SYN_SENT, 0)
+    if n < SYN_SENT_PILE:
+        return []
+    wait = f"; each gives up after {inp.syn_sent_timeout:.1f} s" if inp.syn_sent_timeout else ""
+    return [
+        Finding(
+            "syn-sent",
+            WARNING,
+            f"{n} connections waiting in SYN_SENT{wait}",
+            (Evidence(f"SYN_SENT sockets: {n}", "sock_diag dump"), _setting(inp, "net.ipv4.tcp_syn_retries")),
+            ("net.ipv4.tcp_syn_retries", "the peers (tcptune states --by peer --state syn-sent)"),
+            "a peer is down or filtered; lower tcp_syn_retries (or set a connect timeout) to fail fast",
+            "tcp_write_timeout() in net/ipv4/tcp_timer.c",
+        )
+    ]
+
+
+def check_conntrack(inp: DoctorInput) -> list[Finding]:
+    count = _int(inp.settings, "net.netfilter.nf_conntrack_count")
+    cap = _int(inp.settings, "net.netfilter.nf_conntrack_max")
+    if count is None or not cap or count < NEAR * cap:
+        return []
+    return [
+        Finding(
+            "conntrack",
+            CRITICAL if count >= 0.95 * cap else WARNING,
+            f"conntrack table at {count} of {cap}; when full, new connections are dropped (clients see SYN timeouts)",
+            (_setting(inp, "net.netfilter.nf_conntrack_count"), _setting(inp, "net.netfilter.nf_conntrack_max")),
+            ("net.netfilter.nf_conntrack_max",),
+            "raise nf_conntrack_max (and the hash size), or exempt heavy traffic from tracking",
+            "nf_conntrack_alloc() in net/netfilter/nf_conntrack_core.c",
+        )
+    ]
+
+
+CHECKS: dict[str, Callable[[DoctorInput], list[Finding]]] = {
+    "accept-queue": check_accept_queue,
+    "syn-queue": check_syn_queue,
+    "time-wait": check_time_wait,
+    "orphans-memory": check_orphans_and_memory,
+    "retransmissions": check_retransmissions,
+    "resets": check_resets,
+    "syn-sent": check_syn_sent,
+    "conntrack": check_conntrack,
+}
+
+
+def diagnose(inp: DoctorInput, only: tuple[str, ...] = ()) -> list[Finding]:
+    """Every finding of the checks named in ``only`` (all when empty), most severe first."""
+    findings = [f for name, check in CHECKS.items() if not only or name in only for f in check(inp)]
+    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))

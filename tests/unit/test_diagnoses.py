@@ -1,0 +1,129 @@
+"""Doctor's checks as pure functions: each fires on its condition and stays quiet without it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tcptune.core.counters import delta, merge, parse_snmp_text
+from tcptune.core.diagnoses import CHECKS, CRITICAL, INFO, WARNING, DoctorInput, Listener, diagnose
+from tcptune.kernel.states import TcpState
+
+DATA = Path(__file__).resolve().parents[1] / "data/proc_net_snmp"
+FRESH_SETTINGS = {
+    "net.core.somaxconn": "4096",
+    "net.ipv4.tcp_abort_on_overflow": "0",
+    "net.ipv4.tcp_syncookies": "1",
+    "net.ipv4.tcp_max_syn_backlog": "512",
+    "net.ipv4.tcp_max_tw_buckets": "262144",
+    "net.ipv4.tcp_max_orphans": "262144",
+    "net.ipv4.tcp_mem": "188934 251913 377868",
+    "net.ipv4.tcp_syn_retries": "6",
+}
+
+
+def _captured(which: str):
+    return merge(*(parse_snmp_text((DATA / f"overflow-{which}-6.18.{f}").read_text(), f) for f in ("netstat", "snmp")))
+
+
+def make(before=None, after=None, seconds=2.0, settings=None, states=None, **kw) -> DoctorInput:
+    before = before or {}
+    return DoctorInput(
+        counter=delta(before, after if after is not None else before, seconds),
+        seconds=seconds,
+        settings={**FRESH_SETTINGS, **(settings or {})},
+        states={s: 0 for s in TcpState} | (states or {}),
+        **kw,
+    )
+
+
+def counters(**values):
+    out: dict = {}
+    for name, v in values.items():
+        group, _, counter = name.partition("_")
+        out.setdefault(group, {})[counter] = v
+    return out
+
+
+def test_a_quiet_fresh_namespace_gives_no_findings():
+    fresh = merge(*(parse_snmp_text((DATA / f"fresh-netns-6.18.{f}").read_text(), f) for f in ("netstat", "snmp")))
+    assert diagnose(make(fresh, fresh)) == []
+
+
+def test_the_captured_overflow_with_a_full_listener_is_critical_and_names_the_limit():
+    full = Listener("127.0.0.1", 8080, accept_queue=1, backlog=0, owner="server (pid 42)")
+    (f,) = diagnose(make(_captured("before"), _captured("after"), 1.5, listeners=[full]), ("accept-queue",))
+    assert f.severity == CRITICAL
+    assert "ListenOverflows +14 in 1.5 s" in [e.what for e in f.evidence]
+    assert f.look_at == ("the listen() backlog of server (pid 42)",)
+    assert "resends its SYN-ACK" in f.summary
+
+
+def test_a_backlog_at_somaxconn_points_at_somaxconn():
+    full = Listener("0.0.0.0", 80, accept_queue=4097, backlog=4096)
+    (f,) = diagnose(make(listeners=[full]), ("accept-queue",))
+    assert f.severity == WARNING and f.look_at == ("net.core.somaxconn",)
+
+
+def test_overflows_in_the_past_alone_are_not_a_finding():
+    # a year of uptime: ListenOverflows is large but does not move in the window
+    old = counters(TcpExt_ListenOverflows=10_000, TcpExt_ListenDrops=10_000)
+    assert diagnose(make(old, old)) == []
+    assert diagnose(make(old, counters(TcpExt_ListenOverflows=10_000), seconds=0)) == []
+
+
+@pytest.mark.parametrize("syncookies,severity", [("0", CRITICAL), ("1", WARNING)])
+def test_syn_queue_drops_are_critical_only_without_syncookies(syncookies, severity):
+    inp = make(
+        counters(TcpExt_TCPReqQFullDrop=0),
+        counters(TcpExt_TCPReqQFullDrop=30),
+        settings={"net.ipv4.tcp_syncookies": syncookies},
+    )
+    (f,) = diagnose(inp, ("syn-queue",))
+    assert f.severity == severity
+
+
+def test_time_wait_near_the_cap_never_advises_lowering_it():
+    inp = make(settings={"net.ipv4.tcp_max_tw_buckets": "10"}, states={TcpState.TIME_WAIT: 9})
+    (f,) = diagnose(inp, ("time-wait",))
+    assert "never lower the cap" in f.fix
+    assert diagnose(make(states={TcpState.TIME_WAIT: 7}, settings={"net.ipv4.tcp_max_tw_buckets": "10"})) == []
+
+
+def test_tcp_memory_over_the_hard_limit_is_critical():
+    inp = make(sockstat={"TCP": {"mem": 400_000, "orphan": 0}})
+    (f,) = diagnose(inp, ("orphans-memory",))
+    assert (f.check, f.severity) == ("tcp-memory", CRITICAL)
+
+
+def test_retransmissions_over_one_percent_of_a_busy_window():
+    busy = make(counters(Tcp_OutSegs=0, Tcp_RetransSegs=0), counters(Tcp_OutSegs=1000, Tcp_RetransSegs=30))
+    assert [f.check for f in diagnose(busy)] == ["retransmissions"]
+    idle = make(counters(Tcp_OutSegs=0, Tcp_RetransSegs=0), counters(Tcp_OutSegs=50, Tcp_RetransSegs=5))
+    assert diagnose(idle) == []
+
+
+def test_resets_are_information_with_their_meaning():
+    (f,) = diagnose(make(_captured("before"), _captured("after"), 1.5), ("resets",))
+    assert f.severity == INFO
+    assert "5 connects that failed" in f.summary
+
+
+def test_conntrack_near_full():
+    s = {"net.netfilter.nf_conntrack_count": "970", "net.netfilter.nf_conntrack_max": "1000"}
+    (f,) = diagnose(make(settings=s), ("conntrack",))
+    assert f.severity == CRITICAL
+
+
+def test_findings_come_most_severe_first_and_every_check_is_named():
+    inp = make(
+        _captured("before"),
+        _captured("after"),
+        1.5,
+        listeners=[Listener("127.0.0.1", 1, 1, 0)],
+        states={TcpState.SYN_SENT: 60},
+    )
+    severities = [f.severity for f in diagnose(inp)]
+    assert severities == sorted(severities, key=[CRITICAL, WARNING, INFO].index)
+    assert set(CHECKS) >= {"accept-queue", "syn-queue", "time-wait", "resets", "syn-sent", "conntrack"}
