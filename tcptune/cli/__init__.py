@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "apply",  # apply, rollback, snapshots
     "states",  # states
     "probe",  # probe syn|synack|fin-timeout|keepalive|tw-reuse|all
+    "doctor",  # doctor
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"tcptune.cli.{_name}")

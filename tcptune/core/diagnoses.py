@@ -93,7 +93,7 @@ def _moved(inp: DoctorInput, group: str, name: str) -> Delta | None:
 
 
 def _ev(d: Delta) -> Evidence:
-    return Evidence(f"{d.name} +{d.change} in {d.seconds:g} s", d.where)
+    return Evidence(f"{d.name} +{d.change} in {d.seconds:.1f} s", d.where)
 
 
 def _setting(inp: DoctorInput, key: str) -> Evidence:
@@ -284,7 +284,7 @@ def check_resets(inp: DoctorInput) -> list[Finding]:
             "resets",
             INFO,
             "connections are being reset: " + ", ".join(f"{d.change} {m}" for d, m in moved),
-            tuple(Evidence(f"{d.name} +{d.change} in {d.seconds:g} s ({m})", d.where) for d, m in moved),
+            tuple(Evidence(f"{d.name} +{d.change} in {d.seconds:.1f} s ({m})", d.where) for d, m in moved),
             ("the programs on both ends",),
             "connects to closed ports, programs closing with unread data, or SO_LINGER 0; rarely a sysctl",
             "tcp_send_active_reset() and tcp_reset() in net/ipv4",

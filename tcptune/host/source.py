@@ -191,9 +191,6 @@ class Host:
                 ExitCode.BAD_INPUT,
                 hint="a root must hold proc/sys/net (and proc/net for socket tables)",
             )
-        # Every read and write below the root goes through this directory fd, following no
-        # symlink (tcptune.host.tree): a link planted in a container's tree cannot redirect it.
-        self._tree = Tree(str(self.root), shown=str(root))
         # /proc/sys/net and /proc/net show the network namespace of the task that READS
         # them, not of the process whose root this is (net/sysctl_net.c net_ctl_header_lookup()
         # uses current->nsproxy->net_ns), so `--root /proc/PID/root` would silently audit
@@ -210,10 +207,16 @@ class Host:
                 if m
                 else "use --netns PID (a process in that namespace), or --root on a saved snapshot",
             )
+        # Every read and write below the root goes through this directory fd, following no
+        # symlink (tcptune.host.tree): a link planted in a container's tree cannot redirect it.
+        # The live host's /proc is the kernel's own and has its own links (/proc/net ->
+        # self/net): followed there, and only there.
+        live_root = self.root.resolve() == Path("/") and not other_ns
+        self._tree = Tree(str(self.root), shown=str(root), follow_links=live_root)
         self._tree.dir_fd("proc/sys/net")  # a symlinked proc, proc/sys or proc/sys/net is refused here
         self.netns = netns
         self._in_child_netns: bool | None = None
-        if self.root.resolve() == Path("/") and not other_ns:
+        if live_root:
             self.kind = SourceKind.LIVE if netns is None else SourceKind.NETNS
             self._target = Target(self.kind, "/", netns_inode=own_netns_inode())
         else:

@@ -21,9 +21,6 @@ import stat
 
 from tcptune.errors import ExitCode, TcptuneError
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
 SYSCTL_BYTES = 64 << 10  # the largest /proc/sys value is a page or two (ip_local_reserved_ports)
 SMALL_FILE_BYTES = 1 << 20  # osrelease, sockstat, snmp, netstat
 SOCKET_TABLE_BYTES = 256 << 20  # /proc/net/tcp: 150 bytes a socket, so about 1.7 million sockets
@@ -40,10 +37,15 @@ class Tree:
     Directory fds are cached: `show` reads a hundred keys from two directories.
     """
 
-    def __init__(self, root: str, shown: str | None = None):
+    def __init__(self, root: str, shown: str | None = None, *, follow_links: bool = False):
+        """``follow_links``: the live host's own /proc, whose links are the kernel's
+        (/proc/net -> self/net, /proc/self -> PID); never for a tree someone else filled."""
         self.shown = shown if shown is not None else root
         self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._dirs: dict[str, int] = {"": self._root_fd}
+        nofollow = 0 if follow_links else os.O_NOFOLLOW
+        self._dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | nofollow
+        self._file_flags = os.O_NONBLOCK | os.O_CLOEXEC | nofollow
 
     def close(self) -> None:
         for fd in set(self._dirs.values()):
@@ -80,7 +82,7 @@ class Tree:
         parent, _, name = rel_dir.rpartition("/")
         pfd = self.dir_fd(parent)
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            fd = os.open(name, self._dir_flags, dir_fd=pfd)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(pfd, name):
                 raise self._refuse(rel_dir, "is a symbolic link") from None
@@ -93,7 +95,7 @@ class Tree:
         parts = self._parts(rel)
         dfd = self.dir_fd("/".join(parts[:-1]))
         try:
-            fd = os.open(parts[-1], flags | _FILE_FLAGS, dir_fd=dfd)
+            fd = os.open(parts[-1], flags | self._file_flags, dir_fd=dfd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise self._refuse(rel, "is a symbolic link") from None

@@ -1,0 +1,52 @@
+"""`tcptune doctor`: what is wrong with this host's TCP, joined from counters, sockets and settings."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from tcptune.cli._app import app
+from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, emit_json, open_source
+
+EXAMPLE = """
+Examples:
+
+  tcptune doctor                      # two samples 2 s apart, findings by severity
+
+  tcptune doctor --interval 10 --check accept-queue --check syn-queue
+
+  tcptune doctor --netns web1 --json  # a container's network namespace, as JSON
+"""
+
+
+@app.command("doctor", epilog=EXAMPLE)
+def doctor_cmd(
+    interval: Annotated[
+        float, typer.Option("--interval", metavar="SECONDS", help="Seconds between the two counter samples (0: one).")
+    ] = 2.0,
+    check: Annotated[
+        list[str] | None, typer.Option("--check", metavar="NAME", help="Run only this check (repeatable).")
+    ] = None,
+    root: RootOpt = None,
+    netns: NetnsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Diagnose: accept and SYN queue overflows, TIME_WAIT and orphan limits, TCP memory,
+    retransmissions, resets, SYN_SENT pile-ups and conntrack, each with its evidence and fix.
+
+    Counters are rates over --interval, never since-boot totals. Exit 0 no findings, 1 findings.
+    """
+    from tcptune.ops.doctor import check_options, run_doctor
+    from tcptune.render.doctor import render_doctor_json, render_doctor_text
+    from tcptune.render.output import Output
+
+    checks = tuple(check or ())
+    check_options(interval, checks)  # before entering a namespace or reading anything
+    report = run_doctor(open_source(root, None, netns), interval, checks)
+    if json_out:
+        emit_json(render_doctor_json(report))
+    else:
+        typer.echo(render_doctor_text(report, Output.detect(sys.stdout)))
+    raise typer.Exit(report.exit_code)

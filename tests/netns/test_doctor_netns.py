@@ -1,0 +1,123 @@
+"""doctor in private network namespaces: each condition made for real fires its check; a clean one is quiet.
+
+Each scenario runs in a forked child inside a fresh namespace (nsutil.run_in_netns) that
+builds the condition with its own loopback sockets, runs the doctor use case in process
+(and the CLI once), and hands the findings back.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from nsutil import netns_argv, run_in_netns
+
+from tcptune.host.source import Host
+from tcptune.ops.doctor import run_doctor
+
+
+def _findings(interval=0.0, checks=()):
+    report = run_doctor(Host("/"), interval, checks)
+    return [(f.check, f.severity, f.summary, [e.what for e in f.evidence], f.look_at) for f in report.findings]
+
+
+def test_a_fresh_namespace_has_no_findings_and_exits_0():
+    r = subprocess.run(
+        netns_argv([sys.executable, "-m", "tcptune", "doctor", "--interval", "0.2", "--json"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["findings"] == [] and out["window_seconds"] > 0
+
+
+def _accept_overflow():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)  # a queue of one, never accepted
+    port = srv.getsockname()[1]
+    clients = []
+
+    def connect_more():  # clients arrive during the window, so ListenOverflows moves in it
+        for _ in range(10):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            clients.append(c)
+            time.sleep(0.05)
+
+    t = threading.Thread(target=connect_more)
+    t.start()
+    found = _findings(interval=1.0, checks=("accept-queue",))
+    t.join()
+    return port, found
+
+
+def test_a_listener_that_never_accepts_is_a_critical_accept_queue_finding_with_its_owner():
+    port, found = run_in_netns(_accept_overflow)
+    ((check, severity, summary, evidence, look_at),) = found
+    assert (check, severity) == ("accept-queue", "critical")
+    assert any(e.startswith(f"127.0.0.1:{port} held by python") and "backlog 0" in e for e in evidence), evidence
+    assert any(e.startswith("ListenOverflows +") for e in evidence)
+    assert look_at[0].startswith("the listen() backlog of python")
+
+
+def _time_wait_near_cap():
+    with open("/proc/sys/net/ipv4/tcp_max_tw_buckets", "w") as fh:
+        fh.write("10")
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    port = srv.getsockname()[1]
+    for _ in range(50):  # the client closes first: its end goes to TIME_WAIT
+        c = socket.create_connection(("127.0.0.1", port))
+        a, _ = srv.accept()
+        c.close()
+        time.sleep(0.002)
+        a.close()
+    return _findings(checks=("time-wait",))
+
+
+def test_time_wait_at_a_tiny_cap_warns_and_never_advises_lowering_it():
+    ((check, severity, summary, evidence, _),) = run_in_netns(_time_wait_near_cap)
+    assert (check, severity) == ("time-wait", "warning")
+    assert "of tcp_max_tw_buckets 10" in summary
+
+
+def _resets():
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+
+    def refused():
+        time.sleep(0.2)
+        for _ in range(5):
+            s = socket.socket()
+            s.connect_ex(("127.0.0.1", port))
+            s.close()
+
+    t = threading.Thread(target=refused)
+    t.start()
+    found = _findings(interval=1.0, checks=("resets",))
+    t.join()
+    return found
+
+
+def test_connects_to_a_closed_port_during_the_window_show_as_resets():
+    ((check, severity, summary, _, _),) = run_in_netns(_resets)
+    assert (check, severity) == ("resets", "info")
+    assert "5 connects that failed" in summary and "5 RSTs sent" in summary
+
+
+def test_bad_options_are_refused_before_anything_is_read():
+    for args in (["--interval", "nan"], ["--interval", "-1"], ["--check", "nosuch"]):
+        r = subprocess.run([sys.executable, "-m", "tcptune", "doctor", *args], capture_output=True, text=True)
+        assert r.returncode == 2, (args, r.stderr)
