@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "states",  # states
     "probe",  # probe syn|synack|fin-timeout|keepalive|tw-reuse|all
     "doctor",  # doctor
+    "metrics",  # metrics
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"tcptune.cli.{_name}")
