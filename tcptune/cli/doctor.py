@@ -18,6 +18,8 @@ Examples:
   tcptune doctor --interval 10 --check accept-queue --check syn-queue
 
   tcptune doctor --netns web1 --json  # a container's network namespace, as JSON
+
+  tcptune doctor --bundle web1.tar.gz # then elsewhere: tar xzf web1.tar.gz -C d; tcptune doctor --root d
 """
 
 
@@ -28,6 +30,14 @@ def doctor_cmd(
     ] = 2.0,
     check: Annotated[
         list[str] | None, typer.Option("--check", metavar="NAME", help="Run only this check (repeatable).")
+    ] = None,
+    bundle: Annotated[
+        str | None,
+        typer.Option(
+            "--bundle",
+            metavar="FILE.tar.gz",
+            help="Also save everything read, so that `doctor --root` on the unpacked file gives the same findings.",
+        ),
     ] = None,
     root: RootOpt = None,
     netns: NetnsOpt = None,
@@ -44,7 +54,7 @@ def doctor_cmd(
 
     checks = tuple(check or ())
     check_options(interval, checks)  # before entering a namespace or reading anything
-    report = run_doctor(open_source(root, None, netns), interval, checks)
+    report = run_doctor(open_source(root, None, netns), interval, checks, bundle=bundle)
     if json_out:
         emit_json(render_doctor_json(report))
     else:

@@ -343,6 +343,15 @@ class Host:
             raise TcptuneError(f"cannot read {path}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
         return data.decode("utf-8", "replace")
 
+    def read_file_text(self, rel: str, limit: int = SMALL_FILE_BYTES) -> str | None:
+        """Text of any regular file ROOT/REL (a bundle's own files), or None when absent."""
+        try:
+            return self._tree.read_bytes(rel, limit).decode("utf-8", "replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise TcptuneError(f"cannot read {self._tree.where(rel)}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
+
     def kernel_release(self) -> str | None:
         value = self.read_proc_text("sys/kernel/osrelease")
         if value is None and self.is_live:

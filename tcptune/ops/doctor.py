@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tcptune.core.counters import Counters, delta, merge, parse_snmp_text
+from tcptune.core.counters import delta, merge, parse_snmp_text
 from tcptune.core.diagnoses import CHECKS, DoctorInput, Finding, Listener, diagnose
 from tcptune.core.procfs import parse_sockstat
 from tcptune.errors import ExitCode, TcptuneError
@@ -67,20 +67,6 @@ def check_options(interval: float, checks: tuple[str, ...]) -> None:
         )
 
 
-def _sample(source: Source) -> tuple[Counters, float]:
-    parts = []
-    for rel in COUNTER_FILES:
-        text = source.read_proc_text(rel)
-        if text is None:
-            raise TcptuneError(
-                f"{source.label}: no proc/{rel} to read the kernel's counters from",
-                ExitCode.BAD_INPUT,
-                hint="doctor reads the live host, --netns, or a --root tree saved with proc/net/netstat and snmp",
-            )
-        parts.append(parse_snmp_text(text, f"proc/{rel}"))
-    return merge(*parts), clock.now()
-
-
 def _syn_timeout(settings: dict[str, str | None]) -> float | None:
     from tcptune.kernel.timers import predict_syn
 
@@ -119,7 +105,71 @@ def _listeners(found, live: bool) -> list[Listener]:
     ]
 
 
-def run_doctor(source: Source, interval: float = 2.0, checks: tuple[str, ...] = ()) -> DoctorReport:
+BUNDLE_META = "tcptune-bundle.json"
+BUNDLE_FORMAT = "tcptune-bundle/1"
+BEFORE = ".before"  # the first sample's files in a bundle: proc/net/netstat.before
+
+
+@dataclass
+class _Window:
+    first: dict[str, str]  # proc-relative path -> text, e.g. "net/netstat"
+    second: dict[str, str]
+    seconds: float
+
+
+def _read_texts(source: Source, suffix: str = "") -> dict[str, str]:
+    texts = {}
+    for rel in COUNTER_FILES:
+        text = source.read_proc_text(rel + suffix)
+        if text is None:
+            raise TcptuneError(
+                f"{source.label}: no proc/{rel}{suffix} to read the kernel's counters from",
+                ExitCode.BAD_INPUT,
+                hint="doctor reads the live host, --netns, or a --root tree saved with proc/net/netstat and snmp",
+            )
+        texts[rel] = text
+    return texts
+
+
+def _window(source: Source, interval: float, meta: dict | None, notes: list[str]) -> _Window:
+    if meta is not None:  # a bundle: both samples and the window were saved
+        return _Window(_read_texts(source, BEFORE), _read_texts(source), float(meta["window_seconds"]))
+    first, t1 = _read_texts(source), clock.now()
+    if not source.is_live or interval <= 0:
+        if not source.is_live and interval > 0:
+            notes.append("a saved tree holds one sample: no counter rates, findings come from sockets and settings")
+        return _Window(first, first, 0.0)
+    clock.wait(interval)
+    return _Window(first, _read_texts(source), clock.now() - t1)
+
+
+def _counters(texts: dict[str, str]):
+    return merge(*(parse_snmp_text(text, f"proc/{rel}") for rel, text in texts.items()))
+
+
+def _bundle_meta(source: Source) -> dict | None:
+    """The bundle's own record (window, listener rows), when the --root tree is a doctor bundle."""
+    if source.kind is not SourceKind.ROOT:
+        return None
+    text = source.read_file_text(BUNDLE_META)
+    if text is None:
+        return None
+    import json
+
+    try:
+        meta = json.loads(text)
+        if meta.get("format") != BUNDLE_FORMAT or not isinstance(meta.get("listeners"), list):
+            raise ValueError("not a tcptune bundle record")
+        meta["window_seconds"] = float(meta["window_seconds"])
+        meta["listeners"] = [Listener(str(x[0]), int(x[1]), int(x[2]), int(x[3]), x[4]) for x in meta["listeners"]]
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+        raise TcptuneError(f"{BUNDLE_META} in {source.label}: {exc}", ExitCode.BAD_INPUT) from None
+    return meta
+
+
+def run_doctor(
+    source: Source, interval: float = 2.0, checks: tuple[str, ...] = (), *, bundle: str | None = None
+) -> DoctorReport:
     check_options(interval, checks)
     if source.kind is SourceKind.DUMP:
         raise TcptuneError(
@@ -129,15 +179,9 @@ def run_doctor(source: Source, interval: float = 2.0, checks: tuple[str, ...] = 
         )
     from tcptune.host.sockdiag import collect_summary
 
-    notes = []
-    first, t1 = _sample(source)
-    if source.is_live and interval > 0:
-        clock.wait(interval)
-        second, t2 = _sample(source)
-    else:
-        second, t2 = first, t1
-        if not source.is_live and interval > 0:
-            notes.append("a saved tree holds one sample: no counter rates, findings come from sockets and settings")
+    notes: list[str] = []
+    meta = _bundle_meta(source)
+    window = _window(source, interval, meta, notes)
     summary = collect_summary(source)
     settings = source.read_sysctls(SETTING_KEYS)
     hidden = [k for k in GLOBAL_KEYS if settings.get(k) is None]
@@ -146,22 +190,63 @@ def run_doctor(source: Source, interval: float = 2.0, checks: tuple[str, ...] = 
             f"{', '.join(hidden)} are global and this network namespace does not show them: "
             "the orphan and TCP memory limits are judged only where they can be read"
         )
-    sockstat = parse_sockstat(source.read_proc_text("net/sockstat") or "")
-    listeners = _listeners(summary.listeners, source.is_live)
+    sockstat_text = source.read_proc_text("net/sockstat") or ""
+    listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live)
     inp = DoctorInput(
-        counter=delta(first, second, t2 - t1),
-        seconds=t2 - t1,
+        counter=delta(_counters(window.first), _counters(window.second), window.seconds),
+        seconds=window.seconds,
         settings=settings,
         states=summary.counts,
         listeners=listeners,
-        sockstat=sockstat,
+        sockstat=parse_sockstat(sockstat_text),
         syn_sent_timeout=_syn_timeout(settings),
     )
-    return DoctorReport(
+    report = DoctorReport(
         source=source.label,
-        seconds=round(t2 - t1, 3),
+        seconds=round(window.seconds, 3),
         findings=diagnose(inp, checks),
         settings=dict(settings),
         states={s.name: n for s, n in summary.counts.items()},
         notes=notes + list(summary.notes),
     )
+    if bundle is not None:
+        _save_bundle(bundle, source, window, listeners, sockstat_text, report)
+    return report
+
+
+def _save_bundle(path: str, source: Source, window: _Window, listeners, sockstat_text: str, report) -> None:
+    """Everything doctor read, shaped like / so that `doctor --root` on it gives the same findings."""
+    import json
+
+    from tcptune import __version__
+    from tcptune.core.keys import SECRET_KEYS, key_to_relpath
+    from tcptune.host.bundle import write_bundle
+
+    files: dict[str, bytes] = {}
+    for rel, text in window.first.items():
+        files[f"proc/{rel}{BEFORE}"] = text.encode()
+    for rel, text in window.second.items():
+        files[f"proc/{rel}"] = text.encode()
+    files["proc/net/sockstat"] = sockstat_text.encode()
+    for rel in ("net/tcp", "net/tcp6"):  # the socket table, as /proc prints it, for the state counts
+        text = source.read_proc_text(rel)
+        if text is not None:
+            files[f"proc/{rel}"] = text.encode()
+    keys = [k for k in {*source.list_sysctls(), *SETTING_KEYS} if k not in SECRET_KEYS]
+    for key, value in source.read_sysctls(sorted(keys)).items():
+        if value is not None:
+            files[key_to_relpath(key)] = (value + "\n").encode()
+    release = source.kernel_release()
+    if release:
+        files["proc/sys/kernel/osrelease"] = (release + "\n").encode()
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "tcptune": __version__,
+        "source": source.label,
+        "window_seconds": window.seconds,
+        # the dump's LISTEN rows: /proc/net/tcp does not print a listener's backlog
+        "listeners": [[x.address, x.port, x.accept_queue, x.backlog, x.owner] for x in listeners],
+        "findings": [f.check for f in report.findings],
+    }
+    files[BUNDLE_META] = (json.dumps(meta, indent=1) + "\n").encode()
+    write_bundle(path, files)

@@ -121,3 +121,44 @@ def test_bad_options_are_refused_before_anything_is_read():
     for args in (["--interval", "nan"], ["--interval", "-1"], ["--check", "nosuch"]):
         r = subprocess.run([sys.executable, "-m", "tcptune", "doctor", *args], capture_output=True, text=True)
         assert r.returncode == 2, (args, r.stderr)
+
+
+def _bundle_round_trip(tmpdir: str):
+    import tarfile
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    clients = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        clients.append(c)
+    path = f"{tmpdir}/b.tar.gz"
+    live = run_doctor(Host("/"), 0.5, bundle=path)
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+        assert all(m.isreg() and m.mode == 0o644 for m in tar.getmembers())
+        tar.extractall(f"{tmpdir}/root", filter="data")
+    return names, live.findings, live.seconds
+
+
+def test_a_bundle_read_back_with_root_gives_the_same_findings(tmp_path):
+    names, live, seconds = run_in_netns(_bundle_round_trip, str(tmp_path))
+    assert {"tcptune-bundle.json", "proc/net/netstat.before", "proc/net/netstat", "proc/net/tcp"} <= set(names)
+    assert "proc/sys/net/ipv4/tcp_fastopen_key" not in names  # the TFO key is never saved
+    again = run_doctor(Host(tmp_path / "root"), 2.0)
+    assert [(f.check, f.severity, f.summary) for f in again.findings] == [
+        (f.check, f.severity, f.summary) for f in live
+    ]
+    assert any(f.check == "accept-queue" for f in live)
+    assert again.seconds == seconds
+    r = subprocess.run(
+        [sys.executable, "-m", "tcptune", "doctor", "--root", str(tmp_path / "root"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and json.loads(r.stdout)["findings"], r.stderr
