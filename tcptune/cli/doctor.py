@@ -31,6 +31,14 @@ def doctor_cmd(
     check: Annotated[
         list[str] | None, typer.Option("--check", metavar="NAME", help="Run only this check (repeatable).")
     ] = None,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--idle-timeout",
+            metavar="SECONDS",
+            help="The idle timeout in front (load balancer, NAT, application): are dead peers noticed before it?",
+        ),
+    ] = None,
     bundle: Annotated[
         str | None,
         typer.Option(
@@ -53,8 +61,9 @@ def doctor_cmd(
     from tcptune.render.output import Output
 
     checks = tuple(check or ())
-    check_options(interval, checks)  # before entering a namespace or reading anything
-    report = run_doctor(open_source(root, None, netns), interval, checks, bundle=bundle)
+    check_options(interval, checks, idle_timeout)  # before entering a namespace or reading anything
+    source = open_source(root, None, netns)
+    report = run_doctor(source, interval, checks, bundle=bundle, idle_timeout=idle_timeout)
     if json_out:
         emit_json(render_doctor_json(report))
     else:

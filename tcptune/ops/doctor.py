@@ -28,6 +28,10 @@ SETTING_KEYS = (
     "net.ipv4.tcp_syn_retries",
     "net.ipv4.tcp_syn_linear_timeouts",
     "net.ipv4.tcp_rto_max_ms",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_retries2",
     "net.netfilter.nf_conntrack_count",
     "net.netfilter.nf_conntrack_max",
 )
@@ -52,13 +56,19 @@ class DoctorReport:
         return ExitCode.FINDINGS if self.findings else ExitCode.OK
 
 
-def check_options(interval: float, checks: tuple[str, ...]) -> None:
+def check_options(interval: float, checks: tuple[str, ...], idle_timeout: float | None = None) -> None:
     """Refuse bad input before anything is read (nothing is written either way)."""
     if not (0 <= interval <= MAX_INTERVAL):  # also refuses NaN
         raise TcptuneError(
             f"--interval {interval}: not between 0 and {MAX_INTERVAL:g} seconds",
             ExitCode.BAD_INPUT,
             hint="0 takes one sample",
+        )
+    if idle_timeout is not None and not (0 < idle_timeout <= 86400 * 7):
+        raise TcptuneError(
+            f"--idle-timeout {idle_timeout}: not a number of seconds above 0",
+            ExitCode.BAD_INPUT,
+            hint="the idle timeout of the load balancer or application in front, e.g. 350",
         )
     unknown = [c for c in checks if c not in CHECKS]
     if unknown:
@@ -168,9 +178,14 @@ def _bundle_meta(source: Source) -> dict | None:
 
 
 def run_doctor(
-    source: Source, interval: float = 2.0, checks: tuple[str, ...] = (), *, bundle: str | None = None
+    source: Source,
+    interval: float = 2.0,
+    checks: tuple[str, ...] = (),
+    *,
+    bundle: str | None = None,
+    idle_timeout: float | None = None,
 ) -> DoctorReport:
-    check_options(interval, checks)
+    check_options(interval, checks, idle_timeout)
     if source.kind is SourceKind.DUMP:
         raise TcptuneError(
             f"{source.label} holds sysctl values, not counters or sockets",
@@ -200,6 +215,7 @@ def run_doctor(
         listeners=listeners,
         sockstat=parse_sockstat(sockstat_text),
         syn_sent_timeout=_syn_timeout(settings),
+        idle_timeout=idle_timeout,
     )
     report = DoctorReport(
         source=source.label,

@@ -127,3 +127,15 @@ def test_findings_come_most_severe_first_and_every_check_is_named():
     severities = [f.severity for f in diagnose(inp)]
     assert severities == sorted(severities, key=[CRITICAL, WARNING, INFO].index)
     assert set(CHECKS) >= {"accept-queue", "syn-queue", "time-wait", "resets", "syn-sent", "conntrack"}
+
+
+def test_keepalive_after_the_idle_timeout_warns_and_the_retries2_budget_uses_the_rto_cap():
+    ka = {"net.ipv4.tcp_keepalive_time": "7200", "net.ipv4.tcp_keepalive_intvl": "75"}
+    ka |= {"net.ipv4.tcp_keepalive_probes": "9", "net.ipv4.tcp_retries2": "15"}
+    found = diagnose(make(settings=ka, idle_timeout=350), ("dead-peers",))
+    assert [(f.check, f.severity) for f in found] == [("dead-peers", WARNING), ("dead-peers", INFO)]
+    assert "after 7200 s" in found[0].summary and "7875 s" in found[0].summary  # 7200 + 9 x 75
+    assert "924.6 s" in found[1].summary  # tcp_model_timeout(15, 200 ms, 120 s)
+    capped = diagnose(make(settings=ka | {"net.ipv4.tcp_rto_max_ms": "1000"}, idle_timeout=10), ("dead-peers",))
+    assert "14.4 s" in capped[1].summary  # since 6.15 the budget uses the socket's own cap
+    assert diagnose(make(settings=ka | {"net.ipv4.tcp_keepalive_time": "60"}, idle_timeout=4000)) == []
