@@ -34,3 +34,40 @@ def one_line_error(r: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, err
     assert lines[0].startswith("tcptune: error: "), err
     return lines[0]
+
+
+def run_tty(*args: str, columns: int = 80, timeout: float = 60, env: dict | None = None) -> tuple[int, str]:
+    """Run tcptune on a pseudo-terminal ``columns`` wide; (exit code, what the screen got, CRs removed)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a terminal of that size, COLUMNS as a shell would export it
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+            os.environ.update({"COLUMNS": str(columns), "NO_COLOR": "1", **(env or {})})
+            os.execv(sys.executable, [sys.executable, "-m", "tcptune", *args])
+        finally:
+            os._exit(127)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        else:
+            os.kill(pid, 9)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode("utf-8", "replace").replace("\r", "")

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "probe",  # probe syn|synack|fin-timeout|keepalive|tw-reuse|all
     "doctor",  # doctor
     "metrics",  # metrics
+    "trace",  # trace
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"tcptune.cli.{_name}")

@@ -1,0 +1,254 @@
+"""Reading TCP segments from pcap and pcapng, streamed, without a per-packet dissection library.
+
+Formats: classic pcap (microsecond and nanosecond magic, either byte order) and pcapng
+(section header, interface description, enhanced and simple packet blocks; other blocks
+skipped).  Link types: Ethernet (with 802.1Q tags), Linux cooked v1 and v2, BSD loopback
+(NULL), raw IP.  Only IPv4/IPv6 TCP segments come out; everything else is counted and
+skipped.  The reader holds one record at a time, so memory does not grow with the file.
+
+Pure: it reads from a binary stream it is handed; opening the file is the host's job.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from tcptune.errors import ExitCode, TcptuneError
+
+MAX_RECORD = 256 << 10  # a captured packet larger than this is not a packet (jumbo + headers is 9k)
+
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+# link-layer types (www.tcpdump.org/linktypes.html)
+LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LINUX_SLL, LINK_IPV4, LINK_IPV6, LINK_LINUX_SLL2 = (
+    0,
+    1,
+    101,
+    113,
+    228,
+    229,
+    276,
+)
+_RAW_ALIASES = {12, 14}  # DLT_RAW on some BSDs
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    t: float  # seconds since the epoch, as the capture says
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    flags: int
+    seq: int
+    ack: int
+    window: int
+    length: int  # TCP payload bytes (from the IP length, not the snapshot)
+
+    @property
+    def letters(self) -> str:
+        """tcpdump's flag letters: S, S., ., P., F., R., R. ..."""
+        out = "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (PSH, "P"), (RST, "R"), (URG, "U")) if self.flags & bit)
+        return out + ("." if self.flags & ACK else "") or "none"
+
+
+@dataclass
+class ReadStats:
+    records: int = 0
+    tcp: int = 0
+    skipped: int = 0  # not IP/TCP, or truncated before the TCP header
+
+
+def _bad(source: str, why: str) -> TcptuneError:
+    return TcptuneError(
+        f"{source}: {why}", ExitCode.BAD_INPUT, hint="pass a pcap or pcapng file (tcpdump -w, Wireshark)"
+    )
+
+
+def _read_exact(stream: BinaryIO, n: int, source: str, what: str) -> bytes | None:
+    data = stream.read(n)
+    if not data:
+        return None
+    if len(data) < n:
+        raise _bad(source, f"truncated {what} ({len(data)} of {n} bytes)")
+    return data
+
+
+def read_segments(stream: BinaryIO, source: str, stats: ReadStats | None = None) -> Iterator[Segment]:
+    """Every TCP segment in the capture, in file order."""
+    stats = stats if stats is not None else ReadStats()
+    head = stream.read(4)
+    if len(head) < 4:
+        raise _bad(source, "empty or not a capture file")
+    if head == b"\x0a\x0d\x0d\x0a":
+        yield from _pcapng(stream, head, source, stats)
+        return
+    magic = head
+    for order in ("<", ">"):
+        (m,) = struct.unpack(order + "I", magic)
+        if m in (0xA1B2C3D4, 0xA1B23C4D):
+            yield from _pcap(stream, order, 1e-6 if m == 0xA1B2C3D4 else 1e-9, source, stats)
+            return
+    raise _bad(source, "not a pcap or pcapng file (unknown magic)")
+
+
+def _pcap(stream: BinaryIO, order: str, tick: float, source: str, stats: ReadStats) -> Iterator[Segment]:
+    rest = _read_exact(stream, 20, source, "file header")
+    if rest is None:
+        raise _bad(source, "truncated file header")
+    linktype = struct.unpack(order + "I", rest[16:20])[0] & 0x0FFFFFFF
+    rec = struct.Struct(order + "IIII")
+    while True:
+        hdr = _read_exact(stream, 16, source, "record header")
+        if hdr is None:
+            return
+        sec, frac, incl, orig = rec.unpack(hdr)
+        if incl > MAX_RECORD:
+            raise _bad(source, f"record {stats.records + 1} claims {incl} bytes; not a packet")
+        data = _read_exact(stream, incl, source, "packet")
+        if data is None:
+            raise _bad(source, "truncated packet")
+        stats.records += 1
+        seg = _decode(linktype, data, sec + frac * tick, order)
+        if seg is None:
+            stats.skipped += 1
+        else:
+            stats.tcp += 1
+            yield seg
+
+
+def _pcapng(stream: BinaryIO, head: bytes, source: str, stats: ReadStats) -> Iterator[Segment]:
+    order = "<"
+    links: list[tuple[int, float]] = []  # per interface: link type, seconds per timestamp unit
+    block_type = 0x0A0D0D0A
+    first = True
+    while True:
+        if not first:
+            head = stream.read(4)
+            if not head:
+                return
+            if len(head) < 4:
+                raise _bad(source, "truncated block")
+        first = False
+        tlen_raw = _read_exact(stream, 4, source, "block length")
+        if tlen_raw is None:
+            raise _bad(source, "truncated block")
+        if head == b"\x0a\x0d\x0d\x0a":  # a section header: learn the byte order from its magic
+            bom = _read_exact(stream, 4, source, "section header")
+            if bom is None:
+                raise _bad(source, "truncated section header")
+            order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
+            if not order:
+                raise _bad(source, "bad pcapng byte-order magic")
+            (tlen,) = struct.unpack(order + "I", tlen_raw)
+            if tlen < 28 or tlen > MAX_RECORD or tlen % 4:
+                raise _bad(source, f"bad section header length {tlen}")
+            _read_exact(stream, tlen - 12, source, "section header")
+            links = []
+            continue
+        (block_type,) = struct.unpack(order + "I", head)
+        (tlen,) = struct.unpack(order + "I", tlen_raw)
+        if tlen < 12 or tlen > MAX_RECORD or tlen % 4:
+            raise _bad(source, f"bad block length {tlen}")
+        body = _read_exact(stream, tlen - 8, source, "block")
+        if body is None:
+            raise _bad(source, "truncated block")
+        body = body[:-4]  # the trailing copy of the length
+        if block_type == 1:  # interface description
+            linktype = struct.unpack(order + "H", body[:2])[0]
+            links.append((linktype, _if_tsresol(body[8:], order)))
+        elif block_type == 6 and len(body) >= 20:  # enhanced packet
+            iface, hi, lo, incl = struct.unpack(order + "IIII", body[:16])
+            if iface >= len(links):
+                raise _bad(source, f"packet on undeclared interface {iface}")
+            linktype, unit = links[iface]
+            stats.records += 1
+            seg = _decode(linktype, body[20 : 20 + incl], ((hi << 32) | lo) * unit, order)
+            if seg is None:
+                stats.skipped += 1
+            else:
+                stats.tcp += 1
+                yield seg
+        elif block_type == 3 and links:  # simple packet: no timestamp
+            stats.records += 1
+            seg = _decode(links[0][0], body[4:], 0.0, order)
+            if seg is None:
+                stats.skipped += 1
+            else:
+                stats.tcp += 1
+                yield seg
+
+
+def _if_tsresol(options: bytes, order: str) -> float:
+    """if_tsresol (option 9): 10^-n or 2^-n seconds per unit; microseconds by default."""
+    off = 0
+    while off + 4 <= len(options):
+        code, length = struct.unpack(order + "HH", options[off : off + 4])
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            v = options[off + 4]
+            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -(v & 0x7F)
+        off += 4 + (length + 3) // 4 * 4
+    return 1e-6
+
+
+def _decode(linktype: int, data: bytes, t: float, order: str) -> Segment | None:
+    """The TCP segment in one link-layer frame, or None."""
+    if linktype == LINK_ETHERNET:
+        if len(data) < 14:
+            return None
+        off, ethertype = 14, int.from_bytes(data[12:14], "big")
+        while ethertype in (0x8100, 0x88A8) and len(data) >= off + 4:  # VLAN tags
+            ethertype, off = int.from_bytes(data[off + 2 : off + 4], "big"), off + 4
+        return _ip(data, off, ethertype, t)
+    if linktype == LINK_LINUX_SLL:
+        return _ip(data, 16, int.from_bytes(data[14:16], "big"), t) if len(data) >= 16 else None
+    if linktype == LINK_LINUX_SLL2:
+        return _ip(data, 20, int.from_bytes(data[0:2], "big"), t) if len(data) >= 20 else None
+    if linktype == LINK_NULL:  # 4-byte address family in the capturing host's order
+        if len(data) < 4:
+            return None
+        fam = struct.unpack(order + "I", data[:4])[0]
+        return _ip(data, 4, 0x0800 if fam == 2 else 0x86DD, t)
+    if linktype in (LINK_RAW, LINK_IPV4, LINK_IPV6, *_RAW_ALIASES):
+        if not data:
+            return None
+        return _ip(data, 0, 0x0800 if data[0] >> 4 == 4 else 0x86DD, t)
+    return None
+
+
+def _ip(data: bytes, off: int, ethertype: int, t: float) -> Segment | None:
+    if ethertype == 0x0800 and len(data) >= off + 20 and data[off] >> 4 == 4:
+        ihl = (data[off] & 0x0F) * 4
+        total = int.from_bytes(data[off + 2 : off + 4], "big")
+        if data[off + 9] != 6 or ihl < 20 or int.from_bytes(data[off + 6 : off + 8], "big") & 0x1FFF:
+            return None  # not TCP, or a later fragment
+        src = ".".join(map(str, data[off + 12 : off + 16]))
+        dst = ".".join(map(str, data[off + 16 : off + 20]))
+        return _tcp(data, off + ihl, total - ihl, src, dst, t)
+    if ethertype == 0x86DD and len(data) >= off + 40 and data[off] >> 4 == 6:
+        if data[off + 6] != 6:
+            return None  # extension headers before TCP are not followed
+        import ipaddress
+
+        src = str(ipaddress.IPv6Address(data[off + 8 : off + 24]))
+        dst = str(ipaddress.IPv6Address(data[off + 24 : off + 40]))
+        return _tcp(data, off + 40, int.from_bytes(data[off + 4 : off + 6], "big"), src, dst, t)
+    return None
+
+
+_TCP = struct.Struct(">HHIIBBH")
+
+
+def _tcp(data: bytes, off: int, tcp_len: int, src: str, dst: str, t: float) -> Segment | None:
+    if len(data) < off + 20:
+        return None
+    sport, dport, seq, ack, doff, flags, window = _TCP.unpack_from(data, off)
+    hlen = (doff >> 4) * 4
+    if hlen < 20:
+        return None
+    return Segment(t, src, sport, dst, dport, flags, seq, ack, window, max(0, tcp_len - hlen))

@@ -1,0 +1,306 @@
+"""Trace annotation: captured TCP segments grouped into connections, labelled as the tutorials
+label them, with the state of both ends after every segment (pure).
+
+States follow RFC 9293 section 3.3.2 (the state diagram, with simultaneous open and close),
+applied to what a capture on the path shows: a segment seen is taken as sent by one end and
+received by the other.  Labels are the tutorials' (SYN J, SYN-ACK K, ack J+1, ACK K+1, FIN M,
+ACK M+1), with every sequence number written relative to its side's ISN: J for the client,
+K for the server.  A capture that starts after the SYN says "joined mid-connection" and
+leaves the states unknown rather than guess.
+
+One segment of look-ahead per connection: a SYN's effect on the server (SYN_RECV, or still
+CLOSED when the reply is a RST) is known only from the reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from tcptune.core.pcap import ACK, FIN, RST, SYN, Segment
+
+UNKNOWN = "?"
+CLOSED, LISTEN, SYN_SENT, SYN_RECV, ESTABLISHED = "CLOSED", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED"
+FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT = (
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "CLOSE_WAIT",
+    "CLOSING",
+    "LAST_ACK",
+    "TIME_WAIT",
+)
+TIME_WAIT_LEN = 60.0  # TCP_TIMEWAIT_LEN (include/net/tcp.h): not a sysctl, whatever tutorials say
+MOD = 1 << 32
+
+
+@dataclass
+class _End:
+    name: str  # "client" | "server"
+    letter: str  # J | K
+    state: str = UNKNOWN
+    isn: int | None = None
+    next_seq: int | None = None  # one past the highest sequence number sent (SYN and FIN count)
+    fin_seq: int | None = None  # sequence number of its FIN
+    last_ack: int | None = None  # of its last pure ACK, for dup-ACK marks
+    sent: dict = field(default_factory=dict)  # (seq, flags) -> (times sent, last time) for retransmissions
+    time_wait_marked: bool = False
+
+
+@dataclass
+class Annotated:
+    """One segment as trace prints it."""
+
+    t: float  # since the connection's first segment
+    sender: str  # client | server
+    segment: Segment
+    label: str
+    marks: list[str]
+    retransmission: int  # 0: first transmission, n: the n-th resend
+    states_after: dict[str, str]
+    states_source: str = "inferred"
+
+    def to_json(self, rel: bool = True) -> dict:
+        s = self.segment
+        return {
+            "t": round(self.t, 6),
+            "from": self.sender,
+            "flags": s.letters,
+            "seq_rel": self._rel_seq if rel else s.seq,
+            "ack_rel": (self._rel_ack if rel else s.ack) if s.flags & ACK else None,
+            "len": s.length,
+            "window": s.window,
+            "label": self.label,
+            "marks": self.marks,
+            "retransmission": self.retransmission,
+            "states_after": dict(self.states_after),
+            "states_source": self.states_source,
+        }
+
+    _rel_seq: int = 0
+    _rel_ack: int = 0
+
+
+@dataclass
+class Connection:
+    client: str  # "addr:port"
+    server: str
+    joined_mid: bool
+    packets: list[Annotated] = field(default_factory=list)
+    final_states: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "client": self.client,
+            "server": self.server,
+            "joined_mid_connection": self.joined_mid,
+            "packets": [p.to_json() for p in self.packets],
+            "final_states": dict(self.final_states),
+        }
+
+
+def _endpoint(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+class _Tracker:
+    """The state of one connection, fed its segments in order."""
+
+    def __init__(self, first: Segment):
+        self.start = first.t
+        syn_only = first.flags & SYN and not first.flags & ACK
+        synack = first.flags & SYN and first.flags & ACK
+        # The client sends the first SYN; a SYN-ACK first means the SYN was missed.
+        if syn_only or not synack:
+            c, s = (first.src, first.sport), (first.dst, first.dport)
+        else:
+            c, s = (first.dst, first.dport), (first.src, first.sport)
+        self.addr = {c: "client", s: "server"}
+        self.conn = Connection(_endpoint(*c), _endpoint(*s), joined_mid=not syn_only)
+        self.ends = {"client": _End("client", "J"), "server": _End("server", "K")}
+        if syn_only:
+            self.ends["client"].state = CLOSED
+            self.ends["server"].state = LISTEN
+        self.pending: Annotated | None = None
+
+    def feed(self, seg: Segment) -> Iterator[Annotated]:
+        sender = self.addr.get((seg.src, seg.sport), "client")
+        me, peer = self.ends[sender], self.ends["server" if sender == "client" else "client"]
+        if self.pending is not None:
+            # the reply to a SYN tells what the SYN did to the server: RST -> it had no listener
+            if self.pending.label.startswith("SYN J") and sender == "server" and seg.flags & RST:
+                self.pending.states_after["server"] = CLOSED
+            elif self.pending.label.startswith("SYN J") and sender == "client" and seg.flags & SYN:
+                # the client sent its SYN again: the server never answered the first
+                self.pending.states_after["server"] = self.ends["server"].state = UNKNOWN
+            yield self.pending
+            self.pending = None
+        ann = self._annotate(seg, sender, me, peer)
+        self.conn.packets.append(ann)
+        if seg.flags & SYN and not seg.flags & ACK:
+            self.pending = ann
+        else:
+            yield ann
+
+    def finish(self) -> Iterator[Annotated]:
+        if self.pending is not None:
+            p = self.pending
+            if p.states_after.get("server") == SYN_RECV and not any(x.sender == "server" for x in self.conn.packets):
+                # never answered: the capture cannot say whether anything listens
+                p.states_after["server"] = self.ends["server"].state = UNKNOWN
+                p.marks.append("no answer seen")
+            yield p
+            self.pending = None
+        self.conn.final_states = {k: e.state for k, e in self.ends.items()}
+
+    # -- one segment ------------------------------------------------------------
+    def _annotate(self, seg: Segment, sender: str, me: _End, peer: _End) -> Annotated:
+        marks: list[str] = []
+        if me.isn is None:
+            me.isn = seg.seq if not self.conn.joined_mid or seg.flags & SYN else (seg.seq - 1) % MOD
+        retrans = self._retransmission(seg, me, marks)
+        label = self._label(seg, me, peer, retrans)
+        if not self.conn.joined_mid:
+            self._transition(seg, me, peer, marks)
+        elif seg.flags & RST:
+            me.state = peer.state = CLOSED
+        end = (seg.seq + seg.length + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)) % MOD
+        if me.next_seq is None or _after(end, me.next_seq):
+            me.next_seq = end
+        if seg.flags & FIN:
+            me.fin_seq = (seg.seq + seg.length) % MOD
+        if seg.window == 0 and not seg.flags & RST:
+            marks.append("zero window")
+        ann = Annotated(
+            t=seg.t - self.start,
+            sender=sender,
+            segment=seg,
+            label=label,
+            marks=marks,
+            retransmission=retrans,
+            states_after={k: e.state for k, e in self.ends.items()},
+        )
+        ann._rel_seq = (seg.seq - me.isn) % MOD
+        ann._rel_ack = (seg.ack - peer.isn) % MOD if peer.isn is not None else seg.ack
+        return ann
+
+    def _retransmission(self, seg: Segment, me: _End, marks: list[str]) -> int:
+        carries = seg.length or seg.flags & (SYN | FIN)
+        if not carries or seg.flags & RST:
+            if (
+                seg.flags == ACK
+                and me.next_seq is not None
+                and seg.length <= 1
+                and (seg.seq + 1) % MOD == me.next_seq
+                and me.state in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT2)
+            ):
+                marks.append("keepalive probe (seq = snd_una - 1)")
+            elif seg.flags == ACK and seg.length == 0 and me.last_ack == seg.ack:
+                marks.append("dup ACK")
+            if seg.flags == ACK and seg.length == 0:
+                me.last_ack = seg.ack
+            return 0
+        key = (seg.seq, seg.flags & (SYN | FIN), seg.length)
+        count, last = me.sent.get(key, (0, seg.t))
+        me.sent[key] = (count + 1, seg.t)
+        if count:
+            marks.append(f"retransmission {count}, {seg.t - last:.3f} s after the previous")
+        return count
+
+    def _rel(self, end: _End, value: int) -> str:
+        if end.isn is None:
+            return str(value)
+        off = (value - end.isn) % MOD
+        return end.letter if off == 0 else f"{end.letter}+{off}"
+
+    def _label(self, seg: Segment, me: _End, peer: _End, retrans: int) -> str:
+        f = seg.flags
+        ack = f", ack {self._rel(peer, seg.ack)}" if f & ACK else ""
+        if f & RST:
+            return "RST" + ack
+        if f & SYN:
+            return f"SYN-ACK {self._rel(me, seg.seq)}{ack}" if f & ACK else f"SYN {self._rel(me, seg.seq)}"
+        if f & FIN:
+            data = f", {seg.length} bytes" if seg.length else ""
+            return f"FIN {self._rel(me, seg.seq + seg.length)}{ack}{data}"
+        if seg.length:
+            start, stop = self._rel(me, seg.seq), self._rel(me, seg.seq + seg.length)
+            return f"data {start}:{stop} ({seg.length} bytes){ack}"
+        return f"ACK {self._rel(peer, seg.ack)}" if f & ACK else "segment with no flags"
+
+    def _transition(self, seg: Segment, me: _End, peer: _End, marks: list[str]) -> None:
+        """RFC 9293 3.3.2 for both ends: ``me`` sent ``seg``, ``peer`` received it."""
+        f = seg.flags
+        if f & RST:
+            if peer.state == SYN_SENT and f & ACK:
+                marks.append("connection refused: no listener on that port")
+            me.state = peer.state = CLOSED
+            return
+        acks_peer_fin = f & ACK and peer.fin_seq is not None and seg.ack == (peer.fin_seq + 1) % MOD
+        # what sending does to me
+        if f & SYN and not f & ACK:
+            me.state = SYN_RECV if me.state == SYN_RECV else SYN_SENT
+        elif f & SYN:  # SYN-ACK (in a simultaneous open the second one comes from an ESTABLISHED end)
+            me.state = SYN_RECV if me.state != ESTABLISHED else ESTABLISHED
+        elif f & FIN:
+            if me.state == CLOSE_WAIT and not acks_peer_fin:
+                # its FIN left before the peer's arrived: it was in FIN_WAIT1 and is now
+                # CLOSING, like the peer (simultaneous close)
+                me.state = CLOSING
+            else:
+                me.state = {ESTABLISHED: FIN_WAIT1, CLOSE_WAIT: LAST_ACK, SYN_RECV: FIN_WAIT1}.get(me.state, me.state)
+        if f & ACK and me.state == SYN_SENT and not f & SYN:
+            me.state = ESTABLISHED
+        # what receiving does to the peer
+        if f & SYN and not f & ACK:
+            # a SYN arriving at a socket in SYN_SENT: simultaneous open
+            peer.state = SYN_RECV if peer.state in (LISTEN, SYN_SENT, UNKNOWN, CLOSED) else peer.state
+        elif f & SYN:
+            if peer.state == SYN_SENT:
+                peer.state = ESTABLISHED
+            elif peer.state == SYN_RECV:  # simultaneous open: both sent SYN, now the SYN-ACKs cross
+                peer.state = ESTABLISHED
+        else:
+            if f & ACK and peer.state == SYN_RECV:
+                peer.state = ESTABLISHED
+            if acks_peer_fin:
+                peer.state = {FIN_WAIT1: FIN_WAIT2, CLOSING: TIME_WAIT, LAST_ACK: CLOSED}.get(peer.state, peer.state)
+            if f & FIN:
+                peer.state = {
+                    ESTABLISHED: CLOSE_WAIT,
+                    FIN_WAIT1: CLOSING,  # both FINs crossed: simultaneous close
+                    FIN_WAIT2: TIME_WAIT,
+                }.get(peer.state, peer.state)
+        for end in (me, peer):
+            if end.state == TIME_WAIT and not end.time_wait_marked:
+                marks.append(f"{end.name} enters TIME_WAIT for {TIME_WAIT_LEN:.0f} s (TCP_TIMEWAIT_LEN)")
+                end.time_wait_marked = True
+
+
+def _after(a: int, b: int) -> bool:
+    """a is later than b in sequence space (RFC 9293 modular comparison)."""
+    return 0 < (a - b) % MOD < (1 << 31)
+
+
+def annotate(segments: Iterable[Segment]) -> Iterator[tuple[Connection, Annotated]]:
+    """Each segment, as soon as it can be annotated, with the connection it belongs to."""
+    trackers: dict[tuple, _Tracker] = {}
+    order: list[_Tracker] = []
+    for seg in segments:
+        key = tuple(sorted(((seg.src, seg.sport), (seg.dst, seg.dport))))
+        tr = trackers.get(key)
+        if tr is None or (seg.flags & SYN and not seg.flags & ACK and tr.conn.final_states):
+            tr = trackers[key] = _Tracker(seg)
+            order.append(tr)
+        for ann in tr.feed(seg):
+            yield tr.conn, ann
+    for tr in order:
+        for ann in tr.finish():
+            yield tr.conn, ann
+
+
+def trace_connections(segments: Iterable[Segment]) -> list[Connection]:
+    """Every connection with all its annotated segments (for --json and tests)."""
+    seen: dict[int, Connection] = {}
+    for conn, _ in annotate(segments):
+        seen.setdefault(id(conn), conn)
+    return list(seen.values())

@@ -1,0 +1,67 @@
+"""Trace output: a two-lane view (client | arrow | server, as the tutorials draw it) or JSON."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterable
+
+from tcptune.core.trace import Annotated, Connection
+from tcptune.render.output import Output
+
+TIME_W, STATE_W = 9, 11
+MIN_LANE = 24
+
+
+def _lane_width(out: Output) -> int:
+    width = out.width or 80
+    return max(MIN_LANE, width - TIME_W - 2 * STATE_W - 6)
+
+
+def render_header(conn: Connection, out: Output) -> list[str]:
+    lane = _lane_width(out)
+    lines = ["", out.line(f"connection {conn.client} (client) -> {conn.server} (server)")]
+    if conn.joined_mid:
+        lines.append(out.line("  joined mid-connection: the capture has no SYN, so the states are unknown"))
+    lines.append(f"{'t (s)':>{TIME_W}} {'client':<{STATE_W}} {'':^{lane}}  {'server'}")
+    return lines
+
+
+def render_packet(ann: Annotated, out: Output) -> list[str]:
+    lane = _lane_width(out)
+    text = f"[{ann.segment.letters}] {ann.label}"
+    if ann.segment.length and "bytes" not in ann.label:
+        text += f" ({ann.segment.length} bytes)"
+    body = textwrap.wrap(text, lane - 4) or [""]
+    lines = []
+    for i, chunk in enumerate(body):
+        last = i == len(body) - 1
+        if ann.sender == "client":
+            arrow = f"{chunk} ".ljust(lane - 1, "-") + ">" if last else f"{chunk}".ljust(lane)
+        else:
+            arrow = "<" + f" {chunk}".rjust(lane - 1, "-") if last else f"{chunk}".rjust(lane)
+        t = f"{ann.t:{TIME_W}.6f}" if i == 0 else " " * TIME_W
+        left = ann.states_after["client"] if last else ""
+        right = ann.states_after["server"] if last else ""
+        lines.append(f"{t} {left:<{STATE_W}} {arrow}  {right}".rstrip())
+    for mark in ann.marks:
+        lines.append(out.line(f"{'':{TIME_W}}   ^ {mark}", indent=" " * (TIME_W + 5)))
+    return lines
+
+
+def render_trace_text(items: Iterable[tuple[Connection, Annotated]], out: Output) -> Iterable[str]:
+    """Lines as the segments come; a connection's header before its first segment."""
+    started: set[int] = set()
+    for conn, ann in items:
+        if id(conn) not in started:
+            started.add(id(conn))
+            yield from render_header(conn, out)
+        yield from render_packet(ann, out)
+
+
+def render_trace_json(connections: list[Connection], source: str, stats) -> dict:
+    return {
+        "source": source,
+        "packets_read": stats.records,
+        "tcp_segments": stats.tcp,
+        "connections": [c.to_json() for c in connections],
+    }

@@ -1,0 +1,212 @@
+"""trace: the pcap/pcapng reader on real tcpdump captures, the state machine on hand-made sequences, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from clirunner import one_line_error, run_cli, run_tty
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tcptune.core.pcap import ACK, FIN, RST, SYN, ReadStats, Segment, read_segments
+from tcptune.core.trace import trace_connections
+from tcptune.errors import TcptuneError
+
+DATA = Path(__file__).resolve().parents[1] / "data/pcap"
+CASES = sorted(DATA.glob("*.pcap"))
+
+
+def _trace(path: Path):
+    with open(path, "rb") as fh:
+        return trace_connections(read_segments(fh, str(path)))
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.name)
+def test_each_capture_gives_its_expected_labels_and_states(path):
+    expected = json.loads(path.with_suffix(".expected.json").read_text())
+    got = [
+        {
+            "client": c.client.split(":")[0],
+            "server": c.server,
+            "final_states": c.final_states,
+            "packets": [[a.sender, a.segment.letters, a.label, *a.states_after.values()] for a in c.packets],
+        }
+        for c in _trace(path)
+    ]
+    assert got == expected
+
+
+def test_pcapng_reads_the_same_segments_as_pcap():
+    def segs(name):
+        with open(DATA / name, "rb") as fh:
+            return [(s.src, s.sport, s.flags, s.seq, s.ack, s.length) for s in read_segments(fh, name)]
+
+    assert segs("handshake-teardown-nc.pcapng") == segs("handshake-teardown-nc.pcap")
+
+
+def seg(t, frm, flags, seq, ack=0, length=0, window=100):
+    a, b = ("10.0.0.1", 40000), ("10.0.0.2", 80)
+    (src, sport), (dst, dport) = (a, b) if frm == "c" else (b, a)
+    return Segment(t, src, sport, dst, dport, flags, seq, ack, window, length)
+
+
+def states(conn):
+    return [tuple(p.states_after.values()) for p in conn.packets]
+
+
+def test_four_segment_close_walks_every_state():
+    (c,) = trace_connections(
+        [
+            seg(0, "c", SYN, 100),
+            seg(0.1, "s", SYN | ACK, 500, 101),
+            seg(0.2, "c", ACK, 101, 501),
+            seg(1, "c", FIN | ACK, 101, 501),
+            seg(1.1, "s", ACK, 501, 102),
+            seg(2, "s", FIN | ACK, 501, 102),
+            seg(2.1, "c", ACK, 102, 502),
+        ]
+    )
+    assert states(c) == [
+        ("SYN_SENT", "SYN_RECV"),
+        ("ESTABLISHED", "SYN_RECV"),
+        ("ESTABLISHED", "ESTABLISHED"),
+        ("FIN_WAIT1", "CLOSE_WAIT"),
+        ("FIN_WAIT2", "CLOSE_WAIT"),
+        ("TIME_WAIT", "LAST_ACK"),
+        ("TIME_WAIT", "CLOSED"),
+    ]
+    assert [p.label for p in c.packets] == [
+        "SYN J",
+        "SYN-ACK K, ack J+1",
+        "ACK K+1",
+        "FIN J+1, ack K+1",
+        "ACK J+2",
+        "FIN K+1, ack J+2",
+        "ACK K+2",
+    ]
+
+
+def test_simultaneous_close_goes_through_closing():
+    (c,) = trace_connections(
+        [
+            seg(0, "c", SYN, 100),
+            seg(0, "s", SYN | ACK, 500, 101),
+            seg(0, "c", ACK, 101, 501),
+            seg(1, "c", FIN | ACK, 101, 501),
+            seg(1, "s", FIN | ACK, 501, 101),  # sent before the client's FIN arrived: acks only 101
+            seg(1.1, "c", ACK, 102, 502),
+            seg(1.1, "s", ACK, 502, 102),
+        ]
+    )
+    assert states(c)[3:] == [
+        ("FIN_WAIT1", "CLOSE_WAIT"),
+        ("CLOSING", "CLOSING"),
+        ("CLOSING", "TIME_WAIT"),
+        ("TIME_WAIT", "TIME_WAIT"),
+    ]
+
+
+def test_simultaneous_open_reaches_established_on_both_sides():
+    (c,) = trace_connections(
+        [
+            seg(0, "c", SYN, 100),
+            seg(0, "s", SYN, 500),
+            seg(0.1, "c", SYN | ACK, 100, 501),
+            seg(0.1, "s", SYN | ACK, 500, 101),
+        ]
+    )
+    assert states(c)[-1] == ("ESTABLISHED", "ESTABLISHED")
+    assert ("SYN_RECV", "SYN_RECV") in states(c)
+
+
+def test_a_capture_without_the_syn_says_joined_mid_connection_and_does_not_guess():
+    (c,) = trace_connections([seg(0, "c", ACK, 101, 501, length=10), seg(0.1, "s", ACK, 501, 111)])
+    assert c.joined_mid
+    assert states(c) == [("?", "?"), ("?", "?")]
+
+
+def test_a_lost_segment_resent_is_marked_with_its_gap():
+    (c,) = trace_connections(
+        [
+            seg(0, "c", SYN, 100),
+            seg(0, "s", SYN | ACK, 500, 101),
+            seg(0, "c", ACK, 101, 501),
+            seg(1, "c", ACK | 0x08, 101, 501, length=5),
+            seg(1.25, "c", ACK | 0x08, 101, 501, length=5),
+        ]
+    )
+    assert c.packets[-1].retransmission == 1
+    assert "retransmission 1, 0.250 s after the previous" in c.packets[-1].marks
+
+
+def test_a_rst_after_data_closes_both_ends():
+    (c,) = trace_connections(
+        [seg(0, "c", SYN, 1), seg(0, "s", SYN | ACK, 9, 2), seg(0, "c", ACK, 2, 10), seg(1, "s", RST | ACK, 10, 2)]
+    )
+    assert c.final_states == {"client": "CLOSED", "server": "CLOSED"}
+
+
+def _pcap(records: list[bytes], linktype: int = 1) -> bytes:
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)
+    return head + b"".join(struct.pack("<IIII", 0, 0, len(r), len(r)) + r for r in records)
+
+
+@pytest.mark.parametrize(
+    "data,why",
+    [
+        (b"", "empty"),
+        (b"hello world, not a capture", "unknown magic"),
+        (_pcap([b"\x00" * 40])[:-10], "truncated"),
+        (struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + struct.pack("<IIII", 0, 0, 1 << 30, 0), "claims"),
+    ],
+)
+def test_bad_captures_are_one_clear_error(data, why):
+    with pytest.raises(TcptuneError) as exc:
+        list(read_segments(io.BytesIO(data), "f"))
+    assert why in str(exc.value) and exc.value.exit_code == 2
+
+
+def test_the_cli_refuses_a_capture_with_no_tcp_and_a_fifo(tmp_path):
+    f = tmp_path / "udp.pcap"
+    f.write_bytes(_pcap([b"\x00" * 14 + b"\x45" + b"\x00" * 8 + b"\x11" + b"\x00" * 30]))  # IPv4 UDP
+    r = run_cli("trace", "--read", str(f))
+    assert r.returncode == 2 and "none of them TCP" in one_line_error(r)
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    r = run_cli("trace", "--read", str(tmp_path / "fifo"), timeout=10)
+    assert r.returncode == 2 and "FIFO" in one_line_error(r)
+
+
+def test_the_cli_json_has_the_documented_shape():
+    r = run_cli("trace", "--read", str(DATA / "handshake-teardown-nc.pcap"), "--json")
+    assert r.returncode == 0, r.stderr
+    (conn,) = json.loads(r.stdout)["connections"]
+    first = conn["packets"][0]
+    assert set(first) >= {"t", "from", "flags", "seq_rel", "ack_rel", "len", "label", "retransmission"}
+    assert (first["flags"], first["seq_rel"], first["ack_rel"], first["label"]) == ("S", 0, None, "SYN J")
+    assert first["states_after"] == {"client": "SYN_SENT", "server": "SYN_RECV"}
+    assert conn["final_states"] == {"client": "TIME_WAIT", "server": "CLOSED"}
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_the_two_lane_view_fits_the_terminal(columns):
+    code, screen = run_tty("trace", "--read", str(DATA / "handshake-teardown-nc.pcap"), columns=columns)
+    assert code == 0, screen
+    assert max(len(line) for line in screen.splitlines()) <= columns
+    assert "SYN-ACK K, ack J+1" in screen
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_after_a_valid_header_read_or_fail_cleanly(tail):
+    stats = ReadStats()
+    try:
+        for _ in read_segments(io.BytesIO(_pcap([]) + tail), "f", stats):
+            pass
+    except TcptuneError as exc:
+        assert exc.exit_code == 2
