@@ -6,7 +6,6 @@ and reads the files (``root`` + the path the boot loader would see) and writes.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import posixpath
@@ -29,7 +28,7 @@ from tcptune.core.boot_precedence import (
     own_file_path_problem,
 )
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.host.fsio import replace_at
+from tcptune.host.fsio import clean_stale_temps, replace_at
 
 MAX_CONF_BYTES = 1 << 20
 
@@ -288,26 +287,19 @@ def check_own_file(root: Path, path: str, *, force: bool = False) -> str | None:
     return cur.text
 
 
-def _pid_alive(pid: int) -> bool:
+def clean_own_temps(root: Path, path: str) -> None:
+    """Remove the temp files of a writer of tcptune's file that was killed before its rename
+    (fsio.clean_stale_temps, the rule the snapshot store uses too).  Rollback calls it even
+    when the file itself needs nothing: an apply killed mid-write left the old file, and a temp."""
+    target = _own_path(root, path)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_stale_temps(dfd: int, name: str) -> None:
-    """Remove .NAME.tcptune-PID.tmp files whose writer is gone (a SIGKILL between create and rename)."""
-    prefix = f".{name}.tcptune-"
-    for entry in os.listdir(dfd):
-        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
-            continue
-        pid = entry[len(prefix) : -4]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            with contextlib.suppress(OSError):
-                os.unlink(entry, dir_fd=dfd)
+        dfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # no directory, no temp files
+    try:
+        clean_stale_temps(dfd, target.name)
+    finally:
+        os.close(dfd)
 
 
 def _write_error(path: str, exc: OSError) -> TcptuneError:
@@ -354,14 +346,14 @@ def write_own_file(root: Path, path: str, text: str | None) -> Path:
                     ExitCode.BAD_INPUT,
                     hint="look at it and remove or fix it by hand",
                 )
+            clean_stale_temps(dfd, name)
             if text is None:
                 if st is not None:
                     os.unlink(name, dir_fd=dfd)
                     os.fsync(dfd)
                 return target
-            _clean_stale_temps(dfd, name)
             # 0644: sysctl.d files are world-readable configuration, like the vendor's.
-            replace_at(dfd, name, text.encode(), 0o644, f".{name}.tcptune-{os.getpid()}.tmp")
+            replace_at(dfd, name, text.encode(), 0o644)
         finally:
             os.close(dfd)
     except OSError as exc:

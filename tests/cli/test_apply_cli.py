@@ -246,13 +246,23 @@ def test_stale_temp_files_of_a_killed_apply_are_cleaned_under_the_lock(root, tmp
     state = tmp_path / "state"
     (state / "snapshots").mkdir(parents=True, mode=0o700)
     os.chmod(state, 0o700)
-    stale = state / "snapshots/.20260101T000000Z-abcdef.4242.tmp"
+    gone = _dead_pid()
+    stale = state / f"snapshots/.20260101T000000Z-abcdef.json.tcptune-{gone}.tmp"
     stale.write_text("{half a snap")
+    live = state / f"snapshots/.20260101T000000Z-abcdee.json.tcptune-{os.getpid()}.tmp"  # its writer runs
+    live.write_text("{being written")
     other = state / "snapshots/notes.txt"  # not ours: kept
     other.write_text("x")
     r = apply_root(root, state)
     assert r.returncode == 0, r.stderr
-    assert not stale.exists() and other.exists()
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (a temp file's writer that was killed)."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
 
 
 def persist_tree(tmp_path: Path) -> Path:
@@ -394,11 +404,11 @@ def test_a_confirmed_plan_that_changes_while_waiting_for_the_lock_is_refused(roo
     import time
 
     from tcptune.host.source import Host
-    from tcptune.host.transaction import target_lock
+    from tcptune.host.target_lock import target_lock
 
     state = tmp_path / "state"
     master, slave = pty.openpty()
-    with target_lock(Host(root), time.monotonic() + 5, 5):  # another apply is busy on this root
+    with target_lock(Host(root).target, time.monotonic() + 5, 5):  # another apply is busy on this root
         p = subprocess.Popen(
             [
                 sys.executable,
