@@ -49,7 +49,6 @@ SYSCTL_D_DIRS = (
     "/lib/sysctl.d",
 )
 SYSCTL_CONF = "/etc/sysctl.conf"
-DEFAULT_PERSIST_FILE = "/etc/sysctl.d/90-tcptune.conf"
 SYSTEMD = "systemd"
 PROCPS = "procps"
 LOADERS = {SYSTEMD: "systemd-sysctl", PROCPS: "procps `sysctl --system`"}

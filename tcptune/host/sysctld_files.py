@@ -21,7 +21,6 @@ from tcptune.core.boot_precedence import (
     SYSCTL_D_DIRS,
     SYSTEMD,
     BootState,
-    BootValue,
     compare_loaders,
     compute_boot_state,
     is_own_file_text,
@@ -159,17 +158,6 @@ def boot_state(
     return state
 
 
-def boot_values(root: Path, known_keys: Iterable[str] = (), *, loader: str | None = None) -> dict[str, BootValue]:
-    """{key: BootValue(value, path, line)}: what sysctl.d would set at boot on the system below ``root``.
-
-    ``root`` is "/" for this machine; the loader (systemd-sysctl or procps) is
-    detected from that root unless given.  Glob lines (``net.ipv4.conf.*.x``) are
-    expanded over ``known_keys`` only; pass the keys you compare (e.g. a
-    profile's) to have globs resolved.
-    """
-    return boot_state(Path(root), known_keys, loader=loader).values
-
-
 def resolve_in_root(root: Path, path: str) -> Path:
     """root + ``path`` with every symlink resolved as if ``root`` were /, never leaving it.
 
@@ -244,11 +232,6 @@ def own_file_state(root: Path, path: str) -> OwnFile:
     if not stat.S_ISREG(st.st_mode):
         return OwnFile("other")
     return OwnFile("file", text=_read_text(p, path))
-
-
-def read_own_file(root: Path, path: str) -> str | None:
-    """Current text of tcptune's file, or None when there is no regular file there."""
-    return own_file_state(root, path).text
 
 
 def _where(root: Path, path: str) -> str:

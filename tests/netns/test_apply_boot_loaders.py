@@ -5,7 +5,7 @@ Each loader runs over a test tree in a private mount AND network namespace
 /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d and /etc/sysctl.conf,
 /proc/sys is remounted read-only except /proc/sys/net, and the tree only sets
 net.ipv4 keys, which are per network namespace.  Then the values the loader
-left in that namespace are compared with persist.boot_state(tree, loader=...).
+left in that namespace are compared with sysctld_files.boot_state(tree, loader=...).
 The host's files and sysctls are never touched.
 
 The cases are the ones where the two loaders (or a naive model) differ:
