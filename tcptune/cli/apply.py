@@ -1,8 +1,7 @@
-"""Commands apply, rollback and snapshots.
+"""Commands apply, rollback and snapshots: options -> tcptune.ops -> tcptune.render.apply.
 
-The plan is pure (tcptune.core.plan), precedence is pure (tcptune.core.boot_precedence), and all
-writes go through tcptune.host.transaction / tcptune.host.sysctld_files.  This module parses
-options, asks for confirmation and renders.
+The use cases live in tcptune.ops.apply / ops.rollback; this module parses options, asks for
+confirmation on the terminal and picks the exit code.
 """
 
 from __future__ import annotations
@@ -14,16 +13,30 @@ from typing import Annotated
 import typer
 
 from tcptune.cli._app import app
-from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, emit_json, open_source, use_color
+from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, _not_empty, open_source
 from tcptune.errors import ExitCode, TcptuneError
 
 STATE_PANEL = "State and persistence"
+
+
+def _dir_arg(option: str):
+    """A DIR option that refuses "" (Path("") is ".", the current directory: --persist-root ""
+    would have defeated the refusal of --persist with --netns)."""
+    check = _not_empty(option, "a directory", "the default")
+
+    def parse(value: str) -> Path:
+        return Path(check(value))
+
+    parse.__name__ = check.__name__
+    return parse
+
 
 StateDirOpt = Annotated[
     Path | None,
     typer.Option(
         "--state-dir",
         metavar="DIR",
+        parser=_dir_arg("--state-dir"),
         help="Where snapshots and the lock live (default $TCPTUNE_STATE_DIR, else /var/lib/tcptune).",
         rich_help_panel=STATE_PANEL,
     ),
@@ -62,17 +75,14 @@ def _on_wait(msg: str) -> None:
     typer.echo(f"tcptune: {msg}", err=True)
 
 
-def _release(host):
-    from tcptune.host.source import kernel_version
-
-    return kernel_version(host)
+def _warn(msg: str) -> None:
+    typer.echo(f"warning: {msg}", err=True)
 
 
-def _load_profile(spec: str, host):
-    from tcptune.core.profile import load_profile
-    from tcptune.kernel.kb import load_kb
+def _output():
+    from tcptune.render.output import Output
 
-    return load_profile(spec, kb=load_kb(), kernel_release=_release(host), known_keys=host.list_sysctls())
+    return Output.detect(sys.stdout)
 
 
 def _confirm(question: str) -> bool:
@@ -89,44 +99,25 @@ def _confirm(question: str) -> bool:
     return answer in ("y", "yes")
 
 
-def _print_plan(plan, header: str) -> None:
-    from tcptune.core.plan import render_plan_rows, summarize
-    from tcptune.render import render_table
-
-    typer.echo(header)
-    if plan:
-        typer.echo(
-            render_table(
-                ["key", "current", "new", "action", "reason"],
-                render_plan_rows(plan),
-                maxcolwidths=[None, 24, 24, None, 50],
-            )
-        )
-    counts = summarize(plan)
-    line = f"{counts['change']} to change, {counts['same']} already set, {counts['missing']} absent on this kernel (skipped)"
-    if counts.get("read-only"):
-        line += f", {counts['read-only']} read-only in this network namespace (skipped)"
-    typer.echo(line)
-
-
-def _persist_preview(profile, plan, persist_root: Path, persist_file: str):
-    """(file text, BootState with that text in place, [override], problem or None) — nothing written."""
-    from tcptune import __version__
-    from tcptune.core.boot_precedence import find_overrides, own_file_problem, render_own_file
-    from tcptune.core.plan import MISSING
-    from tcptune.host.sysctld_files import boot_state
-
-    text = render_own_file(
-        [(c.key, c.new, c.reason) for c in plan if c.status != MISSING],
-        profile=profile.name,
-        origin=str(profile.origin),
-        version=__version__,
-    )
-    state = boot_state(persist_root, list(profile.settings), override=(persist_file, text))
-    problem = own_file_problem(state.files, persist_file, state.loader)
-    # Only the profile's keys: other keys the two loaders disagree on are not this apply's business.
-    state.disagreements = [d for d in state.disagreements if d.key in profile.settings]
-    return text, state, find_overrides(state, persist_file), problem
+PersistRootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--persist-root",
+        metavar="DIR",
+        parser=_dir_arg("--persist-root"),
+        help="Root of the file system whose sysctl.d tree is read and written (default: --root, else /).",
+        rich_help_panel=STATE_PANEL,
+    ),
+]
+PersistFileOpt = Annotated[
+    str,
+    typer.Option(
+        "--persist-file",
+        metavar="PATH",
+        help="tcptune's sysctl.d file, as seen from the persist root.",
+        rich_help_panel=STATE_PANEL,
+    ),
+]
 
 
 @app.command("apply")
@@ -145,24 +136,8 @@ def apply_cmd(
     root: RootOpt = None,
     netns: NetnsOpt = None,
     state_dir: StateDirOpt = None,
-    persist_root: Annotated[
-        Path | None,
-        typer.Option(
-            "--persist-root",
-            metavar="DIR",
-            help="Root of the file system whose sysctl.d tree is read and written (default: --root, else /).",
-            rich_help_panel=STATE_PANEL,
-        ),
-    ] = None,
-    persist_file: Annotated[
-        str,
-        typer.Option(
-            "--persist-file",
-            metavar="PATH",
-            help="tcptune's sysctl.d file, as seen from the persist root.",
-            rich_help_panel=STATE_PANEL,
-        ),
-    ] = "/etc/sysctl.d/90-tcptune.conf",
+    persist_root: PersistRootOpt = None,
+    persist_file: PersistFileOpt = "/etc/sysctl.d/90-tcptune.conf",
     force: ForceApplyOpt = False,
     lock_timeout: LockTimeoutOpt = 30.0,
 ) -> None:
@@ -178,202 +153,75 @@ def apply_cmd(
 
     Examples: tcptune apply web-server --dry-run;  tcptune apply web-server --persist --yes
     """
-    from tcptune.core.plan import CHANGE, MISSING, plan_apply, plan_differences, skipped, summarize
-    from tcptune.host.transaction import (
-        ConfirmedPlan,
-        PersistRequest,
-        StateDir,
-        apply_profile,
-        check_can_write,
-        check_required,
-        read_only_keys,
-        resolve_state_dir,
-        unfinished_snapshots,
-    )
+    from tcptune.ops import apply as ops
 
-    if persist and netns and persist_root is None:
-        raise TcptuneError(
-            "--persist with --netns would write this machine's sysctl.d, which configures the host's namespace at boot, not that one",
-            ExitCode.BAD_INPUT,
-            hint="pass --persist-root DIR (the container's root) or drop --persist",
-        )
-    if not persist_file.startswith("/"):
-        raise TcptuneError(
-            f"--persist-file {persist_file}: must be an absolute path",
-            ExitCode.BAD_INPUT,
-            hint="e.g. /etc/sysctl.d/90-tcptune.conf",
-        )
-    if persist:
-        from tcptune.host.sysctld_files import check_own_file_path
-
-        check_own_file_path(persist_file)
+    ops.check_persist_options(persist, netns, persist_root, persist_file)
     host = open_source(root, None, netns)
-    prof = _load_profile(profile, host)
-    current = host.read_sysctls(prof.settings.keys())
-    plan = plan_apply(current, prof, read_only_keys(host, current))
-    counts = summarize(plan)
-    proot = Path(persist_root or root or "/")
-
-    preview = _persist_preview(prof, plan, proot, persist_file) if persist else None
-    notes = [n for n in [prof.kernel_mismatch(_release(host))] if n]
-    warnings: list[str] = []  # printed on stderr as they come, and listed in the JSON
-
-    def persist_json(written: bool):
-        if preview is None:
-            return None
-        text, state, overrides, problem = preview
-        return {
-            "root": str(proot),
-            "path": persist_file,
-            "written": written,
-            "loader": state.loader,
-            "loader_reason": state.loader_reason,
-            "loader_disagreements": [d.to_json() for d in state.disagreements],
-            "boot_values": {k: state.values[k].to_json() for k in prof.settings if k in state.values},
-            "overrides": [o.to_json() for o in overrides],
-            "problems": [problem] if problem else [],
-            "warnings": state.warnings,
-        }
-
-    def result_json(result: str, snap=None, written=(), skipped_keys=None, persisted=False):
-        return {
-            "profile": prof.name,
-            "profile_origin": str(prof.origin),
-            "target": host.label,
-            "dry_run": dry_run,
-            "result": result,
-            "changes": [c.to_json() for c in plan],
-            "summary": counts,
-            "snapshot": snap.id if snap else None,
-            "undo": f"tcptune rollback {snap.id}" if snap else None,
-            "written": list(written),
-            "skipped": list(skipped_keys) if skipped_keys is not None else skipped(plan),
-            "persist": persist_json(persisted),
-            "notes": notes,
-            "warnings": warnings,
-        }
-
-    if not json_out:
-        _print_plan(plan, f"plan for {host.label}, profile {prof.name} ({prof.origin}):")
-        for n in notes:
-            typer.echo(f"note: {n}")
-        if preview is not None:
-            from tcptune.core.boot_precedence import LOADERS
-
-            typer.echo(
-                f"persist: {persist_file} under {proot} ({len(preview[0].splitlines())} lines); "
-                f"loaded at boot by {LOADERS[preview[1].loader]} ({preview[1].loader_reason})"
-            )
-    if preview is not None:
-        # Boot-time overrides go to stderr in both modes, so --json stdout stays one document.
-        text, bstate, overrides, problem = preview
-        for msg in (
-            ([problem] if problem else [])
-            + [o.message() for o in overrides]
-            + [d.message() for d in bstate.disagreements]
-            + bstate.warnings
-        ):
-            typer.echo(f"warning: {msg}", err=True)
-
-    if dry_run:
-        if preview is not None:
-            from tcptune.host.sysctld_files import check_own_file
-
-            try:  # what a real run would refuse, said now rather than after the confirmation
-                check_own_file(proot, persist_file, force=force)
-            except TcptuneError as exc:
-                warnings.append(f"a real run would stop here: {exc}")
-                typer.echo(f"warning: {warnings[-1]}", err=True)
-        if json_out:
-            emit_json(result_json("dry-run"))
-        else:
-            typer.echo("dry run: nothing was changed")
-        return
-    check_required(prof, plan)
-    needs_file = False
-    file_before = None
-    if preview is not None:
-        from tcptune.host.sysctld_files import check_own_file
-
-        # Refuse a symlink / someone else's file now, before asking (apply checks again under the lock).
-        file_before = check_own_file(proot, persist_file, force=force)
-        needs_file = file_before != preview[0]
-    if counts[CHANGE] == 0 and not needs_file:
-        if json_out:
-            emit_json(result_json("nothing-to-do"))
-        else:
-            typer.echo("nothing to do: every key already has the profile's value")
-        return
-    first = next((c.key for c in plan if c.status == CHANGE), None)
-    check_can_write(host, first)
-    state = StateDir(resolve_state_dir(state_dir))
-    for snap in unfinished_snapshots(state, host):
-        # Its saved values are the ones from before that apply: applying again does not
-        # bring them back, only rolling it back does.  Warn, do not refuse (the snapshot stays).
-        msg = (
-            f"snapshot {snap.id} ({snap.profile}, {snap.summary()['created_utc']}) is {snap.status}: an earlier apply "
-            f"on this target did not finish; the values from before it are restored only by `tcptune rollback {snap.id}`"
-        )
-        warnings.append(msg)
-        typer.echo(f"warning: {msg}", err=True)
-    confirmed = None
-    if not yes:
-        what = f"{counts[CHANGE]} sysctl(s) on {host.label}" + (f" and {persist_file}" if needs_file else "")
-        if not _confirm(f"Apply profile {prof.name}: change {what}?"):
-            raise TcptuneError("not confirmed; nothing was changed", ExitCode.BAD_INPUT)
-        confirmed = ConfirmedPlan(plan, preview[0] if preview else None, file_before)
-
-    def persist_request(plan_now):
-        from tcptune import __version__
-        from tcptune.core.boot_precedence import render_own_file
-
-        text = render_own_file(
-            [(c.key, c.new, c.reason) for c in plan_now if c.status != MISSING],
-            profile=prof.name,
-            origin=str(prof.origin),
-            version=__version__,
-        )
-        return PersistRequest(proot, persist_file, text)
-
-    res = apply_profile(
-        host,
-        state,
-        prof,
-        persist=persist_request if persist else None,
-        force=force,
-        confirmed=confirmed,
-        lock_timeout=lock_timeout,
-        on_wait=_on_wait,
+    proot = Path(persist_root or root or "/") if persist else None
+    ap = ops.prepare_apply(
+        host, ops.load_profile_for(host, profile), persist_root=proot, persist_file=persist_file, force=force
     )
-    shown, plan = plan, res.plan  # re-planned under the lock
-    counts = summarize(plan)
-    diffs = plan_differences(shown, plan)
-    if diffs:  # only with --yes: a confirmed plan that changed was refused above
-        msg = (
+    out = _output()
+    if not json_out:
+        typer.echo(_render().apply_header(out, ap))
+    for msg in ap.persist.warnings() if ap.persist else ():
+        _warn(msg)  # boot-time overrides go to stderr in both modes: --json stdout stays one document
+    if dry_run:
+        return _dry_run(out, ap, json_out)
+    ops.check_refusals(ap)
+    if ap.nothing_to_do:
+        return _say(out, ap, json_out, "nothing-to-do", _render().NOTHING_TO_DO)
+    _apply(out, ap, json_out, state_dir, yes=yes, force=force, lock_timeout=lock_timeout)
+
+
+def _render():
+    from tcptune.render import apply
+
+    return apply
+
+
+def _say(out, ap, json_out: bool, result: str, text: str, *, dry_run: bool = False) -> None:
+    if json_out:
+        sys.stdout.write(out.json(_render().apply_json(ap, result, dry_run=dry_run)))
+    else:
+        typer.echo(text)
+
+
+def _dry_run(out, ap, json_out: bool) -> None:
+    if ap.persist is not None and ap.persist.refusal is not None:
+        ap.warnings.append(f"a real run would stop here: {ap.persist.refusal}")
+        _warn(ap.warnings[-1])
+    _say(out, ap, json_out, "dry-run", "dry run: nothing was changed", dry_run=True)
+
+
+def _apply(out, ap, json_out: bool, state_dir, *, yes: bool, force: bool, lock_timeout: float) -> None:
+    from tcptune.host.statedir import StateDir, resolve_state_dir
+    from tcptune.ops import apply as ops
+
+    state = StateDir(resolve_state_dir(state_dir))
+    ops.check_ready(ap, state)
+    for msg in ap.warnings:
+        _warn(msg)
+    if not yes:
+        file = f" and {ap.persist.request.path}" if ap.persist and ap.persist.needs_write else ""
+        if not _confirm(
+            f"Apply profile {ap.profile.name}: change {ap.counts['change']} sysctl(s) on {ap.host.label}{file}?"
+        ):
+            raise TcptuneError("not confirmed; nothing was changed", ExitCode.BAD_INPUT)
+    done = ops.carry_out(ap, state, confirmed=not yes, force=force, lock_timeout=lock_timeout, on_wait=_on_wait)
+    if done.shown_plan_differs:  # only with --yes: a confirmed plan that changed was refused
+        ap.warnings.append(
             "the plan re-made under the lock differs from the one shown (another apply ran meanwhile): "
-            + "; ".join(diffs)
+            + "; ".join(done.shown_plan_differs)
             + "; applied the new one"
         )
-        warnings.append(msg)
-        typer.echo(f"warning: {msg}", err=True)
+        _warn(ap.warnings[-1])
+    res, render = done.result, _render()
     if json_out:
-        emit_json(
-            result_json(
-                "applied" if res.snapshot else "nothing-to-do", res.snapshot, res.written, res.skipped, res.persisted
-            )
-        )
-        return
-    if res.snapshot is None:
-        typer.echo("nothing to do: every key already has the profile's value")
-        return
-    typer.echo(
-        f"applied: {len(res.written)} key(s) written and read back"
-        + (f"; wrote {persist_file}" if res.persisted else "")
-    )
-    for s in res.skipped:
-        typer.echo(f"skipped {s['key']}: {s['reason']}")
-    typer.echo(f"snapshot {res.snapshot.id} saved in {state.snapshots}")
-    typer.echo(f"undo with: tcptune rollback {res.snapshot.id}")
+        word = "applied" if res.snapshot else "nothing-to-do"
+        sys.stdout.write(out.json(render.apply_json(ap, word, dry_run=False, res=res)))
+    else:
+        typer.echo(render.applied_text(out, res, str(state.snapshots)))
 
 
 @app.command("rollback")
@@ -398,8 +246,9 @@ def rollback_cmd(
 
     Examples: tcptune rollback;  tcptune rollback 20261121T190512Z-3f9a0c --json
     """
-    from tcptune.core.plan import summarize
-    from tcptune.host.transaction import StateDir, check_can_write, resolve_state_dir, rollback_snapshot
+    from tcptune.host.privileges import check_can_write
+    from tcptune.host.statedir import StateDir, resolve_state_dir
+    from tcptune.ops.rollback import rollback_snapshot
 
     host = open_source(root, None, netns)
     state = StateDir(resolve_state_dir(state_dir))
@@ -408,48 +257,11 @@ def rollback_cmd(
     res = rollback_snapshot(
         host, state, snapshot, force=force, lock_timeout=lock_timeout, on_wait=_on_wait, dry_run=dry_run
     )
-    snap = res.snapshot
-    counts = summarize(res.plan)
+    out, render = _output(), _render()
     if json_out:
-        emit_json(
-            {
-                "snapshot": snap.id,
-                "profile": snap.profile,
-                "target": host.label,
-                "dry_run": dry_run,
-                "result": "dry-run" if dry_run else "rolled-back",
-                "changes": [c.to_json() for c in res.plan],
-                "summary": counts,
-                "written": res.written,
-                "skipped": res.skipped,
-                "persist_restored": res.persisted,
-                "persist_replaced_copy": str(res.persist_copy) if res.persist_copy else None,
-                "changed_since_apply": res.changed_since_apply,
-            }
-        )
-        return
-    _print_plan(res.plan, f"rollback of snapshot {snap.id} (profile {snap.profile}) on {host.label}:")
-    verb = "would overwrite" if dry_run else "overwrote"
-    for c in res.changed_since_apply:
-        typer.echo(
-            f"note: {c['key']} was changed after the apply (apply set {c['after'] or '(empty)'}, now {c['current'] or '(empty)'}); "
-            f"rollback {verb} it with {c['before'] or '(empty)'}"
-        )
-    if dry_run:
-        typer.echo("dry run: nothing was changed")
-        return
-    typer.echo(
-        f"rolled back: {len(res.written)} key(s) restored, {counts['same']} already had the snapshot value"
-        + (
-            ""
-            if not res.persisted
-            else f"; removed {snap.persist['path']} (it did not exist before)"
-            if snap.persist["before"] is None
-            else f"; restored the previous {snap.persist['path']}"
-        )
-    )
-    if res.persist_copy:
-        typer.echo(f"the {snap.persist['path']} it replaced (changed after the apply) is kept in {res.persist_copy}")
+        sys.stdout.write(out.json(render.rollback_json(res, host.label, dry_run)))
+    else:
+        typer.echo(render.rollback_text(out, res, host.label, dry_run))
 
 
 @app.command("snapshots")
@@ -462,38 +274,12 @@ def snapshots_cmd(
     Status: pending (apply did not finish: roll it back), applied, failed (a write
     was rejected and everything was put back), restore-incomplete, rolled-back.
     """
-    from tcptune.host.transaction import StateDir, resolve_state_dir
+    from tcptune.host.statedir import StateDir, resolve_state_dir
 
     state = StateDir(resolve_state_dir(state_dir))
     entries = state.list()
+    out, render = _output(), _render()
     if json_out:
-        out = []
-        for sid, snap, err in entries:
-            out.append(snap.summary() if snap else {"id": sid, "status": "corrupt", "error": err})
-        emit_json({"state_dir": str(state.path), "snapshots": out})
-        return
-    if not entries:
-        typer.echo(f"no snapshots in {state.snapshots}")
-        return
-    from tcptune.render import colorize, render_table
-
-    color = use_color()
-    rows = []
-    for sid, snap, err in entries:
-        if snap is None:
-            rows.append([sid, "-", "-", "-", colorize("corrupt", color) + f": {err}"])
-            continue
-        s = snap.summary()
-        keys = ", ".join(k.rsplit(".", 1)[-1] for k in snap.keys)
-        rows.append(
-            [
-                sid,
-                s["created_utc"],
-                snap.profile,
-                f"{len(snap.keys)}: {keys}",
-                snap.status + (" +sysctl.d" if snap.persist else ""),
-            ]
-        )
-    typer.echo(
-        render_table(["id", "time (UTC)", "profile", "keys", "status"], rows, maxcolwidths=[None, None, None, 50, None])
-    )
+        sys.stdout.write(out.json(render.snapshots_json(str(state.path), entries)))
+    else:
+        typer.echo(render.snapshots_text(out, entries, str(state.snapshots)))

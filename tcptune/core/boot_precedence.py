@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -48,7 +49,6 @@ SYSCTL_D_DIRS = (
     "/lib/sysctl.d",
 )
 SYSCTL_CONF = "/etc/sysctl.conf"
-DEFAULT_PERSIST_FILE = "/etc/sysctl.d/90-tcptune.conf"
 SYSTEMD = "systemd"
 PROCPS = "procps"
 LOADERS = {SYSTEMD: "systemd-sysctl", PROCPS: "procps `sysctl --system`"}
@@ -170,21 +170,76 @@ def order_config_files(paths: Iterable[str], loader: str = PROCPS) -> tuple[list
     return ordered, hidden
 
 
-def parse_config_text(text: str, path: str) -> tuple[list[Assignment], list[str]]:
-    """Assignments of one file and warnings for lines the boot loader would skip.
+# isspace() of C and of the kernel (lib/ctype.c): the only characters either loader or the
+# kernel's number parser treat as blanks.  Python's str.split() and splitlines() also break
+# on U+2028, U+0085, form feed, \x1c-\x1e ..., which neither loader does.
+KERNEL_SPACE = " \t\n\v\f\r"
+_STRIP = {SYSTEMD: " \t\n\r", PROCPS: KERNEL_SPACE}  # systemd's WHITESPACE; procps' isspace()
+_SYSTEMD_EOL = re.compile(r"\r\n|\r|\n")  # read_line(): \n, \r and \r\n each end a line
+
+
+def _lines(text: str, loader: str) -> list[str]:
+    """The lines ``loader`` reads: procps getline() splits on \\n only, systemd's read_line()
+    on \\n, \\r and \\r\\n (measured with procps 4.0.2 and systemd-sysctl 252)."""
+    return _SYSTEMD_EOL.split(text) if loader == SYSTEMD else text.split("\n")
+
+
+def kernel_refuses(value: str) -> str | None:
+    """The character that makes the kernel refuse ``value`` as a loader writes it, else None.
+
+    The integer parsers skip leading blanks (proc_skip_spaces(), isspace()), but right after
+    a number only ' ', '\\t' or '\\n' may follow (proc_wspace_sep in kernel/sysctl.c
+    __do_proc_dointvec()), and any other character is part of the word: "4 \\f" is taken,
+    "4\\f", "3\\u20285" and "5\\x85" are refused (EINVAL), measured on 6.18 through both
+    loaders.  A name (tcp_congestion_control) with such a character names nothing either.
+    """
+    prev = " "
+    for c in value.lstrip(KERNEL_SPACE):
+        if c.isspace() and (c not in KERNEL_SPACE or (c in "\v\f\r" and prev not in KERNEL_SPACE)):
+            return c
+        prev = c
+    return None
+
+
+def _describe(c: str) -> str:
+    import unicodedata
+
+    return f"U+{ord(c):04X} ({unicodedata.name(c, 'a control character').lower()})"
+
+
+def _loader_line(raw: str, loader: str) -> tuple[str, str | None]:
+    """(the line as ``loader`` hands it on, why it sets nothing at boot or None)."""
+    line = raw.strip(_STRIP[loader])
+    key, sep, value = line.partition("=")
+    if not line or line[0] in "#;" or not sep:
+        return line, None
+    key = key.strip(_STRIP[loader])
+    # procps: value = the rest after '=', leading ' '/'\\t' skipped; systemd: strstrip(value)
+    value = value.lstrip(" \t") if loader == PROCPS else value.strip(_STRIP[SYSTEMD])
+    bad_key = next((c for c in key if c.isspace() and c not in " \t"), None)
+    if bad_key is not None:
+        return line, f"the key holds {_describe(bad_key)}, so {LOADERS[loader]} names no sysctl"
+    bad = kernel_refuses(value)
+    if bad is not None:
+        return line, f"the value holds {_describe(bad)}, which the kernel refuses in a value"
+    return f"{key} = {' '.join(value.split())}", None
+
+
+def parse_config_text(text: str, path: str, loader: str = PROCPS) -> tuple[list[Assignment], list[str]]:
+    """Assignments of one file as ``loader`` reads it, and warnings for lines it skips.
 
     systemd-sysctl logs a malformed line and carries on with the rest of the
     file, so one bad line in someone else's file must not stop tcptune either.
     """
-    try:
-        lines = parse_sysctl_lines(text, path, conf=True)
-        return [Assignment(ln.key, ln.value, path, ln.line) for ln in lines], []
-    except TcptuneError:
-        pass
     out: list[Assignment] = []
     warnings: list[str] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
+    for lineno, raw in enumerate(_lines(text, loader), 1):
+        stripped, why = _loader_line(raw, loader)
+        if why is not None:
+            warnings.append(f"{path}:{lineno}: line ignored at boot: {why}")
+            continue
+        if not stripped or stripped[0] in "#;":
+            continue
         if (
             stripped.startswith("-")
             and "=" not in stripped
@@ -194,7 +249,7 @@ def parse_config_text(text: str, path: str) -> tuple[list[Assignment], list[str]
             out.append(Assignment(stripped[1:].strip(), None, path, lineno))  # '-pattern': exclude from globs
             continue
         try:
-            parsed = parse_sysctl_lines(raw, path, conf=True)
+            parsed = parse_sysctl_lines(stripped, path, conf=True)
         except TcptuneError as exc:
             warnings.append(f"{path}:{lineno}: line ignored at boot: {exc.message.split(': ', 1)[-1]}")
             continue
@@ -224,7 +279,7 @@ def compute_boot_state(
                 f"{path} is not a readable file (a directory or a dangling symlink?): it sets nothing, yet hides same-named files"
             )
             continue
-        assigns, warns = parse_config_text(texts[path], path)
+        assigns, warns = parse_config_text(texts[path], path, loader)
         state.assignments.extend(assigns)
         state.warnings.extend(warns)
     explicit: set[str] = set()

@@ -4,7 +4,7 @@
 writes and says, per key, whether apply will change it, leave it (already the
 same) or skip it (the running kernel lacks the key).  ``plan_restore`` does the
 same for a snapshot that rollback puts back.  Nothing here touches the machine;
-the host layer (tcptune.host.transaction) carries the plan out.
+the use cases (tcptune.ops.apply, tcptune.ops.rollback) carry the plan out.
 """
 
 from __future__ import annotations
@@ -139,10 +139,6 @@ def plan_differences(confirmed: Iterable[Change], now: Iterable[Change]) -> list
     return out
 
 
-def changes_to_write(plan: Iterable[Change]) -> list[Change]:
-    return [c for c in plan if c.status == CHANGE]
-
-
 def missing_required(plan: Iterable[Change]) -> list[Change]:
     """Required keys apply cannot set: absent on this kernel, or read-only here."""
     return [c for c in plan if c.status in (MISSING, READ_ONLY) and c.required]
@@ -164,30 +160,3 @@ def summarize(plan: Iterable[Change]) -> dict[str, int]:
     for c in plan:
         counts[c.status] += 1
     return counts
-
-
-def short_reason(reason: str, limit: int = 72) -> str:
-    """The first sentence of a profile's reason, for a table (JSON keeps the whole text)."""
-    text = normalize_value(reason)
-    for end in (". ", "; "):
-        if end in text:
-            text = text.split(end, 1)[0] + end.strip()
-            break
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-def render_plan_rows(plan: Iterable[Change]) -> list[list[str]]:
-    """Rows (key, current, new, status, reason) for a table a reviewer reads as a diff."""
-    rows = []
-    for c in plan:
-        current = "(absent on this kernel)" if c.current is None else c.current or "(empty)"
-        mark = {
-            CHANGE: "change",
-            SAME: "same",
-            MISSING: "skip: absent",
-            READ_ONLY: "skip: read-only",
-        }[c.status]
-        if c.status in (MISSING, READ_ONLY) and c.required:
-            mark += " (required!)"
-        rows.append([c.key, current, c.new or "(empty)", mark, short_reason(c.reason)])
-    return rows

@@ -6,7 +6,6 @@ and reads the files (``root`` + the path the boot loader would see) and writes.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import posixpath
@@ -22,14 +21,13 @@ from tcptune.core.boot_precedence import (
     SYSCTL_D_DIRS,
     SYSTEMD,
     BootState,
-    BootValue,
     compare_loaders,
     compute_boot_state,
     is_own_file_text,
     own_file_path_problem,
 )
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.host.fsio import replace_at
+from tcptune.host.fsio import clean_stale_temps, replace_at
 
 MAX_CONF_BYTES = 1 << 20
 
@@ -160,17 +158,6 @@ def boot_state(
     return state
 
 
-def boot_values(root: Path, known_keys: Iterable[str] = (), *, loader: str | None = None) -> dict[str, BootValue]:
-    """{key: BootValue(value, path, line)}: what sysctl.d would set at boot on the system below ``root``.
-
-    ``root`` is "/" for this machine; the loader (systemd-sysctl or procps) is
-    detected from that root unless given.  Glob lines (``net.ipv4.conf.*.x``) are
-    expanded over ``known_keys`` only; pass the keys you compare (e.g. a
-    profile's) to have globs resolved.
-    """
-    return boot_state(Path(root), known_keys, loader=loader).values
-
-
 def resolve_in_root(root: Path, path: str) -> Path:
     """root + ``path`` with every symlink resolved as if ``root`` were /, never leaving it.
 
@@ -247,11 +234,6 @@ def own_file_state(root: Path, path: str) -> OwnFile:
     return OwnFile("file", text=_read_text(p, path))
 
 
-def read_own_file(root: Path, path: str) -> str | None:
-    """Current text of tcptune's file, or None when there is no regular file there."""
-    return own_file_state(root, path).text
-
-
 def _where(root: Path, path: str) -> str:
     return path if os.path.realpath(root) == "/" else f"{path} under {root}"
 
@@ -288,26 +270,19 @@ def check_own_file(root: Path, path: str, *, force: bool = False) -> str | None:
     return cur.text
 
 
-def _pid_alive(pid: int) -> bool:
+def clean_own_temps(root: Path, path: str) -> None:
+    """Remove the temp files of a writer of tcptune's file that was killed before its rename
+    (fsio.clean_stale_temps, the rule the snapshot store uses too).  Rollback calls it even
+    when the file itself needs nothing: an apply killed mid-write left the old file, and a temp."""
+    target = _own_path(root, path)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_stale_temps(dfd: int, name: str) -> None:
-    """Remove .NAME.tcptune-PID.tmp files whose writer is gone (a SIGKILL between create and rename)."""
-    prefix = f".{name}.tcptune-"
-    for entry in os.listdir(dfd):
-        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
-            continue
-        pid = entry[len(prefix) : -4]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            with contextlib.suppress(OSError):
-                os.unlink(entry, dir_fd=dfd)
+        dfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # no directory, no temp files
+    try:
+        clean_stale_temps(dfd, target.name)
+    finally:
+        os.close(dfd)
 
 
 def _write_error(path: str, exc: OSError) -> TcptuneError:
@@ -354,14 +329,14 @@ def write_own_file(root: Path, path: str, text: str | None) -> Path:
                     ExitCode.BAD_INPUT,
                     hint="look at it and remove or fix it by hand",
                 )
+            clean_stale_temps(dfd, name)
             if text is None:
                 if st is not None:
                     os.unlink(name, dir_fd=dfd)
                     os.fsync(dfd)
                 return target
-            _clean_stale_temps(dfd, name)
             # 0644: sysctl.d files are world-readable configuration, like the vendor's.
-            replace_at(dfd, name, text.encode(), 0o644, f".{name}.tcptune-{os.getpid()}.tmp")
+            replace_at(dfd, name, text.encode(), 0o644)
         finally:
             os.close(dfd)
     except OSError as exc:

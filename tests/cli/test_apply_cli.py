@@ -246,13 +246,23 @@ def test_stale_temp_files_of_a_killed_apply_are_cleaned_under_the_lock(root, tmp
     state = tmp_path / "state"
     (state / "snapshots").mkdir(parents=True, mode=0o700)
     os.chmod(state, 0o700)
-    stale = state / "snapshots/.20260101T000000Z-abcdef.4242.tmp"
+    gone = _dead_pid()
+    stale = state / f"snapshots/.20260101T000000Z-abcdef.json.tcptune-{gone}.tmp"
     stale.write_text("{half a snap")
+    live = state / f"snapshots/.20260101T000000Z-abcdee.json.tcptune-{os.getpid()}.tmp"  # its writer runs
+    live.write_text("{being written")
     other = state / "snapshots/notes.txt"  # not ours: kept
     other.write_text("x")
     r = apply_root(root, state)
     assert r.returncode == 0, r.stderr
-    assert not stale.exists() and other.exists()
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (a temp file's writer that was killed)."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
 
 
 def persist_tree(tmp_path: Path) -> Path:
@@ -394,11 +404,11 @@ def test_a_confirmed_plan_that_changes_while_waiting_for_the_lock_is_refused(roo
     import time
 
     from tcptune.host.source import Host
-    from tcptune.host.transaction import target_lock
+    from tcptune.host.target_lock import target_lock
 
     state = tmp_path / "state"
     master, slave = pty.openpty()
-    with target_lock(Host(root), time.monotonic() + 5, 5):  # another apply is busy on this root
+    with target_lock(Host(root).target, time.monotonic() + 5, 5):  # another apply is busy on this root
         p = subprocess.Popen(
             [
                 sys.executable,
@@ -492,3 +502,68 @@ def test_persist_models_systemd_sysctl_when_the_root_boots_with_systemd(root, tm
     )
     p = json.loads(r.stdout)["persist"]
     assert p["loader"] == "procps" and p["boot_values"]["net.ipv4.tcp_retries2"]["path"] == "/etc/sysctl.conf"
+
+
+def test_empty_state_dir_and_persist_root_are_bad_input_and_rollback_creates_no_state_dir(root, tmp_path):
+    # issue 9 #2: Path("") is ".", so --persist-root "" wrote the current directory's
+    # etc/sysctl.d and defeated the refusal of --persist with --netns.
+    for args in (
+        # a namespace that does not exist: should the refusal ever regress, nothing is entered
+        ("apply", "web-server", "--persist", "--netns", "/nonexistent/ns", "--persist-root", "", "--yes"),
+        ("apply", "fast-fail-client", "--root", str(root), "--state-dir", "", "--yes"),
+        ("rollback", "--root", str(root), "--state-dir", ""),
+        ("snapshots", "--state-dir", ""),
+    ):
+        r = run(*args)
+        assert r.returncode == 2 and "is empty" in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    new = tmp_path / "typo"
+    for extra in ((), ("--dry-run",), ("20260101T000000Z-000000",)):
+        r = run("rollback", *extra, "--root", str(root), "--state-dir", str(new))
+        assert r.returncode == 2 and "no snapshots" in r.stderr or "unknown snapshot" in r.stderr, r.stderr
+        assert not new.exists(), extra
+
+
+def test_rollback_removes_the_temp_file_of_an_apply_killed_while_writing_sysctl_d(root, tmp_path):
+    # issue 9 #16: kill -9 between creating .90-tcptune.conf.tcptune-PID.tmp and its rename
+    # left the temp file; rollback, which then has no file to put back, left it too.
+    tree, state = persist_tree(tmp_path), tmp_path / "state"
+    r = apply_root(root, state, "--persist", "--persist-root", str(tree), "--json")
+    assert r.returncode == 0, r.stderr
+    d = tree / "etc/sysctl.d"
+    stale = d / f".90-tcptune.conf.tcptune-{_dead_pid()}.tmp"
+    stale.write_text("half a file")
+    running = d / f".90-tcptune.conf.tcptune-{os.getpid()}.tmp"  # its writer is alive: kept
+    running.write_text("being written")
+    r = run("rollback", "--root", str(root), "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists() and running.exists() and not (d / "90-tcptune.conf").exists()
+    stale.write_text("half a file")  # and when the file needs nothing (rolled back already)
+    r = run(
+        "rollback",
+        json.loads(run("snapshots", "--json", "--state-dir", str(state)).stdout)["snapshots"][0]["id"],
+        "--root",
+        str(root),
+        "--state-dir",
+        str(state),
+    )
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists() and running.exists()
+
+
+def test_snapshots_of_the_same_second_are_listed_in_creation_order(tmp_path):
+    # issue 10 #9: ids share the second, so name order was the order of their random suffix.
+    from tcptune.core.snapshot import Snapshot
+    from tcptune.host.statedir import StateDir
+
+    state = StateDir(tmp_path / "state")
+    target = {"kind": "root", "root": "/x", "netns_inode": None}
+    for sid, created in (("20260101T000000Z-ffffff", 1767225600.1), ("20260101T000000Z-000000", 1767225600.9)):
+        state.save(Snapshot(sid, created, "p", "o", target, None, {}))
+    r = run("snapshots", "--json", "--state-dir", str(state.path))
+    assert [s["id"] for s in json.loads(r.stdout)["snapshots"]] == [
+        "20260101T000000Z-ffffff",
+        "20260101T000000Z-000000",
+    ]
+    text = run("snapshots", "--state-dir", str(state.path)).stdout
+    assert text.index("-ffffff") < text.index("-000000")

@@ -5,7 +5,7 @@ Each loader runs over a test tree in a private mount AND network namespace
 /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d and /etc/sysctl.conf,
 /proc/sys is remounted read-only except /proc/sys/net, and the tree only sets
 net.ipv4 keys, which are per network namespace.  Then the values the loader
-left in that namespace are compared with persist.boot_state(tree, loader=...).
+left in that namespace are compared with sysctld_files.boot_state(tree, loader=...).
 The host's files and sysctls are never touched.
 
 The cases are the ones where the two loaders (or a naive model) differ:
@@ -169,3 +169,32 @@ def test_the_model_matches_the_real_loader(tree, defaults, loader, argv):
     assert {k: state.values[k].value for k in state.values} != {
         k: v.value for k, v in boot_state(tree, KEYS, loader=SYSTEMD if loader == PROCPS else PROCPS).values.items()
     }
+
+
+LINE_CASES = Path(__file__).resolve().parent.parent / "data/sysctl.d"
+
+
+@pytest.mark.parametrize("case", sorted(p.stem for p in LINE_CASES.glob("*.conf")))
+@pytest.mark.parametrize(
+    "loader,argv",
+    [
+        (SYSTEMD, [SYSTEMD_SYSCTL or "/nonexistent", "--prefix=net.ipv4"]),
+        (PROCPS, ["sysctl", "--system"]),
+    ],
+)
+def test_lines_the_loaders_do_not_split_where_python_would(tmp_path, case, loader, argv):
+    # issue 9 #15: U+2028, form feed and friends, run through the real programs again.
+    if loader == SYSTEMD and SYSTEMD_SYSCTL is None:
+        pytest.skip("systemd-sysctl is not installed")
+    if loader == PROCPS and not shutil.which("sysctl"):
+        pytest.skip("procps sysctl is not installed")
+    if not os.path.exists("/etc/sysctl.conf"):
+        pytest.skip("needs an /etc/sysctl.conf to bind the tree's over (never created on the host)")
+    for d in DIRS:
+        (tmp_path / d.lstrip("/")).mkdir(parents=True)
+    (tmp_path / "etc/sysctl.conf").write_text("")
+    (tmp_path / "etc/sysctl.d/50-case.conf").write_bytes((LINE_CASES / f"{case}.conf").read_bytes())
+    defaults = _run_loader(tmp_path, ["true"])
+    got = _run_loader(tmp_path, argv)
+    state = boot_state(tmp_path, KEYS, loader=loader)
+    assert got == {k: state.values[k].value if k in state.values else defaults[k] for k in KEYS}

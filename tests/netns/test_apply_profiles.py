@@ -225,7 +225,7 @@ def test_read_only_proc_sys_is_exit_3_naming_the_mount(tmp_path):
 def test_not_root_is_exit_3_with_the_fix(tmp_path):
     def body():
         from tcptune.errors import TcptuneError
-        from tcptune.host.transaction import check_can_write
+        from tcptune.host.privileges import check_can_write
 
         host = Host("/")
         os.setgroups([])

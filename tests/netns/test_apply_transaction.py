@@ -24,19 +24,12 @@ from nsutil import require_netns, run_in_netns
 
 from tcptune.core.plan import SAME, plan_apply
 from tcptune.core.profile import Profile, Setting
+from tcptune.core.snapshot import APPLIED, FAILED, PENDING, ROLLED_BACK
 from tcptune.errors import TcptuneError
 from tcptune.host.source import Host
-from tcptune.host.transaction import (
-    APPLIED,
-    FAILED,
-    PENDING,
-    ROLLED_BACK,
-    ConfirmedPlan,
-    PersistRequest,
-    StateDir,
-    apply_profile,
-    rollback_snapshot,
-)
+from tcptune.host.statedir import StateDir
+from tcptune.ops.apply import ConfirmedPlan, PersistRequest, apply_profile
+from tcptune.ops.rollback import rollback_snapshot
 
 # Per-namespace keys only (a child namespace shows the global ones read-only or not at all),
 # each with a value that differs from the namespace default so a missed restore shows.
@@ -212,7 +205,8 @@ import json, sys
 from tcptune.errors import TcptuneError
 from tcptune.host.source import Host
 from tcptune.core.profile import Profile, Setting
-from tcptune.host.transaction import StateDir, apply_profile
+from tcptune.host.statedir import StateDir
+from tcptune.ops.apply import apply_profile
 spec = json.loads(sys.argv[1])
 prof = Profile(spec["name"], "", "test", {k: Setting(k, v, "test", "test") for k, v in spec["settings"].items()})
 def waiting(msg):
@@ -535,9 +529,9 @@ def test_two_applies_with_different_state_dirs_are_serialized_on_the_target(tmp_
         )
 
     def netns_lock_files():
-        from tcptune.host.transaction import lock_dir_path, target_lock_name
+        from tcptune.host.target_lock import lock_dir_path, target_lock_name
 
-        return os.path.exists(lock_dir_path()[0] / target_lock_name(Host("/")))
+        return os.path.exists(lock_dir_path()[0] / target_lock_name(Host("/").target))
 
     rca, rcb, mid, waited, final, b_saw, races, lock_left = run_in_netns(body)
     assert rca == 0 and rcb == 0
@@ -549,26 +543,39 @@ def test_two_applies_with_different_state_dirs_are_serialized_on_the_target(tmp_
     assert not lock_left  # the lock file is removed on release
 
 
-def test_the_target_lock_falls_back_when_run_lock_is_missing_and_refuses_a_symlink(tmp_path, monkeypatch):
-    from tcptune.host import transaction
+def test_roots_target_lock_lives_where_no_other_user_can_create_it_first(tmp_path, monkeypatch):
+    # issue 9 #3: any user could mkdir (or symlink) /run/lock/tcptune, a world-writable
+    # directory, before root did, and every apply then refused that directory.  Root's
+    # locks skip a base where others may create entries, and never follow a symlink.
+    from tcptune.host import target_lock as tl
 
-    monkeypatch.delenv(transaction.LOCK_DIR_ENV, raising=False)
-    run_dir = tmp_path / "run"
+    monkeypatch.delenv(tl.LOCK_DIR_ENV, raising=False)
+    shared, run_dir = tmp_path / "lock", tmp_path / "run"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /run/lock
     run_dir.mkdir()
-    monkeypatch.setattr(transaction, "LOCK_BASES", (str(tmp_path / "no-run-lock"), str(run_dir)))
-    assert transaction.lock_dir_path() == (run_dir / "tcptune", True)
-    host = Host("/")
-    with transaction.target_lock(host, time.monotonic() + 1, 1) as path:
+    os.chmod(run_dir, 0o755)  # like /run
+    monkeypatch.setattr(tl, "ROOT_LOCK_BASES", (str(tmp_path / "no-run-lock"), str(shared), str(run_dir)))
+    (shared / "tcptune").mkdir()
+    os.chown(shared / "tcptune", 65534, 65534)  # nobody got there first
+    os.symlink("/etc", shared / "tcptune-link")
+    assert tl.lock_dir_path() == (run_dir / "tcptune", False)
+    target = Host("/").target
+    with tl.target_lock(target, time.monotonic() + 1, 1) as path:
         assert path.parent == run_dir / "tcptune" and path.exists()
         assert os.stat(run_dir / "tcptune").st_mode & 0o777 == 0o700
     (run_dir / "tcptune").rmdir()
-    os.symlink(tmp_path, run_dir / "tcptune")  # planted in a world-writable /run/lock
+    os.symlink(tmp_path, run_dir / "tcptune")  # even there, a symlink is never followed
     with pytest.raises(TcptuneError) as ei:
-        with transaction.target_lock(host, time.monotonic() + 1, 1):
+        with tl.target_lock(target, time.monotonic() + 1, 1):
             pass
     assert ei.value.exit_code == 2 and "symlink" in str(ei.value)
-    monkeypatch.setenv(transaction.LOCK_DIR_ENV, str(tmp_path / "mine"))
-    assert transaction.lock_dir_path() == (tmp_path / "mine", False)
+    monkeypatch.setattr(tl, "ROOT_LOCK_BASES", (str(shared),))
+    with pytest.raises(TcptuneError) as ei:
+        tl.lock_dir_path()
+    assert ei.value.exit_code == 2 and "only root can write" in str(ei.value) and tl.LOCK_DIR_ENV in str(ei.value)
+    monkeypatch.setenv(tl.LOCK_DIR_ENV, str(tmp_path / "mine"))
+    assert tl.lock_dir_path() == (tmp_path / "mine", True)
 
 
 def test_the_target_lock_skips_a_base_this_user_cannot_write(tmp_path):
@@ -581,8 +588,8 @@ def test_the_target_lock_skips_a_base_this_user_cannot_write(tmp_path):
     closed.mkdir(mode=0o555)
     open_.mkdir()
     code = (
-        "import tcptune.host.transaction as t; "
-        f"t.LOCK_BASES = ({str(closed)!r}, {str(open_)!r}); print(t.lock_dir_path()[0])"
+        "import tcptune.host.target_lock as t; "
+        f"t.ROOT_LOCK_BASES = ({str(closed)!r}, {str(open_)!r}); print(t.lock_dir_path()[0])"
     )
     drop = "-dac_override,-dac_read_search"
     env = {k: v for k, v in os.environ.items() if k != "TCPTUNE_LOCK_DIR"}

@@ -15,12 +15,12 @@ from tcptune.core.plan import (
     normalize_value,
     plan_apply,
     plan_restore,
-    render_plan_rows,
     skipped,
     summarize,
     values_equal,
 )
 from tcptune.core.profile import Profile, Setting
+from tcptune.render.apply import plan_rows as render_plan_rows
 
 
 def profile(values: dict[str, str], required: set[str] = frozenset()) -> Profile:
@@ -135,14 +135,34 @@ def test_applying_the_plan_reaches_a_fixpoint(keys, data):
     }
 
 
-def test_table_reason_is_the_first_sentence():
-    from tcptune.core.plan import short_reason
+def test_table_reason_is_the_first_sentence_never_cut():
+    from tcptune.render.apply import short_reason
 
     assert short_reason("Fail fast. The kernel stops at ...") == "Fail fast."
     assert short_reason("a; b") == "a;"
-    long = "x" * 100
-    assert short_reason(long) == "x" * 69 + "..." and len(short_reason(long)) == 72
+    long = "word " * 30
+    assert short_reason(long) == long.strip()  # the table wraps it at words; nothing ends in "..."
     assert short_reason("") == ""
+
+
+def test_the_plan_table_fits_the_terminal_and_wraps_reasons_at_words():
+    from tcptune.render.apply import plan_text
+    from tcptune.render.output import Output
+
+    reason = "SYNs from unproven peers are retried fewer times so a flood of half-open connections drains sooner"
+    prof = Profile(
+        "t", "test", "built-in", {"net.ipv4.tcp_syn_retries": Setting("net.ipv4.tcp_syn_retries", "3", reason, "s")}
+    )
+    plan = plan_apply({"net.ipv4.tcp_syn_retries": "6"}, prof)
+    for width in (80, 120, 200):
+        text = plan_text(Output(width=width), plan, "plan:")
+        assert max(len(line) for line in text.splitlines()) <= width, text
+        assert "..." not in text
+        assert all(word in text.split() for word in reason.split())  # wrapped between words, none split
+    wide = plan_text(Output(width=200), plan, "plan:")
+    assert reason in wide  # room enough: one line, not capped at 60 columns
+    piped = plan_text(Output(width=None), plan, "plan:")
+    assert "drains sooner" in piped and "..." not in piped
 
 
 def test_plan_differences_names_each_key_whose_row_changed():

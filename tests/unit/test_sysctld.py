@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -235,7 +239,9 @@ _names = st.sampled_from(["10-a.conf", "50-b.conf", "90-tcptune.conf", "99-z.con
 _keys = st.sampled_from([KEY, "net.ipv4.tcp_fin_timeout", "net.core.somaxconn"])
 _line = st.one_of(
     st.tuples(_keys, st.integers(0, 99)).map(lambda t: f"{t[0]} = {t[1]}"),
-    st.text(max_size=30).filter(lambda s: "\n" not in s and "\r" not in s),  # junk
+    # junk; line breaks and blanks other than ' ' and tab have their own cases
+    # (tests/data/sysctl.d/line-breaks.*, measured against both loaders)
+    st.text(max_size=30).filter(lambda s: all(not c.isspace() or c in " \t" for c in s)),
 )
 
 
@@ -274,3 +280,16 @@ def test_boot_value_is_the_last_assignment_in_load_order(files, conf_lines, load
     got = {k: (v.value, v.path, v.line) for k, v in state.values.items() if not any(c in k for c in "*?[")}
     expected = {k: v for k, v in expected.items() if not any(c in k for c in "*?[")}
     assert got == expected
+
+
+SYSCTL_D_DATA = Path(__file__).resolve().parent.parent / "data/sysctl.d"
+
+
+@pytest.mark.parametrize("case", sorted(p.stem for p in SYSCTL_D_DATA.glob("*.conf")))
+@pytest.mark.parametrize("loader", [PROCPS, SYSTEMD])
+def test_sysctl_d_line_cases(case, loader):
+    # issue 9 #15: both loaders split on \n (systemd also on \r) only, never on U+2028 or a form feed
+    text = (SYSCTL_D_DATA / f"{case}.conf").read_bytes().decode()
+    want = json.loads((SYSCTL_D_DATA / f"{case}.json").read_text())[loader]
+    state = compute_boot_state([("/etc/sysctl.d/50-case.conf", text)], loader=loader)
+    assert {k: v.value for k, v in state.values.items()} == want

@@ -1,4 +1,4 @@
-"""boot_values(root) and tcptune's own file on a real directory tree (tcptune.host.sysctld_files, host layer)."""
+"""boot_state(root).values and tcptune's own file on a real directory tree (tcptune.host.sysctld_files, host layer)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from tcptune.core.boot_precedence import PROCPS, SYSTEMD
 from tcptune.errors import TcptuneError
 from tcptune.host.sysctld_files import (
     boot_state,
-    boot_values,
     check_own_file,
     detect_loader,
+    own_file_state,
     read_config_files,
-    read_own_file,
     write_own_file,
 )
 
@@ -37,7 +36,7 @@ def test_boot_values_reads_every_directory_below_the_root(tmp_path):
     put(tmp_path, "run/sysctl.d/70-d.conf", f"{KEY} = 3\n")
     put(tmp_path, "etc/sysctl.d/README", f"{KEY} = 99\n")  # not *.conf
     (tmp_path / "etc/sysctl.d/80-dir.conf").mkdir()  # a directory named like a file: ignored
-    got = boot_values(tmp_path)
+    got = boot_state(tmp_path).values
     assert {k: (v.value, v.path, v.line) for k, v in got.items()} == {
         KEY: ("3", "/run/sysctl.d/70-d.conf", 1),
         "net.core.somaxconn": ("100", "/lib/sysctl.d/10-a.conf", 2),
@@ -116,18 +115,18 @@ def test_relative_symlink_like_debians_99_sysctl_conf(tmp_path):
 def test_override_substitutes_tcptunes_file_before_it_is_written(tmp_path):
     own = "/etc/sysctl.d/90-tcptune.conf"
     put(tmp_path, "etc/sysctl.d/90-tcptune.conf", f"{KEY} = 9\n")
-    assert boot_values(tmp_path)[KEY].value == "9"
+    assert boot_state(tmp_path).values[KEY].value == "9"
     assert boot_state(tmp_path, override=(own, f"{KEY} = 2\n")).values[KEY].value == "2"
     assert KEY not in boot_state(tmp_path, override=(own, None)).values
 
 
 def test_write_own_file_is_atomic_0644_and_removable(tmp_path):
     own = "/etc/sysctl.d/90-tcptune.conf"
-    assert read_own_file(tmp_path, own) is None
+    assert own_file_state(tmp_path, own).text is None
     path = write_own_file(tmp_path, own, f"{KEY} = 2\n")
     assert path == tmp_path / "etc/sysctl.d/90-tcptune.conf"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
-    assert read_own_file(tmp_path, own) == f"{KEY} = 2\n"
+    assert own_file_state(tmp_path, own).text == f"{KEY} = 2\n"
     ino = os.stat(path).st_ino
     write_own_file(tmp_path, own, f"{KEY} = 3\n")
     assert os.stat(path).st_ino != ino  # replaced by rename, never rewritten in place
