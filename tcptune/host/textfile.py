@@ -26,7 +26,7 @@ def write_textfile(directory: str, text: str) -> str:
             hint="the directory node_exporter's --collector.textfile.directory names",
         ) from None
     try:
-        replace_at(dfd, FILE_NAME, text.encode(), 0o644, f".{FILE_NAME}.{os.getpid()}.tmp")
+        replace_at(dfd, FILE_NAME, text.encode(), 0o644)  # via .tcptune.prom.tcptune-PID.tmp: not *.prom
     except OSError as exc:
         raise TcptuneError(
             f"--textfile {directory}: cannot write {FILE_NAME}: {exc.strerror}",

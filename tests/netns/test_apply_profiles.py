@@ -272,7 +272,9 @@ def test_confirmation_on_a_terminal(tmp_path, answer, applied):
         return prompt, p.returncode, out, err, before, mid
 
     prompt, rc, out, err, before, mid = run_in_netns(body)
-    assert re.search(r"Apply profile fast-fail-client: change \d+ sysctl\(s\) on live host\? \[y/N\]", prompt), prompt
+    # inside the test's own namespace the target is named by it, never "live host"
+    target = r"network namespace net:\[\d+\]"
+    assert re.search(rf"Apply profile fast-fail-client: change \d+ sysctl\(s\) on {target}\? \[y/N\]", prompt), prompt
     if applied:
         assert rc == 0 and "undo with: tcptune rollback" in out
         assert mid["net.ipv4.tcp_syn_retries"] == "2"
