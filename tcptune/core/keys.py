@@ -60,8 +60,3 @@ def normalize_key(key: str) -> str:
 def key_to_relpath(key: str) -> str:
     """'net.ipv4.tcp_syn_retries' -> 'proc/sys/net/ipv4/tcp_syn_retries' (validated)."""
     return "proc/sys/" + normalize_key(key).replace(".", "/")
-
-
-def short_name(key: str) -> str:
-    """'net.ipv4.tcp_syn_retries' -> 'tcp_syn_retries'."""
-    return key.rsplit(".", 1)[-1]
