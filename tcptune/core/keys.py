@@ -32,7 +32,9 @@ def normalize_key(key: str) -> str:
         raise TcptuneError(f"sysctl key {key!r} contains a NUL byte", ExitCode.BAD_INPUT)
     if len(key) > MAX_KEY_LENGTH:
         raise TcptuneError(f"sysctl key {key[:40]!r}... is longer than {MAX_KEY_LENGTH} characters", ExitCode.BAD_INPUT)
-    dotted = key.strip()
+    # No strip(): " net.ipv4.tcp_syn_retries", a tab or an NBSP around a key is a typo the
+    # key grammar of tcptune-profile(5) does not allow, not the key itself.
+    dotted = key
     if "/" in dotted:
         if dotted.startswith("/") or "." in dotted:
             raise TcptuneError(

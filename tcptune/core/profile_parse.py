@@ -104,7 +104,7 @@ def _canonical_value(
         if not raw or not all(isinstance(x, (int, str)) and not isinstance(x, bool) for x in raw):
             raise bad(f"a list {what} must hold integers or strings")
         if param is not None and param.type == "string" and param.unit != "names":
-            raise bad(f"{what} is a list, but {param.short} takes {_kind(param)}", f"write one, e.g. {param.default!r}")
+            raise bad(f"{what} is a list, but {param.short} takes {_kind(param)}", "write one name as a string")
         raw = " ".join(str(x) for x in raw)
     elif not isinstance(raw, (int, str)):
         raise bad(f"{what} {raw!r} has type {type(raw).__name__}; use an integer, a string or a list")
@@ -265,6 +265,11 @@ def _setting(key_as_written: str, entry: Any, kb: KnowledgeBase, known: set[str]
     def err(message: str, hint: str | None = None, field_name: str | None = None) -> TcptuneError:
         return err_at(origin, lines.setting(key_as_written, field_name), message, hint)
 
+    if "." not in key_as_written and isinstance(entry, dict) and entry and not set(entry) & set(SETTING_FIELDS):
+        raise err(
+            f"{key_as_written}: a bare dotted key makes nested tables, not one sysctl key",
+            'quote the whole key: "net.ipv4.tcp_sack" = 1',
+        )
     try:
         key = normalize_key(key_as_written)
     except TcptuneError as exc:
