@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tcptune.render.output import Output
+from tcptune.render.output import Output, visible_len
 
 # A value longer than this is cut in a table (the JSON output has it whole): an 8 MiB value
 # once turned one audit row into 381,000 lines.
@@ -26,3 +26,15 @@ def piped_caps(out: Output, caps: dict[int, int]) -> dict[int, int] | None:
 def plural(n: int, word: str, words: str | None = None) -> str:
     """'1 parameter', '2 parameters'."""
     return f"{n} {word if n == 1 else words or word + 's'}"
+
+
+def fits(text: str, out: Output) -> bool:
+    """Does every line of ``text`` fit the terminal (always true off a terminal)?"""
+    return out.width is None or all(visible_len(line) <= out.width for line in text.split("\n"))
+
+
+def block(out: Output, head: str, *paragraphs: str) -> str:
+    """One record for a terminal too narrow for its table: a head line, then indented paragraphs."""
+    lines = [out.line(head)]
+    lines += [out.wrap(p, indent="    ") for p in paragraphs if p]
+    return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tcptune.kernel.version import format_version
 from tcptune.ops.inspect import Explanation, ShowResult
-from tcptune.render.cells import clip, plural
+from tcptune.render.cells import clip, fits, plural
 from tcptune.render.output import Output
 
 _SCOPES = {
@@ -15,21 +15,17 @@ _SCOPES = {
 }
 _GLOBAL = "global (one value for the whole machine; only the initial namespace has it)"
 LABEL = 9  # width of explain's row labels
+IPV4 = "net.ipv4."
 
 
 def render_show(result: ShowResult, out: Output) -> str:
-    table = [
-        [
-            r.key,
-            clip(r.value),
-            r.unit or "",
-            "?" if r.default is None else clip(r.default),
-            "*" if r.differs else "",
-        ]
-        for r in result.rows
-    ]
-    # The last column's header is the mark its rows use.
-    lines = [out.table(["key", "value", "unit", "default", "*"], table, flexible=(1, 3, 2))]
+    table = _show_table(result, out, lambda key: key)
+    note = None
+    if not fits(table, out):
+        # The longest keys alone take half of 80 columns: drop the prefix they all share.
+        table = _show_table(result, out, lambda key: key.removeprefix(IPV4))
+        note = f"keys without a prefix are {IPV4}*"
+    lines = [table]
     changed = sum(1 for r in result.rows if r.differs)
     lines.append("")
     lines.append(
@@ -38,8 +34,23 @@ def render_show(result: ShowResult, out: Output) -> str:
             "'?' = computed at boot or not in the knowledge base."
         )
     )
-    lines += [out.line(f"note: {n}") for n in result.notes]
+    lines += [out.line(f"note: {n}") for n in ([note] if note else []) + result.notes]
     return "\n".join(lines)
+
+
+def _show_table(result: ShowResult, out: Output, name) -> str:
+    table = [
+        [
+            name(r.key),
+            clip(r.value),
+            r.unit or "",
+            "?" if r.default is None else clip(r.default),
+            "*" if r.differs else "",
+        ]
+        for r in result.rows
+    ]
+    # The last column's header is the mark its rows use.
+    return out.table(["key", "value", "unit", "default", "*"], table, flexible=(1, 3, 2))
 
 
 def render_explain(e: Explanation, out: Output) -> str:

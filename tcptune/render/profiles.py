@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tcptune.core.profile import Profile
 from tcptune.ops.profiles import ProfileList, ValidationReport
-from tcptune.render.cells import clip, piped_caps, plural
+from tcptune.render.cells import block, clip, fits, piped_caps, plural
 from tcptune.render.output import Output
 
 
@@ -12,6 +12,8 @@ def render_list(result: ProfileList, out: Output) -> str:
     rows = [[i.name + (" (shadowed)" if i.shadowed_by else ""), i.kind, i.description, i.path] for i in result.profiles]
     # The description wraps at 50 off a terminal, as it always has; on one it fits the width.
     table = out.table(["name", "kind", "description", "path"], rows, flexible=(2, 3), caps=piped_caps(out, {2: 50}))
+    if not fits(table, out):  # paths do not wrap: one block per profile on a narrow terminal
+        table = "\n".join(block(out, f"{r[0]} ({r[1]}) {r[3]}", r[2]) for r in rows)
     return "\n".join([table] + [out.line(f"note: {n}") for n in result.notes])
 
 
@@ -25,6 +27,11 @@ def render_profile(prof: Profile, out: Output) -> str:
     table = out.table(
         ["key", "value", "audit accepts", "reason"], rows, flexible=(3, 2, 1), caps=piped_caps(out, {2: 18, 3: 60})
     )
+    if not fits(table, out):
+        table = "\n\n".join(
+            block(out, f"{s.key} = {clip(s.value)}" + (f"  (audit accepts {s.expected})" if s.accept else ""), s.reason)
+            for s in prof.settings.values()
+        )
     return "\n".join([out.line(head_line) for head_line in head.split("\n")] + [table])
 
 
