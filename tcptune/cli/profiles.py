@@ -33,6 +33,25 @@ ProfileOpt = Annotated[
 ]
 
 
+AllOpt = Annotated[bool, typer.Option("--all", help="List ok rows too (default: only what needs attention).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings as well as on drift.")]
+PersistedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--persisted",
+        help="Compare live values with what the next boot would set (sysctl.d(5) files, else the kernel default) instead of a profile.",
+    ),
+]
+PersistRootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--persist-root",
+        metavar="DIR",
+        help="With --persisted: root whose etc/sysctl.d, usr/lib/sysctl.d ... are read (default: --root, else /).",
+    ),
+]
+
+
 def _output():
     from tcptune.render.output import Output
 
@@ -104,25 +123,10 @@ def profiles_validate(
 @app.command("audit")
 def audit_cmd(
     profile: ProfileOpt = None,
-    show_all: Annotated[
-        bool, typer.Option("--all", help="List ok rows too (default: only what needs attention).")
-    ] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings as well as on drift.")] = False,
-    persisted: Annotated[
-        bool,
-        typer.Option(
-            "--persisted",
-            help="Compare live values with what the next boot would set (sysctl.d(5) files, else the kernel default) instead of a profile.",
-        ),
-    ] = False,
-    persist_root: Annotated[
-        Path | None,
-        typer.Option(
-            "--persist-root",
-            metavar="DIR",
-            help="With --persisted: root whose etc/sysctl.d, usr/lib/sysctl.d ... are read (default: --root, else /).",
-        ),
-    ] = None,
+    show_all: AllOpt = False,
+    strict: StrictOpt = False,
+    persisted: PersistedOpt = False,
+    persist_root: PersistRootOpt = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     sysctl_dump: SysctlDumpOpt = None,
