@@ -35,6 +35,12 @@ def normalize_key(key: str) -> str:
     # No strip(): " net.ipv4.tcp_syn_retries", a tab or an NBSP around a key is a typo the
     # key grammar of tcptune-profile(5) does not allow, not the key itself.
     dotted = key
+    if key != key.strip():
+        raise TcptuneError(
+            f"sysctl key {key!r} has whitespace around it",
+            ExitCode.BAD_INPUT,
+            hint="remove it; keys look like net.ipv4.tcp_syn_retries",
+        )
     if "/" in dotted:
         if dotted.startswith("/") or "." in dotted:
             raise TcptuneError(

@@ -65,8 +65,9 @@ def _toml(text: str, origin: str) -> dict[str, Any]:
             f"{origin}: malformed TOML: arrays or inline tables nested too deeply", ExitCode.BAD_INPUT
         ) from None
     except ValueError as exc:
-        # An integer literal over Python's int-string limit (4,300 digits) is no sysctl value.
-        raise TcptuneError(f"{origin}: malformed TOML: {exc.args[0].split(';')[0]}", ExitCode.BAD_INPUT) from None
+        # tomllib lets int()'s error through for a literal over Python's int-string limit.
+        why = "an integer of more than 4300 digits; no sysctl value is that long" if "digits" in str(exc) else exc
+        raise TcptuneError(f"{origin}: malformed TOML: {why}", ExitCode.BAD_INPUT) from None
 
 
 def description_of(text: str, origin: str) -> str:
