@@ -84,15 +84,15 @@ def profiles_show(
     netns: NetnsOpt = None,
 ) -> None:
     """Show a profile with `extends` resolved: every key, the value apply writes, what audit accepts, why, and the source."""
-    from tcptune.ops.profiles import profile_json, show_profile
+    from tcptune.ops.profiles import show_profile
 
-    prof = show_profile(name, open_source(root, sysctl_dump, netns))
+    view = show_profile(name, open_source(root, sysctl_dump, netns))
     if json_out:
-        emit_json(profile_json(prof))
+        emit_json(view.to_json())
         return
     from tcptune.render.profiles import render_profile
 
-    typer.echo(render_profile(prof, _output()))
+    typer.echo(render_profile(view, _output()))
 
 
 @profiles_app.command("validate")

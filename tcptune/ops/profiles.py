@@ -41,32 +41,44 @@ def list_profiles(files: ProfileFiles | None = None) -> ProfileList:
     return ProfileList(infos, list(files.notes))
 
 
-def profile_json(prof: Profile) -> dict:
-    return {
-        "name": prof.name,
-        "description": prof.description,
-        "origin": prof.origin,
-        "extends": prof.extends,
-        "kernel": prof.kernel,
-        "chain": list(prof.chain),
-        "settings": [
-            {
-                "key": s.key,
-                "value": s.value,
-                "accept": s.expected if s.accept else None,
-                "required": s.required,
-                "reason": s.reason,
-                "source": s.source,
-            }
-            for s in prof.settings.values()
-        ],
-    }
+@dataclass(frozen=True)
+class ProfileView:
+    """One profile, resolved, and what the search for it skipped."""
+
+    profile: Profile
+    notes: list[str]
+
+    def to_json(self) -> dict:
+        prof = self.profile
+        out = {
+            "name": prof.name,
+            "description": prof.description,
+            "origin": prof.origin,
+            "extends": prof.extends,
+            "kernel": prof.kernel,
+            "chain": list(prof.chain),
+            "settings": [
+                {
+                    "key": s.key,
+                    "value": s.value,
+                    "accept": s.expected if s.accept else None,
+                    "required": s.required,
+                    "reason": s.reason,
+                    "source": s.source,
+                }
+                for s in prof.settings.values()
+            ],
+        }
+        if self.notes:
+            out["notes"] = self.notes
+        return out
 
 
-def show_profile(spec: str, host, files: ProfileFiles | None = None) -> Profile:
+def show_profile(spec: str, host, files: ProfileFiles | None = None) -> ProfileView:
     """``spec`` with `extends` resolved, validated against ``host``'s kernel and keys."""
     files = files or ProfileFiles()
-    return files.load(spec, kb=load_kb(), kernel_release=release_of(host), known_keys=host.list_sysctls())
+    prof = files.load(spec, kb=load_kb(), kernel_release=release_of(host), known_keys=host.list_sysctls())
+    return ProfileView(prof, list(files.notes))
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tcptune.core.profile import Profile
-from tcptune.ops.profiles import ProfileList, ValidationReport
+from tcptune.ops.profiles import ProfileList, ProfileView, ValidationReport
 from tcptune.render.cells import block, clip, fits, piped_caps, plural
 from tcptune.render.output import Output
 
@@ -17,7 +16,8 @@ def render_list(result: ProfileList, out: Output) -> str:
     return "\n".join([table] + [out.line(f"note: {n}") for n in result.notes])
 
 
-def render_profile(prof: Profile, out: Output) -> str:
+def render_profile(view: ProfileView, out: Output) -> str:
+    prof = view.profile
     head = (
         f"{prof.name}: {prof.description}\n  from {prof.origin}"
         + (f" (extends {' -> '.join(prof.chain[1:])})" if prof.extends else "")
@@ -32,7 +32,8 @@ def render_profile(prof: Profile, out: Output) -> str:
             block(out, f"{s.key} = {clip(s.value)}" + (f"  (audit accepts {s.expected})" if s.accept else ""), s.reason)
             for s in prof.settings.values()
         )
-    return "\n".join([out.line(head_line) for head_line in head.split("\n")] + [table])
+    notes = [out.line(f"note: {n}") for n in view.notes]
+    return "\n".join([out.line(head_line) for head_line in head.split("\n")] + [table] + notes)
 
 
 def render_validation(report: ValidationReport, out: Output) -> list[tuple[bool, str]]:

@@ -174,7 +174,7 @@ def test_unreadable_user_profile_directory_is_skipped_with_a_note(tmp_path):
     home, drop = _without_dac(tmp_path)
     e = {k: v for k, v in os.environ.items() if k != "TCPTUNE_PROFILE_DIRS"}
     e.update(NO_COLOR="1", XDG_CONFIG_HOME=str(home))
-    for args in (("profiles", "list"), ("audit", "--root", str(ROOT), "--json")):
+    for args in (("profiles", "list"), ("profiles", "show", "web-server"), ("audit", "--root", str(ROOT), "--json")):
         r = subprocess.run(
             [*drop, sys.executable, "-m", "tcptune", *args], capture_output=True, text=True, env=e, timeout=60
         )
