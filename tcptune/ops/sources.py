@@ -24,6 +24,8 @@ def release_note(host, release: Version | None) -> str | None:
         SourceKind.ROOT: "proc/sys/kernel/osrelease is missing",
         SourceKind.DUMP: "the dump has no kernel.osrelease line",
     }.get(host.kind, "the kernel release is unreadable")
+    if host.kind in (SourceKind.ROOT, SourceKind.DUMP) and host.kernel_release():
+        where = "its kernel.osrelease is not a kernel version"
     return (
         f"kernel version unknown ({where}): defaults of the newest kernel tcptune knows are assumed, "
         "and keys removed from older kernels are not judged"

@@ -211,3 +211,12 @@ def test_key_errors_carry_the_line_number(tmp_path, line, needle):
     p = tmp_path / "k.toml"
     p.write_text(f'description = "x"\n\n[settings]\n{line}\n')
     refused(*run("profiles", "validate", str(p)), f"{p}:4:", needle)
+
+
+def test_a_huge_osrelease_in_a_root_tree_is_no_kernel_version(tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(ROOT, root)
+    (root / "proc/sys/kernel/osrelease").write_text(HUGE + "\n")
+    r, took = run("audit", "--root", str(root))
+    assert r.returncode == 0 and took < LIMIT, r.stderr
+    assert "kernel.osrelease is not a kernel version" in r.stdout and "is missing" not in r.stdout
