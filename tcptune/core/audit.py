@@ -76,7 +76,7 @@ def _absent(key: str, kb: KnowledgeBase, release: Version | None, source_kind: s
     return "unsupported", "this kernel has no such key", p.source if p else ""
 
 
-def _risky(param, actual: str, release: Version | None):
+def _risky(param, actual: str):
     """The first `warn` rule ``actual`` matches.
 
     Defaults are not exempt: tcp_challenge_ack_limit=1000, the default before 6.0, is the
@@ -125,7 +125,7 @@ def audit(
             verdict, why, src = _absent(key, kb, release, source_kind)
             findings.append(Finding(key, s.expected, None, verdict, why, s.source or src))
             continue
-        warn = _risky(param, actual, release)
+        warn = _risky(param, actual)
         risky = {"risky": warn is not None, "risky_reason": warn.reason if warn else None}
         if not s.accepts(actual):
             reason = s.reason or (
@@ -155,7 +155,7 @@ def audit(
         actual = current.get(param.key)
         if actual is None:
             continue
-        warn = _risky(param, actual, release)
+        warn = _risky(param, actual)
         if warn:
             findings.append(
                 Finding(param.key, None, actual, "warning", warn.reason, warn.source or param.source, True, warn.reason)

@@ -32,7 +32,15 @@ def normalize_key(key: str) -> str:
         raise TcptuneError(f"sysctl key {key!r} contains a NUL byte", ExitCode.BAD_INPUT)
     if len(key) > MAX_KEY_LENGTH:
         raise TcptuneError(f"sysctl key {key[:40]!r}... is longer than {MAX_KEY_LENGTH} characters", ExitCode.BAD_INPUT)
-    dotted = key.strip()
+    # No strip(): " net.ipv4.tcp_syn_retries", a tab or an NBSP around a key is a typo the
+    # key grammar of tcptune-profile(5) does not allow, not the key itself.
+    dotted = key
+    if key != key.strip():
+        raise TcptuneError(
+            f"sysctl key {key!r} has whitespace around it",
+            ExitCode.BAD_INPUT,
+            hint="remove it; keys look like net.ipv4.tcp_syn_retries",
+        )
     if "/" in dotted:
         if dotted.startswith("/") or "." in dotted:
             raise TcptuneError(
@@ -60,8 +68,3 @@ def normalize_key(key: str) -> str:
 def key_to_relpath(key: str) -> str:
     """'net.ipv4.tcp_syn_retries' -> 'proc/sys/net/ipv4/tcp_syn_retries' (validated)."""
     return "proc/sys/" + normalize_key(key).replace(".", "/")
-
-
-def short_name(key: str) -> str:
-    """'net.ipv4.tcp_syn_retries' -> 'tcp_syn_retries'."""
-    return key.rsplit(".", 1)[-1]

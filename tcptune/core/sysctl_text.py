@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.values import normalize_value
 
+# Bounds checked at parse time, before any value is compared, printed or parsed further.
+# A value of 64 KiB is far beyond any TCP sysctl (the longest, ip_local_reserved_ports,
+# lists port ranges); an 8 MiB one once made `audit` print 381,000 lines.
+MAX_VALUE_CHARS = 64 * 1024
+# utsname.release is __NEW_UTS_LEN = 64 characters (include/uapi/linux/utsname.h).
+MAX_OSRELEASE_CHARS = 64
+
 
 @dataclass(frozen=True)
 class SysctlLine:
@@ -51,6 +58,14 @@ def parse_sysctl_lines(text: str, source: str, *, conf: bool = False) -> list[Sy
             raise _bad(source, lineno, line, "bad key")
         if "/" in key and "." not in key:
             key = key.replace("/", ".")
+        if len(value) > MAX_VALUE_CHARS:
+            raise _bad(
+                source, lineno, line, f"value of {key[:60]} is over {MAX_VALUE_CHARS >> 10} KiB; no sysctl is that long"
+            )
+        if key == "kernel.osrelease" and len(value.strip()) > MAX_OSRELEASE_CHARS:
+            raise _bad(
+                source, lineno, line, f"kernel.osrelease is over {MAX_OSRELEASE_CHARS} characters; no kernel release is"
+            )
         out.append(SysctlLine(key, normalize_value(value), lineno, ignore))
     return out
 

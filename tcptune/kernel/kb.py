@@ -146,7 +146,7 @@ class KnowledgeBase:
         return short_pool[hit[0]] if hit else None
 
 
-def _version(v: Any, where: str) -> Version | None:
+def _version(v: Any) -> Version | None:
     if v in (None, ""):
         return None
     return parse_version(str(v))
@@ -177,7 +177,7 @@ def param_from_dict(d: dict[str, Any]) -> Param:
             raise ValueError(
                 f"params.toml: {where}: boot_range entry {r!r} needs min and max of equal length (= length), min <= max"
             )
-        boot_range.append((_version(r.get("before"), where), lo, hi))
+        boot_range.append((_version(r.get("before")), lo, hi))
     return Param(
         key=d["key"],
         type=d["type"],
@@ -196,8 +196,8 @@ def param_from_dict(d: dict[str, Any]) -> Param:
         ascending=bool(d.get("ascending", False)),
         choices=tuple(d.get("choices", ())),
         values={str(k): v for k, v in d.get("values", {}).items()},
-        since=_version(d.get("since"), where),
-        removed=_version(d.get("removed"), where),
+        since=_version(d.get("since")),
+        removed=_version(d.get("removed")),
         changes=tuple((str(c["version"]), c["what"]) for c in d.get("changes", [])),
         states=tuple(d.get("states", ())),
         details=d.get("details", "").strip(),

@@ -443,7 +443,7 @@ def test_boot_range_holds_the_default_of_each_release(param):
 
 def test_kernel_default_profile_accepts_a_small_machine():
     from tcptune.core.audit import audit
-    from tcptune.core.profile import load_profile
+    from tcptune.host.profile_files import load_profile
 
     release = parse_version("6.1.90")
     prof = load_profile("kernel-default", kb=KB, kernel_release=release, search_dirs=[])

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tcptune.core.audit import audit, exit_code, summarize
-from tcptune.core.profile import list_profiles, load_profile
 from tcptune.errors import ExitCode, TcptuneError
+from tcptune.host.profile_files import list_profiles, load_profile
 from tcptune.kernel.kb import parse_kb
 
 KB = parse_kb(
@@ -273,7 +273,7 @@ def test_audit_exit_codes(tmp_path):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tcptune.core.profile import parse_profile  # noqa: E402
+from tcptune.core.profile_parse import parse_profile  # noqa: E402
 
 _FRAGMENTS = st.sampled_from(
     [
@@ -388,9 +388,10 @@ source = "commit 4396e46187ca"
 
 
 def _kd(release):
-    from tcptune.core.profile import _Raw, resolve
+    from tcptune.core.profile import RawProfile, resolve
+    from tcptune.core.toml_lines import KeyLines
 
-    raw = _Raw("kernel-default", "built-in", "", {"kernel_defaults": True})
+    raw = RawProfile("kernel-default", "built-in", KeyLines(""), {"kernel_defaults": True})
     return resolve("kernel-default", lambda name, child: raw, KB2, release)
 
 
