@@ -141,7 +141,7 @@ def check_persist_options(persist: bool, netns: str | None, persist_root: Path |
 
 def load_profile_for(host, spec: str):
     """The profile ``spec``, validated against ``host``'s kernel and keys."""
-    from tcptune.core.profile import load_profile
+    from tcptune.host.profile_files import load_profile
     from tcptune.host.source import kernel_version
     from tcptune.kernel.kb import load_kb
 

@@ -87,7 +87,7 @@ def collect_metrics(
 ) -> MetricsData:
     """Everything one scrape file holds; an error in any part makes success False, not an exception."""
     from tcptune import __version__
-    from tcptune.core.profile import load_profile
+    from tcptune.host.profile_files import load_profile
     from tcptune.kernel.kb import load_kb
     from tcptune.ops.doctor import check_options, run_doctor
 

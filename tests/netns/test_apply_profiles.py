@@ -18,7 +18,7 @@ import time
 import pytest
 from nsutil import netns_argv, require_netns, run_in_netns
 
-from tcptune.core.profile import list_profiles
+from tcptune.host.profile_files import list_profiles
 from tcptune.host.source import Host
 
 BUILTINS = sorted({p.name for p in list_profiles(search_dirs=[]) if p.kind == "built-in"})

@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 from nsutil import run_in_netns
 
-from tcptune.core.profile import TOP_LEVEL, builtin_dir, load_profile
+from tcptune.core.profile import TOP_LEVEL
+from tcptune.host.profile_files import builtin_dir, load_profile
 from tcptune.kernel.kb import load_kb
 
 REPO = Path(__file__).resolve().parents[2]
