@@ -120,18 +120,23 @@ PersistFileOpt = Annotated[
 ]
 
 
+ApplyDryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show the plan (and with --persist the sysctl.d effect) and stop; exit 0.")
+]
+PersistOpt = Annotated[
+    bool, typer.Option("--persist", help="Also write tcptune's sysctl.d file so the profile survives reboot.")
+]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal).")
+]
+
+
 @app.command("apply")
 def apply_cmd(
     profile: Annotated[str, typer.Argument(metavar="PROFILE", help="Profile name or path to a .toml file.")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the plan (and with --persist the sysctl.d effect) and stop; exit 0.")
-    ] = False,
-    persist: Annotated[
-        bool, typer.Option("--persist", help="Also write tcptune's sysctl.d file so the profile survives reboot.")
-    ] = False,
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal).")
-    ] = False,
+    dry_run: ApplyDryRunOpt = False,
+    persist: PersistOpt = False,
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     netns: NetnsOpt = None,

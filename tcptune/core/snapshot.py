@@ -26,6 +26,9 @@ from tcptune.errors import ExitCode, TcptuneError
 SNAPSHOT_FORMAT = "tcptune-snapshot/1"
 ID_RE = re.compile(r"\A\d{8}T\d{6}Z-[0-9a-f]{6}\Z")
 MAX_SNAPSHOT_BYTES = 4 << 20
+# The most tcptune reads of one /proc/sys value (Host.read_sysctl), so the most a snapshot
+# can have saved; a 1 MiB "value" took rollback --dry-run 26 s to show.
+MAX_VALUE_CHARS = 65536
 # A snapshot's own shape is four levels deep; anything much deeper is not one of ours,
 # and json.loads would hit the interpreter's recursion limit on a few thousand levels.
 MAX_DEPTH = 32
@@ -147,6 +150,8 @@ class _Checker:
             raise self.fail(f"{what} holds a lone surrogate (not UTF-8 text)") from None
         if "\x00" in value or (one_line and ("\n" in value or "\r" in value)):
             raise self.fail(f"{what}: bad value {value[:60]!r}")
+        if one_line and len(value) > MAX_VALUE_CHARS:
+            raise self.fail(f"{what}: {len(value)} characters, more than a sysctl value ({MAX_VALUE_CHARS})")
         return value
 
     def time(self, value, what: str) -> float:

@@ -79,6 +79,7 @@ def test_a_good_snapshot_round_trips():
         lambda d: d["target"].update(netns_inode="1"),
         lambda d: d.update(keys={"kernel.panic": {"before": "1", "after": "0"}}),
         lambda d: d["keys"]["net.ipv4.tcp_syn_retries"].update(after="1\n2"),
+        lambda d: d["keys"]["net.ipv4.tcp_syn_retries"].update(before="1 " * (1 << 19)),  # issue 9 #7: 1 MiB
     ],
 )
 def test_every_field_is_checked_before_rollback_trusts_it(edit):

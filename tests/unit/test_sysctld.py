@@ -293,3 +293,17 @@ def test_sysctl_d_line_cases(case, loader):
     want = json.loads((SYSCTL_D_DATA / f"{case}.json").read_text())[loader]
     state = compute_boot_state([("/etc/sysctl.d/50-case.conf", text)], loader=loader)
     assert {k: v.value for k, v in state.values.items()} == want
+
+
+_breaks = st.sampled_from(list("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029\u00a0 \t=#;-*"))
+_piece = st.sampled_from([KEY, "net.ipv4.tcp_fin_timeout", "3", "4 5", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_breaks, _piece), max_size=40), st.sampled_from([PROCPS, SYSTEMD]))
+def test_every_line_break_and_blank_is_read_without_an_error(parts, loader):
+    # issue 9 #15: whatever the blanks, a file is parsed, and a value set at boot never holds
+    # a character the kernel would refuse, nor a line break.
+    state = compute_boot_state([("/etc/sysctl.d/50-x.conf", "".join(parts))], [KEY], loader=loader)
+    for v in state.values.values():
+        assert not any(c.isspace() and c != " " for c in v.value), v
