@@ -51,7 +51,7 @@ def host_sysctls_unchanged():
 
 @pytest.fixture(scope="session", autouse=True)
 def private_lock_dir(tmp_path_factory):
-    """apply/rollback take a per-target lock in /run/lock/tcptune by default; the suite
+    """apply/rollback take a per-target lock in /run/lock/tcptune or /run/tcptune by default; the suite
     keeps its locks in a directory of its own so that it leaves nothing on the host."""
     saved = os.environ.get("TCPTUNE_LOCK_DIR")
     os.environ["TCPTUNE_LOCK_DIR"] = str(tmp_path_factory.mktemp("tcptune-locks"))

@@ -135,19 +135,15 @@ def _has_live_procfs(root: Path) -> bool:
     proc = root / "proc"
     if (proc / "self").is_symlink():
         return True
+    from tcptune.core.mountinfo import parse_mountinfo
+
     try:
         real = os.path.realpath(proc)
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                # "36 35 0:5 / /proc rw,... shared:12 - proc proc rw"
-                left, _, right = line.partition(" - ")
-                fields = left.split()
-                if len(fields) >= 5 and right.split()[:1] == ["proc"]:
-                    if fields[4].replace("\\040", " ") == real:
-                        return True
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            text = fh.read()
     except OSError:
-        pass
-    return False
+        return False
+    return any(m.fstype == "proc" and m.mount_point == real for m in parse_mountinfo(text))
 
 
 def kernel_version(host):

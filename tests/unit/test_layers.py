@@ -18,14 +18,6 @@ import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "tcptune"
-HOST_LAYER = {
-    "tcptune.host.source",
-    "tcptune.host.netns",
-    "tcptune.host.sockdiag",
-    "tcptune.host.transaction",
-    "tcptune.host.sysctld_files",
-    "tcptune.host.fsio",
-}
 
 
 def module_name(path: Path) -> str:
