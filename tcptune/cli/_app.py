@@ -12,11 +12,13 @@ app = typer.Typer(
         "Audit, tune and prove the Linux kernel's TCP behaviour.\n\n"
         "Reads net.ipv4.tcp_* and friends, audits them against profiles, applies profiles "
         "safely, counts sockets per TCP state and runs probes that show what the kernel really does.\n\n"
-        "Exit codes: 0 ok, 1 findings (drift, differs, rejected write), 2 bad input, 3 needs privileges. "
+        "Exit codes: 0 ok, 1 findings (drift, differs, rejected write), 2 bad input, 3 needs privileges, "
+        "70 an internal error (a bug: please report it). "
         "Add --traceback anywhere for the Python stack of an error."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    # bash, zsh and fish: `tcptune --install-completion`, or --show-completion to see the script
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from tcptune.cli import completion
 from tcptune.cli._app import app
 from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, _not_empty, open_source
 from tcptune.errors import ExitCode, TcptuneError
@@ -133,7 +134,12 @@ YesOpt = Annotated[
 
 @app.command("apply")
 def apply_cmd(
-    profile: Annotated[str, typer.Argument(metavar="PROFILE", help="Profile name or path to a .toml file.")],
+    profile: Annotated[
+        str,
+        typer.Argument(
+            metavar="PROFILE", help="Profile name or path to a .toml file.", autocompletion=completion.profile_names
+        ),
+    ],
     dry_run: ApplyDryRunOpt = False,
     persist: PersistOpt = False,
     yes: YesOpt = False,
@@ -233,7 +239,11 @@ def _apply(out, ap, json_out: bool, state_dir, *, yes: bool, force: bool, lock_t
 def rollback_cmd(
     snapshot: Annotated[
         str | None,
-        typer.Argument(metavar="[SNAPSHOT]", help="Snapshot id (see `tcptune snapshots`); default: the latest."),
+        typer.Argument(
+            metavar="[SNAPSHOT]",
+            help="Snapshot id (see `tcptune snapshots`); default: the latest.",
+            autocompletion=completion.snapshot_ids,
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be restored and stop.")] = False,
     json_out: JsonOpt = False,

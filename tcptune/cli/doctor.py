@@ -23,13 +23,20 @@ Examples:
 """
 
 
+def _check_names(incomplete: str) -> list[str]:
+    from tcptune.core.diagnoses import CHECKS
+
+    return [c for c in CHECKS if c.startswith(incomplete)]
+
+
 @app.command("doctor", epilog=EXAMPLE)
 def doctor_cmd(
     interval: Annotated[
         float, typer.Option("--interval", metavar="SECONDS", help="Seconds between the two counter samples (0: one).")
     ] = 2.0,
     check: Annotated[
-        list[str] | None, typer.Option("--check", metavar="NAME", help="Run only this check (repeatable).")
+        list[str] | None,
+        typer.Option("--check", metavar="NAME", help="Run only this check (repeatable).", autocompletion=_check_names),
     ] = None,
     idle_timeout: Annotated[
         float | None,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from tcptune.cli import completion
 from tcptune.cli._app import app
 from tcptune.cli.common import NetnsOpt, open_source
 
@@ -32,7 +33,14 @@ def metrics_cmd(
         typer.Option("--textfile", metavar="DIR", help="Write DIR/tcptune.prom atomically instead of printing."),
     ] = None,
     profile: Annotated[
-        str, typer.Option("--profile", "-p", metavar="NAME|FILE", help="Audit against this profile.")
+        str,
+        typer.Option(
+            "--profile",
+            "-p",
+            metavar="NAME|FILE",
+            help="Audit against this profile.",
+            autocompletion=completion.profile_names,
+        ),
     ] = "kernel-default",
     ports: Annotated[
         str | None, typer.Option("--ports", metavar="N,...", help="Listener series for these ports (default: top N).")
