@@ -20,6 +20,7 @@ from tcptune.values import normalize_value
 MAX_VALUE_CHARS = 64 * 1024
 # utsname.release is __NEW_UTS_LEN = 64 characters (include/uapi/linux/utsname.h).
 MAX_OSRELEASE_CHARS = 64
+ASCII_SPACE = " \t\n\r\v\f"
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,12 @@ def _bad(source: str, lineno: int, line: str, why: str) -> TcptuneError:
 def parse_sysctl_lines(text: str, source: str, *, conf: bool = False) -> list[SysctlLine]:
     """Parse ``text``; ``conf=True`` accepts the sysctl.d(5) extras.  Raises on any malformed line."""
     out: list[SysctlLine] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
+    # Lines end at "\n" only, as procps sysctl and systemd-sysctl read them: str.splitlines()
+    # would also split at U+2028, U+0085, form feed and friends, turning one line the loaders
+    # see (and reject) into two that tcptune would take.  Ends are trimmed of ASCII
+    # whitespace only (C isspace(); a trailing "\r" of a CRLF file goes too).
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip(ASCII_SPACE)
         if not line or line.startswith("#") or (conf and line.startswith(";")):
             continue
         if "\x00" in line:
@@ -50,10 +55,10 @@ def parse_sysctl_lines(text: str, source: str, *, conf: bool = False) -> list[Sy
                 # `sysctl -a 2>&1` mixes in "sysctl: permission denied on key ..."; not a value.
                 continue
             raise _bad(source, lineno, line, "expected `key = value`")
-        key = key.strip()
+        key = key.strip(ASCII_SPACE)
         ignore = False
         if conf and key.startswith("-"):
-            ignore, key = True, key[1:].strip()
+            ignore, key = True, key[1:].strip(ASCII_SPACE)
         if not key or any(c.isspace() for c in key):
             raise _bad(source, lineno, line, "bad key")
         if "/" in key and "." not in key:

@@ -12,6 +12,7 @@ Only positions come from here; values always come from tomllib.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 
 from tcptune.errors import ExitCode, TcptuneError
@@ -144,9 +145,8 @@ def key_paths(text: str) -> Iterator[tuple[int, str, tuple[str, ...]]]:
             close = _multiline_close(text, starts[lineno - 1] + j + 3, quote)
             if close < 0:
                 return
-            n = text.count("\n", 0, close)  # the line holding the close (0-based) is read next
-            if n < lineno:
-                n = lineno
+            # Resume after the line holding the close: before the close it is string text.
+            n = max(bisect.bisect_right(starts, close - 1), lineno)
 
 
 class KeyLines:

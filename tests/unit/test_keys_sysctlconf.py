@@ -111,3 +111,15 @@ def test_malformed_dump_never_crashes(lines):
         assert exc.exit_code == ExitCode.BAD_INPUT and "fuzz" in str(exc)
         return
     assert all(isinstance(k, str) and k and isinstance(v, str) for k, v in values.items())
+
+
+def test_lines_end_at_newline_only_as_the_boot_loaders_read_them():
+    # procps sysctl and systemd-sysctl split on "\n" only (issue 9 #15): U+2028 and a form
+    # feed stay inside the line, which the loaders then reject as one bad line.
+    for sep in ("\u2028", "\x0c", "\x85", "\x1e"):
+        text = f"net.ipv4.tcp_sack = 1{sep}net.ipv4.tcp_dsack = 0\nnet.ipv4.tcp_fack = 1\n"
+        lines = parse_sysctl_lines(text, "f.conf", conf=True)
+        assert [(ln.key, ln.line) for ln in lines] == [("net.ipv4.tcp_sack", 1), ("net.ipv4.tcp_fack", 2)], sep
+        assert lines[0].value != "1"
+    crlf = parse_sysctl_lines("net.ipv4.tcp_sack = 1\r\n", "f.conf", conf=True)
+    assert [(ln.key, ln.value) for ln in crlf] == [("net.ipv4.tcp_sack", "1")]

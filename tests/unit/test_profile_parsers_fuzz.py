@@ -106,3 +106,11 @@ def test_a_value_over_64_kib_is_refused_with_its_line():
         assert str(exc).startswith("d:2: value of net.ipv4.tcp_sack is over 64 KiB") and len(str(exc)) < 300
     else:
         raise AssertionError("accepted a 65 KiB value")
+
+
+def test_many_multiline_strings_stay_linear_and_hide_their_bodies():
+    text = "".join(f'k{i} = """\nx = 1"""\n' for i in range(50_000)) + "last = 1\n"
+    start = time.perf_counter()
+    lines = KeyLines(text)
+    assert time.perf_counter() - start < 1.0
+    assert lines.top("x") is None and lines.top("last") == 100_001
