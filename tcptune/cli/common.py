@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.host.source import SourceKind, open_source  # noqa: F401  (re-exported: the commands' one way in)
+from tcptune.host.source import open_source  # noqa: F401  (re-exported: the commands' one way in)
 
 SOURCE_PANEL = "Where to read from"
 
@@ -77,35 +77,6 @@ NetnsOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (shape in tcptune(8)) instead of a table.")]
-
-
-def source_kind(host) -> str:
-    """live | netns | root | dump: what audit needs to explain a missing global key."""
-    return host.kind.value
-
-
-def require_tcp_keys(host) -> None:
-    """Exit 2 when a source has no net.ipv4.tcp_* key at all: a wrong directory or dump, not a kernel."""
-    if not any(k.startswith("net.ipv4.tcp_") for k in host.list_sysctls(("net/ipv4",))):
-        where = "proc/sys/net/ipv4" if host.kind is SourceKind.ROOT else "it"
-        raise TcptuneError(
-            f"{host.label}: no net.ipv4.tcp_* keys in {where}; not a TCP-capable source",
-            ExitCode.BAD_INPUT,
-            hint="a snapshot needs proc/sys/net/ipv4/tcp_* files (see SOURCE OPTIONS in tcptune(8)); a dump needs `sysctl -a` output",
-        )
-
-
-def unknown_release_note(host, release) -> str | None:
-    """A note when the source does not say its kernel version (defaults of the newest known kernel are assumed)."""
-    if release is not None:
-        return None
-    where = {"root": "proc/sys/kernel/osrelease is missing", "dump": "the dump has no kernel.osrelease line"}.get(
-        host.kind.value, "the kernel release is unreadable"
-    )
-    return (
-        f"kernel version unknown ({where}): defaults of the newest kernel tcptune knows are assumed, "
-        "and keys removed from older kernels are not judged"
-    )
 
 
 def use_color() -> bool:
