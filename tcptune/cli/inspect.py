@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from tcptune.cli import completion
 from tcptune.cli._app import app
 from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, emit_json, open_source
 
@@ -19,6 +20,7 @@ def show(
             metavar="[PATTERN]...",
             help="Only keys containing PATTERN, or matching a glob like 'tcp_keepalive_*'.",
             show_default=False,
+            autocompletion=completion.sysctl_keys,
         ),
     ] = None,
     all_keys: Annotated[
@@ -51,7 +53,12 @@ def show(
 
 @app.command("explain")
 def explain(
-    key: Annotated[str, typer.Argument(help="A parameter, e.g. tcp_fin_timeout or net.core.somaxconn.")],
+    key: Annotated[
+        str,
+        typer.Argument(
+            help="A parameter, e.g. tcp_fin_timeout or net.core.somaxconn.", autocompletion=completion.sysctl_keys
+        ),
+    ],
     json_out: JsonOpt = False,
     root: RootOpt = None,
     sysctl_dump: SysctlDumpOpt = None,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from tcptune.cli import completion
 from tcptune.cli._app import app
 from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, _not_empty, emit_json, open_source
 
@@ -29,6 +30,7 @@ ProfileOpt = Annotated[
         metavar="NAME|PATH",
         parser=_not_empty("--profile", "a profile name or path", "kernel-default"),
         help="Profile to audit against (default: kernel-default, i.e. show what someone changed).",
+        autocompletion=completion.profile_names,
     ),
 ]
 

@@ -48,3 +48,12 @@ def test_profile_names_complete_for_apply(bash_env):
 
 def test_doctor_checks_complete(bash_env):
     assert complete(bash_env, "tcptune", "doctor", "--check", "accept") == ["accept-queue"]
+
+
+def test_a_key_prefix_completes_for_explain_and_show(bash_env):
+    assert complete(bash_env, "tcptune", "explain", "tcp_syn_r") == ["tcp_syn_retries"]
+    assert "net.ipv4.tcp_fin_timeout" in complete(bash_env, "tcptune", "show", "net.ipv4.tcp_fin")
+
+
+def test_audit_profile_completes(bash_env):
+    assert complete(bash_env, "tcptune", "audit", "-p", "kernel-d") == ["kernel-default"]
