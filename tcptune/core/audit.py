@@ -20,6 +20,7 @@ from tcptune.core.keys import SECRET_KEYS
 from tcptune.core.profile import Profile
 from tcptune.kernel.kb import KnowledgeBase
 from tcptune.kernel.version import Version, format_version
+from tcptune.values import json_value
 
 SECRET_SHOWN = "(secret, not shown)"
 
@@ -47,7 +48,8 @@ class Finding:
                     object.__setattr__(self, f, SECRET_SHOWN)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # ``expected`` is a rule (">= 4096", "one of ..."): always text; ``actual`` is a value
+        return {**asdict(self), "actual": json_value(self.actual)}
 
 
 def _absent(key: str, kb: KnowledgeBase, release: Version | None, source_kind: str = "live") -> tuple[str, str, str]:

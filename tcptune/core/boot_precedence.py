@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from tcptune.core.keys import normalize_key
 from tcptune.core.sysctl_text import parse_sysctl_lines
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.values import normalize_value, values_equal
+from tcptune.values import json_value, normalize_value, values_equal
 
 SYSCTL_D_DIRS = (
     "/etc/sysctl.d",
@@ -68,7 +68,7 @@ class BootValue:
         return f"{self.path}:{self.line}"
 
     def to_json(self) -> dict:
-        return {"value": self.value, "path": self.path, "line": self.line}
+        return {"value": json_value(self.value), "path": self.path, "line": self.line}
 
 
 @dataclass(frozen=True)

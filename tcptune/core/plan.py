@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from tcptune.values import normalize_value, values_equal
+from tcptune.values import json_value, normalize_value, values_equal
 
 CHANGE = "change"
 SAME = "same"
@@ -33,8 +33,8 @@ class Change:
     def to_json(self) -> dict:
         return {
             "key": self.key,
-            "current": self.current,
-            "new": self.new,
+            "current": json_value(self.current),
+            "new": json_value(self.new),
             "reason": self.reason,
             "status": self.status,
             "required": self.required,
@@ -107,9 +107,9 @@ def changed_since_apply(current: Mapping[str, str | None], keys: Mapping[str, Ma
             out.append(
                 {
                     "key": key,
-                    "before": entry.get("before"),
-                    "after": entry.get("after"),
-                    "current": normalize_value(cur),
+                    "before": json_value(entry.get("before")),
+                    "after": json_value(entry.get("after")),
+                    "current": json_value(cur),
                 }
             )
     return out

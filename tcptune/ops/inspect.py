@@ -10,6 +10,7 @@ from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.kb import Param, load_kb
 from tcptune.kernel.version import Version, format_version
 from tcptune.ops.sources import read_value, release_note, release_of, require_tcp_keys
+from tcptune.values import json_value
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,9 @@ class ShowRow:
     def to_json(self) -> dict:
         return {
             "key": self.key,
-            "value": self.value,
+            "value": json_value(self.value),
             "unit": self.unit,
-            "default": self.default,
+            "default": json_value(self.default),
             "differs": self.differs,
             "scope": self.scope,
             "in_knowledge_base": self.in_knowledge_base,
@@ -141,11 +142,11 @@ class Explanation:
             "range": None if p.min is None and p.max is None else [p.min, p.max],
             "choices": list(p.choices) or None,
             "values": p.values or None,
-            "default": self.default,
+            "default": json_value(self.default),
             "default_rule": p.default_rule or None,
             # Every value the boot formula can give, field by field (null: the default is fixed).
             "default_range": {"min": list(boot_range[0]), "max": list(boot_range[1])} if boot_range else None,
-            "current": self.current,
+            "current": json_value(self.current),
             "source_of_current": self.source,
             "scope": p.scope,
             "netns_init": p.netns_init,

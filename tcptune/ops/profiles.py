@@ -10,6 +10,7 @@ from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.profile_files import ProfileFiles, ProfileInfo
 from tcptune.kernel.kb import load_kb
 from tcptune.ops.sources import release_of
+from tcptune.values import json_value
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class ProfileView:
             "settings": [
                 {
                     "key": s.key,
-                    "value": s.value,
+                    "value": json_value(s.value),
                     "accept": s.expected if s.accept else None,
                     "required": s.required,
                     "reason": s.reason,

@@ -95,8 +95,8 @@ def test_dry_run_prints_the_plan_changes_nothing_and_exits_0(root, tmp_path):
     syn = next(c for c in data["changes"] if c["key"] == "net.ipv4.tcp_syn_retries")
     assert syn == {
         "key": "net.ipv4.tcp_syn_retries",
-        "current": "6",
-        "new": "2",
+        "current": 6,
+        "new": 2,
         "reason": syn["reason"],
         "status": "change",
         "required": False,
@@ -148,8 +148,8 @@ def test_persist_dry_run_reports_boot_overrides_and_writes_nothing(root, tmp_pat
     assert p["written"] is False and p["path"] == "/etc/sysctl.d/90-tcptune.conf"
     winners = {o["key"]: (o["winner"]["path"], o["winner"]["line"], o["winner"]["value"]) for o in p["overrides"]}
     assert winners == {
-        "net.ipv4.tcp_syn_retries": ("/usr/lib/sysctl.d/99-vendor.conf", 1, "5"),
-        "net.ipv4.tcp_retries2": ("/etc/sysctl.conf", 2, "7"),
+        "net.ipv4.tcp_syn_retries": ("/usr/lib/sysctl.d/99-vendor.conf", 1, 5),
+        "net.ipv4.tcp_retries2": ("/etc/sysctl.conf", 2, 7),
     }
     assert p["boot_values"]["net.ipv4.tcp_syn_linear_timeouts"]["path"] == "/etc/sysctl.d/90-tcptune.conf"
     assert tree_bytes(tree) == before
@@ -337,9 +337,7 @@ def test_rollback_reports_live_keys_changed_after_the_apply(root, tmp_path):
     r = run("rollback", "--root", str(root), "--state-dir", str(state), "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["changed_since_apply"] == [
-        {"key": "net.ipv4.tcp_syn_retries", "before": "6", "after": "2", "current": "4"}
-    ]
+    assert out["changed_since_apply"] == [{"key": "net.ipv4.tcp_syn_retries", "before": 6, "after": 2, "current": 4}]
     assert (root / "proc/sys/net/ipv4/tcp_syn_retries").read_text().strip() == "6"  # restored all the same
     assert tree_bytes(root) == tree_bytes(ROOT_DATA)  # every key back as it was
 
@@ -475,11 +473,11 @@ def test_persist_models_systemd_sysctl_when_the_root_boots_with_systemd(root, tm
         {
             "key": "net.ipv4.tcp_retries2",
             "systemd": {
-                "value": "8",
+                "value": 8,
                 "path": "/etc/sysctl.d/90-tcptune.conf",
                 "line": p["loader_disagreements"][0]["systemd"]["line"],
             },
-            "procps": {"value": "7", "path": "/etc/sysctl.conf", "line": 1},
+            "procps": {"value": 7, "path": "/etc/sysctl.conf", "line": 1},
         }
     ]
     assert (

@@ -27,7 +27,7 @@ def test_show_lists_tcp_keys_with_defaults():
     params = {p["key"]: p for p in json.loads(r.stdout)["parameters"]}
     assert len(params) >= 60
     syn = params["net.ipv4.tcp_syn_retries"]
-    assert syn["value"] == "6" and syn["default"] == "6" and syn["differs"] is False and syn["unit"]
+    assert syn["value"] == 6 and syn["default"] == 6 and syn["differs"] is False and syn["unit"]
     assert "net.core.somaxconn" in params and "net.ipv4.ip_local_port_range" in params
 
 
@@ -47,7 +47,7 @@ def test_explain_fin_timeout_is_not_time_wait():
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert "FIN_WAIT2" in info["states"] and "TIME_WAIT" not in info["states"]
-    assert info["current"] == "60" and info["unit"] and info["source"]
+    assert info["current"] == 60 and info["unit"] and info["source"]
     text = run("explain", "tcp_fin_timeout", "--root", str(ROOT)).stdout
     assert "FIN_WAIT2" in text and "source" in text
 
@@ -79,7 +79,7 @@ def test_audit_root_shows_drift_and_warning(tmp_path):
     assert r.returncode == 1
     f = {x["key"]: x for x in json.loads(r.stdout)["findings"]}
     assert f["net.ipv4.tcp_syn_retries"]["verdict"] == "drift"
-    assert f["net.ipv4.tcp_syn_retries"]["expected"] == "6" and f["net.ipv4.tcp_syn_retries"]["actual"] == "2"
+    assert f["net.ipv4.tcp_syn_retries"]["expected"] == "6" and f["net.ipv4.tcp_syn_retries"]["actual"] == 2
     assert f["net.ipv4.tcp_timestamps"]["verdict"] in ("drift", "warning")
     table = run("audit", "--root", str(_drifted_root(tmp_path / "b")))
     assert table.returncode == 1 and "drift" in table.stdout and "\x1b[" not in table.stdout

@@ -200,11 +200,11 @@ def test_changed_since_apply_lists_keys_that_are_neither_after_nor_before():
     assert changed_since_apply(current, keys) == [
         {
             "key": "net.ipv4.tcp_rmem",
-            "before": "4096 131072 6291456",
-            "after": "8192 262144 8388608",
-            "current": "8192 262144 4194304",
+            "before": [4096, 131072, 6291456],  # JSON: numbers as numbers, vectors as lists
+            "after": [8192, 262144, 8388608],
+            "current": [8192, 262144, 4194304],
         },
-        {"key": "net.ipv4.ip_local_reserved_ports", "before": "", "after": "40000", "current": "40000-40010"},
+        {"key": "net.ipv4.ip_local_reserved_ports", "before": "", "after": 40000, "current": "40000-40010"},
     ]
 
 
