@@ -335,7 +335,7 @@ def test_rolling_playbook_stops_on_audit_findings_before_any_change(run):
     assert s["rc"] == 2, show(s)
     out = s["stdout"]
     assert "TASK [Stop on findings the profile does not fix]" in out
-    assert "net.ipv4.tcp_timestamps warning" in out, show(s)
+    assert "net.ipv4.tcp_timestamps is warning" in out, show(s)
     assert "Apply tcptune profile" not in out  # the second play never started
     assert s["after"]["sysctls"] == {**run["initial"]["sysctls"], RISKY: "0"}
     assert s["after"]["persist_file"] is None

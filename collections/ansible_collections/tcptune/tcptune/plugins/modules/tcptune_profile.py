@@ -205,10 +205,20 @@ diff:
   returned: when state is applied or rolled_back and diff mode is on
   type: list
   elements: dict
-tcptune:
-  description: tcptune's whole JSON document, for anything not lifted above.
+target:
+  description: What tcptune worked on, as it names it (for example C(network namespace net:[4026532524])
+    or C(live host)).
   returned: success
-  type: dict
+  type: str
+profile_origin:
+  description: The profile file tcptune read.
+  returned: when state is audited or applied
+  type: str
+tcptune_warnings:
+  description: tcptune's own warnings from its JSON (also passed on as Ansible warnings).
+  returned: when state is applied
+  type: list
+  elements: str
 cmd:
   description: The tcptune command line that ran.
   returned: always
@@ -290,8 +300,10 @@ def error_line(stderr, rc):
 
 def pass_warnings(module, stderr):
     # tcptune prints each warning as one "warning: ..." line on stderr (apply, rollback).
+    seen = set()
     for ln in (stderr or "").splitlines():
-        if ln.startswith("warning: "):
+        if ln.startswith("warning: ") and ln not in seen:
+            seen.add(ln)
             module.warn("tcptune: " + ln[len("warning: ") :])
 
 
@@ -309,8 +321,15 @@ def common_args(p, *, lock=True):
 
 
 def words(value):
-    # tcptune compares values word by word (tabs and spaces do not matter), so does the module.
-    return " ".join(str(value).split()) if value is not None else None
+    """A sysctl value as one text line: tcptune compares word by word (tabs and spaces do not matter).
+
+    Accepts the JSON value as a string ("4096 131072"), a number or a list of numbers.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return " ".join(str(value).split())
 
 
 def key_diff(changes, before_header, after_header):
@@ -377,7 +396,8 @@ def do_audit(module, tt):
         summary=summary,
         drift=rc == 1,
         notes=data.get("notes", []),
-        tcptune=data,
+        target=data.get("source"),
+        profile_origin=data.get("profile_origin"),
         cmd=cmd,
         stderr=err,
     )
@@ -417,7 +437,9 @@ def do_apply(module, tt):
         summary=summary,
         persist=persist,
         notes=data.get("notes", []),
-        tcptune=data,
+        tcptune_warnings=data.get("warnings", []),
+        target=data.get("target"),
+        profile_origin=data.get("profile_origin"),
         cmd=cmd,
         stderr=err,
     )
@@ -509,7 +531,7 @@ def do_rollback(module, tt):
         summary=summary,
         changed_since_apply=data.get("changed_since_apply", []),
         persist_restored=bool(data.get("persist_restored")),
-        tcptune=data,
+        target=data.get("target"),
         cmd=cmd,
         stderr=err,
     )
