@@ -52,7 +52,7 @@ BAD_PROFILE = 'description = "broken"\n[settings."net.ipv4.tcp_syn_retries"\nval
 # Runs inside the namespaces: private tmpfs mounts, lo up, then each step's ansible-playbook,
 # then what the kernel and the file system say.  Writes the report as JSON.
 DRIVER = r"""
-import json, os, subprocess, sys
+import json, os, subprocess, sys, time
 cfg = json.load(open(sys.argv[1]))
 for where in ("/etc/sysctl.d", "/run/lock"):
     if os.path.isdir(where):
@@ -76,12 +76,15 @@ for step in cfg["steps"]:
     for key, value in step.get("write", {}).items():  # set up the host the step finds
         with open("/proc/sys/" + key.replace(".", "/"), "w") as fh:
             fh.write(value)
-    p = subprocess.run(step["argv"], capture_output=True, text=True, env=cfg["env"], timeout=240)
+    env = {k: v for k, v in cfg["env"].items() if k not in step.get("unset", ())}
+    t0 = time.monotonic()
+    p = subprocess.run(step["argv"], capture_output=True, text=True, env=env, timeout=240)
+    seconds = round(time.monotonic() - t0, 1)
     try:
         results = json.load(open(step["out"]))
     except (FileNotFoundError, ValueError):
         results = None
-    report["steps"][step["name"]] = {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr,
+    report["steps"][step["name"]] = {"seconds": seconds, "rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr,
                                      "results": results, "after": observe()}
 json.dump(report, open(cfg["report"], "w"))
 """
@@ -198,6 +201,40 @@ def run(tmp_path_factory):
     # First with a risky value outside the profile (tcp_timestamps=0): the audit stops the run.
     cfg_steps.append({"name": "rolling-risky", "out": "", "argv": rolling, "write": {RISKY: "0"}})
     cfg_steps.append({"name": "rolling", "out": "", "argv": rolling, "write": {RISKY: "1"}})
+    # The role as a user runs it: pip installs this checkout into a virtual environment
+    # (--no-deps: typer & co. come from the system site), then applies with that venv's tcptune.
+    role_vars = {
+        "tcptune_pip_name": str(REPO),
+        "tcptune_virtualenv": str(tmp / "venv"),
+        "tcptune_virtualenv_command": f"{sys.executable} -m venv",
+        "tcptune_virtualenv_site_packages": True,
+        "tcptune_pip_extra_args": "--no-deps",
+        "tcptune_profile": str(tmp / "fleet-test.toml"),
+        "tcptune_state_dir": str(state),
+        "tcptune_doctor_interval": 0,
+    }
+    book = tmp / "role.yml"
+    book.write_text(
+        json.dumps(
+            [
+                {
+                    "hosts": "localhost",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "roles": [{"role": "tcptune.tcptune.tcptune", **role_vars}],
+                }
+            ]
+        )
+    )
+    # Without PYTHONPATH, so the venv's tcptune runs the copy pip installed.
+    cfg_steps.append(
+        {
+            "name": "role",
+            "out": "",
+            "argv": ansible_argv("playbook", "-i", inventory, str(book)),
+            "unset": ["PYTHONPATH"],
+        }
+    )
     cfg = {
         "keys": sorted(WANT) + [RISKY],
         "persist_file": PERSIST_FILE,
@@ -350,6 +387,21 @@ def test_rolling_playbook_audits_applies_with_role_and_runs_doctor(run):
     assert {k: s["after"]["sysctls"][k] for k in WANT} == WANT
     assert s["after"]["persist_file"] is not None
     assert "undo: tcptune rollback " in out, show(s)
+
+
+def test_role_installs_tcptune_with_pip_and_applies_idempotently(run):
+    s = run["steps"]["role"]
+    assert s["rc"] == 0, show(s)
+    out = s["stdout"]
+    venv = Path(run["tmp"]) / "venv"
+    assert (venv / "bin/tcptune").exists()
+    assert list(venv.glob("lib/python*/site-packages/tcptune/__init__.py")), "pip did not install tcptune into the venv"
+    install = out.split("TASK [tcptune.tcptune.tcptune : Install tcptune with pip]")[1].split("TASK [")[0]
+    assert "changed: [localhost]" in install, show(s)
+    apply = out.split("TASK [tcptune.tcptune.tcptune : Apply tcptune profile")[1].split("TASK [")[0]
+    assert "ok: [localhost]" in apply, show(s)  # the rolling playbook had applied it already
+    assert "TASK [tcptune.tcptune.tcptune : Run tcptune doctor]" in out
+    assert {k: s["after"]["sysctls"][k] for k in WANT} == WANT
 
 
 def test_ansible_doc_renders_module_and_role(tmp_path):
