@@ -165,8 +165,8 @@ def run(tmp_path_factory):
     steps = [
         # name, ansible-playbook options, tasks
         ("check", ["--check", "--diff"], [audit, apply]),
-        ("apply", ["--diff"], [apply]),
-        ("rerun", [], [{**apply, "check_mode": True}, apply, audit]),
+        # the apply, then the same task again in check mode and for real, and an audit
+        ("apply", ["--diff"], [apply, {**apply, "check_mode": True}, apply, audit]),
         (
             "rollback",
             ["--diff"],
@@ -177,7 +177,21 @@ def run(tmp_path_factory):
                 {FQCN: {**apply[FQCN], "profile": str(tmp / "bad.toml")}},
             ],
         ),
-        ("nosuch", [], [{FQCN: {**apply[FQCN], "profile": "no-such-profile"}}]),
+        # Keys already set by an apply without --persist: only the sysctl.d file is left to change.
+        (
+            "file-only",
+            [],
+            [
+                {FQCN: {**apply[FQCN], "persist": False}},
+                {**apply, "check_mode": True},
+                apply,
+                {**rollback, "check_mode": True},
+                rollback,
+                rollback,
+                rollback,
+                {FQCN: {**apply[FQCN], "profile": "no-such-profile"}},
+            ],
+        ),
     ]
     inventory = "localhost,"
     cfg_steps = []
@@ -201,14 +215,25 @@ def run(tmp_path_factory):
     # First with a risky value outside the profile (tcp_timestamps=0): the audit stops the run.
     cfg_steps.append({"name": "rolling-risky", "out": "", "argv": rolling, "write": {RISKY: "0"}})
     cfg_steps.append({"name": "rolling", "out": "", "argv": rolling, "write": {RISKY: "1"}})
-    # The role as a user runs it: pip installs this checkout into a virtual environment
-    # (--no-deps: typer & co. come from the system site), then applies with that venv's tcptune.
+    # The role as a user runs it: pip installs tcptune into a virtual environment, then the apply
+    # uses that venv's tcptune.  The wheel is built here, outside the namespace (it has no
+    # network: pip's build isolation would wait a minute for an index); inside, pip installs it
+    # with --no-index --no-deps (typer & co. come from the system site), as on an air-gapped fleet.
+    wheels = tmp / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("tcptune-*.whl")
     role_vars = {
-        "tcptune_pip_name": str(REPO),
+        "tcptune_pip_name": str(wheel),
         "tcptune_virtualenv": str(tmp / "venv"),
         "tcptune_virtualenv_command": f"{sys.executable} -m venv",
         "tcptune_virtualenv_site_packages": True,
-        "tcptune_pip_extra_args": "--no-deps",
+        "tcptune_pip_extra_args": "--no-deps --no-index",
         "tcptune_profile": str(tmp / "fleet-test.toml"),
         "tcptune_state_dir": str(state),
         "tcptune_doctor_interval": 0,
@@ -326,15 +351,16 @@ def test_apply_changes_the_keys_persists_and_returns_the_snapshot(run):
 
 
 def test_second_run_is_unchanged_in_check_mode_and_for_real(run):
-    s, r = step(run, "rerun")
+    s, r = step(run, "apply")
     assert s["rc"] == 0, show(s)
-    check, real, audit = r["t0"], r["t1"], r["t2"]
+    check, real, audit = r["t1"], r["t2"], r["t3"]
     assert check["changed"] is False, check
     assert real["changed"] is False and real["snapshot"] is None, real
     assert "already applied" in real["msg"]
+    assert check.get("diff", []) == [] and real.get("diff", []) == []  # nothing for --diff to show
     assert audit["changed"] is False and audit["drift"] is False and audit["findings"] == []
-    assert s["after"]["snapshots"] == step(run, "apply")[0]["after"]["snapshots"]  # no new snapshot
-    assert "changed=0" in s["stdout"]
+    assert len(s["after"]["snapshots"]) == 1  # no second snapshot
+    assert "changed=1 " in s["stdout"]  # the first apply only
 
 
 def test_rollback_restores_then_reports_nothing_to_do(run):
@@ -362,9 +388,23 @@ def test_bad_profile_fails_with_tcptunes_one_line_error(run):
     assert "fatal: [localhost]: FAILED!" in s["stdout"] and msg in s["stdout"]
     assert s["after"]["sysctls"] == run["initial"]["sysctls"]
 
-    s, r = step(run, "nosuch")
-    assert s["rc"] == 2 and r["t0"]["failed"] is True
-    assert r["t0"]["msg"].startswith("tcptune: error: no profile named 'no-such-profile'"), r["t0"]["msg"]
+    s, r = step(run, "file-only")
+    assert s["rc"] == 2 and r["t7"]["failed"] is True
+    assert r["t7"]["msg"].startswith("tcptune: error: no profile named 'no-such-profile'"), r["t7"]["msg"]
+
+
+def test_a_change_of_only_the_sysctl_d_file_is_a_change_in_check_mode_and_for_real(run):
+    s, r = step(run, "file-only")
+    keys_only, check, real, rb_check, rb_file, rb_keys, rb_none = (r[f"t{i}"] for i in range(7))
+    assert keys_only["changed"] is True and keys_only["persist"] is None
+    assert check["changed"] is True and check["summary"]["change"] == 0, check
+    assert real["changed"] is True and real["written"] == [] and real["persist"]["written"] is True, real
+    # rolling back the file-only apply: check mode sees the file (from the snapshot), the real run removes it
+    assert rb_check["changed"] is True and "sysctl.d file" in rb_check["msg"], rb_check
+    assert rb_file["changed"] is True and rb_file["persist_restored"] is True and rb_file["written"] == []
+    assert rb_keys["changed"] is True and sorted(rb_keys["written"]) == sorted(WANT)
+    assert rb_none["changed"] is False
+    assert s["after"]["sysctls"] == run["initial"]["sysctls"] and s["after"]["persist_file"] is None
 
 
 def test_rolling_playbook_stops_on_audit_findings_before_any_change(run):

@@ -333,7 +333,10 @@ def words(value):
 
 
 def key_diff(changes, before_header, after_header):
+    """--diff of the keys that change, or None when none does (a file-only change)."""
     rows = [c for c in changes if c.get("status") == "change"]
+    if not rows:
+        return None
     return {
         "before": {c["key"]: words(c.get("current")) for c in rows},
         "after": {c["key"]: words(c.get("new")) for c in rows},
@@ -453,6 +456,7 @@ def do_apply(module, tt):
         result["msg"] = f"{data['profile']} already applied: every key has the profile's value"
     if module._diff:
         diff = [key_diff(data.get("changes", []), f"sysctl ({data.get('target')})", f"profile {data['profile']}")]
+        diff = [d for d in diff if d]
         if persist and file_changed and not module.check_mode:
             diff.append(
                 {
@@ -505,6 +509,24 @@ def nothing_to_roll_back(module, tt):
     return True
 
 
+def file_would_be_restored(state_dir, snapshot_id):
+    """Check mode: would the rollback put tcptune's sysctl.d file back (dry-run JSON does not say)?
+
+    The snapshot (STATE/snapshots/ID.json, format tcptune-snapshot/1 in tcptune(8)) keeps the
+    file's text from before the apply ("before": null when there was none); rollback leaves the
+    file alone when it already holds that text.
+    """
+    state = state_dir or os.environ.get("TCPTUNE_STATE_DIR") or "/var/lib/tcptune"
+    try:
+        with open(os.path.join(state, "snapshots", f"{snapshot_id}.json"), encoding="utf-8") as fh:
+            persist = json.load(fh).get("persist")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not persist:
+        return False
+    return read_text(persist_file_path(persist)) != persist.get("before")
+
+
 def do_rollback(module, tt):
     p = module.params
     args = ["rollback"] + ([p["snapshot"]] if p["snapshot"] else [])
@@ -521,7 +543,11 @@ def do_rollback(module, tt):
     pass_warnings(module, err)
     summary = data.get("summary", {})
     n_change = summary.get("change", 0)
-    changed = n_change > 0 or bool(data.get("persist_restored"))
+    if module.check_mode:
+        file_back = file_would_be_restored(p["state_dir"], data.get("snapshot"))
+    else:
+        file_back = bool(data.get("persist_restored"))
+    changed = n_change > 0 or file_back
     result = dict(
         changed=changed,
         snapshot=data.get("snapshot"),
@@ -537,14 +563,16 @@ def do_rollback(module, tt):
     )
     snap = data.get("snapshot")
     if module.check_mode:
-        result["msg"] = f"would roll back snapshot {snap}: {n_change} key(s) to restore (check mode)"
+        extra = " and the sysctl.d file" if file_back else ""
+        result["msg"] = f"would roll back snapshot {snap}: {n_change} key(s){extra} to restore (check mode)"
     elif changed:
-        extra = " and the sysctl.d file" if data.get("persist_restored") else ""
+        extra = " and the sysctl.d file" if file_back else ""
         result["msg"] = f"rolled back snapshot {snap}: {n_change} key(s) restored{extra}"
     else:
         result["msg"] = f"snapshot {snap} already rolled back: every key has its value from before"
     if module._diff:
-        result["diff"] = [key_diff(data.get("changes", []), f"sysctl ({data.get('target')})", f"snapshot {snap}")]
+        diff = key_diff(data.get("changes", []), f"sysctl ({data.get('target')})", f"snapshot {snap}")
+        result["diff"] = [diff] if diff else []
     module.exit_json(**result)
 
 
