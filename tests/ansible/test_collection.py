@@ -58,18 +58,33 @@ for where in ("/etc/sysctl.d", "/run/lock"):
     if os.path.isdir(where):
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tcptune-test", where], check=True)
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+# A second network namespace, held by a sleeper and bind-mounted at a path, for the netns option.
+sleeper = subprocess.Popen(["unshare", "-n", "sleep", "600"])
+own = os.stat("/proc/self/ns/net").st_ino
+for _ in range(500):
+    try:
+        if os.stat(f"/proc/{sleeper.pid}/ns/net").st_ino != own:
+            break
+    except OSError:
+        pass
+    time.sleep(0.01)
+open(cfg["netns_b"], "w").close()
+subprocess.run(["mount", "--bind", f"/proc/{sleeper.pid}/ns/net", cfg["netns_b"]], check=True)
 
 def observe():
-    vals = {}
+    vals, vals_b = {}, {}
     for key in cfg["keys"]:
         with open("/proc/sys/" + key.replace(".", "/")) as fh:
             vals[key] = " ".join(fh.read().split())
+        b = subprocess.run(["nsenter", "--net=" + cfg["netns_b"], "cat", "/proc/sys/" + key.replace(".", "/")],
+                           capture_output=True, text=True, check=True)
+        vals_b[key] = " ".join(b.stdout.split())
     try:
         text = open(cfg["persist_file"]).read()
     except FileNotFoundError:
         text = None
     snaps = sorted(os.listdir(cfg["snapshots"])) if os.path.isdir(cfg["snapshots"]) else []
-    return {"sysctls": vals, "persist_file": text, "snapshots": snaps, "sysctl_d": sorted(os.listdir("/etc/sysctl.d"))}
+    return {"sysctls": vals, "netns_b": vals_b, "persist_file": text, "snapshots": snaps, "sysctl_d": sorted(os.listdir("/etc/sysctl.d"))}
 
 report = {"netns": os.stat("/proc/self/ns/net").st_ino, "initial": observe(), "steps": {}}
 for step in cfg["steps"]:
@@ -86,6 +101,8 @@ for step in cfg["steps"]:
         results = None
     report["steps"][step["name"]] = {"seconds": seconds, "rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr,
                                      "results": results, "after": observe()}
+sleeper.kill()
+sleeper.wait()
 json.dump(report, open(cfg["report"], "w"))
 """
 
@@ -161,6 +178,7 @@ def run(tmp_path_factory):
     base = {"state_dir": str(state), "executable": exe}
     apply = {FQCN: {"profile": str(tmp / "fleet-test.toml"), "persist": True, **base}}
     rollback = {FQCN: {"state": "rolled_back", **base}}
+    netns_b = str(tmp / "netns-b")
     audit = {FQCN: {"state": "audited", "profile": str(tmp / "fleet-test.toml"), "executable": exe}}
     steps = [
         # name, ansible-playbook options, tasks
@@ -189,6 +207,11 @@ def run(tmp_path_factory):
                 rollback,
                 rollback,
                 rollback,
+                # netns: the other namespace, by path; this one is left alone
+                {FQCN: {**apply[FQCN], "persist": False, "netns": netns_b}},
+                {FQCN: {**audit[FQCN], "netns": netns_b}},
+                {FQCN: {**rollback[FQCN], "netns": netns_b}},
+                {FQCN: {**rollback[FQCN], "netns": netns_b}},
                 {FQCN: {**apply[FQCN], "profile": "no-such-profile"}},
             ],
         ),
@@ -264,6 +287,7 @@ def run(tmp_path_factory):
         "keys": sorted(WANT) + [RISKY],
         "persist_file": PERSIST_FILE,
         "snapshots": str(state / "snapshots"),
+        "netns_b": netns_b,
         "env": ansible_env(tmp),
         "steps": cfg_steps,
         "report": str(tmp / "report.json"),
@@ -389,8 +413,8 @@ def test_bad_profile_fails_with_tcptunes_one_line_error(run):
     assert s["after"]["sysctls"] == run["initial"]["sysctls"]
 
     s, r = step(run, "file-only")
-    assert s["rc"] == 2 and r["t7"]["failed"] is True
-    assert r["t7"]["msg"].startswith("tcptune: error: no profile named 'no-such-profile'"), r["t7"]["msg"]
+    assert s["rc"] == 2 and r["t11"]["failed"] is True
+    assert r["t11"]["msg"].startswith("tcptune: error: no profile named 'no-such-profile'"), r["t11"]["msg"]
 
 
 def test_a_change_of_only_the_sysctl_d_file_is_a_change_in_check_mode_and_for_real(run):
@@ -405,6 +429,18 @@ def test_a_change_of_only_the_sysctl_d_file_is_a_change_in_check_mode_and_for_re
     assert rb_keys["changed"] is True and sorted(rb_keys["written"]) == sorted(WANT)
     assert rb_none["changed"] is False
     assert s["after"]["sysctls"] == run["initial"]["sysctls"] and s["after"]["persist_file"] is None
+
+
+def test_netns_option_works_on_the_other_namespace_only(run):
+    s, r = step(run, "file-only")
+    applied, audit, rolled, again = (r[f"t{i}"] for i in range(7, 11))
+    assert applied["changed"] is True and sorted(applied["written"]) == sorted(WANT), applied
+    assert applied["target"] != step(run, "check")[1]["t1"]["target"]
+    assert audit["drift"] is False, audit  # in the other namespace the profile holds
+    assert rolled["changed"] is True and rolled["snapshot"] == applied["snapshot"], rolled
+    assert again["changed"] is False, again
+    assert s["after"]["netns_b"] == run["initial"]["netns_b"]  # read with nsenter: restored
+    assert s["after"]["sysctls"] == run["initial"]["sysctls"]  # this namespace never changed
 
 
 def test_rolling_playbook_stops_on_audit_findings_before_any_change(run):
