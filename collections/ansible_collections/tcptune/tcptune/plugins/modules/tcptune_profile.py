@@ -268,7 +268,10 @@ class Tcptune:
             self.argv[0] = found
 
     def run(self, *args, ok_rcs=(0,)):
-        """Run tcptune ARGS --json; return (rc, parsed JSON, stderr), or fail the task."""
+        """Run tcptune ARGS; return (rc, its JSON or None when rc is not in ok_rcs, stderr, argv).
+
+        Fails the task when an accepted exit status comes without JSON (not tcptune, or too old).
+        """
         cmd = self.argv + list(args)
         # LC_ALL=C keeps tcptune's messages plain; no stdin, so it never waits for a terminal.
         rc, out, err = self.module.run_command(cmd, environ_update={"LC_ALL": "C", "NO_COLOR": "1"})
@@ -346,11 +349,10 @@ def key_diff(changes, before_header, after_header):
 
 
 def read_text(path):
+    """A file's text, or None when it is missing or unreadable."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             return fh.read()
-    except FileNotFoundError:
-        return None
     except OSError:
         return None
 
@@ -535,7 +537,8 @@ def do_rollback(module, tt):
         args.append("--dry-run")
     rc, data, err, cmd = tt.run(*args)
     if data is None:
-        if not p["snapshot"] and nothing_to_roll_back(module, tt):
+        # Exit 2 without an id is also "nothing to roll back"; an id that is gone stays an error.
+        if rc == 2 and not p["snapshot"] and nothing_to_roll_back(module, tt):
             module.exit_json(
                 changed=False, msg="nothing to roll back: no applied snapshot of this target", cmd=cmd, stderr=err
             )
