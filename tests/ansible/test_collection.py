@@ -21,7 +21,13 @@ from pathlib import Path
 import pytest
 from nsutil import require_netns
 
-pytest.importorskip("ansible", reason="ansible-core is not installed (pip install '.[test]')")
+try:
+    import ansible  # noqa: F401  (ansible-core, from the [test] extra)
+except ImportError:
+    # In CI (TCPTUNE_REQUIRE_NETNS=1) a missing install step must fail, not hide behind a skip.
+    if os.environ.get("TCPTUNE_REQUIRE_NETNS") == "1":
+        raise
+    pytest.skip("ansible-core is not installed (pip install '.[test]')", allow_module_level=True)
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / "collections"
