@@ -1,4 +1,6 @@
-"""Pure models of the kernel's TCP timers: what a probe should see, and the comparison.
+"""Pure models of the kernel's TCP timers: what a probe should see.
+
+The comparison of a prediction with what was observed is tcptune.core.verdict.
 
 Each ``predict_*`` takes setting values (never a path, a socket or the clock) and
 returns a :class:`Prediction`: the events a probe should observe, each with its
@@ -21,7 +23,7 @@ which never fire early but are rounded *up* to the granularity of the wheel leve
 the delay falls in: 1 jiffy for delays under 63 jiffies, then 8x coarser per level
 (at HZ=250 a 1 s timer may fire up to 32 ms late, a 4 s one up to 256 ms late,
 a 32 s one up to 2 s late).  :func:`timer_slack` computes that bound, and
-:func:`compare` allows it on the late side of each timer-driven event, on top of
+tcptune.core.verdict allows it on the late side of each timer-driven event, on top of
 the stated tolerance max(30 ms, 3 %).
 
 Where the kernel compares *real* elapsed time with a limit (the SYN time cap in
@@ -29,7 +31,7 @@ retransmits_timed_out()), that lateness decides the outcome: each timer is re-ar
 from the moment the previous one actually fired, so lateness adds up.  When the
 limit falls inside the accumulated bound the model does not guess: the prediction
 carries every outcome the rules allow (:attr:`Prediction.alternatives`) and
-:func:`compare_prediction` accepts any of them.
+the verdict (tcptune.core.verdict.compare_prediction) accepts any of them.
 
 Times are computed in jiffies as the kernel does (``hz``: CONFIG_HZ; None when it is
 unknown, then 1 ms jiffies and the worst timer slack of the common HZ values).
@@ -38,7 +40,7 @@ unknown, then 1 ms jiffies and the worst timer slack of the common HZ values).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 # include/net/tcp.h
 TCP_TIMEOUT_INIT = 1.0  # initial RTO of a SYN / SYN-ACK (tcp_timeout_init() without BPF)
@@ -95,7 +97,7 @@ class Prediction:
     give_up_what: str = ""
     notes: tuple[str, ...] = ()
     # Other timelines the kernel's rules allow when they do not decide (e.g. a time cap
-    # inside the timers' accumulated slack).  compare_prediction() accepts any of them.
+    # inside the timers' accumulated slack).  core.verdict.compare_prediction() accepts any of them.
     alternatives: tuple[Prediction, ...] = ()
     why: str = ""  # for an alternative: when the kernel takes it
     watch_s: float | None = None  # how long a probe must watch when nothing ends the timeline
@@ -213,8 +215,8 @@ def predict_syn(
     rto_max_j = msecs_to_jiffies(cap_ms, h)
     init_j = min(max(1, int(round(rto_init * h))), rto_max_j)
     max_retx = syn_retries + lin  # linear timeouts add to the count in SYN_SENT only
-    time_cap_ms = jiffies_to_msecs(_model_timeout_j(syn_retries, max(1, int(round(rto_init * h))), rto_max_j), h)
-    time_cap = time_cap_ms / 1000.0
+    time_cap = model_timeout(syn_retries, rto_init, cap_ms / 1000.0, hz)
+    time_cap_ms = int(round(time_cap * 1000))  # whole ms, as jiffies_to_msecs() gives it
     events = [Event(0.0, "syn")]
     forks: list[Prediction] = []
     t_j, rto_j, retx, late = 0, init_j, 0, 0.0
@@ -464,7 +466,6 @@ def predict_fin_timeout(
     fin_timeout: float,
     rto: float = 0.2,
     *,
-    hz: int | None = None,
     tw_count: int | None = None,
     max_tw_buckets: int | None = None,
 ) -> Prediction:
@@ -547,9 +548,7 @@ def predict_fin_timeout(
 
 
 # --------------------------------------------------------------------------- keepalive
-def predict_keepalive(
-    keepalive_time: float, keepalive_intvl: float, keepalive_probes: int, *, hz: int | None = None
-) -> Prediction:
+def predict_keepalive(keepalive_time: float, keepalive_intvl: float, keepalive_probes: int) -> Prediction:
     """An idle ESTABLISHED socket with SO_KEEPALIVE (no TCP_KEEP* overrides, no
     TCP_USER_TIMEOUT: neither is modelled) whose peer stops answering.
 
@@ -592,7 +591,6 @@ def predict_tw_reuse(
     reuse_delay_ms: int | None,
     *,
     loopback: bool = True,
-    hz: int | None = None,
     tw_count: int | None = None,
     max_tw_buckets: int | None = None,
 ) -> Prediction:
@@ -677,190 +675,3 @@ def predict_tw_reuse(
         )
     notes.append(bind_note)
     return Prediction("tw-reuse", settings, tuple(events), t, "reuse_ok", tuple(notes), absence_is_evidence=True)
-
-
-# --------------------------------------------------------------------------- comparison
-@dataclass(frozen=True)
-class Tolerance:
-    abs_s: float = DEFAULT_ABS_TOL
-    rel: float = DEFAULT_REL_TOL
-    hz: int | None = None  # for timer slack; None: worst over COMMON_HZ
-    poll_s: float = 0.0  # extra lateness allowed for events seen by polling
-
-    def window(self, ev: Event, gap: float) -> tuple[float, float]:
-        """(early, late) allowed for an event ``gap`` s after the previous one."""
-        tol = max(self.abs_s, self.rel * abs(gap))
-        late = tol + sum(timer_slack(x, self.hz) for x in (ev.timer, *ev.chained)) + self.poll_s
-        return tol, late
-
-    def as_dict(self) -> dict:
-        return {
-            "abs_s": self.abs_s,
-            "rel": self.rel,
-            "hz": self.hz,
-            "poll_s": self.poll_s,
-            "rule": "each event's delay after the previous one may be early by max(abs_s, rel x delay) and late "
-            "by that plus the timer-wheel slack of its timer at hz (plus poll_s when polled)",
-        }
-
-
-@dataclass
-class Comparison:
-    rows: list[dict] = field(default_factory=list)
-    verdict: str = "matches"  # matches | differs | not_observed
-    reason: str = ""
-    unobserved: list[dict] = field(default_factory=list)  # predicted beyond the observation window
-    alternative: int | None = None  # compare_prediction(): index of the alternative compared (None: the primary)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _key(ev: Event) -> tuple[str, int]:
-    return (ev.what, ev.n)
-
-
-def compare(
-    predicted: tuple[Event, ...] | list[Event],
-    observed: list[Event],
-    tol: Tolerance,
-    window: float | None = None,
-    ignore: tuple[str, ...] = (),
-    absence_is_evidence: bool = False,
-    outcome: str = "",
-) -> Comparison:
-    """Pair predicted with observed events by (what, n) and check every delay.
-
-    Events predicted after ``window`` s (the time the probe could watch) are listed
-    as unobserved, not failed, unless one was observed anyway.  Observed events that
-    no prediction has (e.g. a fourth retransmission) make the verdict 'differs'.
-    Kinds in ``ignore`` are neither required nor counted as extra (used when a
-    source, like a pcap, cannot see socket-level outcomes).  When only the t=0
-    anchors could be compared the verdict is 'not_observed' (an observed ``outcome``
-    event, the kernel giving up, counts even at t=0), unless
-    ``absence_is_evidence`` (seeing nothing in the window is what was predicted and
-    is itself the check, e.g. no TIME_WAIT reuse before 60 s).  Optional predicted
-    events are compared when observed and not required otherwise; an event's
-    ``window`` widens its early side.
-    """
-    cmp = Comparison()
-    obs_by_key: dict[tuple[str, int], Event] = {}
-    for ev in observed:
-        obs_by_key.setdefault(_key(ev), ev)
-    used: set[tuple[str, int]] = set()
-    prev_pred, prev_obs, prev_unc = 0.0, 0.0, 0.0
-    first_bad = ""
-    for ev in sorted(predicted, key=lambda e: e.t):
-        if ev.what in ignore:
-            continue
-        ob = obs_by_key.get(_key(ev))
-        if ob is None and ev.optional:
-            continue  # may not happen (or not be visible to this source): checked only when seen
-        if ob is None and window is not None and ev.t > window:
-            cmp.unobserved.append(ev.as_dict())
-            continue
-        gap = ev.t - prev_pred
-        early, late = tol.window(ev, gap)
-        early += ev.window  # the rule only places it in (t - window, t]
-        row = {
-            "what": ev.what,
-            "n": ev.n,
-            "predicted_t": round(ev.t, 6),
-            "observed_t": None,
-            "error_s": None,
-            "allowed_early_s": round(early, 6),
-            "allowed_late_s": round(late, 6),
-            "ok": False,
-        }
-        if ob is None:
-            row["problem"] = "not observed"
-        else:
-            used.add(_key(ev))
-            err = (ob.t - prev_obs) - gap
-            # a polled observation is late by up to its polling gap; the previous one's gap makes this look early
-            early, late = early + prev_unc, late + ob.uncertainty
-            row.update(
-                observed_t=round(ob.t, 6),
-                error_s=round(err, 6),
-                allowed_early_s=round(early, 6),
-                allowed_late_s=round(late, 6),
-                ok=-early <= err <= late,
-            )
-            if not row["ok"]:
-                row["problem"] = "late" if err > 0 else "early"
-            prev_pred, prev_obs, prev_unc = ev.t, ob.t, ob.uncertainty
-        if not row["ok"] and not first_bad:
-            first_bad = f"{ev.what}" + (f" #{ev.n}" if ev.n else "") + f": {row['problem']}"
-            if row["error_s"] is not None:
-                first_bad += f" by {abs(row['error_s']):.3f} s (predicted {ev.t:.3f} s, observed {ob.t:.3f} s)"
-        cmp.rows.append(row)
-    for ev in observed:
-        if _key(ev) in used or ev.what in ignore:
-            continue
-        if any(_key(p) == _key(ev) for p in predicted):
-            continue
-        cmp.rows.append(
-            {
-                "what": ev.what,
-                "n": ev.n,
-                "predicted_t": None,
-                "observed_t": round(ev.t, 6),
-                "error_s": None,
-                "allowed_early_s": None,
-                "allowed_late_s": None,
-                "ok": False,
-                "problem": "not predicted",
-            }
-        )
-        if not first_bad:
-            first_bad = f"{ev.what}" + (f" #{ev.n}" if ev.n else "") + f": observed at {ev.t:.3f} s but not predicted"
-    if first_bad:
-        cmp.verdict, cmp.reason = "differs", first_bad
-    elif not absence_is_evidence and not any(
-        r["observed_t"] is not None and (r["predicted_t"] or r["what"] == outcome) for r in cmp.rows
-    ):
-        cmp.verdict = "not_observed"
-        cmp.reason = "nothing the model predicts happens within the time allowed"
-    else:
-        cmp.verdict = "matches"
-        cmp.reason = "every event within tolerance" + (
-            f"; {len(cmp.unobserved)} later event(s) not watched" if cmp.unobserved else ""
-        )
-    return cmp
-
-
-def compare_prediction(
-    pred: Prediction,
-    observed: list[Event],
-    tol: Tolerance,
-    window: float | None = None,
-    ignore: tuple[str, ...] = (),
-    absence_is_evidence: bool | None = None,
-) -> Comparison:
-    """:func:`compare` against every timeline the prediction allows (the primary, then
-    its alternatives) and keep the first that matches; failing that, the first with
-    nothing observed; failing that, the primary's differences (saying how many
-    outcomes were tried).  ``absence_is_evidence`` None: the prediction's own flag."""
-    results = []
-    for i, p in enumerate(pred.timelines()):
-        ae = p.absence_is_evidence if absence_is_evidence is None else absence_is_evidence
-        c = compare(
-            p.events, observed, tol, window=window, ignore=ignore, absence_is_evidence=ae, outcome=p.give_up_what
-        )
-        c.alternative = None if i == 0 else i - 1
-        results.append(c)
-    for want in ("matches", "not_observed"):
-        for c in results:
-            if c.verdict == want:
-                if c.alternative is not None:
-                    alt = pred.alternatives[c.alternative]
-                    c.reason += (
-                        f" (alternative outcome {c.alternative + 1}: {alt.give_up_what or 'end'} at {alt.give_up:g} s)"
-                        if alt.give_up is not None
-                        else f" (alternative outcome {c.alternative + 1})"
-                    )
-                return c
-    first = results[0]
-    if len(results) > 1:
-        first.reason += f" (nor does any of the {len(results) - 1} alternative outcome(s) the rules allow)"
-    return first

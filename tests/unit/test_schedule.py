@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tcptune.core import verdict as V
 from tcptune.kernel import timers as S
 
 
@@ -23,7 +24,7 @@ def ev(t, what, n=0):
     return S.Event(t, what, n)
 
 
-TOL = S.Tolerance(hz=250)
+TOL = V.Tolerance(hz=250)
 
 
 # -- SYN ----------------------------------------------------------------------
@@ -92,17 +93,17 @@ def test_time_cap_inside_the_accumulated_timer_slack_is_ambiguous():
     (alt,) = p.alternatives
     assert times(alt, "syn_retransmit") == [1, 2, 3, 4] and alt.give_up == 5.0  # late by >= 20 ms in all
     assert any(n.startswith("ambiguous") for n in p.notes)
-    c = S.compare_prediction(p, REVIEWER_2_4_2020, TOL)
+    c = V.compare_prediction(p, REVIEWER_2_4_2020, TOL)
     assert c.verdict == "matches" and c.alternative == 0, c.rows
-    assert S.compare(p.events, REVIEWER_2_4_2020, TOL).verdict == "differs"  # the old, single-timeline check
+    assert V.compare(p.events, REVIEWER_2_4_2020, TOL).verdict == "differs"  # the old, single-timeline check
     # timers ~1 ms late each: 5 ms in all < the 20 ms that would reach the cap -> a 5th retransmission
     punctual = (
         [ev(0, "syn")] + [ev(k + k / 1000, "syn_retransmit", k) for k in range(1, 6)] + [ev(7.03, "connect_timeout")]
     )
-    c = S.compare_prediction(p, punctual, TOL)
+    c = V.compare_prediction(p, punctual, TOL)
     assert c.verdict == "matches" and c.alternative is None
     never = REVIEWER_2_4_2020[:3] + [ev(3.1, "connect_timeout")]
-    c = S.compare_prediction(p, never, TOL)
+    c = V.compare_prediction(p, never, TOL)
     assert c.verdict == "differs" and "alternative" in c.reason
 
 
@@ -230,7 +231,7 @@ def test_synack_rto_max_rule_is_unverified_after_6_18():
         ev(3.02, "synack_retransmit", 2),
         ev(5.05, "request_dropped"),
     ]
-    c = S.compare_prediction(p, capped, TOL)
+    c = V.compare_prediction(p, capped, TOL)
     assert c.verdict == "matches" and c.alternative == 0
     # tcp_rto_max_ms at 120 s changes nothing: no alternative, but the note still says so
     q = S.predict_synack(2, 120.0, hz=250, kernel=(6, 19, 0))
@@ -242,8 +243,8 @@ def test_synack_syncookies_2_keeps_no_request():
     assert [e.what for e in p.events] == ["synack"] and p.give_up is None
     assert p.absence_is_evidence and 1.0 < p.watch_s < 3.0 and p.horizon() == p.watch_s
     only = [ev(0, "synack")]
-    assert S.compare_prediction(p, only, TOL, window=p.watch_s).verdict == "matches"
-    assert S.compare_prediction(p, only + [ev(1.02, "synack_retransmit", 1)], TOL).verdict == "differs"
+    assert V.compare_prediction(p, only, TOL, window=p.watch_s).verdict == "matches"
+    assert V.compare_prediction(p, only + [ev(1.02, "synack_retransmit", 1)], TOL).verdict == "differs"
     # syncookies=1 (default) only cookies when the queue is full: one request is a normal one
     assert S.predict_synack(1, syncookies=1).give_up == 3.0
 
@@ -311,7 +312,7 @@ def test_keepalive_t0_is_the_syn_and_probes_count_from_the_handshake():
     p = S.predict_keepalive(2, 1, 1)
     assert [(e.what, e.t) for e in p.events[:2]] == [("syn", 0.0), ("established", 0.0)]
     late_handshake = [ev(0, "syn"), ev(0.02, "established"), ev(2.02, "keepalive_probe", 1), ev(3.02, "reset_timeout")]
-    assert S.compare(p.events, late_handshake, TOL).verdict == "matches"
+    assert V.compare(p.events, late_handshake, TOL).verdict == "matches"
 
 
 def test_fin_timeout_full_timewait_table_closes_the_orphan_at_once():
@@ -364,11 +365,11 @@ def test_tw_reuse_before_tcp_tw_reuse_delay_is_a_window_not_one_second():
     assert reuse.window == 1.0
     base = [ev(0, "fin"), ev(0.001, "time_wait")]
     for t in (0.05, 0.5, 1.0):
-        assert S.compare(p.events, base + [ev(t, "reuse_ok")], TOL).verdict == "matches", t
-    assert S.compare(p.events, base + [ev(1.3, "reuse_ok")], TOL).verdict == "differs"
+        assert V.compare(p.events, base + [ev(t, "reuse_ok")], TOL).verdict == "matches", t
+    assert V.compare(p.events, base + [ev(1.3, "reuse_ok")], TOL).verdict == "differs"
     # with the sysctl the rule is ms-exact: 0.5 s is early for a 1000 ms delay
     q = S.predict_tw_reuse(1, 1, 1000)
-    assert S.compare(q.events, base + [ev(0.5, "reuse_ok")], TOL).verdict == "differs"
+    assert V.compare(q.events, base + [ev(0.5, "reuse_ok")], TOL).verdict == "differs"
 
 
 def test_tw_reuse_full_timewait_table_frees_the_tuple_at_once():
@@ -377,9 +378,9 @@ def test_tw_reuse_full_timewait_table_frees_the_tuple_at_once():
     assert times(p, "reuse_ok") == [0.0]
     # the old model said 60 s; the new one accepts what the kernel does, with or without the ACK packet
     seen = [ev(0, "fin"), ev(0.0001, "reuse_ok")]
-    assert S.compare_prediction(p, seen, TOL).verdict == "matches"
-    assert S.compare_prediction(p, seen[:1] + [ev(0.00005, "time_wait")] + seen[1:], TOL).verdict == "matches"
-    assert S.compare_prediction(S.predict_tw_reuse(0, 1, 1000), seen, TOL).verdict == "differs"
+    assert V.compare_prediction(p, seen, TOL).verdict == "matches"
+    assert V.compare_prediction(p, seen[:1] + [ev(0.00005, "time_wait")] + seen[1:], TOL).verdict == "matches"
+    assert V.compare_prediction(S.predict_tw_reuse(0, 1, 1000), seen, TOL).verdict == "differs"
 
 
 def test_tw_reuse_notes_loopback_only_and_explicit_bind():
@@ -414,21 +415,21 @@ def test_timer_slack_unknown_hz_is_worst_case():
 def test_optional_event_is_checked_only_when_seen():
     p = S.predict_fin_timeout(3, 0.2, tw_count=0, max_tw_buckets=0)
     gone = [ev(0, "fin"), ev(0.006, "fin_wait2_expired")]
-    assert S.compare_prediction(p, gone, TOL).verdict == "matches"
+    assert V.compare_prediction(p, gone, TOL).verdict == "matches"
     late_ack = [ev(0, "fin"), ev(0.5, "fin_acked"), ev(0.5, "fin_wait2_expired")]
-    assert S.compare_prediction(p, late_ack, TOL).verdict == "differs"
+    assert V.compare_prediction(p, late_ack, TOL).verdict == "differs"
 
 
 def test_compare_matches_with_late_timer_events():
     pred = S.predict_syn(2, 0)
     obs = [ev(0, "syn"), ev(1.02, "syn_retransmit", 1), ev(3.05, "syn_retransmit", 2), ev(7.2, "connect_timeout")]
-    c = S.compare(pred.events, obs, TOL)
+    c = V.compare(pred.events, obs, TOL)
     assert c.verdict == "matches", c.rows
 
 
 def test_compare_flags_a_textbook_expectation():
     real = [ev(0, "syn")] + [ev(float(k), "syn_retransmit", k) for k in range(1, 6)] + [ev(7.1, "connect_timeout")]
-    c = S.compare(S.predict_syn_textbook(2).events, real, TOL)
+    c = V.compare(S.predict_syn_textbook(2).events, real, TOL)
     assert c.verdict == "differs"
     assert c.reason.startswith("syn_retransmit #2")
 
@@ -436,21 +437,21 @@ def test_compare_flags_a_textbook_expectation():
 def test_compare_early_event_differs():
     pred = S.predict_keepalive(2, 1, 1)
     obs = [ev(0, "syn"), ev(0, "established"), ev(1.5, "keepalive_probe", 1), ev(2.5, "reset_timeout")]
-    c = S.compare(pred.events, obs, TOL)
+    c = V.compare(pred.events, obs, TOL)
     assert c.verdict == "differs" and "early" in c.reason
 
 
 def test_compare_extra_event_differs():
     pred = S.predict_synack(1)
     obs = [ev(0, "synack"), ev(1.0, "synack_retransmit", 1), ev(3.0, "synack_retransmit", 2), ev(7, "request_dropped")]
-    c = S.compare(pred.events, obs, TOL)
+    c = V.compare(pred.events, obs, TOL)
     assert c.verdict == "differs"
 
 
 def test_compare_window_leaves_later_events_unobserved():
     pred = S.predict_syn(6, 4)
     obs = [ev(0, "syn")] + [ev(t, "syn_retransmit", k) for k, t in enumerate([1, 2, 3, 4, 5, 7, 11], 1)]
-    c = S.compare(pred.events, obs, TOL, window=12.0)
+    c = V.compare(pred.events, obs, TOL, window=12.0)
     assert c.verdict == "matches"
     assert [u["n"] for u in c.unobserved if u["what"] == "syn_retransmit"] == [8, 9, 10]
 
@@ -458,24 +459,24 @@ def test_compare_window_leaves_later_events_unobserved():
 def test_compare_nothing_in_window_is_not_observed_unless_absence_is_the_check():
     pred = S.predict_tw_reuse(0, 1, 1000)
     obs = [ev(0, "fin"), ev(0.0001, "time_wait")]
-    assert S.compare(pred.events, obs, TOL, window=2).verdict == "not_observed"
-    assert S.compare(pred.events, obs, TOL, window=2, absence_is_evidence=True).verdict == "matches"
+    assert V.compare(pred.events, obs, TOL, window=2).verdict == "not_observed"
+    assert V.compare(pred.events, obs, TOL, window=2, absence_is_evidence=True).verdict == "matches"
     early = obs + [ev(0.5, "reuse_ok")]
-    assert S.compare(pred.events, early, TOL, window=2, absence_is_evidence=True).verdict == "differs"
+    assert V.compare(pred.events, early, TOL, window=2, absence_is_evidence=True).verdict == "differs"
 
 
 def test_compare_ignore_kinds_a_pcap_cannot_show():
     pred = S.predict_syn(2, 4)
     obs = [ev(0, "syn")] + [ev(float(k), "syn_retransmit", k) for k in range(1, 6)]
-    assert S.compare(pred.events, obs, TOL).verdict == "differs"  # connect_timeout missing
-    assert S.compare(pred.events, obs, TOL, ignore=("connect_timeout",)).verdict == "matches"
+    assert V.compare(pred.events, obs, TOL).verdict == "differs"  # connect_timeout missing
+    assert V.compare(pred.events, obs, TOL, ignore=("connect_timeout",)).verdict == "matches"
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 8), st.integers(0, 6))
 def test_a_prediction_always_matches_itself(retries, linear):
     p = S.predict_syn(retries, linear)
-    assert S.compare(p.events, list(p.events), TOL).verdict == "matches"
+    assert V.compare(p.events, list(p.events), TOL).verdict == "matches"
 
 
 def test_chained_timers_add_their_slack():

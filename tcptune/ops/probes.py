@@ -1,0 +1,345 @@
+"""The probe use case: read the governing settings through the source, predict with the
+probe's model, watch the kernel, judge with tcptune.core.verdict.  No printing: the
+results are typed (``ProbeResult``, ``ProbeAllResult``) and ``to_json()`` gives the
+--json shape documented in tcptune(8).
+
+Everything probe-specific comes from the probe's spec (tcptune.probe.spec); this module
+never names a probe.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from tcptune.core import verdict as V
+from tcptune.core.procfs import parse_sockstat
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.kernel.timers import Prediction
+from tcptune.probe.base import SETTLE_S, Context, Observation, Progress, kernel_hz
+from tcptune.probe.spec import TIMEWAIT_COUNT, Model, ModelInput, ProbeSpec, get_spec, specs
+
+POLL_TOLERANCE_S = 0.010  # extra lateness allowed for an event seen by polling
+
+
+@dataclass
+class ProbeResult:
+    """One probe's outcome; field names are the JSON keys."""
+
+    probe: str
+    settings: dict
+    kernel: str | None
+    hz: int | None
+    max_wait_s: float
+    tolerance: dict
+    source: str | None  # "capture", "socket", or None when not run
+    predicted: list[dict]
+    alternatives: list[dict]
+    compared_with: int | None
+    observed: list[dict]
+    give_up: dict
+    comparison: list[dict]
+    verdict: str  # matches | differs | not_observed
+    reason: str
+    observed_for_s: float
+    unobserved: list[dict]
+    notes: list[str]
+    measured: dict
+    pcap: str | None
+    outcome: str = "gives up"  # how the end reads in text (the spec's word); not in the JSON
+
+    def to_json(self) -> dict:
+        return {
+            "probe": self.probe,
+            "settings": self.settings,
+            "kernel": self.kernel,
+            "hz": self.hz,
+            "max_wait_s": self.max_wait_s,
+            "tolerance": self.tolerance,
+            "source": self.source,
+            "predicted": self.predicted,
+            "alternatives": self.alternatives,
+            "compared_with": self.compared_with,
+            "observed": self.observed,
+            "give_up": self.give_up,
+            "comparison": self.comparison,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "observed_for_s": self.observed_for_s,
+            "unobserved": self.unobserved,
+            "notes": self.notes,
+            "measured": self.measured,
+            "pcap": self.pcap,
+        }
+
+
+@dataclass(frozen=True)
+class Skipped:
+    probe: str
+    reason: str
+
+
+@dataclass
+class ProbeAllResult:
+    probes: list[ProbeResult]
+    skipped: list[Skipped]
+
+    @property
+    def verdict(self) -> str:
+        if any(r.verdict == "differs" for r in self.probes):
+            return "differs"
+        return "matches" if self.probes else "not_observed"
+
+    def to_json(self) -> dict:
+        return {
+            "probes": [r.to_json() for r in self.probes],
+            "skipped": [{"probe": s.probe, "reason": s.reason} for s in self.skipped],
+            "verdict": self.verdict,
+        }
+
+
+def exit_code(verdict: str) -> ExitCode:
+    return ExitCode.FINDINGS if verdict == "differs" else ExitCode.OK
+
+
+# -- inputs ----------------------------------------------------------------------
+def _int(values: dict, key: str) -> int | None:
+    v = values.get(key)
+    if v is None:
+        return None
+    try:
+        return int(v.split()[0])
+    except (ValueError, IndexError):
+        raise TcptuneError(f"{key}: unexpected value {v!r}", ExitCode.BAD_INPUT) from None
+
+
+def read_settings(source, spec: ProbeSpec) -> dict[str, int | None]:
+    values = source.read_sysctls(spec.settings)
+    return {k.rsplit(".", 1)[1]: _int(values, k) for k in spec.settings}
+
+
+def timewait_count(sockstat: str | None) -> int | None:
+    """The "tw" field of /proc/net/sockstat's TCP line: refcount_read(&tcp_death_row.tw_refcount) - 1
+    (net/ipv4/proc.c sockstat_seq_show()), the very count inet_twsk_alloc() compares with
+    tcp_max_tw_buckets.  Per network namespace."""
+    return parse_sockstat(sockstat or "").get("TCP", {}).get("tw")
+
+
+def read_facts(source, spec: ProbeSpec) -> dict:
+    """State of the namespace that a model needs besides sysctls, read just before the probe."""
+    facts: dict = {}
+    if TIMEWAIT_COUNT in spec.needs:
+        facts[TIMEWAIT_COUNT] = timewait_count(source.read_proc_text("net/sockstat"))
+    return facts
+
+
+def predict(spec: ProbeSpec, mi: ModelInput, model: Model | None = None) -> Prediction:
+    """The model's prediction.  A model that refuses the settings (ValueError: values the
+    kernel cannot honour) becomes a clear exit-2 error naming them."""
+    try:
+        return (model or spec.predict)(mi)
+    except ValueError as exc:
+        raise TcptuneError(
+            f"probe {spec.name}: {exc}",
+            ExitCode.BAD_INPUT,
+            hint="nothing was probed; change the setting in this namespace to one the kernel honours",
+        ) from None
+
+
+def check_max_wait(max_wait: float) -> None:
+    if not math.isfinite(max_wait) or max_wait <= 0:
+        raise TcptuneError(f"--max-wait {max_wait}: must be a positive number of seconds", ExitCode.BAD_INPUT)
+
+
+def _first_event_time(pred: Prediction) -> float:
+    later = [e.t for e in pred.events if e.t > 0]
+    return min(later) if later else 0.0
+
+
+@dataclass
+class _Plan:
+    spec: ProbeSpec
+    settings: dict
+    facts: dict
+    mi: ModelInput
+    pred: Prediction
+    tol: V.Tolerance
+    kernel_release: str | None
+
+
+def _plan(source, spec: ProbeSpec, model: Model | None, tolerance: V.Tolerance | None) -> _Plan:
+    from tcptune.host.source import kernel_version
+
+    hz = kernel_hz()
+    st = read_settings(source, spec)
+    facts = read_facts(source, spec)
+    mi = ModelInput(spec.name, st, hz, dict(facts), kernel_version(source))
+    pred = predict(spec, mi, model)
+    tol = tolerance or V.Tolerance(hz=hz, poll_s=POLL_TOLERANCE_S)
+    return _Plan(spec, st, facts, mi, pred, tol, source.kernel_release())
+
+
+# -- one probe -------------------------------------------------------------------
+def run_probe(
+    source,
+    name: str,
+    max_wait: float,
+    *,
+    pcap: str | None = None,
+    capture: bool = True,
+    progress: Progress | None = None,
+    tolerance: V.Tolerance | None = None,
+    model: Model | None = None,
+) -> ProbeResult:
+    """Predict, observe, compare.  ``model`` replaces the kernel model (tests pass the
+    spec's deliberately wrong one to see 'differs')."""
+    spec = get_spec(name)
+    check_max_wait(max_wait)
+    plan = _plan(source, spec, model, tolerance)
+    return _run_planned(plan, max_wait, pcap=pcap, capture=capture, progress=progress, model=model)
+
+
+def _run_planned(plan: _Plan, max_wait: float, *, pcap, capture, progress, model) -> ProbeResult:
+    spec, pred = plan.spec, plan.pred
+    if _first_event_time(pred) > max_wait and not pred.absence_is_evidence:
+        # Nothing to see in the time allowed (e.g. keepalive_time=7200): say so, do not wait.
+        return _result(
+            plan,
+            max_wait,
+            pred,
+            None,
+            verdict="not_observed",
+            reason=(
+                f"the first {spec.name} event is predicted at {_first_event_time(pred):g} s, beyond --max-wait "
+                f"{max_wait:g} s; too long to observe in the allowed time"
+            ),
+        )
+    # Watch until the kernel should have given up in every allowed outcome (plus a
+    # little), but never past --max-wait.
+    horizon = pred.horizon()
+    watch = min(max_wait, horizon * 1.1 + 1.0 + SETTLE_S) if horizon is not None else max_wait
+    ctx = Context(max_wait=watch, capture=capture, progress=progress, name=spec.name)
+    obs = Observation(spec.name)
+    spec.run(ctx, obs)
+    if obs.source == "capture":
+        obs.raw_events.extend(spec.analyze(obs.segments, obs.measured.get("server_port")))
+    if pcap:
+        if obs.source != "capture":
+            obs.notes.append(f"--pcap {pcap}: nothing written, no capture was possible")
+        else:
+            from tcptune.probe.capture import write_pcap
+
+            write_pcap(pcap, obs.frames)
+    measured = {**plan.facts, **obs.measured}
+    if obs.measured:
+        pred = predict(spec, ModelInput(spec.name, plan.settings, plan.mi.hz, measured, plan.mi.kernel), model)
+    return _result(
+        plan, max_wait, pred, obs, measured=measured, pcap=pcap if pcap and obs.source == "capture" else None
+    )
+
+
+def _give_ups(pred: Prediction) -> list[float]:
+    return sorted({p.give_up for p in pred.timelines() if p.give_up is not None})
+
+
+def _alternatives(pred: Prediction) -> list[dict]:
+    return [
+        {"why": a.why, "give_up_s": a.give_up, "events": [e.as_dict() for e in a.events]} for a in pred.alternatives
+    ]
+
+
+def _result(
+    plan: _Plan,
+    max_wait: float,
+    pred: Prediction,
+    obs: Observation | None,
+    *,
+    verdict: str = "",
+    reason: str = "",
+    measured: dict | None = None,
+    pcap: str | None = None,
+) -> ProbeResult:
+    notes = list(pred.notes)
+    if obs is None:  # not run
+        observed, cmp, watched = [], V.Comparison(verdict=verdict, reason=reason), 0.0
+        cmp.unobserved = [e.as_dict() for e in pred.events if e.t > 0]
+    else:
+        observed = obs.events()
+        watched = obs.watched_for
+        cmp = V.compare_prediction(pred, observed, plan.tol, window=watched)
+        notes += obs.notes
+        if cmp.unobserved:
+            notes.append(
+                f"watched {watched:.1f} s (--max-wait {max_wait:g}); not observed in that time: "
+                + ", ".join(
+                    f"{u['what']}{' #' + str(u['n']) if u['n'] else ''} at {u['t']:g} s" for u in cmp.unobserved
+                )
+            )
+    used = pred if cmp.alternative is None else pred.alternatives[cmp.alternative]
+    return ProbeResult(
+        probe=plan.spec.name,
+        settings=plan.settings,
+        kernel=plan.kernel_release,
+        hz=plan.mi.hz,
+        max_wait_s=max_wait,
+        tolerance=plan.tol.as_dict(),
+        source=None if obs is None else obs.source,
+        predicted=[e.as_dict() for e in pred.events],
+        alternatives=_alternatives(pred),
+        compared_with=cmp.alternative,
+        observed=[e.as_dict() for e in observed],
+        give_up={
+            "what": used.give_up_what,
+            "predicted_s": used.give_up,
+            "observed_s": next((e.t for e in observed if e.what == used.give_up_what), None),
+            "possible_s": _give_ups(pred),
+        },
+        comparison=cmp.rows,
+        verdict=cmp.verdict,
+        reason=cmp.reason,
+        observed_for_s=round(watched, 3),
+        unobserved=cmp.unobserved,
+        notes=notes,
+        measured=plan.facts if measured is None else measured,
+        pcap=pcap,
+        outcome=plan.spec.outcome,
+    )
+
+
+# -- every probe -----------------------------------------------------------------
+def pcap_path_for(pcap: str | None, name: str) -> str | None:
+    """`probe all --pcap FILE`: one file per probe, FILE-PROBE.pcap."""
+    if not pcap:
+        return None
+    p = Path(pcap)
+    return str(p.with_name(f"{p.stem}-{name}{p.suffix or '.pcap'}"))
+
+
+def run_all(
+    source, max_wait: float, *, pcap: str | None = None, capture: bool = True, progress: Progress | None = None
+) -> ProbeAllResult:
+    """Run, one after another, every probe whose whole predicted timeline fits in max_wait."""
+    check_max_wait(max_wait)
+    out = ProbeAllResult([], [])
+    for spec in specs().values():
+        try:
+            plan = _plan(source, spec, None, None)
+        except TcptuneError as exc:
+            out.skipped.append(Skipped(spec.name, str(exc)))
+            continue
+        horizon = plan.pred.horizon()
+        if horizon is None:
+            out.skipped.append(Skipped(spec.name, "the model predicts no end to watch for"))
+            continue
+        if horizon + 1.0 > max_wait:
+            out.skipped.append(
+                Skipped(spec.name, f"predicted to take {horizon:g} s, more than --max-wait {max_wait:g} s")
+            )
+            continue
+        out.probes.append(
+            _run_planned(
+                plan, max_wait, pcap=pcap_path_for(pcap, spec.name), capture=capture, progress=progress, model=None
+            )
+        )
+    return out
