@@ -151,7 +151,7 @@ def probe_all(
     finally:
         status.clear()
     _emit(result, as_json, render_all)
-    raise typer.Exit(probes.exit_code(result.verdict))
+    raise typer.Exit(result.exit_code)
 
 
 probe_app.command("all")(probe_all)

@@ -37,6 +37,63 @@ class Tolerance:
         }
 
 
+def latest_times(events, tol: Tolerance) -> list[tuple[Event, float]]:
+    """Each event with the latest time it may be observed and still match: its predicted
+    time plus the lateness allowed to its own delay and to every delay before it (each
+    delay after the previous event is judged on its own, so allowed lateness adds up)."""
+    out, prev, total = [], 0.0, 0.0
+    for ev in sorted(events, key=lambda e: e.t):
+        total += tol.window(ev, ev.t - prev)[1]
+        out.append((ev, ev.t + total))
+        prev = ev.t
+    return out
+
+
+@dataclass(frozen=True)
+class WatchPlan:
+    """How long a probe must watch to judge a prediction within ``max_wait``.
+
+    ``fits``: every allowed timeline ends, lateness included, within max_wait; then
+    ``watch_s`` is that end plus ``settle``, else max_wait.  ``beyond``: events (with their
+    latest on-time moment) that may come after max_wait; they are reported as beyond the
+    window, never as failed.  ``observable``: some event after t=0 (or, when everything
+    happens at t=0, that) can be judged within max_wait."""
+
+    watch_s: float
+    fits: bool
+    end_s: float | None  # the latest on-time end over all timelines (None: unbounded)
+    beyond: tuple[tuple[Event, float], ...]
+    observable: bool
+
+
+def plan_watch(pred: Prediction, tol: Tolerance, max_wait: float, settle: float = 0.0) -> WatchPlan:
+    """The one rule `probe` and `probe all` share: watch until the prediction plus its allowed
+    lateness when that fits in max_wait, else report what falls past it as beyond the window."""
+    ends: list[float | None] = []
+    beyond: dict[tuple[str, int], tuple[Event, float]] = {}
+    observable = False
+    for p in pred.timelines():
+        lt = latest_times(p.events, tol)
+        for ev, latest in lt:
+            if ev.t <= 0:
+                continue
+            if latest <= max_wait:
+                observable = True
+            elif latest > beyond.get(_key(ev), (ev, 0.0))[1]:
+                beyond[_key(ev)] = (ev, latest)
+        if p.give_up is not None:
+            ends.append(max([latest for _ev, latest in lt] + [p.watch_s or 0.0]))
+        else:
+            ends.append(p.watch_s)  # None: nothing ends this timeline
+    end = None if any(e is None for e in ends) else max(ends, default=0.0)
+    fits = end is not None and end + settle <= max_wait
+    watch = end + settle if fits else max_wait
+    ordered = tuple(sorted(beyond.values(), key=lambda b: b[0].t))
+    # a timeline that ends at t=0 (e.g. a full timewait table: the socket closes at once) is observable
+    at_once = not any(e.t > 0 for p in pred.timelines() for e in p.events)
+    return WatchPlan(watch, fits, end, ordered, observable or at_once or pred.absence_is_evidence)
+
+
 @dataclass
 class Comparison:
     rows: list[dict] = field(default_factory=list)
@@ -64,8 +121,11 @@ def compare(
 ) -> Comparison:
     """Pair predicted with observed events by (what, n) and check every delay.
 
-    Events predicted after ``window`` s (the time the probe could watch) are listed
-    as unobserved, not failed, unless one was observed anyway.  Observed events that
+    Events that may come after ``window`` s (the time the probe watched) and still be on
+    time -- their predicted time plus the lateness allowed to them and to every event
+    before them (:func:`latest_times`) -- are listed as unobserved, not failed, unless one
+    was observed anyway.  ``window`` None: the watch ended because the kernel gave up, so
+    whatever was not seen did not happen.  Observed events that
     no prediction has (e.g. a fourth retransmission) make the verdict 'differs'.
     Kinds in ``ignore`` are neither required nor counted as extra (used when a
     source, like a pcap, cannot see socket-level outcomes).  When only the t=0
@@ -82,18 +142,23 @@ def compare(
         obs_by_key.setdefault(_key(ev), ev)
     used: set[tuple[str, int]] = set()
     prev_pred, prev_obs, prev_unc = 0.0, 0.0, 0.0
+    carried = 0.0  # lateness allowed to ignored events since the last compared one
     first_bad = ""
+    latest = dict(latest_times(predicted, tol))
     for ev in sorted(predicted, key=lambda e: e.t):
         if ev.what in ignore:
+            # an ignored event's timer still ran: its slack carries into the next compared delay
+            carried += tol.window(ev, ev.t - prev_pred)[1]
             continue
         ob = obs_by_key.get(_key(ev))
         if ob is None and ev.optional:
             continue  # may not happen (or not be visible to this source): checked only when seen
-        if ob is None and window is not None and ev.t > window:
+        if ob is None and window is not None and latest[ev] > window:
             cmp.unobserved.append(ev.as_dict())
             continue
         gap = ev.t - prev_pred
         early, late = tol.window(ev, gap)
+        late += carried
         early += ev.window  # the rule only places it in (t - window, t]
         row = {
             "what": ev.what,
@@ -121,7 +186,7 @@ def compare(
             )
             if not row["ok"]:
                 row["problem"] = "late" if err > 0 else "early"
-            prev_pred, prev_obs, prev_unc = ev.t, ob.t, ob.uncertainty
+            prev_pred, prev_obs, prev_unc, carried = ev.t, ob.t, ob.uncertainty, 0.0
         if not row["ok"] and not first_bad:
             first_bad = f"{ev.what}" + (f" #{ev.n}" if ev.n else "") + f": {row['problem']}"
             if row["error_s"] is not None:

@@ -10,6 +10,8 @@ never names a probe.
 from __future__ import annotations
 
 import math
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tcptune.probe.base import SETTLE_S, Context, Observation, Progress, kernel_
 from tcptune.probe.spec import TIMEWAIT_COUNT, Model, ModelInput, ProbeSpec, get_spec, specs
 
 POLL_TOLERANCE_S = 0.010  # extra lateness allowed for an event seen by polling
+INTERRUPTED = "interrupted"  # the verdict of a probe ended by Ctrl-C: what was seen, and what was still expected
 
 
 @dataclass
@@ -40,13 +43,14 @@ class ProbeResult:
     observed: list[dict]
     give_up: dict
     comparison: list[dict]
-    verdict: str  # matches | differs | not_observed
+    verdict: str  # matches | differs | not_observed | interrupted
     reason: str
     observed_for_s: float
     unobserved: list[dict]
     notes: list[str]
     measured: dict
     pcap: str | None
+    capture: dict | None = None  # the capture socket's kernel counts: {"packets", "drops"}
     outcome: str = "gives up"  # how the end reads in text (the spec's word); not in the JSON
 
     def to_json(self) -> dict:
@@ -71,6 +75,7 @@ class ProbeResult:
             "notes": self.notes,
             "measured": self.measured,
             "pcap": self.pcap,
+            "capture": self.capture,
         }
 
 
@@ -78,6 +83,7 @@ class ProbeResult:
 class Skipped:
     probe: str
     reason: str
+    exit_code: int = ExitCode.OK  # the error's code when the probe could not run (3: privileges)
 
 
 @dataclass
@@ -87,9 +93,17 @@ class ProbeAllResult:
 
     @property
     def verdict(self) -> str:
-        if any(r.verdict == "differs" for r in self.probes):
-            return "differs"
+        for v in (INTERRUPTED, "differs"):
+            if any(r.verdict == v for r in self.probes):
+                return v
         return "matches" if self.probes else "not_observed"
+
+    @property
+    def exit_code(self) -> int:
+        """1 if one differs, else 3 if one lacked a privilege, else 0 (130 when interrupted)."""
+        if self.verdict in (INTERRUPTED, "differs"):
+            return exit_code(self.verdict)
+        return ExitCode.PRIVILEGES if any(s.exit_code == ExitCode.PRIVILEGES for s in self.skipped) else ExitCode.OK
 
     def to_json(self) -> dict:
         return {
@@ -99,7 +113,9 @@ class ProbeAllResult:
         }
 
 
-def exit_code(verdict: str) -> ExitCode:
+def exit_code(verdict: str) -> int:
+    if verdict == INTERRUPTED:
+        return ExitCode.signal(signal.SIGINT)
     return ExitCode.FINDINGS if verdict == "differs" else ExitCode.OK
 
 
@@ -152,11 +168,6 @@ def check_max_wait(max_wait: float) -> None:
         raise TcptuneError(f"--max-wait {max_wait}: must be a positive number of seconds", ExitCode.BAD_INPUT)
 
 
-def _first_event_time(pred: Prediction) -> float:
-    later = [e.t for e in pred.events if e.t > 0]
-    return min(later) if later else 0.0
-
-
 @dataclass
 class _Plan:
     spec: ProbeSpec
@@ -202,28 +213,21 @@ def run_probe(
 
 def _run_planned(plan: _Plan, max_wait: float, *, pcap, capture, progress, model) -> ProbeResult:
     spec, pred = plan.spec, plan.pred
-    if _first_event_time(pred) > max_wait and not pred.absence_is_evidence:
-        # Nothing to see in the time allowed (e.g. keepalive_time=7200): say so, do not wait.
-        return _result(
-            plan,
-            max_wait,
-            pred,
-            None,
-            verdict="not_observed",
-            reason=(
-                f"the first {spec.name} event is predicted at {_first_event_time(pred):g} s, beyond --max-wait "
-                f"{max_wait:g} s; too long to observe in the allowed time"
-            ),
-        )
-    # Watch until the kernel should have given up in every allowed outcome (plus a
-    # little), but never past --max-wait.
-    horizon = pred.horizon()
-    watch = min(max_wait, horizon * 1.1 + 1.0 + SETTLE_S) if horizon is not None else max_wait
-    ctx = Context(max_wait=watch, capture=capture, progress=progress, name=spec.name)
+    watch = V.plan_watch(pred, plan.tol, max_wait, SETTLE_S)
+    if not watch.observable:
+        # Nothing can be judged in the time allowed (e.g. keepalive_time=7200): say so, do not wait.
+        why = "the model predicts nothing after t=0"
+        if watch.beyond:
+            first, latest = watch.beyond[0]
+            why = (
+                f"the first {spec.name} event, {_label(first)}, is predicted at {first.t:g} s and may come until "
+                f"{_s(latest)} s (its allowed lateness), beyond --max-wait {max_wait:g} s"
+            )
+        reason = why + "; too long to observe in the allowed time, nothing was run"
+        return _result(plan, max_wait, pred, None, verdict="not_observed", reason=reason)
+    ctx = Context(max_wait=watch.watch_s, capture=capture, progress=progress, name=spec.name)
     obs = Observation(spec.name)
-    spec.run(ctx, obs)
-    if obs.source == "capture":
-        obs.raw_events.extend(spec.analyze(obs.segments, obs.measured.get("server_port")))
+    interrupted = _observe(spec, ctx, obs)
     if pcap:
         if obs.source != "capture":
             obs.notes.append(f"--pcap {pcap}: nothing written, no capture was possible")
@@ -234,9 +238,85 @@ def _run_planned(plan: _Plan, max_wait: float, *, pcap, capture, progress, model
     measured = {**plan.facts, **obs.measured}
     if obs.measured:
         pred = predict(spec, ModelInput(spec.name, plan.settings, plan.mi.hz, measured, plan.mi.kernel), model)
+    # The watch ended because the kernel gave up: what was not seen did not happen.  It
+    # ended at the limit (or on Ctrl-C): what may still come on time is beyond the window.
+    window = obs.watched_for if (ctx.timed_out or interrupted) else None
     return _result(
-        plan, max_wait, pred, obs, measured=measured, pcap=pcap if pcap and obs.source == "capture" else None
+        plan,
+        max_wait,
+        pred,
+        obs,
+        window=window,
+        interrupted=interrupted,
+        measured=measured,
+        pcap=pcap if pcap and obs.source == "capture" else None,
     )
+
+
+def _observe(spec: ProbeSpec, ctx: Context, obs: Observation) -> bool:
+    """Run the probe's socket work; True when Ctrl-C ended it (what was seen is kept).
+    An OSError of the probe's sockets is a clear error, never an internal one."""
+    interrupted = False
+    try:
+        spec.run(ctx, obs)
+    except KeyboardInterrupt:
+        interrupted = True
+    except PermissionError as exc:
+        raise TcptuneError(
+            f"probe {spec.name}: {exc.strerror or exc}: the probe's socket work needs a privilege here",
+            ExitCode.PRIVILEGES,
+            hint="run it as root",
+        ) from None
+    except OSError as exc:
+        raise TcptuneError(
+            f"probe {spec.name}: a socket operation failed: {exc.strerror or exc}; nothing was judged",
+            ExitCode.BAD_INPUT,
+            hint="see the notes on the probes in tcptune(8)",
+        ) from None
+    now = time.time()
+    if not obs.started:  # interrupted before the probe's first action
+        obs.started = now
+    if interrupted or not obs.watched_until:
+        obs.watched_until = now
+    if obs.source == "capture":
+        obs.raw_events.extend(spec.analyze(obs.segments, obs.measured.get("server_port")))
+    return interrupted
+
+
+def _s(seconds: float) -> str:
+    return f"{round(seconds, 2):g}"
+
+
+def _label(ev) -> str:
+    return ev.what + (f" #{ev.n}" if ev.n else "")
+
+
+def _listing(events: list[dict]) -> str:
+    """'syn_retransmit #8 at 19 s, connect_timeout at 131 s' from events as JSON dicts."""
+    return ", ".join(f"{e['what']}{' #' + str(e['n']) if e['n'] else ''} at {e['t']:g} s" for e in events)
+
+
+def judge(
+    spec: ProbeSpec, pred: Prediction, obs: Observation, tol: V.Tolerance, window: float | None
+) -> tuple[V.Comparison, list, list[str]]:
+    """Compare what was observed with the prediction: (comparison, observed events, notes).
+    A capture that lost packets cannot make the verdict 'differs' by itself."""
+    observed = obs.events()
+    cmp = V.compare_prediction(pred, observed, tol, window=window)
+    notes = []
+    stats = obs.capture_stats
+    if stats is not None and stats.drops:
+        lost = f"the capture lost {stats.drops} of {stats.packets + stats.drops} frames (receive buffer full)"
+        if cmp.verdict == "differs":
+            # Packet events are numbered in the order captured: one lost SYN renumbers the
+            # rest.  Judge only what the sockets showed, timed from the probe's first action.
+            packet_kinds = tuple({e.what for p in pred.timelines() for e in p.events} - set(spec.not_in_packets))
+            observed = obs.events(t0=obs.started)
+            cmp = V.compare_prediction(pred, observed, tol, window=window, ignore=packet_kinds)
+            notes.append(lost + "; packet events were not judged, only what the sockets showed")
+        else:
+            notes.append(lost + "; every packet the model predicts was seen anyway")
+    return cmp, observed, notes
 
 
 def _give_ups(pred: Prediction) -> list[float]:
@@ -255,6 +335,8 @@ def _result(
     pred: Prediction,
     obs: Observation | None,
     *,
+    window: float | None = None,
+    interrupted: bool = False,
     verdict: str = "",
     reason: str = "",
     measured: dict | None = None,
@@ -265,17 +347,19 @@ def _result(
         observed, cmp, watched = [], V.Comparison(verdict=verdict, reason=reason), 0.0
         cmp.unobserved = [e.as_dict() for e in pred.events if e.t > 0]
     else:
-        observed = obs.events()
+        cmp, observed, lossy = judge(plan.spec, pred, obs, plan.tol, window)
         watched = obs.watched_for
-        cmp = V.compare_prediction(pred, observed, plan.tol, window=watched)
-        notes += obs.notes
-        if cmp.unobserved:
+        notes += obs.notes + lossy
+        if cmp.unobserved and not interrupted:
             notes.append(
-                f"watched {watched:.1f} s (--max-wait {max_wait:g}); not observed in that time: "
-                + ", ".join(
-                    f"{u['what']}{' #' + str(u['n']) if u['n'] else ''} at {u['t']:g} s" for u in cmp.unobserved
-                )
+                f"watched {watched:.1f} s (--max-wait {max_wait:g}); not observed in that time, as they may still "
+                "come on time after it: " + _listing(cmp.unobserved)
             )
+        if interrupted:
+            still = _listing(cmp.unobserved)
+            so_far = cmp.reason if cmp.verdict != "not_observed" else "nothing judged yet"
+            cmp.verdict = INTERRUPTED
+            cmp.reason = f"interrupted after {watched:.1f} s (so far: {so_far}); still expected: {still or 'nothing'}"
     used = pred if cmp.alternative is None else pred.alternatives[cmp.alternative]
     return ProbeResult(
         probe=plan.spec.name,
@@ -303,6 +387,7 @@ def _result(
         notes=notes,
         measured=plan.facts if measured is None else measured,
         pcap=pcap,
+        capture=None if obs is None or obs.capture_stats is None else obs.capture_stats.to_json(),
         outcome=plan.spec.outcome,
     )
 
@@ -319,27 +404,39 @@ def pcap_path_for(pcap: str | None, name: str) -> str | None:
 def run_all(
     source, max_wait: float, *, pcap: str | None = None, capture: bool = True, progress: Progress | None = None
 ) -> ProbeAllResult:
-    """Run, one after another, every probe whose whole predicted timeline fits in max_wait."""
+    """Run, one after another, every probe whose whole predicted timeline, allowed lateness
+    included, fits in max_wait (the same rule a single probe uses for its window)."""
     check_max_wait(max_wait)
     out = ProbeAllResult([], [])
     for spec in specs().values():
+        if out.verdict == INTERRUPTED:
+            out.skipped.append(Skipped(spec.name, "not run: interrupted"))
+            continue
         try:
             plan = _plan(source, spec, None, None)
         except TcptuneError as exc:
-            out.skipped.append(Skipped(spec.name, str(exc)))
+            out.skipped.append(Skipped(spec.name, str(exc), exc.exit_code))
             continue
-        horizon = plan.pred.horizon()
-        if horizon is None:
+        watch = V.plan_watch(plan.pred, plan.tol, max_wait, SETTLE_S)
+        if watch.end_s is None:
             out.skipped.append(Skipped(spec.name, "the model predicts no end to watch for"))
             continue
-        if horizon + 1.0 > max_wait:
+        if not watch.fits:
+            horizon = plan.pred.horizon()
             out.skipped.append(
-                Skipped(spec.name, f"predicted to take {horizon:g} s, more than --max-wait {max_wait:g} s")
+                Skipped(
+                    spec.name,
+                    f"predicted to take {horizon:g} s, and up to {_s(watch.end_s + SETTLE_S)} s with its allowed "
+                    f"lateness: more than --max-wait {max_wait:g} s",
+                )
             )
             continue
-        out.probes.append(
-            _run_planned(
-                plan, max_wait, pcap=pcap_path_for(pcap, spec.name), capture=capture, progress=progress, model=None
+        try:
+            out.probes.append(
+                _run_planned(
+                    plan, max_wait, pcap=pcap_path_for(pcap, spec.name), capture=capture, progress=progress, model=None
+                )
             )
-        )
+        except TcptuneError as exc:  # e.g. a socket filter refused without privileges: the others still run
+            out.skipped.append(Skipped(spec.name, str(exc), exc.exit_code))
     return out

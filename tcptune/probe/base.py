@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.timers import Event
 from tcptune.probe.capture import (
     BPF_JSET_K,
@@ -98,6 +99,7 @@ class Context:
     _start: float = 0.0
     _last_tick: float = 0.0
     events_seen: int = 0
+    timed_out: bool = False  # the watch ended at max_wait, not because the kernel gave up
 
     def begin(self) -> None:
         self._start = time.monotonic()
@@ -111,7 +113,8 @@ class Context:
         return max(0.0, self.max_wait - self.elapsed)
 
     def expired(self) -> bool:
-        return self.elapsed >= self.max_wait
+        self.timed_out = self.elapsed >= self.max_wait
+        return self.timed_out
 
     def tick(self) -> None:
         if self.progress is None:
@@ -148,12 +151,31 @@ def abort_on_close(s: socket.socket) -> None:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
+def silence(sock: socket.socket, prog) -> None:
+    """Attach a dropping socket filter to one of the probe's TCP sockets.
+
+    Mainline Linux lets anyone do this: net/core/filter.c __get_filter() refuses
+    (EPERM) only a socket locked with SO_LOCK_FILTER.  Some kernels' security policy
+    refuses it on TCP sockets anyway: measured on this project's 6.18 test kernel (BPF
+    LSM active), an unprivileged TCP socket gets EPERM, a UDP socket does not, and
+    CAP_NET_ADMIN (not CAP_NET_RAW) lifts it.  That is a privilege problem: exit 3."""
+    try:
+        attach_filter(sock, prog)
+    except PermissionError:
+        raise TcptuneError(
+            "the kernel refused SO_ATTACH_FILTER on the probe's TCP socket (EPERM): this probe needs a privilege here",
+            ExitCode.PRIVILEGES,
+            hint="run it as root or with CAP_NET_ADMIN (which lifts the refusal on kernels tested); "
+            "--no-capture does not help, the filter is how the probe makes packets go unanswered",
+        ) from None
+
+
 def listener(socks: list[socket.socket], prog=None) -> tuple[socket.socket, int]:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     socks.append(s)
     s.bind((LOOPBACK, 0))
     if prog is not None:
-        attach_filter(s, prog)
+        silence(s, prog)
     s.listen(16)
     return s, s.getsockname()[1]
 

@@ -53,8 +53,7 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
 
 
 def run(ctx: Context, obs: Observation) -> None:
-    from tcptune.probe.base import DROP_ALL, LOOPBACK, POLL_S, closing_all, listener, maybe_capture, tcp_info
-    from tcptune.probe.capture import attach_filter
+    from tcptune.probe.base import DROP_ALL, LOOPBACK, POLL_S, closing_all, listener, maybe_capture, silence, tcp_info
 
     with closing_all() as socks:
         lst, port = listener(socks)
@@ -71,7 +70,7 @@ def run(ctx: Context, obs: Observation) -> None:
             t_est = time.time()
             srv, _ = lst.accept()
             socks.append(srv)
-            attach_filter(srv, DROP_ALL)  # the peer goes silent
+            silence(srv, DROP_ALL)  # the peer goes silent
             if cap is None:
                 obs.add(t_est, "established", 0, "connect() returned (no capture)")
             c.setblocking(False)

@@ -10,7 +10,6 @@ from tcptune.render.output import Output
 _SOURCES = {
     "capture": "packets captured on lo",
     "socket": "TCP_INFO and the socket table (no capture)",
-    None: "not run",
 }
 
 
@@ -33,19 +32,29 @@ def _table(result: ProbeResult, out: Output) -> str:
         err = "-" if r["error_s"] is None else f"{r['error_s'] * 1000:+.0f} ms"
         ok = "ok" if r["ok"] else r.get("problem", "no")
         rows.append([_label(r["what"], r["n"]), _t(r["predicted_t"]), _t(r["observed_t"]), err, allowed, ok])
-    return out.table(["EVENT", "PREDICTED s", "OBSERVED s", "ERROR", "ALLOWED", ""], rows, flexible=(5,))
+    table = out.table(["EVENT", "PREDICTED", "OBSERVED", "ERROR", "ALLOWED", ""], rows, flexible=(5, 0))
+    legend = out.line(
+        "times in s from the first event; ERROR: the observed delay since the previous event minus the "
+        "predicted one (so lateness does not add up); ALLOWED: how early/late that delay may be"
+    )
+    return table + "\n" + legend
 
 
 def render_probe(result: ProbeResult, out: Output) -> str:
     lines = [
         out.line(
             f"probe {result.probe}: kernel {result.kernel or '?'}, HZ {result.hz or 'unknown'}, "
-            f"times from {_SOURCES.get(result.source, result.source)}"
+            + (f"times from {_SOURCES.get(result.source, result.source)}" if result.source else "not run")
         ),
         out.line("settings: " + " ".join(f"{k}={'absent' if v is None else v}" for k, v in result.settings.items())),
     ]
     if result.measured.get("rto_s") is not None:
         lines.append(f"measured: socket RTO {result.measured['rto_s'] * 1000:.0f} ms")
+    if result.capture is not None:
+        lines.append(
+            f"capture: {result.capture['packets']} frames (lo shows each segment twice), "
+            f"{result.capture['drops']} dropped by the kernel"
+        )
     lines += [out.line(f"  {n}", indent="    ") for n in result.notes]
     if result.comparison:
         lines.append(_table(result, out))
@@ -64,10 +73,11 @@ def render_probe(result: ProbeResult, out: Output) -> str:
     else:
         possible = gu.get("possible_s") or []
         also = (" (possible: " + ", ".join(f"{x:g}" for x in possible) + " s)") if len(possible) > 1 else ""
-        lines.append(
-            f"{result.outcome}: predicted {_t(gu['predicted_s'])} s ({gu['what']}){also}, "
-            f"observed {_t(gu['observed_s'])} s"
-        )
+        if gu["observed_s"] is not None:
+            seen = f"observed {gu['observed_s']:.3f} s"
+        else:
+            seen = "not run" if result.source is None else "not observed"
+        lines.append(f"{result.outcome}: predicted {_t(gu['predicted_s'])} s ({gu['what']}){also}, {seen}")
     lines.append(out.line(f"verdict: {out.paint(result.verdict)} ({result.reason})"))
     return "\n".join(lines)
 

@@ -56,6 +56,8 @@ CASES = {
     "syn-r2-l1-nocap": ("syn", {"tcp_syn_retries": 2, "tcp_syn_linear_timeouts": 1}, {"capture": False}),
     "syn-r1-l0": ("syn", {"tcp_syn_retries": 1, "tcp_syn_linear_timeouts": 0}, {}),
     "syn-max-wait": ("syn", {"tcp_syn_retries": 6, "tcp_syn_linear_timeouts": 4}, {"max_wait": 3.5}),
+    # issue 10 #1: default settings, --max-wait 4: retransmission #4 is due at 4 s, on time until ~4.3 s
+    "syn-defaults-max-wait-4": ("syn", {}, {"max_wait": 4.0}),
     "syn-r4-l0-rtomax2s": ("syn", {"tcp_syn_retries": 4, "tcp_syn_linear_timeouts": 0, "tcp_rto_max_ms": 2000}, {}),
     # time cap 5.02 s inside the timers' accumulated slack: 4 or 5 retransmissions (measured: 4)
     "syn-r2-l4-rtomax2020": ("syn", {"tcp_syn_retries": 2, "tcp_syn_linear_timeouts": 4, "tcp_rto_max_ms": 2020}, {}),
@@ -231,6 +233,13 @@ def test_max_wait_bounds_a_long_probe(results):
     assert r["observed_for_s"] < 4.5
     assert r["unobserved"] and r["unobserved"][-1]["what"] == "connect_timeout"
     assert any("not observed in that time" in n for n in r["notes"])
+
+
+def test_an_event_due_at_the_max_wait_limit_is_beyond_the_window(results):
+    r = _get(results, "syn-defaults-max-wait-4")
+    assert r["verdict"] == "matches", _explain(r)
+    assert ("syn_retransmit", 4) in [(u["what"], u["n"]) for u in r["unobserved"]]
+    assert r["observed_for_s"] <= 4.2
 
 
 def test_keepalive_too_long_says_so_without_waiting(results):
