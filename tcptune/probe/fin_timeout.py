@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tcptune.probe.spec import TIMEWAIT_COUNT, ModelInput, ProbeSpec
 
 if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
-    from tcptune.kernel import timers
+    from tcptune.kernel.timers import Prediction
     from tcptune.probe.base import Context, Observation
     from tcptune.probe.capture import Segment
 
@@ -96,16 +96,16 @@ def run(ctx: Context, obs: Observation) -> None:
             obs.measured["client_port"] = cport
 
 
-def predict(m: ModelInput) -> timers.Prediction:
-    from tcptune.kernel import timers
+def predict(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import fin_timeout as model
 
-    return timers.predict_fin_timeout(m.need("tcp_fin_timeout"), m.measured.get("rto_s", 0.2), **m.timewait())
+    return model.predict_fin_timeout(m.need("tcp_fin_timeout"), m.measured.get("rto_s", 0.2), **m.timewait())
 
 
-def one_second_longer(m: ModelInput) -> timers.Prediction:
-    from tcptune.kernel import timers
+def one_second_longer(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import fin_timeout as model
 
-    return timers.predict_fin_timeout(m.need("tcp_fin_timeout") + 1, m.measured.get("rto_s", 0.2))
+    return model.predict_fin_timeout(m.need("tcp_fin_timeout") + 1, m.measured.get("rto_s", 0.2))
 
 
 SPEC = ProbeSpec(

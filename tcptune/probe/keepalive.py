@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from tcptune.probe.spec import SOCKET_FILTER, ModelInput, ProbeSpec
 
 if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
-    from tcptune.kernel import timers
+    from tcptune.kernel.timers import Prediction
     from tcptune.probe.base import Context, Observation
     from tcptune.probe.capture import Segment
 
@@ -110,18 +110,18 @@ def run(ctx: Context, obs: Observation) -> None:
             obs.measured["client_port"] = c.getsockname()[1] if c.fileno() >= 0 else None
 
 
-def predict(m: ModelInput) -> timers.Prediction:
-    from tcptune.kernel import timers
+def predict(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import keepalive as model
 
-    return timers.predict_keepalive(
+    return model.predict_keepalive(
         m.need("tcp_keepalive_time"), m.need("tcp_keepalive_intvl"), m.need("tcp_keepalive_probes")
     )
 
 
-def one_probe_too_many(m: ModelInput) -> timers.Prediction:
-    from tcptune.kernel import timers
+def one_probe_too_many(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import keepalive as model
 
-    return timers.predict_keepalive(
+    return model.predict_keepalive(
         m.need("tcp_keepalive_time"), m.need("tcp_keepalive_intvl"), m.need("tcp_keepalive_probes") + 1
     )
 

@@ -1,13 +1,13 @@
 """One spec per probe, and the registry that finds them.
 
 A probe is one module in tcptune/probe/ that defines ``SPEC = ProbeSpec(...)``: its name,
-its help, the sysctls it reads, how its model (a ``predict_*`` in tcptune.kernel.timers) is
+its help, the sysctls it reads, how its model (a ``predict_*`` in tcptune.kernel.timers.NAME) is
 called, how it runs and analyses packets, what it cannot see in packets, what else it needs,
 and a deliberately wrong model that tests use to prove the probe can say "differs".  The CLI
 builds one command per spec, ``probe all`` runs them in ``order``, and the tests iterate over
 :func:`specs`; nothing else lists the probes.
 
-Adding a probe: write its model in kernel/timers.py and its module here; that is all.
+Adding a probe: write its model as kernel/timers/NAME.py and its module here; that is all.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class ProbeSpec:
     summary: str  # one line of --help
     example: str  # a command line that shows it quickly, for --help
     settings: tuple[str, ...]  # the sysctls read (full keys)
-    predict: Model  # the kernel's rules (calls a predict_* of kernel/timers.py)
+    predict: Model  # the kernel's rules (calls the predict_* of kernel/timers/NAME.py)
     wrong_model: Model  # a deliberately wrong model: a run must say "differs" against it
     quick: Mapping[str, int]  # sysctl values under which a run takes seconds (tests, examples)
     run: Callable  # run(ctx: base.Context, obs: base.Observation) -> None: the socket work

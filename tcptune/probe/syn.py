@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tcptune.probe.spec import SOCKET_FILTER, ModelInput, ProbeSpec
 
 if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
-    from tcptune.kernel import timers
+    from tcptune.kernel.timers import Prediction
     from tcptune.probe.base import Context, Observation
     from tcptune.probe.capture import Segment
 
@@ -83,19 +83,19 @@ def run(ctx: Context, obs: Observation) -> None:
             obs.measured["client_port"] = c.getsockname()[1]
 
 
-def predict(m: ModelInput) -> timers.Prediction:
-    from tcptune.kernel import timers
+def predict(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import syn as model
 
-    return timers.predict_syn(
+    return model.predict_syn(
         m.need("tcp_syn_retries"), m.settings.get("tcp_syn_linear_timeouts"), m.rto_max_s(), hz=m.hz
     )
 
 
-def textbook(m: ModelInput) -> timers.Prediction:
+def textbook(m: ModelInput) -> Prediction:
     """The tutorials' 1, 2, 4 ... s schedule: what the probe must tell apart from the kernel."""
-    from tcptune.kernel import timers
+    from tcptune.kernel.timers import syn as model
 
-    return timers.predict_syn_textbook(m.need("tcp_syn_retries"))
+    return model.predict_syn_textbook(m.need("tcp_syn_retries"))
 
 
 SPEC = ProbeSpec(

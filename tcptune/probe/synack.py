@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tcptune.probe.spec import SOCKET_FILTER, ModelInput, ProbeSpec
 
 if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
-    from tcptune.kernel import timers
+    from tcptune.kernel.timers import Prediction
     from tcptune.probe.base import Context, Observation
     from tcptune.probe.capture import Segment
 
@@ -85,11 +85,11 @@ def run(ctx: Context, obs: Observation) -> None:
             obs.measured["client_port"] = cport
 
 
-def predict(m: ModelInput) -> timers.Prediction:
+def predict(m: ModelInput) -> Prediction:
     # whether tcp_rto_max_ms applies depends on the kernel (see predict_synack)
-    from tcptune.kernel import timers
+    from tcptune.kernel.timers import synack as model
 
-    return timers.predict_synack(
+    return model.predict_synack(
         m.need("tcp_synack_retries"),
         m.rto_max_s(),
         hz=m.hz,
@@ -98,10 +98,10 @@ def predict(m: ModelInput) -> timers.Prediction:
     )
 
 
-def one_retry_too_many(m: ModelInput) -> timers.Prediction:
-    from tcptune.kernel import timers
+def one_retry_too_many(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import synack as model
 
-    return timers.predict_synack(m.need("tcp_synack_retries") + 1, hz=m.hz)
+    return model.predict_synack(m.need("tcp_synack_retries") + 1, hz=m.hz)
 
 
 SPEC = ProbeSpec(

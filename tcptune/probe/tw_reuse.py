@@ -19,7 +19,7 @@ from tcptune.errors import ExitCode, TcptuneError
 from tcptune.probe.spec import TIMEWAIT_COUNT, ModelInput, ProbeSpec
 
 if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
-    from tcptune.kernel import timers
+    from tcptune.kernel.timers import Prediction
     from tcptune.probe.base import Context, Observation
     from tcptune.probe.capture import Segment
 
@@ -159,18 +159,18 @@ def run(ctx: Context, obs: Observation) -> None:
                 obs.notes.append(f"connect() from port {lport} was refused (EADDRNOTAVAIL) all {attempts} times")
 
 
-def predict(m: ModelInput) -> timers.Prediction:
-    from tcptune.kernel import timers
+def predict(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import tw_reuse as model
 
-    return timers.predict_tw_reuse(
+    return model.predict_tw_reuse(
         m.need("tcp_tw_reuse"), m.need("tcp_timestamps"), m.settings.get("tcp_tw_reuse_delay"), **m.timewait()
     )
 
 
-def too_early(m: ModelInput) -> timers.Prediction:
-    from tcptune.kernel import timers
+def too_early(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import tw_reuse as model
 
-    return timers.predict_tw_reuse(m.need("tcp_tw_reuse"), m.need("tcp_timestamps"), 100)
+    return model.predict_tw_reuse(m.need("tcp_tw_reuse"), m.need("tcp_timestamps"), 100)
 
 
 SPEC = ProbeSpec(

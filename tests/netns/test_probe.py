@@ -16,7 +16,9 @@ import pytest
 from nsutil import require_netns, run_in_netns
 
 from tcptune.core import verdict as V
-from tcptune.kernel import timers as S
+from tcptune.kernel.timers import fin_timeout as FIN
+from tcptune.kernel.timers import syn as SYN
+from tcptune.kernel.timers import synack as SA
 from tcptune.probe.spec import specs
 
 WORKERS = 4
@@ -40,11 +42,11 @@ def _case(probe, sysctls, max_wait=20.0, capture=True, wrong=None):
 
 
 def _fin_timeout_blind_to_the_tw_limit(m):  # the model before tcp_max_tw_buckets was read
-    return S.predict_fin_timeout(m.settings["tcp_fin_timeout"], m.measured.get("rto_s", 0.2))
+    return FIN.predict_fin_timeout(m.settings["tcp_fin_timeout"], m.measured.get("rto_s", 0.2))
 
 
 def _synack_blind_to_cookies(m):  # the model before tcp_syncookies was read
-    return S.predict_synack(m.settings["tcp_synack_retries"], hz=m.hz)
+    return SA.predict_synack(m.settings["tcp_synack_retries"], hz=m.hz)
 
 
 # Models that once were the probe's own, kept to show that the probe tells them apart.
@@ -289,18 +291,18 @@ def replay_pcap(probe, path, pred, tol):
 
 def test_pcap_replay_syn_matches_kernel_model_and_not_the_textbook():
     pcap = DATA / "probe_syn_r2_l4.pcap"
-    good = replay_pcap("syn", str(pcap), S.predict_syn(2, 4), V.Tolerance(hz=250))
+    good = replay_pcap("syn", str(pcap), SYN.predict_syn(2, 4), V.Tolerance(hz=250))
     assert good["verdict"] == "matches", good
     assert [e["n"] for e in good["observed"] if e["what"] == "syn_retransmit"] == [1, 2, 3, 4, 5]
-    bad = replay_pcap("syn", str(pcap), S.predict_syn_textbook(2), V.Tolerance(hz=250))
+    bad = replay_pcap("syn", str(pcap), SYN.predict_syn_textbook(2), V.Tolerance(hz=250))
     assert bad["verdict"] == "differs"
 
 
 def test_pcap_replay_synack():
     pcap = DATA / "probe_synack_r2.pcap"
-    good = replay_pcap("synack", str(pcap), S.predict_synack(2), V.Tolerance(hz=250))
+    good = replay_pcap("synack", str(pcap), SA.predict_synack(2), V.Tolerance(hz=250))
     assert good["verdict"] == "matches", good
-    bad = replay_pcap("synack", str(pcap), S.predict_synack(2, rto_init=0.5), V.Tolerance(hz=250))
+    bad = replay_pcap("synack", str(pcap), SA.predict_synack(2, rto_init=0.5), V.Tolerance(hz=250))
     assert bad["verdict"] == "differs"
 
 
@@ -318,7 +320,7 @@ def test_live_pcap_equals_replay(tmp_path):
 
     r = run_in_netns(live, str(out), timeout=30)
     assert r["verdict"] == "matches" and r["pcap"] == str(out) and os.path.getsize(out) > 0
-    rep = replay_pcap("syn", str(out), S.predict_syn(1, 0), V.Tolerance(hz=250))
+    rep = replay_pcap("syn", str(out), SYN.predict_syn(1, 0), V.Tolerance(hz=250))
     packets = [e for e in r["observed"] if e["what"] != "connect_timeout"]
     assert [(e["what"], e["n"]) for e in rep["observed"]] == [(e["what"], e["n"]) for e in packets]
     assert all(abs(a["t"] - b["t"]) < 1e-5 for a, b in zip(rep["observed"], packets))

@@ -9,6 +9,8 @@ import pytest
 from tcptune.core import verdict as V
 from tcptune.host.source import DumpHost
 from tcptune.kernel import timers as S
+from tcptune.kernel.timers import fin_timeout as FIN
+from tcptune.kernel.timers import syn as SYN
 from tcptune.ops import probes as P
 from tcptune.probe.base import Observation
 from tcptune.probe.capture import CaptureStats
@@ -48,10 +50,10 @@ def ev(t, what, n=0):
 # -- issue 10 #1: an event at the --max-wait limit ----------------------------------
 def test_an_event_whose_lateness_does_not_fit_is_beyond_the_window_not_failed():
     """fin_timeout=30 with --max-wait 30: the expiry may come until ~33 s on time."""
-    w = V.plan_watch(S.predict_fin_timeout(30, 0.2), TOL, 30.0, 0.15)
+    w = V.plan_watch(FIN.predict_fin_timeout(30, 0.2), TOL, 30.0, 0.15)
     assert not w.fits and not w.observable
     assert [(e.what, round(latest, 2)) for e, latest in w.beyond] == [("fin_wait2_expired", 33.04)]
-    assert V.plan_watch(S.predict_fin_timeout(30, 0.2), TOL, 34.0, 0.15).fits
+    assert V.plan_watch(FIN.predict_fin_timeout(30, 0.2), TOL, 34.0, 0.15).fits
 
 
 def test_probe_and_probe_all_apply_the_same_rule():
@@ -68,7 +70,7 @@ def test_probe_and_probe_all_apply_the_same_rule():
 
 def test_a_retransmission_due_at_the_limit_is_not_a_difference():
     """Default SYN settings, watched 4 s: #4 is due at 4 s and may come at 4.3 s."""
-    pred = S.predict_syn(6, 4, hz=250)
+    pred = SYN.predict_syn(6, 4, hz=250)
     seen = [
         ev(0, "syn"),
         ev(1.008, "syn_retransmit", 1),
@@ -81,7 +83,7 @@ def test_a_retransmission_due_at_the_limit_is_not_a_difference():
 
 
 def test_when_the_kernel_gave_up_what_was_not_seen_did_not_happen():
-    pred = S.predict_syn(2, 4, hz=250)  # 5 retransmissions, ETIMEDOUT at 7 s
+    pred = SYN.predict_syn(2, 4, hz=250)  # 5 retransmissions, ETIMEDOUT at 7 s
     seen = [ev(0, "syn"), ev(1.008, "syn_retransmit", 1), ev(2.03, "syn_retransmit", 2), ev(3.05, "connect_timeout")]
     c = V.compare_prediction(pred, seen, TOL, window=None)
     assert c.verdict == "differs" and "syn_retransmit #3: not observed" in c.reason
@@ -107,7 +109,7 @@ def _syn_observation(drops: int) -> Observation:
 
 def test_a_lossy_capture_does_not_make_the_verdict_differs():
     spec = specs()["syn"]
-    pred = S.predict_syn(1, 4, hz=250)
+    pred = SYN.predict_syn(1, 4, hz=250)
     exact, _observed, notes = P.judge(spec, pred, _syn_observation(drops=0), TOL, None)
     assert exact.verdict == "differs" and notes == []
     lossy, _observed, notes = P.judge(spec, pred, _syn_observation(drops=2), TOL, None)
@@ -193,5 +195,5 @@ def test_an_interrupted_probe_exits_130_and_says_what_was_still_expected():
 
 def test_a_timeline_that_ends_at_once_is_observable():
     """A full timewait table: the orphan is closed at t=0, which is itself the check."""
-    w = V.plan_watch(S.predict_fin_timeout(3, 0.2, tw_count=0, max_tw_buckets=0), TOL, 30.0, 0.15)
+    w = V.plan_watch(FIN.predict_fin_timeout(3, 0.2, tw_count=0, max_tw_buckets=0), TOL, 30.0, 0.15)
     assert w.observable and w.fits and w.watch_s < 1.0
