@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,11 +272,7 @@ def _observe(spec: ProbeSpec, ctx: Context, obs: Observation) -> bool:
             ExitCode.BAD_INPUT,
             hint="see the notes on the probes in tcptune(8)",
         ) from None
-    now = time.time()
-    if not obs.started:  # interrupted before the probe's first action
-        obs.started = now
-    if interrupted or not obs.watched_until:
-        obs.watched_until = now
+    obs.finish()
     if obs.source == "capture":
         obs.raw_events.extend(spec.analyze(obs.segments, obs.measured.get("server_port")))
     return interrupted

@@ -67,6 +67,15 @@ class Observation:
         """Record an event seen at ``t``; ``since``: the previous poll, when it was not yet seen."""
         self.raw_events.append((t, what, n, detail, 0.0 if since is None else max(0.0, t - since)))
 
+    def finish(self) -> None:
+        """Stamp the end of the watch however the probe ended (Ctrl-C included, when the
+        probe's own loop could not)."""
+        now = time.time()
+        if not self.started:  # ended before the probe's first action
+            self.started = now
+        if not self.watched_until:
+            self.watched_until = now
+
     @property
     def t0(self) -> float:
         firsts = [e[0] for e in self.raw_events]
