@@ -8,6 +8,7 @@ the text comes from tcptune.render.probe.  Exit 0 matches, 1 differs.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -95,7 +96,7 @@ def _emit(result, as_json: bool, text) -> None:
     sys.stdout.write(out.json(result.to_json()) if as_json else text(result, out) + "\n")
 
 
-def _run_one(name: str, netns, pcap, max_wait, no_capture, as_json) -> None:
+def _run_one(name: str, netns, pcap, max_wait, no_capture, as_json, options: dict) -> None:
     from tcptune.ops import probes
     from tcptune.render.probe import render_probe
 
@@ -103,7 +104,13 @@ def _run_one(name: str, netns, pcap, max_wait, no_capture, as_json) -> None:
     status = _Status()
     try:
         result = probes.run_probe(
-            source, name, max_wait, pcap=str(pcap) if pcap else None, capture=not no_capture, progress=status.progress
+            source,
+            name,
+            max_wait,
+            pcap=str(pcap) if pcap else None,
+            capture=not no_capture,
+            progress=status.progress,
+            options=options,
         )
     finally:
         status.clear()
@@ -111,21 +118,41 @@ def _run_one(name: str, netns, pcap, max_wait, no_capture, as_json) -> None:
     raise typer.Exit(probes.exit_code(result.verdict))
 
 
-def _register(name: str, summary: str, example: str) -> None:
-    def command(
-        pcap: PcapOpt = None,
-        max_wait: MaxWaitOpt = DEFAULT_MAX_WAIT,
-        no_capture: NoCaptureOpt = False,
-        as_json: JsonOpt = False,
-        netns: NetnsOpt = None,
-    ) -> None:
-        _run_one(name, netns, pcap, max_wait, no_capture, as_json)
+def _shared(
+    pcap: PcapOpt = None,
+    max_wait: MaxWaitOpt = DEFAULT_MAX_WAIT,
+    no_capture: NoCaptureOpt = False,
+    as_json: JsonOpt = False,
+    netns: NetnsOpt = None,
+) -> None:
+    """The options every probe command has (its signature is the template of each command)."""
 
-    probe_app.command(name, help=f"{summary}\n\nExample: {example}")(command)
+
+def _signature(spec) -> inspect.Signature:
+    """_shared's options plus the spec's own (ProbeSpec.options), as Typer reads them."""
+    base = inspect.signature(_shared, eval_str=True)
+    own = [
+        inspect.Parameter(
+            o.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[o.kind | None, typer.Option(o.flag, metavar=o.metavar, help=o.help)],
+        )
+        for o in spec.options
+    ]
+    return base.replace(parameters=[*base.parameters.values(), *own])
+
+
+def _register(spec, group: typer.Typer) -> None:
+    def command(pcap, max_wait, no_capture, as_json, netns, **options) -> None:
+        _run_one(spec.name, netns, pcap, max_wait, no_capture, as_json, options)
+
+    command.__signature__ = _signature(spec)  # noqa: V101 - read by inspect.signature(), and so by Typer
+    group.command(spec.name, help=f"{spec.summary}\n\nExample: {spec.example}")(command)
 
 
 for _spec in specs().values():
-    _register(_spec.name, _spec.summary, _spec.example)
+    _register(_spec, probe_app)
 
 
 def probe_all(

@@ -9,17 +9,17 @@ never names a probe.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from tcptune.core import verdict as V
-from tcptune.core.procfs import parse_sockstat
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.timers import Prediction
 from tcptune.probe.base import SETTLE_S, Context, Observation, Progress, kernel_hz
-from tcptune.probe.spec import TIMEWAIT_COUNT, Model, ModelInput, ProbeSpec, get_spec, specs
+from tcptune.probe.spec import Model, ModelInput, ProbeSpec, get_spec, specs
 
 POLL_TOLERANCE_S = 0.010  # extra lateness allowed for an event seen by polling
 INTERRUPTED = "interrupted"  # the verdict of a probe ended by Ctrl-C: what was seen, and what was still expected
@@ -50,6 +50,7 @@ class ProbeResult:
     measured: dict
     pcap: str | None
     capture: dict | None = None  # the capture socket's kernel counts: {"packets", "drops"}
+    options: dict | None = None  # the probe's own options, for probes that have some
     outcome: str = "gives up"  # how the end reads in text (the spec's word); not in the JSON
 
     def to_json(self) -> dict:
@@ -75,6 +76,7 @@ class ProbeResult:
             "measured": self.measured,
             "pcap": self.pcap,
             "capture": self.capture,
+            **({"options": self.options} if self.options else {}),
         }
 
 
@@ -134,19 +136,9 @@ def read_settings(source, spec: ProbeSpec) -> dict[str, int | None]:
     return {k.rsplit(".", 1)[1]: _int(values, k) for k in spec.settings}
 
 
-def timewait_count(sockstat: str | None) -> int | None:
-    """The "tw" field of /proc/net/sockstat's TCP line: refcount_read(&tcp_death_row.tw_refcount) - 1
-    (net/ipv4/proc.c sockstat_seq_show()), the very count inet_twsk_alloc() compares with
-    tcp_max_tw_buckets.  Per network namespace."""
-    return parse_sockstat(sockstat or "").get("TCP", {}).get("tw")
-
-
 def read_facts(source, spec: ProbeSpec) -> dict:
-    """State of the namespace that a model needs besides sysctls, read just before the probe."""
-    facts: dict = {}
-    if TIMEWAIT_COUNT in spec.needs:
-        facts[TIMEWAIT_COUNT] = timewait_count(source.read_proc_text("net/sockstat"))
-    return facts
+    """State of the namespace that the model needs besides sysctls, read just before the probe."""
+    return spec.facts(source.read_proc_text) if spec.facts else {}
 
 
 def predict(spec: ProbeSpec, mi: ModelInput, model: Model | None = None) -> Prediction:
@@ -178,13 +170,16 @@ class _Plan:
     kernel_release: str | None
 
 
-def _plan(source, spec: ProbeSpec, model: Model | None, tolerance: V.Tolerance | None) -> _Plan:
+def _plan(
+    source, spec: ProbeSpec, model: Model | None, tolerance: V.Tolerance | None, options: dict | None = None
+) -> _Plan:
     from tcptune.host.source import kernel_version
 
     hz = kernel_hz()
     st = read_settings(source, spec)
     facts = read_facts(source, spec)
-    mi = ModelInput(spec.name, st, hz, dict(facts), kernel_version(source))
+    given = {o.name: (options or {}).get(o.name) for o in spec.options}
+    mi = ModelInput(spec.name, st, hz, dict(facts), kernel_version(source), given)
     pred = predict(spec, mi, model)
     tol = tolerance or V.Tolerance(hz=hz, poll_s=POLL_TOLERANCE_S)
     return _Plan(spec, st, facts, mi, pred, tol, source.kernel_release())
@@ -201,12 +196,14 @@ def run_probe(
     progress: Progress | None = None,
     tolerance: V.Tolerance | None = None,
     model: Model | None = None,
+    options: dict | None = None,
 ) -> ProbeResult:
     """Predict, observe, compare.  ``model`` replaces the kernel model (tests pass the
-    spec's deliberately wrong one to see 'differs')."""
+    spec's deliberately wrong one to see 'differs'); ``options``: the probe's own options
+    by name (ProbeSpec.options)."""
     spec = get_spec(name)
     check_max_wait(max_wait)
-    plan = _plan(source, spec, model, tolerance)
+    plan = _plan(source, spec, model, tolerance, options)
     return _run_planned(plan, max_wait, pcap=pcap, capture=capture, progress=progress, model=model)
 
 
@@ -224,7 +221,7 @@ def _run_planned(plan: _Plan, max_wait: float, *, pcap, capture, progress, model
             )
         reason = why + "; too long to observe in the allowed time, nothing was run"
         return _result(plan, max_wait, pred, None, verdict="not_observed", reason=reason)
-    ctx = Context(max_wait=watch.watch_s, capture=capture, progress=progress, name=spec.name)
+    ctx = Context(max_wait=watch.watch_s, capture=capture, progress=progress, name=spec.name, options=plan.mi.options)
     obs = Observation(spec.name)
     interrupted = _observe(spec, ctx, obs)
     if pcap:
@@ -236,7 +233,7 @@ def _run_planned(plan: _Plan, max_wait: float, *, pcap, capture, progress, model
             write_pcap(pcap, obs.frames)
     measured = {**plan.facts, **obs.measured}
     if obs.measured:
-        pred = predict(spec, ModelInput(spec.name, plan.settings, plan.mi.hz, measured, plan.mi.kernel), model)
+        pred = predict(spec, dataclasses.replace(plan.mi, measured=measured), model)
     # The watch ended because the kernel gave up: what was not seen did not happen.  It
     # ended at the limit (or on Ctrl-C): what may still come on time is beyond the window.
     window = obs.watched_for if (ctx.timed_out or interrupted) else None
@@ -383,6 +380,7 @@ def _result(
         measured=plan.facts if measured is None else measured,
         pcap=pcap,
         capture=None if obs is None or obs.capture_stats is None else obs.capture_stats.to_json(),
+        options=dict(plan.mi.options) or None,
         outcome=plan.spec.outcome,
     )
 

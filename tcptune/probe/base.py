@@ -16,7 +16,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from tcptune.errors import ExitCode, TcptuneError
@@ -105,6 +105,7 @@ class Context:
     capture: bool = True
     progress: Progress | None = None
     name: str = ""
+    options: Mapping[str, object] = field(default_factory=dict)  # the probe's own options (ProbeSpec.options)
     _start: float = 0.0
     _last_tick: float = 0.0
     events_seen: int = 0

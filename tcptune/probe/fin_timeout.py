@@ -13,7 +13,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from tcptune.probe.spec import TIMEWAIT_COUNT, ModelInput, ProbeSpec
+from tcptune.probe.spec import ModelInput, ProbeSpec, timewait_facts
 
 if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
     from tcptune.kernel.timers import Prediction
@@ -120,7 +120,7 @@ SPEC = ProbeSpec(
     run=run,
     analyze=analyze,
     not_in_packets=("fin_wait2_expired",),
-    needs=frozenset({TIMEWAIT_COUNT}),
+    facts=timewait_facts,
     outcome="socket gone",
     order=30,
 )

@@ -25,8 +25,36 @@ if TYPE_CHECKING:
     from tcptune.kernel.timers import Prediction
 
 # What a probe may need besides its sysctls (ProbeSpec.needs):
-TIMEWAIT_COUNT = "timewait_sockets"  # the namespace's timewait count, /proc/net/sockstat "tw"
 SOCKET_FILTER = "socket_filter"  # SO_ATTACH_FILTER on a TCP socket (may be refused without privileges)
+
+TIMEWAIT_COUNT = "timewait_sockets"  # the fact timewait_facts() adds
+
+
+def timewait_facts(read_proc_text: Callable[[str], str | None]) -> dict:
+    """ProbeSpec.facts of the probes that depend on the timewait table: the "tw" field of
+    /proc/net/sockstat's TCP line, refcount_read(&tcp_death_row.tw_refcount) - 1
+    (net/ipv4/proc.c sockstat_seq_show()), the very count inet_twsk_alloc() compares with
+    tcp_max_tw_buckets.  Per network namespace."""
+    from tcptune.core.procfs import parse_sockstat
+
+    return {TIMEWAIT_COUNT: parse_sockstat(read_proc_text("net/sockstat") or "").get("TCP", {}).get("tw")}
+
+
+@dataclass(frozen=True)
+class ProbeOption:
+    """A command-line option only one probe has (e.g. a socket option it may set).  Its
+    value (None when not given) reaches the probe as ``ctx.options[name]`` and the model as
+    ``ModelInput.options[name]``; ``name`` is the flag without dashes (--user-timeout:
+    user_timeout)."""
+
+    flag: str  # "--user-timeout"
+    metavar: str  # "MS"
+    help: str
+    kind: type = int  # int or float
+
+    @property
+    def name(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -39,6 +67,7 @@ class ModelInput:
     hz: int | None = None
     measured: Mapping[str, object] = field(default_factory=dict)
     kernel: tuple[int, ...] | None = None
+    options: Mapping[str, object] = field(default_factory=dict)  # the probe's own options (ProbeSpec.options)
 
     def need(self, key: str) -> int:
         value = self.settings.get(key)
@@ -78,7 +107,11 @@ class ProbeSpec:
     run: Callable  # run(ctx: base.Context, obs: base.Observation) -> None: the socket work
     analyze: Callable  # analyze(segments, server_port) -> raw events, from a capture or a pcap
     not_in_packets: tuple[str, ...] = ()  # outcomes no packet shows (seen on the sockets only)
-    needs: frozenset[str] = frozenset()  # TIMEWAIT_COUNT, SOCKET_FILTER
+    needs: frozenset[str] = frozenset()  # SOCKET_FILTER
+    # facts(read_proc_text) -> dict: namespace state the model needs, read through the source
+    # just before the probe (e.g. timewait_facts); they land in ModelInput.measured
+    facts: Callable[[Callable[[str], str | None]], dict] | None = None
+    options: tuple[ProbeOption, ...] = ()  # options of this probe only (the CLI adds them to its command)
     outcome: str = "gives up"  # how the end of the timeline reads ("gives up: predicted 7 s")
     order: int = 100  # position in `probe all` and in --help
 

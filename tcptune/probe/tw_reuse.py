@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.probe.spec import TIMEWAIT_COUNT, ModelInput, ProbeSpec
+from tcptune.probe.spec import ModelInput, ProbeSpec, timewait_facts
 
 if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
     from tcptune.kernel.timers import Prediction
@@ -192,7 +192,7 @@ SPEC = ProbeSpec(
     run=run,
     analyze=analyze,
     not_in_packets=("reuse_ok",),
-    needs=frozenset({TIMEWAIT_COUNT}),
+    facts=timewait_facts,
     outcome="reusable",
     order=50,
 )

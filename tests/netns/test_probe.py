@@ -207,16 +207,19 @@ def test_syncookies_2_sends_one_synack_and_keeps_no_request(results):
 
 
 def test_timewait_count_parses_sockstat():
-    from tcptune.ops.probes import timewait_count
+    from tcptune.probe.spec import TIMEWAIT_COUNT, timewait_facts
+
+    def count(text):
+        return timewait_facts(lambda rel: text if rel == "net/sockstat" else None)[TIMEWAIT_COUNT]
 
     # /proc/net/sockstat of a 6.18 namespace holding one TIME_WAIT socket
     text = (
         "sockets: used 5\nTCP: inuse 1 orphan 0 tw 1 alloc 650105 mem 149752\nUDP: inuse 0 mem 0\n"
         "UDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n"
     )
-    assert timewait_count(text) == 1
-    assert timewait_count("TCP: inuse 0 orphan 0 tw 0 alloc 1 mem 0 pressure 0\n") == 0  # newer kernels add fields
-    assert timewait_count("") is None and timewait_count(None) is None and timewait_count("TCP: tw x\n") is None
+    assert count(text) == 1
+    assert count("TCP: inuse 0 orphan 0 tw 0 alloc 1 mem 0 pressure 0\n") == 0  # newer kernels add fields
+    assert count("") is None and count(None) is None and count("TCP: tw x\n") is None
 
 
 def test_keepalive_times_count_from_the_syn(results):

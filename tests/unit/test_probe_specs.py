@@ -69,3 +69,28 @@ def test_specs_load_without_sockets_capture_or_models():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_probe_of_its_own_options_gets_them_on_its_command_and_in_its_model():
+    """issue 11's dead-peer probe takes --user-timeout MS: a spec option, no CLI edit."""
+    import dataclasses
+
+    import typer
+    import typer.main
+
+    from tcptune.cli.probe import _register
+    from tcptune.host.source import DumpHost
+    from tcptune.ops.probes import _plan
+    from tcptune.probe.spec import ProbeOption
+
+    option = ProbeOption("--user-timeout", "MS", "Set TCP_USER_TIMEOUT on the probe's socket.")
+    spec = dataclasses.replace(specs()["syn"], name="with-option", options=(option,))
+    group = typer.Typer()
+    _register(spec, group)
+    _register(specs()["synack"], group)  # a second command keeps the group a group
+    cmd = typer.main.get_command(group).commands["with-option"]
+    assert "--user-timeout" in [o for p in cmd.params for o in p.opts]
+    assert cmd.make_context("with-option", ["--user-timeout", "500"]).params["user_timeout"] == 500
+    assert cmd.make_context("with-option", []).params["user_timeout"] is None
+    source = DumpHost({"net.ipv4.tcp_syn_retries": "1", "net.ipv4.tcp_syn_linear_timeouts": "0"}, "test")
+    assert _plan(source, spec, None, None, {"user_timeout": 500}).mi.options == {"user_timeout": 500}
