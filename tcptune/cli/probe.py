@@ -23,7 +23,8 @@ probe_app = typer.Typer(
     help=(
         "Prove what the kernel really does: SYN and SYN-ACK retransmissions, FIN_WAIT2 lifetime, keepalive, "
         "TIME_WAIT reuse.  Uses only the probe's own sockets on 127.0.0.1 in the namespace being audited "
-        "(no firewall or interface changes).  Exit 0 matches, 1 differs."
+        "(no firewall or interface changes).  Exit 0 matches, 1 differs, 3 a privilege is missing, "
+        "130 interrupted (what was seen is still printed)."
     ),
     no_args_is_help=True,
 )

@@ -197,3 +197,40 @@ def test_a_timeline_that_ends_at_once_is_observable():
     """A full timewait table: the orphan is closed at t=0, which is itself the check."""
     w = V.plan_watch(FIN.predict_fin_timeout(3, 0.2, tw_count=0, max_tw_buckets=0), TOL, 30.0, 0.15)
     assert w.observable and w.fits and w.watch_s < 1.0
+
+
+@pytest.mark.parametrize(
+    "error,code,words",
+    [
+        (PermissionError(1, "Operation not permitted"), 3, "needs a privilege"),
+        (OSError(105, "No buffer space available"), 2, "a socket operation failed: No buffer space available"),
+    ],
+)
+def test_an_oserror_of_a_probe_is_a_one_line_error_not_an_internal_one(error, code, words):
+    """issue 10 #4: whatever the probe's sockets raise reaches the user as exit 2 or 3."""
+    import dataclasses
+
+    from tcptune.probe.base import Context
+
+    def run(ctx, obs):
+        raise error
+
+    spec = dataclasses.replace(specs()["fin-timeout"], run=run)
+    with pytest.raises(P.TcptuneError) as ei:
+        P._observe(spec, Context(max_wait=1.0), Observation("fin-timeout"))
+    assert ei.value.exit_code == code and words in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_ctrl_c_keeps_what_was_seen():
+    import dataclasses
+
+    from tcptune.probe.base import Context
+
+    def run(ctx, obs):
+        obs.started = 50.0
+        obs.add(50.0, "fin")
+        raise KeyboardInterrupt
+
+    obs = Observation("fin-timeout")
+    assert P._observe(dataclasses.replace(specs()["fin-timeout"], run=run), Context(max_wait=1.0), obs)
+    assert [e.what for e in obs.events()] == ["fin"] and obs.watched_until > 50.0
