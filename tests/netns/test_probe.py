@@ -109,6 +109,10 @@ CASES = {
         {"max_wait": 1.5, "capture": False},
     ),
 }
+# a probe with no case above (a new one) is run under its quick settings
+CASES.update(
+    {f"{n}-quick": (n, dict(s.quick), {}) for n, s in specs().items() if n not in {c[0] for c in CASES.values()}}
+)
 # every probe's own deliberately wrong model, under its quick settings
 CASES.update({f"{name}-wrong": (name, dict(spec.quick), {"wrong": "spec"}) for name, spec in specs().items()})
 

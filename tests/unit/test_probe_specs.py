@@ -25,7 +25,13 @@ def _inputs(spec, **overrides):
 
 
 def test_the_registry_finds_every_probe_in_order():
-    assert IDS == ["syn", "synack", "fin-timeout", "keepalive", "tw-reuse"]
+    import pkgutil
+
+    import tcptune.probe
+
+    modules = {m.name for m in pkgutil.iter_modules(tcptune.probe.__path__)} - {"base", "capture", "spec"}
+    assert len(IDS) == len(modules) and {"syn", "synack", "fin-timeout", "keepalive", "tw-reuse"} <= set(IDS)
+    assert [s.order for s in SPECS] == sorted(s.order for s in SPECS) and len({s.order for s in SPECS}) == len(SPECS)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
