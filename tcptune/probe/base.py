@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.timers import Event
-from tcptune.probe.capture import BPF_JSET_K, BPF_LD_B_ABS, BPF_RET_K, Capture, Segment, attach_filter, can_capture
+from tcptune.probe.capture import (
+    BPF_JSET_K,
+    BPF_LD_B_ABS,
+    BPF_RET_K,
+    Capture,
+    CaptureStats,
+    Segment,
+    attach_filter,
+    can_capture,
+)
 
 LOOPBACK = "127.0.0.1"
 POLL_S = 0.005  # how often socket state is polled
@@ -35,50 +46,44 @@ DROP_ACK = [  # drop every segment with ACK set: SYNs pass, the handshake's fina
     (BPF_RET_K, 0, 0, 0x40000),
 ]
 
-# /proc/net/tcp st column (include/net/tcp_states.h)
-TCP_STATES = {
-    1: "ESTABLISHED",
-    2: "SYN_SENT",
-    3: "SYN_RECV",
-    4: "FIN_WAIT1",
-    5: "FIN_WAIT2",
-    6: "TIME_WAIT",
-    7: "CLOSE",
-    8: "CLOSE_WAIT",
-    9: "LAST_ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-    12: "NEW_SYN_RECV",
-}
-
 
 @dataclass
 class Observation:
     """What a probe saw.  Times are absolute (CLOCK_REALTIME, like packet stamps)
-    until :meth:`events_relative` makes them relative to the first packet."""
+    until :meth:`events` makes them relative to the first one."""
 
     probe: str
-    source: str  # "capture" or "socket" (TCP_INFO / socket table, no packets)
+    source: str = "capture"  # "capture", "socket" (TCP_INFO / socket table, no packets) or "pcap"
     raw_events: list[tuple] = field(default_factory=list)  # (abs t, what, n, detail[, uncertainty])
     segments: list[Segment] = field(default_factory=list)
     frames: list[tuple[float, bytes]] = field(default_factory=list)
+    capture_stats: CaptureStats | None = None  # the capture socket's kernel counters, after it closed
     started: float = 0.0  # absolute time the probe started its first action
     watched_until: float = 0.0  # absolute time it stopped watching
     measured: dict = field(default_factory=dict)  # socket facts the model needs (e.g. the RTO)
     notes: list[str] = field(default_factory=list)
-    interrupted: bool = False
 
     def add(self, t: float, what: str, n: int = 0, detail: str = "", since: float | None = None) -> None:
         """Record an event seen at ``t``; ``since``: the previous poll, when it was not yet seen."""
         self.raw_events.append((t, what, n, detail, 0.0 if since is None else max(0.0, t - since)))
+
+    def finish(self) -> None:
+        """Stamp the end of the watch however the probe ended (Ctrl-C included, when the
+        probe's own loop could not)."""
+        now = time.time()
+        if not self.started:  # ended before the probe's first action
+            self.started = now
+        if not self.watched_until:
+            self.watched_until = now
 
     @property
     def t0(self) -> float:
         firsts = [e[0] for e in self.raw_events]
         return min(firsts) if firsts else self.started
 
-    def events(self) -> list[Event]:
-        t0 = self.t0
+    def events(self, t0: float | None = None) -> list[Event]:
+        """Events relative to ``t0`` (default: the first event, the probe's first packet)."""
+        t0 = self.t0 if t0 is None else t0
         out = []
         for t, what, n, detail, *rest in self.raw_events:
             out.append(Event(t - t0, what, n, 0.0, detail, uncertainty=rest[0] if rest else 0.0))
@@ -100,9 +105,11 @@ class Context:
     capture: bool = True
     progress: Progress | None = None
     name: str = ""
+    options: Mapping[str, object] = field(default_factory=dict)  # the probe's own options (ProbeSpec.options)
     _start: float = 0.0
     _last_tick: float = 0.0
     events_seen: int = 0
+    timed_out: bool = False  # the watch ended at max_wait, not because the kernel gave up
 
     def begin(self) -> None:
         self._start = time.monotonic()
@@ -116,7 +123,8 @@ class Context:
         return max(0.0, self.max_wait - self.elapsed)
 
     def expired(self) -> bool:
-        return self.elapsed >= self.max_wait
+        self.timed_out = self.elapsed >= self.max_wait
+        return self.timed_out
 
     def tick(self) -> None:
         if self.progress is None:
@@ -153,18 +161,40 @@ def abort_on_close(s: socket.socket) -> None:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
+def silence(sock: socket.socket, prog) -> None:
+    """Attach a dropping socket filter to one of the probe's TCP sockets.
+
+    Mainline Linux lets anyone do this: net/core/filter.c __get_filter() refuses
+    (EPERM) only a socket locked with SO_LOCK_FILTER.  Some kernels' security policy
+    refuses it on TCP sockets anyway: measured on this project's 6.18 test kernel (BPF
+    LSM active), an unprivileged TCP socket gets EPERM, a UDP socket does not, and
+    CAP_NET_ADMIN (not CAP_NET_RAW) lifts it.  That is a privilege problem: exit 3."""
+    try:
+        attach_filter(sock, prog)
+    except PermissionError:
+        raise TcptuneError(
+            "the kernel refused SO_ATTACH_FILTER on the probe's TCP socket (EPERM): this probe needs a privilege here",
+            ExitCode.PRIVILEGES,
+            hint="run it as root or with CAP_NET_ADMIN (which lifts the refusal on kernels tested); "
+            "--no-capture does not help, the filter is how the probe makes packets go unanswered",
+        ) from None
+
+
 def listener(socks: list[socket.socket], prog=None) -> tuple[socket.socket, int]:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     socks.append(s)
     s.bind((LOOPBACK, 0))
     if prog is not None:
-        attach_filter(s, prog)
+        silence(s, prog)
     s.listen(16)
     return s, s.getsockname()[1]
 
 
 @contextlib.contextmanager
 def maybe_capture(ctx: Context, port: int, obs: Observation) -> Iterator[Capture | None]:
+    """Capture the probe's port when allowed and possible; the frames, decoded segments and
+    the kernel's packet/drop counts land in ``obs`` however the probe ends (Ctrl-C too)."""
+    obs.measured["server_port"] = port
     ok, why = capture_possible(ctx)
     if not ok:
         obs.source = "socket"
@@ -174,13 +204,16 @@ def maybe_capture(ctx: Context, port: int, obs: Observation) -> Iterator[Capture
         return
     obs.source = "capture"
     cap = Capture(port)
-    with cap:
-        try:
-            yield cap
-        finally:
-            cap.drain()
-            obs.frames = cap.snapshot()
-            obs.segments = cap.segments()
+    try:
+        with cap:
+            try:
+                yield cap
+            finally:
+                cap.drain()
+                obs.frames = cap.snapshot()
+                obs.segments = cap.segments()
+    finally:
+        obs.capture_stats = cap.stats
 
 
 # -- TCP_INFO (include/uapi/linux/tcp.h struct tcp_info) ------------------------
@@ -212,25 +245,20 @@ class TableEntry:
 
 
 def socket_table() -> list[TableEntry]:
-    """IPv4 TCP sockets on loopback from /proc/net/tcp (reads the current netns)."""
-    out = []
+    """IPv4 TCP sockets from /proc/net/tcp (reads the current netns), parsed by core.procfs.
+
+    The parser does not keep the retrnsmt column; the only caller that needs it (synack,
+    without sock_diag) is served by diag_lookup() first, so a row from here counts 0."""
+    from tcptune.core.procfs import parse_proc_net_tcp
+
     with open("/proc/net/tcp", "rb") as fh:
-        lines = fh.read().decode("ascii", "replace").splitlines()[1:]
-    for line in lines:
-        f = line.split()
-        if len(f) < 7:
-            continue
-        try:
-            lport = int(f[1].rsplit(":", 1)[1], 16)
-            rport = int(f[2].rsplit(":", 1)[1], 16)
-            state = int(f[3], 16)
-            retr = int(f[6], 16)
-        except (ValueError, IndexError):
-            continue
-        out.append(TableEntry(lport, rport, state, retr))
-    return out
+        rows, _warnings = parse_proc_net_tcp(fh.read().decode("ascii", "replace"))
+    return [TableEntry(r.local_port, r.remote_port, r.state, 0) for r in rows]
 
 
+# JOIN (integrator): these netlink constants and diag_lookup()'s request packing duplicate
+# tcptune/core/inet_diag.py (owned by the sockets slice); replace them with its constants and
+# its request packer once both branches are merged.  The lookup itself stays here (probe I/O).
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLMSG_ERROR = 2
@@ -292,4 +320,19 @@ def find_entry(local_port: int, remote_port: int | None = None, states: tuple[in
         if e.local_port == local_port and (remote_port is None or e.remote_port == remote_port):
             if not states or e.state in states:
                 return e
+    return None
+
+
+def kernel_hz() -> int | None:
+    """CONFIG_HZ of the running kernel (timer-wheel granularity), or None if unknown.
+    Read from /proc/config.gz or /boot/config-RELEASE (the probe layer's own machine read)."""
+    for path in ("/proc/config.gz", f"/boot/config-{os.uname().release}"):
+        try:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt", errors="replace") as fh:
+                for line in fh:
+                    if line.startswith("CONFIG_HZ="):
+                        return int(line.split("=", 1)[1])
+        except (OSError, ValueError, EOFError):
+            continue
     return None

@@ -13,9 +13,7 @@ only the arriving copy (sll_pkttype != PACKET_OUTGOING).  Kernel receive timesta
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
 import select
 import socket
 import struct
@@ -28,12 +26,14 @@ from tcptune.errors import ExitCode, TcptuneError
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
 SO_ATTACH_FILTER = 26
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 
 # TCP flag bits (RFC 9293)
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
 # classic BPF opcodes (include/uapi/linux/filter.h, bpf_common.h)
 BPF_LD_H_ABS = 0x28
@@ -61,9 +61,6 @@ class Segment:
 
     def has(self, bits: int) -> bool:
         return self.flags & bits == bits
-
-    def flag_text(self) -> str:
-        return "".join(c for c, b in (("S", SYN), ("F", FIN), ("R", RST), ("P", PSH), (".", ACK)) if self.flags & b)
 
 
 def port_filter_program(port: int) -> list[tuple[int, int, int, int]]:
@@ -94,6 +91,8 @@ def port_filter_program(port: int) -> list[tuple[int, int, int, int]]:
 
 def attach_filter(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
     """SO_ATTACH_FILTER a classic-BPF program (works on any socket, no privileges)."""
+    import ctypes  # lazily: only the probes need it, and not every command start should pay for it
+
     raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
     buf = ctypes.create_string_buffer(raw, len(raw))
     fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
@@ -135,11 +134,26 @@ def segment_of(t: float, pkt, IP, TCP) -> Segment | None:
     )
 
 
+@dataclass(frozen=True)
+class CaptureStats:
+    """The kernel's counters for the capture socket (packet_getsockopt() PACKET_STATISTICS):
+    ``packets`` received (both copies of each lo segment, after the filter), ``drops``
+    lost because the socket's receive buffer was full."""
+
+    packets: int
+    drops: int
+
+    def to_json(self) -> dict:
+        return {"packets": self.packets, "drops": self.drops}
+
+
 class Capture:
     """Capture TCP segments of one port on ``lo`` in a background thread.
 
     Use as a context manager; ``frames`` holds (time, raw frame) and ``segments()``
-    decodes them.  ``write_pcap(path)`` saves what was captured.
+    decodes them.  After close(), ``stats`` holds the kernel's counts for the socket
+    (PACKET_STATISTICS: frames that passed the filter, and those dropped because the
+    receive buffer was full), so a lossy capture can say so.
     """
 
     def __init__(self, port: int, ifname: str = "lo"):
@@ -151,7 +165,7 @@ class Capture:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._out: list[tuple[float, bytes]] = []
-        self.kernel_packets = self.kernel_drops = 0
+        self.stats: CaptureStats | None = None
 
     def __enter__(self) -> Capture:
         try:
@@ -213,8 +227,9 @@ class Capture:
             self._thread.join(timeout=2)
             self._thread = None
         if self._sock is not None:
-            try:
-                self.kernel_packets, self.kernel_drops = struct.unpack("II", self._sock.getsockopt(263, 6, 8))
+            try:  # struct tpacket_stats {tp_packets, tp_drops} (include/uapi/linux/if_packet.h)
+                packets, drops = struct.unpack("II", self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+                self.stats = CaptureStats(packets, drops)
             except OSError:
                 pass
             self._sock.close()
@@ -231,9 +246,6 @@ class Capture:
             if seg is not None:
                 out.append(seg)
         return out
-
-    def write_pcap(self, path: str | os.PathLike[str]) -> int:
-        return write_pcap(path, self.snapshot())
 
 
 def merge_copies(
@@ -264,26 +276,3 @@ def write_pcap(path, frames: list[tuple[float, bytes]]) -> int:
     except OSError as exc:
         raise TcptuneError(f"--pcap {path}: cannot write: {exc.strerror}", ExitCode.BAD_INPUT) from exc
     return len(pkts)
-
-
-def read_pcap(path: str | os.PathLike[str]) -> list[Segment]:
-    """The TCP segments of a pcap file, decoded exactly as a live capture is."""
-    from scapy.error import Scapy_Exception
-    from scapy.layers.inet import IP, TCP
-    from scapy.utils import rdpcap
-
-    try:
-        pkts = rdpcap(str(path))
-    except (OSError, EOFError, Scapy_Exception) as exc:
-        raise TcptuneError(
-            f"{path}: cannot read pcap: {exc}", ExitCode.BAD_INPUT, hint="pass a pcap written by --pcap or tcpdump -w"
-        ) from exc
-    out = []
-    for p in pkts:
-        try:
-            seg = segment_of(float(p.time), p, IP, TCP)
-        except Exception:  # noqa: BLE001 - a malformed packet in the file is skipped, not fatal
-            seg = None
-        if seg is not None:
-            out.append(seg)
-    return out

@@ -11,26 +11,20 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import TYPE_CHECKING
 
-from tcptune.probe.base import (
-    LOOPBACK,
-    POLL_S,
-    Context,
-    Observation,
-    closing_all,
-    find_entry,
-    listener,
-    maybe_capture,
-    tcp_info,
-)
-from tcptune.probe.capture import ACK, FIN, Segment
+from tcptune.probe.spec import ModelInput, ProbeSpec, timewait_facts
 
-NAME = "fin-timeout"
-FIN_WAIT1, FIN_WAIT2 = 4, 5
+if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
+    from tcptune.kernel.timers import Prediction
+    from tcptune.probe.base import Context, Observation
+    from tcptune.probe.capture import Segment
 
 
 def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
     """The client's FIN and the server's ACK of it (live capture or pcap)."""
+    from tcptune.probe.capture import ACK, FIN
+
     fins = [s for s in segments if s.has(FIN) and (server_port is None or s.dport == server_port)]
     if not fins:
         return []
@@ -48,8 +42,10 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
     return out
 
 
-def run(ctx: Context) -> Observation:
-    obs = Observation(NAME, "capture")
+def run(ctx: Context, obs: Observation) -> None:
+    from tcptune.kernel.states import TcpState
+    from tcptune.probe.base import LOOPBACK, POLL_S, closing_all, find_entry, listener, maybe_capture, tcp_info
+
     with closing_all() as socks:
         lst, port = listener(socks)
         with maybe_capture(ctx, port, obs) as cap:
@@ -73,7 +69,7 @@ def run(ctx: Context) -> Observation:
                 before = time.time()  # the state checked below is at least this recent
                 e = find_entry(cport, port)
                 now = time.time()
-                if e is not None and e.state == FIN_WAIT2:
+                if e is not None and e.state == TcpState.FIN_WAIT2:
                     if not seen and cap is None:
                         obs.add(now, "fin_acked", 0, "FIN_WAIT2 in the socket table", since=prev)
                     seen = True
@@ -90,14 +86,41 @@ def run(ctx: Context) -> Observation:
                         since=prev,
                     )
                     break
-                elif e.state not in (FIN_WAIT1, FIN_WAIT2):
+                elif e.state not in (TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
                     obs.notes.append(f"client socket went to state {e.state} instead of leaving FIN_WAIT2")
                     break
                 prev = before
                 ctx.tick()
                 time.sleep(POLL_S)
             obs.watched_until = time.time()
-            obs.measured.update(client_port=cport, server_port=port)
-        if cap is not None:
-            obs.raw_events.extend(analyze(obs.segments, port))
-    return obs
+            obs.measured["client_port"] = cport
+
+
+def predict(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import fin_timeout as model
+
+    return model.predict_fin_timeout(m.need("tcp_fin_timeout"), m.measured.get("rto_s", 0.2), **m.timewait())
+
+
+def one_second_longer(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import fin_timeout as model
+
+    return model.predict_fin_timeout(m.need("tcp_fin_timeout") + 1, m.measured.get("rto_s", 0.2))
+
+
+SPEC = ProbeSpec(
+    name="fin-timeout",
+    summary="Lifetime of an orphaned FIN_WAIT2 socket (tcp_fin_timeout, floored at 3.5 x RTO; split when over 60 s).",
+    example="sysctl -w net.ipv4.tcp_fin_timeout=2; tcptune probe fin-timeout",
+    # tcp_max_tw_buckets: a full timewait table means no FIN_WAIT2/TIME_WAIT socket (inet_twsk_alloc())
+    settings=("net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_max_tw_buckets"),
+    predict=predict,
+    wrong_model=one_second_longer,
+    quick={"tcp_fin_timeout": 1},
+    run=run,
+    analyze=analyze,
+    not_in_packets=("fin_wait2_expired",),
+    facts=timewait_facts,
+    outcome="socket gone",
+    order=30,
+)

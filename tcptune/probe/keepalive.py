@@ -13,25 +13,20 @@ import errno
 import select
 import socket
 import time
+from typing import TYPE_CHECKING
 
-from tcptune.probe.base import (
-    DROP_ALL,
-    LOOPBACK,
-    POLL_S,
-    Context,
-    Observation,
-    closing_all,
-    listener,
-    maybe_capture,
-    tcp_info,
-)
-from tcptune.probe.capture import ACK, RST, SYN, Segment, attach_filter
+from tcptune.probe.spec import SOCKET_FILTER, ModelInput, ProbeSpec
 
-NAME = "keepalive"
+if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
+    from tcptune.kernel.timers import Prediction
+    from tcptune.probe.base import Context, Observation
+    from tcptune.probe.capture import Segment
 
 
 def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
     """The client's SYN (t=0), handshake, keepalive probes and final RST (capture or pcap)."""
+    from tcptune.probe.capture import ACK, RST, SYN
+
     syns = [s for s in segments if s.has(SYN) and not s.flags & ACK and (server_port is None or s.dport == server_port)]
     if not syns:
         return []
@@ -57,8 +52,9 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
     return [e for e in out if e[1] != "syn" or e is out[0]]  # the first SYN is t=0; a retransmitted one is not an event
 
 
-def run(ctx: Context) -> Observation:
-    obs = Observation(NAME, "capture")
+def run(ctx: Context, obs: Observation) -> None:
+    from tcptune.probe.base import DROP_ALL, LOOPBACK, POLL_S, closing_all, listener, maybe_capture, silence, tcp_info
+
     with closing_all() as socks:
         lst, port = listener(socks)
         with maybe_capture(ctx, port, obs) as cap:
@@ -74,7 +70,7 @@ def run(ctx: Context) -> Observation:
             t_est = time.time()
             srv, _ = lst.accept()
             socks.append(srv)
-            attach_filter(srv, DROP_ALL)  # the peer goes silent
+            silence(srv, DROP_ALL)  # the peer goes silent
             if cap is None:
                 obs.add(t_est, "established", 0, "connect() returned (no capture)")
             c.setblocking(False)
@@ -111,7 +107,38 @@ def run(ctx: Context) -> Observation:
                 ctx.tick()
             time.sleep(0.05)
             obs.watched_until = time.time()
-            obs.measured.update(client_port=c.getsockname()[1] if c.fileno() >= 0 else None, server_port=port)
-        if cap is not None:
-            obs.raw_events.extend(analyze(obs.segments, port))
-    return obs
+            obs.measured["client_port"] = c.getsockname()[1] if c.fileno() >= 0 else None
+
+
+def predict(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import keepalive as model
+
+    return model.predict_keepalive(
+        m.need("tcp_keepalive_time"), m.need("tcp_keepalive_intvl"), m.need("tcp_keepalive_probes")
+    )
+
+
+def one_probe_too_many(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import keepalive as model
+
+    return model.predict_keepalive(
+        m.need("tcp_keepalive_time"), m.need("tcp_keepalive_intvl"), m.need("tcp_keepalive_probes") + 1
+    )
+
+
+SPEC = ProbeSpec(
+    name="keepalive",
+    summary="Keepalive idle time, interval and probe count on an SO_KEEPALIVE socket whose peer goes silent.",
+    example=(
+        "sysctl -w net.ipv4.tcp_keepalive_time=2 net.ipv4.tcp_keepalive_intvl=1 net.ipv4.tcp_keepalive_probes=2; "
+        "tcptune probe keepalive"
+    ),
+    settings=("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"),
+    predict=predict,
+    wrong_model=one_probe_too_many,
+    quick={"tcp_keepalive_time": 1, "tcp_keepalive_intvl": 1, "tcp_keepalive_probes": 1},
+    run=run,
+    analyze=analyze,
+    needs=frozenset({SOCKET_FILTER}),
+    order=40,
+)

@@ -11,25 +11,20 @@ import errno
 import select
 import socket
 import time
+from typing import TYPE_CHECKING
 
-from tcptune.probe.base import (
-    DROP_ALL,
-    LOOPBACK,
-    POLL_S,
-    Context,
-    Observation,
-    closing_all,
-    listener,
-    maybe_capture,
-    tcp_info,
-)
-from tcptune.probe.capture import ACK, SYN, Segment
+from tcptune.probe.spec import SOCKET_FILTER, ModelInput, ProbeSpec
 
-NAME = "syn"
+if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
+    from tcptune.kernel.timers import Prediction
+    from tcptune.probe.base import Context, Observation
+    from tcptune.probe.capture import Segment
 
 
 def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
     """The client's SYN and its retransmissions, from captured segments (live or pcap)."""
+    from tcptune.probe.capture import ACK, SYN
+
     syns = [s for s in segments if s.has(SYN) and not s.flags & ACK and (server_port is None or s.dport == server_port)]
     if not syns:
         return []
@@ -38,8 +33,9 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
     return [(s.t, "syn" if i == 0 else "syn_retransmit", i, "") for i, s in enumerate(mine)]
 
 
-def run(ctx: Context) -> Observation:
-    obs = Observation(NAME, "capture")
+def run(ctx: Context, obs: Observation) -> None:
+    from tcptune.probe.base import DROP_ALL, LOOPBACK, POLL_S, closing_all, listener, maybe_capture, tcp_info
+
     with closing_all() as socks:
         _lst, port = listener(socks, DROP_ALL)
         with maybe_capture(ctx, port, obs) as cap:
@@ -85,7 +81,37 @@ def run(ctx: Context) -> Observation:
                 ctx.tick()
             obs.watched_until = time.time()
             obs.measured["client_port"] = c.getsockname()[1]
-            obs.measured["server_port"] = port
-        if cap is not None:
-            obs.raw_events.extend(analyze(obs.segments, port))
-    return obs
+
+
+def predict(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import syn as model
+
+    return model.predict_syn(
+        m.need("tcp_syn_retries"), m.settings.get("tcp_syn_linear_timeouts"), m.rto_max_s(), hz=m.hz
+    )
+
+
+def textbook(m: ModelInput) -> Prediction:
+    """The tutorials' 1, 2, 4 ... s schedule: what the probe must tell apart from the kernel."""
+    from tcptune.kernel.timers import syn as model
+
+    return model.predict_syn_textbook(m.need("tcp_syn_retries"))
+
+
+SPEC = ProbeSpec(
+    name="syn",
+    summary=(
+        "SYN retransmissions of an unanswered connect() and when it fails (tcp_syn_retries, "
+        "tcp_syn_linear_timeouts, RTO cap, time cap)."
+    ),
+    example="sysctl -w net.ipv4.tcp_syn_retries=2; tcptune probe syn",
+    settings=("net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_rto_max_ms"),
+    predict=predict,
+    wrong_model=textbook,
+    quick={"tcp_syn_retries": 1, "tcp_syn_linear_timeouts": 4},
+    run=run,
+    analyze=analyze,
+    not_in_packets=("connect_timeout", "connect_result"),
+    needs=frozenset({SOCKET_FILTER}),
+    order=10,
+)

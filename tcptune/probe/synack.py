@@ -11,27 +11,20 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import TYPE_CHECKING
 
-from tcptune.probe.base import (
-    DROP_ACK,
-    LOOPBACK,
-    POLL_S,
-    SETTLE_S,
-    Context,
-    Observation,
-    closing_all,
-    find_entry,
-    listener,
-    maybe_capture,
-)
-from tcptune.probe.capture import ACK, SYN, Segment
+from tcptune.probe.spec import SOCKET_FILTER, ModelInput, ProbeSpec
 
-NAME = "synack"
-SYN_RECV = 3
+if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
+    from tcptune.kernel.timers import Prediction
+    from tcptune.probe.base import Context, Observation
+    from tcptune.probe.capture import Segment
 
 
 def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
     """The server's SYN-ACK and its retransmissions (live capture or pcap)."""
+    from tcptune.probe.capture import ACK, SYN
+
     sa = [s for s in segments if s.has(SYN | ACK) and (server_port is None or s.sport == server_port)]
     if not sa:
         return []
@@ -40,8 +33,19 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
     return [(s.t, "synack" if i == 0 else "synack_retransmit", i, "") for i, s in enumerate(mine)]
 
 
-def run(ctx: Context) -> Observation:
-    obs = Observation(NAME, "capture")
+def run(ctx: Context, obs: Observation) -> None:
+    from tcptune.kernel.states import TcpState
+    from tcptune.probe.base import (
+        DROP_ACK,
+        LOOPBACK,
+        POLL_S,
+        SETTLE_S,
+        closing_all,
+        find_entry,
+        listener,
+        maybe_capture,
+    )
+
     with closing_all() as socks:
         _lst, port = listener(socks, DROP_ACK)
         with maybe_capture(ctx, port, obs) as cap:
@@ -59,7 +63,7 @@ def run(ctx: Context) -> Observation:
             prev = time.time()
             while not ctx.expired():
                 before = time.time()  # the state checked below is at least this recent
-                e = find_entry(port, cport, (SYN_RECV,))
+                e = find_entry(port, cport, (TcpState.SYN_RECV,))
                 now = time.time()
                 if e is not None:
                     present = True
@@ -79,7 +83,40 @@ def run(ctx: Context) -> Observation:
                 time.sleep(SETTLE_S)
             obs.watched_until = time.time()
             obs.measured["client_port"] = cport
-            obs.measured["server_port"] = port
-        if cap is not None:
-            obs.raw_events.extend(analyze(obs.segments, port))
-    return obs
+
+
+def predict(m: ModelInput) -> Prediction:
+    # whether tcp_rto_max_ms applies depends on the kernel (see predict_synack)
+    from tcptune.kernel.timers import synack as model
+
+    return model.predict_synack(
+        m.need("tcp_synack_retries"),
+        m.rto_max_s(),
+        hz=m.hz,
+        syncookies=m.settings.get("tcp_syncookies"),
+        kernel=m.kernel,
+    )
+
+
+def one_retry_too_many(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import synack as model
+
+    return model.predict_synack(m.need("tcp_synack_retries") + 1, hz=m.hz)
+
+
+SPEC = ProbeSpec(
+    name="synack",
+    summary="SYN-ACK retransmissions of a request stuck in SYN_RECV and when it is dropped (tcp_synack_retries).",
+    example="sysctl -w net.ipv4.tcp_synack_retries=1; tcptune probe synack",
+    # tcp_rto_max_ms: not applied to the request timer through 6.18 (see predict_synack);
+    # tcp_syncookies=2: no request socket at all
+    settings=("net.ipv4.tcp_synack_retries", "net.ipv4.tcp_rto_max_ms", "net.ipv4.tcp_syncookies"),
+    predict=predict,
+    wrong_model=one_retry_too_many,
+    quick={"tcp_synack_retries": 1},
+    run=run,
+    analyze=analyze,
+    not_in_packets=("request_dropped",),
+    needs=frozenset({SOCKET_FILTER}),
+    order=20,
+)

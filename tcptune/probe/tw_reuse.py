@@ -13,29 +13,24 @@ import errno
 import socket
 import struct
 import time
+from typing import TYPE_CHECKING
 
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.kernel.states import TcpState
-from tcptune.probe.base import (
-    LOOPBACK,
-    POLL_S,
-    Context,
-    Observation,
-    abort_on_close,
-    closing_all,
-    find_entry,
-    listener,
-    maybe_capture,
-)
-from tcptune.probe.capture import ACK, FIN, Segment
+from tcptune.probe.spec import ModelInput, ProbeSpec, timewait_facts
 
-NAME = "tw-reuse"
+if TYPE_CHECKING:  # probe modules load at every command start: heavy imports are local
+    from tcptune.kernel.timers import Prediction
+    from tcptune.probe.base import Context, Observation
+    from tcptune.probe.capture import Segment
+
 IP_LOCAL_PORT_RANGE = 51  # include/uapi/linux/in.h (6.3+)
 ATTEMPT_EVERY_S = 0.005
 
 
 def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
     """The client's FIN, and its ACK of the server's FIN: TIME_WAIT begins (capture or pcap)."""
+    from tcptune.probe.capture import ACK, FIN
+
     fins = [s for s in segments if s.has(FIN) and (server_port is None or s.dport == server_port)]
     if not fins:
         return []
@@ -57,6 +52,8 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
 
 
 def _attempt(port: int, lport: int) -> socket.socket | None:
+    from tcptune.probe.base import LOOPBACK
+
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         try:
@@ -91,6 +88,9 @@ def _watch_time_wait(obs: Observation, lport: int, port: int, since: float) -> N
     """Without a capture: record "time_wait" when the client's 4-tuple is seen in
     TIME_WAIT, not merely when the server closed (with a full timewait table it never
     gets there)."""
+    from tcptune.kernel.states import TcpState
+    from tcptune.probe.base import POLL_S, find_entry
+
     prev = since
     deadline = time.time() + 0.5
     while time.time() < deadline:
@@ -108,8 +108,9 @@ def _watch_time_wait(obs: Observation, lport: int, port: int, since: float) -> N
     obs.notes.append(f"the client's 4-tuple (port {lport}) did not reach TIME_WAIT within 0.5 s")
 
 
-def run(ctx: Context) -> Observation:
-    obs = Observation(NAME, "capture")
+def run(ctx: Context, obs: Observation) -> None:
+    from tcptune.probe.base import LOOPBACK, abort_on_close, closing_all, listener, maybe_capture
+
     with closing_all() as socks:
         lst, port = listener(socks)
         with maybe_capture(ctx, port, obs) as cap:
@@ -153,9 +154,45 @@ def run(ctx: Context) -> Observation:
                 ctx.tick()
                 time.sleep(ATTEMPT_EVERY_S)
             obs.watched_until = time.time()
-            obs.measured.update(client_port=lport, server_port=port, attempts=attempts)
+            obs.measured.update(client_port=lport, attempts=attempts)
             if not reused:
                 obs.notes.append(f"connect() from port {lport} was refused (EADDRNOTAVAIL) all {attempts} times")
-        if cap is not None:
-            obs.raw_events.extend(analyze(obs.segments, port))
-    return obs
+
+
+def predict(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import tw_reuse as model
+
+    return model.predict_tw_reuse(
+        m.need("tcp_tw_reuse"), m.need("tcp_timestamps"), m.settings.get("tcp_tw_reuse_delay"), **m.timewait()
+    )
+
+
+def too_early(m: ModelInput) -> Prediction:
+    from tcptune.kernel.timers import tw_reuse as model
+
+    return model.predict_tw_reuse(m.need("tcp_tw_reuse"), m.need("tcp_timestamps"), 100)
+
+
+SPEC = ProbeSpec(
+    name="tw-reuse",
+    summary=(
+        "Whether and when connect() may reuse a 4-tuple held in TIME_WAIT (tcp_tw_reuse, tcp_tw_reuse_delay, "
+        "tcp_timestamps)."
+    ),
+    example="sysctl -w net.ipv4.tcp_tw_reuse=1 net.ipv4.tcp_tw_reuse_delay=500; tcptune probe tw-reuse",
+    settings=(
+        "net.ipv4.tcp_tw_reuse",
+        "net.ipv4.tcp_tw_reuse_delay",
+        "net.ipv4.tcp_timestamps",
+        "net.ipv4.tcp_max_tw_buckets",
+    ),
+    predict=predict,
+    wrong_model=too_early,
+    quick={"tcp_tw_reuse": 1, "tcp_tw_reuse_delay": 1000, "tcp_timestamps": 1},
+    run=run,
+    analyze=analyze,
+    not_in_packets=("reuse_ok",),
+    facts=timewait_facts,
+    outcome="reusable",
+    order=50,
+)

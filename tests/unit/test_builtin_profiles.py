@@ -13,14 +13,8 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
-import socket
-import struct
 import subprocess
 import sys
-import threading
-import time
 import tomllib
 from pathlib import Path
 
@@ -180,95 +174,18 @@ def test_kernel_accepts_every_per_netns_value(name):
         assert got[key] == " ".join(value.split()), f"{name}: {key}: wrote {value!r}, kernel says {got[key]!r}"
 
 
-SO_ATTACH_FILTER = 26
-BPF_DROP_ALL = [(0x06, 0, 0, 0)]  # ret #0
-# TCP socket filters see the TCP header at offset 0: keep only segments with SYN set,
-# so the handshake's final ACK is dropped and the request stays in SYN_RECV.
-BPF_SYN_ONLY = [(0x30, 0, 0, 13), (0x45, 0, 1, 0x02), (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0)]
+def _probe_handshake_timeouts(sysctls: dict[str, str]) -> dict:
+    """In the netns child: set the profile's values, then run the real syn and synack probes
+    at once (each on its own loopback sockets) and return their results."""
+    from concurrent.futures import ThreadPoolExecutor
 
+    from tcptune.host.source import Host
+    from tcptune.ops.probes import run_probe
 
-def _attach(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> ctypes.Array:
-    buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in prog))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(prog), ctypes.addressof(buf)))
-    return buf  # keep alive while attached
-
-
-def _measure_handshake_timeouts(sysctls: dict[str, str]) -> dict:
-    """In the netns child: time connect() to a SYN-dropping listener and a SYN_RECV that never completes."""
     _write_and_read_back(list(sysctls.items()))
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    keep1 = _attach(silent, BPF_DROP_ALL)
-    half = socket.socket()
-    half.bind(("127.0.0.1", 0))
-    half.listen(8)
-    keep2 = _attach(half, BPF_SYN_ONLY)
-    silent_port, half_port = silent.getsockname()[1], half.getsockname()[1]
-
-    cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-    cap.bind(("lo", 0))
-    cap.settimeout(0.1)
-    syns, synacks, stop = [], [], threading.Event()
-
-    def sniff():
-        while not stop.is_set():
-            try:
-                pkt, addr = cap.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if addr[2] == socket.PACKET_OUTGOING:
-                continue  # lo shows each packet twice
-            ip = pkt[14:]
-            if ip[9] != 6:
-                continue
-            tcp = ip[(ip[0] & 15) * 4 :]
-            sport, dport, flags = *struct.unpack("!HH", tcp[:4]), tcp[13]
-            if flags & 0x12 == 0x02 and dport == silent_port:
-                syns.append(time.monotonic())
-            elif flags & 0x12 == 0x12 and sport == half_port:
-                synacks.append(time.monotonic())
-
-    result = {}
-
-    def connect_silent():
-        c = socket.socket()
-        t0 = time.monotonic()
-        try:
-            c.connect(("127.0.0.1", silent_port))
-            result["connect"] = "connected"
-        except OSError as exc:
-            result["connect"] = exc.strerror
-        result["connect_s"] = time.monotonic() - t0
-        c.close()
-
-    def syn_recv_lifetime():
-        c = socket.socket()
-        c.connect(("127.0.0.1", half_port))  # completes on the client side
-        hexport = f":{half_port:04X}"
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 30:
-            rows = [line.split() for line in open("/proc/net/tcp").readlines()[1:]]
-            if not any(r[1].endswith(hexport) and r[3] == "03" for r in rows):  # 03 = SYN_RECV
-                break
-            time.sleep(0.05)
-        result["syn_recv_s"] = time.monotonic() - t0
-        c.close()
-
-    sniffer = threading.Thread(target=sniff)
-    sniffer.start()
-    workers = [threading.Thread(target=connect_silent), threading.Thread(target=syn_recv_lifetime)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    time.sleep(0.2)
-    stop.set()
-    sniffer.join()
-    del keep1, keep2
-    result["syn_retransmissions"] = len(syns) - 1
-    result["synack_retransmissions"] = len(synacks) - 1
-    return result
+    with ThreadPoolExecutor(2) as pool:
+        runs = {name: pool.submit(run_probe, Host("/"), name, 20.0) for name in ("syn", "synack")}
+        return {name: f.result().to_json() for name, f in runs.items()}
 
 
 def test_stated_handshake_timings_hold_on_this_kernel():
@@ -294,11 +211,13 @@ def test_stated_handshake_timings_hold_on_this_kernel():
         "net.ipv4.tcp_syn_linear_timeouts": linear,
         "net.ipv4.tcp_synack_retries": synack,
     }
-    m = run_in_netns(_measure_handshake_timeouts, sysctls, timeout=60)
+    m = run_in_netns(_probe_handshake_timeouts, sysctls, timeout=60)
+    syn, synack = m["syn"], m["synack"]
     # connect() gives up at the first retransmission timer after 2^(N+1)-1 = 7 s.
-    assert m["connect"] == os.strerror(110), m  # ETIMEDOUT
-    assert 6.9 <= m["connect_s"] <= 8.5, m
-    assert m["syn_retransmissions"] == 5, m
+    assert syn["verdict"] == "matches", syn["reason"]
+    assert syn["give_up"]["what"] == "connect_timeout" and 6.9 <= syn["give_up"]["observed_s"] <= 8.5, syn
+    assert sum(e["what"] == "syn_retransmit" for e in syn["observed"]) == 5, syn["observed"]
     # SYN-ACKs at 0, 1, 3 s; the request is dropped when the timer fires at 7 s.
-    assert m["synack_retransmissions"] == 2, m
-    assert 6.9 <= m["syn_recv_s"] <= 8.5, m
+    assert synack["verdict"] == "matches", synack["reason"]
+    assert sum(e["what"] == "synack_retransmit" for e in synack["observed"]) == 2, synack["observed"]
+    assert 6.9 <= synack["give_up"]["observed_s"] <= 8.5, synack
