@@ -336,7 +336,9 @@ def check_dead_peers(inp: DoctorInput) -> list[Finding]:
     """Against --idle-timeout: does the kernel notice a dead peer before the middlebox forgets it?"""
     if inp.idle_timeout is None:
         return []
-    from tcptune.kernel.timers import TCP_RTO_MAX, model_timeout, predict_keepalive
+    from tcptune.kernel.timers import TCP_RTO_MAX
+    from tcptune.kernel.timers.keepalive import predict_keepalive
+    from tcptune.kernel.timers.syn import model_timeout
 
     ktime = _int(inp.settings, "net.ipv4.tcp_keepalive_time")
     intvl = _int(inp.settings, "net.ipv4.tcp_keepalive_intvl")

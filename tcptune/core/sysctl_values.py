@@ -44,6 +44,8 @@ def integer_error(token: str) -> str | None:
             return f"has more than {MAX_INT_CHARS} digits"
         if len(digits) > 1 and digits[0] == "0":
             return "has a leading 0, which the kernel reads as octal (010 is 8)"
+        if token == "-0":
+            return "is -0, which the kernel takes and reads back as 0; write 0"
         return None
     if token.startswith("+"):
         return "has a '+' sign, which the kernel refuses"

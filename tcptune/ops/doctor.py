@@ -78,7 +78,7 @@ def check_options(interval: float, checks: tuple[str, ...], idle_timeout: float 
 
 
 def _syn_timeout(settings: dict[str, str | None]) -> float | None:
-    from tcptune.kernel.timers import predict_syn
+    from tcptune.kernel.timers.syn import predict_syn
 
     try:
         retries = int(settings["net.ipv4.tcp_syn_retries"] or "")
