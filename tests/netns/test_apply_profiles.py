@@ -20,6 +20,7 @@ from nsutil import netns_argv, require_netns, run_in_netns
 
 from tcptune.host.profile_files import list_profiles
 from tcptune.host.source import Host
+from tcptune.values import json_value
 
 BUILTINS = sorted({p.name for p in list_profiles(search_dirs=[]) if p.kind == "built-in"})
 
@@ -69,7 +70,7 @@ def test_apply_builtin_then_audit_clean_then_rollback_exact(name, tmp_path):
     skipped = {s["key"] for s in applied["skipped"]}
     for c in applied["changes"]:
         if c["key"] not in skipped:
-            assert " ".join((mid[c["key"]] or "").split()) == c["new"], c
+            assert json_value(mid[c["key"]]) == c["new"], c
     # audit after apply: nothing drifts, except keys apply had to skip (global keys are
     # read-only inside a network namespace; keys this kernel lacks).
     findings = json.loads(au.stdout)["findings"]
@@ -192,9 +193,9 @@ def test_persist_precedence_warnings_and_sysctl_p_loads_the_file(tmp_path):
 
     rc, err, loaded = run_in_netns(load)
     assert rc == 0, err
-    want = {c["key"]: c["new"] for c in out["changes"] if c["status"] != "missing"}
-    assert loaded == want
-    assert {k: live[k] for k in want} == want
+    want = {c["key"]: c["new"] for c in out["changes"] if c["status"] != "missing"}  # typed JSON values
+    assert {k: json_value(v) for k, v in loaded.items()} == want
+    assert {k: json_value(live[k]) for k in want} == want
 
     # rollback restored the live values and removed the file (there was none before)
     assert rb.returncode == 0, rb.stderr

@@ -38,7 +38,7 @@ def test_values_set_in_namespace_show_as_drift():
     )
     assert r.returncode == 1, r.stderr
     f = {x["key"]: x for x in json.loads(r.stdout)["findings"] if x["verdict"] != "ok"}
-    assert f["net.ipv4.tcp_syn_retries"]["actual"] == "3" and f["net.ipv4.tcp_syn_retries"]["verdict"] == "drift"
+    assert f["net.ipv4.tcp_syn_retries"]["actual"] == 3 and f["net.ipv4.tcp_syn_retries"]["verdict"] == "drift"
     assert f["net.ipv4.tcp_keepalive_time"]["verdict"] == "drift"
     assert "net.ipv4.tcp_timestamps" in f
 
@@ -76,7 +76,7 @@ def test_netns_by_pid_and_path(ns_process):
         r = subprocess.run([*PY, "audit", "--netns", spec, "--json"], capture_output=True, text=True, timeout=60)
         assert r.returncode == 1, r.stderr
         f = {x["key"]: x for x in json.loads(r.stdout)["findings"]}
-        assert f["net.ipv4.tcp_fin_timeout"]["actual"] == "17"
+        assert f["net.ipv4.tcp_fin_timeout"]["actual"] == 17
     # the host itself was not touched: its value is still whatever it was
     assert open("/proc/sys/net/ipv4/tcp_fin_timeout").read().strip() != "17"
 
@@ -113,7 +113,7 @@ def test_netns_by_name():
         r = subprocess.run(
             [*PY, "show", "keepalive_probes", "--netns", name, "--json"], capture_output=True, text=True, timeout=60
         )
-        assert json.loads(r.stdout)["parameters"][0]["value"] == "4"
+        assert json.loads(r.stdout)["parameters"][0]["value"] == 4
     finally:
         subprocess.run(["ip", "netns", "del", name], check=True)
 
@@ -144,12 +144,10 @@ def test_audit_persisted_against_a_sysctl_d_tree(tmp_path):
     assert r.returncode == 1, r.stderr
     f = {x["key"]: x for x in json.loads(r.stdout)["findings"]}
     fin = f["net.ipv4.tcp_fin_timeout"]
-    assert (fin["verdict"], fin["expected"], fin["actual"]) == ("drift", "20", "60")
+    assert (fin["verdict"], fin["expected"], fin["actual"]) == ("drift", "20", 60)
     assert "50-site.conf:2" in fin["reason"]
     ka = f["net.ipv4.tcp_keepalive_time"]
-    assert (ka["verdict"], ka["expected"], ka["actual"]) == ("drift", "7200", "600") and "kernel default" in ka[
-        "reason"
-    ]
+    assert (ka["verdict"], ka["expected"], ka["actual"]) == ("drift", "7200", 600) and "kernel default" in ka["reason"]
     assert "fs.protected_fifos" not in f
     ok = run_netns(
         "sysctl -w net.ipv4.tcp_fin_timeout=20", "audit", "--persisted", "--persist-root", str(tmp_path), "--json"
