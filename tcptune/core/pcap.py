@@ -112,7 +112,7 @@ def _pcap(stream: BinaryIO, order: str, tick: float, source: str, stats: ReadSta
         if data is None:
             raise _bad(source, "truncated packet")
         stats.records += 1
-        seg = _decode(linktype, data, sec + frac * tick, order)
+        seg = decode_frame(linktype, data, sec + frac * tick, order)
         if seg is None:
             stats.skipped += 1
         else:
@@ -166,7 +166,7 @@ def _pcapng(stream: BinaryIO, head: bytes, source: str, stats: ReadStats) -> Ite
                 raise _bad(source, f"packet on undeclared interface {iface}")
             linktype, unit = links[iface]
             stats.records += 1
-            seg = _decode(linktype, body[20 : 20 + incl], ((hi << 32) | lo) * unit, order)
+            seg = decode_frame(linktype, body[20 : 20 + incl], ((hi << 32) | lo) * unit, order)
             if seg is None:
                 stats.skipped += 1
             else:
@@ -174,7 +174,7 @@ def _pcapng(stream: BinaryIO, head: bytes, source: str, stats: ReadStats) -> Ite
                 yield seg
         elif block_type == 3 and links:  # simple packet: no timestamp
             stats.records += 1
-            seg = _decode(links[0][0], body[4:], 0.0, order)
+            seg = decode_frame(links[0][0], body[4:], 0.0, order)
             if seg is None:
                 stats.skipped += 1
             else:
@@ -196,7 +196,7 @@ def _if_tsresol(options: bytes, order: str) -> float:
     return 1e-6
 
 
-def _decode(linktype: int, data: bytes, t: float, order: str) -> Segment | None:
+def decode_frame(linktype: int, data: bytes, t: float, order: str = "<") -> Segment | None:
     """The TCP segment in one link-layer frame, or None."""
     if linktype == LINK_ETHERNET:
         if len(data) < 14:

@@ -87,6 +87,14 @@ class Connection:
     joined_mid: bool
     packets: list[Annotated] = field(default_factory=list)
     final_states: dict[str, str] = field(default_factory=dict)
+    kernel_states: dict[str, str] | None = None  # the kernel's own, where the sockets were local
+
+    @property
+    def disagreements(self) -> list[str]:
+        """Ends whose inferred state is not the kernel's (shown, never hidden)."""
+        if self.kernel_states is None:
+            return []
+        return [end for end, st in self.final_states.items() if self.kernel_states.get(end) != st]
 
     def to_json(self) -> dict:
         return {
@@ -95,6 +103,7 @@ class Connection:
             "joined_mid_connection": self.joined_mid,
             "packets": [p.to_json() for p in self.packets],
             "final_states": dict(self.final_states),
+            "kernel_final_states": None if self.kernel_states is None else dict(self.kernel_states),
         }
 
 

@@ -115,3 +115,28 @@ def unshare_netns() -> None:
             ExitCode.PRIVILEGES,
             hint="needs CAP_SYS_ADMIN (run as root)",
         )
+
+
+def enter_private_netns() -> int:
+    """Move this process into a new, empty network namespace with ``lo`` up; its inode.
+
+    For experiments that must touch nothing of the host (trace --scenario): sysctls written
+    and packets sent from here stay in the namespace, which ends with the process.
+    """
+    import fcntl
+    import socket
+    import struct
+
+    before = netns_inode()
+    unshare_netns()
+    after = netns_inode()
+    if after is None or after == before:
+        raise TcptuneError(
+            "unshare(CLONE_NEWNET) left this process in its namespace; nothing was run", ExitCode.INTERNAL
+        )
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1  # include/uapi/linux/sockios.h, if.h
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(s, siocgifflags, req)[:18])[1]
+        fcntl.ioctl(s, siocsifflags, struct.pack("16sH", b"lo", flags | iff_up))
+    return after

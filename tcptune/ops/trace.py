@@ -52,3 +52,69 @@ def read_trace(path: str, keep: TraceFilter | None = None) -> TraceRun:
             raise TcptuneError(f"{path}: {stats.records} packets, none of them TCP", ExitCode.BAD_INPUT)
 
     return TraceRun(path, items(), stats)
+
+
+def scenario_names() -> dict[str, str]:
+    """Each scenario and what it shows (trace --scenario list)."""
+    from tcptune.probe.scenarios import SCENARIOS
+
+    return {name: sc.shows for name, sc in SCENARIOS.items()}
+
+
+@dataclass
+class ScenarioRun:
+    name: str
+    connections: list[Connection]
+    stats: ReadStats
+    notes: list[str] = field(default_factory=list)
+
+
+def _state_name(number: int | None) -> str:
+    from tcptune.kernel.states import state_from_kernel
+
+    state = state_from_kernel(number) if number is not None else None
+    return "CLOSED" if state is None else state.name
+
+
+def run_scenario(name: str) -> ScenarioRun:
+    """Run a tutorial's experiment in a new private network namespace and trace it.
+
+    This process moves into that namespace for good (it is a one-shot command): the
+    sysctls the scenario shortens and every packet stay there.
+    """
+    from tcptune.core.pcap import LINK_ETHERNET, decode_frame
+    from tcptune.host.netns import enter_private_netns
+    from tcptune.probe.capture import Capture
+    from tcptune.probe.scenarios import SCENARIOS
+    from tcptune.probe.scenarios import run_scenario as play
+
+    if name not in SCENARIOS:
+        raise TcptuneError(
+            f"--scenario {name}: no such scenario", ExitCode.BAD_INPUT, hint=f"one of {', '.join(SCENARIOS)}, or list"
+        )
+    enter_private_netns()
+    frames, kernel, cap_stats = play(name, Capture)
+    stats = ReadStats()
+    segments = []
+    for t, frame in frames:
+        stats.records += 1
+        seg = decode_frame(LINK_ETHERNET, frame, t)
+        if seg is not None:
+            stats.tcp += 1
+            segments.append(seg)
+    conns = list({id(c): c for c, _ in annotate(segments)}.values())
+    for c in conns:
+        (caddr, cport), (saddr, sport) = (_split(c.client), _split(c.server))
+        c.kernel_states = {
+            "client": _state_name(kernel.get((caddr, cport, saddr, sport))),
+            "server": _state_name(kernel.get((saddr, sport, caddr, cport))),
+        }
+    notes = []
+    if cap_stats is not None and cap_stats.drops:
+        notes.append(f"the capture lost {cap_stats.drops} frame(s): the trace may miss segments")
+    return ScenarioRun(name, conns, stats, notes)
+
+
+def _split(endpoint: str) -> tuple[str, int]:
+    addr, _, port = endpoint.rpartition(":")
+    return addr.strip("[]"), int(port)

@@ -119,9 +119,10 @@ class ProbeSpec:
         return tuple(k.rsplit(".", 1)[1] for k in self.settings)
 
 
-# The probe package's shared modules: sockets and capture (base, capture) and this one.
+# The probe package's shared modules: sockets and capture (base, capture), this one, and
+# trace's tutorial experiments (scenarios).
 # Every other module in the package is a probe and must define SPEC.
-_SHARED = frozenset({"base", "capture", "spec"})
+_SHARED = frozenset({"base", "capture", "spec", "scenarios"})  # scenarios: trace's experiments, not probes
 
 
 @cache

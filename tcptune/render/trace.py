@@ -58,6 +58,27 @@ def render_trace_text(items: Iterable[tuple[Connection, Annotated]], out: Output
         yield from render_packet(ann, out)
 
 
+def render_kernel_check(conn: Connection, out: Output) -> list[str]:
+    """The kernel's own states of both ends beside the inferred ones; a disagreement is said."""
+    if conn.kernel_states is None:
+        return []
+    k = conn.kernel_states
+    line = f"kernel (/proc/net/tcp) at the end: client {k['client']}, server {k['server']}"
+    if conn.disagreements:
+        inferred = ", ".join(f"{e} {conn.final_states[e]}" for e in conn.disagreements)
+        line += (
+            f"; DIFFERS from the packets ({inferred}): the kernel changed state with no segment on the wire "
+            "to show it (a timer, or a segment the receiver dropped)"
+        )
+    else:
+        line += ": agrees with the packets"
+    return [out.line(line)]
+
+
+def render_scenario_list(names: dict[str, str], out: Output) -> str:
+    return out.table(["scenario", "what it shows"], sorted(names.items()), flexible=[1])
+
+
 def render_trace_json(connections: list[Connection], source: str, stats) -> dict:
     return {
         "source": source,

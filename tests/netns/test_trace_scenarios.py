@@ -1,0 +1,79 @@
+"""trace --scenario: each tutorial experiment, run by the CLI in its own private namespace.
+
+The labels must be the seeds' (SYN J, SYN-ACK K ack J+1, ACK K+1, FIN, ACK), and the states
+inferred from the packets must equal the kernel's own at the end, except where the kernel
+acts with nothing on the wire (a give-up, a dropped segment), which trace must say.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from nsutil import require_netns
+
+
+def scenario(name: str) -> dict:
+    require_netns()
+    r = subprocess.run(
+        [sys.executable, "-m", "tcptune", "trace", "--scenario", name, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    (conn,) = json.loads(r.stdout)["connections"]
+    return conn
+
+
+def labels(conn):
+    return [(p["from"], p["label"]) for p in conn["packets"]]
+
+
+def test_handshake():
+    c = scenario("handshake")
+    assert labels(c) == [("client", "SYN J"), ("server", "SYN-ACK K, ack J+1"), ("client", "ACK K+1")]
+    assert [tuple(p["states_after"].values()) for p in c["packets"]] == [
+        ("SYN_SENT", "SYN_RECV"),
+        ("ESTABLISHED", "SYN_RECV"),
+        ("ESTABLISHED", "ESTABLISHED"),
+    ]
+    assert c["kernel_final_states"] == c["final_states"] == {"client": "ESTABLISHED", "server": "ESTABLISHED"}
+
+
+def test_teardown_has_four_segments_and_ends_in_time_wait():
+    c = scenario("teardown")
+    closing = [lbl for _, lbl in labels(c)][5:]
+    assert closing == ["FIN J+7, ack K+1", "ACK J+8", "FIN K+1, ack J+8", "ACK K+2"]
+    assert c["kernel_final_states"] == c["final_states"] == {"client": "TIME_WAIT", "server": "CLOSED"}
+
+
+@pytest.mark.parametrize(
+    "name,final",
+    [
+        ("time-wait", {"client": "TIME_WAIT", "server": "CLOSED"}),
+        ("half-close", {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"}),
+        ("refused", {"client": "CLOSED", "server": "CLOSED"}),
+    ],
+)
+def test_the_inferred_end_states_are_the_kernels(name, final):
+    c = scenario(name)
+    assert c["final_states"] == final
+    assert c["kernel_final_states"] == final
+
+
+def test_an_unanswered_syn_is_retransmitted_and_the_kernel_gives_up_with_nothing_on_the_wire():
+    c = scenario("syn-sent")
+    assert labels(c) == [("client", "SYN J"), ("client", "SYN J")]
+    assert c["packets"][1]["retransmission"] == 1
+    assert 0.9 < c["packets"][1]["t"] < 1.5  # the first SYN RTO, 1 s (TCP_TIMEOUT_INIT)
+    assert c["final_states"]["client"] == "SYN_SENT" and c["kernel_final_states"]["client"] == "CLOSED"
+
+
+def test_a_fin_never_acknowledged_is_retransmitted_from_fin_wait1():
+    c = scenario("fin-wait1")
+    fins = [p for p in c["packets"] if p["label"].startswith("FIN")]
+    assert len(fins) >= 2 and fins[-1]["retransmission"] >= 1
+    assert all(p["states_after"]["client"] == "FIN_WAIT1" for p in fins)
