@@ -113,7 +113,7 @@ def prepared(kernel: str) -> str | None:
     return None
 
 
-def _src_archive(argv: list[str], workdir: Path) -> Path:
+def _src_archive(argv: list[str], workdir: Path, env: dict[str, str]) -> Path:
     """The per-boot initramfs archive: /init, /run-cmd and the checkout under /src."""
     stage = workdir / "stage"
     (stage / "src").mkdir(parents=True)
@@ -126,7 +126,8 @@ def _src_archive(argv: list[str], workdir: Path) -> Path:
             shutil.copy2(src, stage / "src" / part)
     (stage / "init").write_text(INIT)
     (stage / "init").chmod(0o755)
-    (stage / "run-cmd").write_text(shlex.join(argv) + "\n")
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+    (stage / "run-cmd").write_text(exports + shlex.join(argv) + "\n")
     names = subprocess.run(["find", ".", "-mindepth", "1"], cwd=stage, capture_output=True, check=True).stdout
     out = workdir / "src.cpio"
     with open(out, "wb") as fh:
@@ -134,8 +135,11 @@ def _src_archive(argv: list[str], workdir: Path) -> Path:
     return out
 
 
-def run(kernel: str, argv: list[str], timeout: float = 300.0, mem_mb: int = 1024) -> GuestRun:
-    """Boot ``kernel`` (a release or a prefix such as '6.1'), run ``argv`` in it, collect /out."""
+def run(
+    kernel: str, argv: list[str], timeout: float = 300.0, mem_mb: int = 1024, env: dict[str, str] | None = None
+) -> GuestRun:
+    """Boot ``kernel`` (a release or a prefix such as '6.1'), run ``argv`` in it (with ``env``
+    added to its environment), collect /out."""
     why = prepared(kernel)
     if why:
         raise SystemExit(f"run_guest: {why}")
@@ -146,7 +150,7 @@ def run(kernel: str, argv: list[str], timeout: float = 300.0, mem_mb: int = 1024
         with open(initrd, "wb") as fh:
             with open(CACHE / "root.cpio", "rb") as root:
                 shutil.copyfileobj(root, fh, 1 << 20)
-            with open(_src_archive(argv, work), "rb") as src:
+            with open(_src_archive(argv, work, env or {}), "rb") as src:
                 shutil.copyfileobj(src, fh)
         console, out = work / "console.log", work / "out.tar"
         cmd = [
