@@ -57,7 +57,9 @@ _OPTMEM = (
 _SHRINK = (
     'params.toml net.ipv4.tcp_shrink_window: since = "6.5" is mainline, but the sysctl was backported to '
     "6.1.59 (stable 'tcp: enforce receive buffer memory limits by allowing the tcp window to shrink'; Debian "
-    'changelog of linux 6.1.192); exists_in() needs a stable-backport field (e.g. backported = ["6.1.59"])'
+    'changelog of linux 6.1.192); exists_in() needs a stable-backport field (e.g. backported = ["6.1.59"]), '
+    "and the release must be read as 6.1.192: Debian's kernel.osrelease is the ABI name 6.1.0-57-amd64, the "
+    "patch level is only in kernel.version ('#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3')"
 )
 _VISIBLE = (
     'params.toml {key}: a read-only mirror in a child netns (netns_init = "copy") only since 6.11 (series '
@@ -141,7 +143,7 @@ def test_value_after_boot_is_the_stated_default(guest, kernel, key):
     res = guest(kernel)
     entry = check_kernel.boot_defaults(res).get(key)
     if entry is None:
-        pytest.skip(f"{key}: no default claimed for {res['release']} (computed, build-time or absent)")
+        return  # no default claimed for this release (computed, build-time or absent): nothing to contradict
     assert entry["ok"], f"{key} on {res['release']} after boot: {entry['guest']!r}, knowledge base {entry['kb']!r}"
 
 
