@@ -59,6 +59,9 @@ def cases(release: tuple[int, ...]) -> dict[str, tuple[str, dict, dict]]:
         "synack-r1": ("synack", {"tcp_synack_retries": 1}, {}),
         "synack-r2-nocap": ("synack", {"tcp_synack_retries": 2}, {"capture": False}),
         "synack-cookies2": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {}),
+        "synack-cookies2-nocap": ("synack", {"tcp_synack_retries": 1, "tcp_syncookies": 2}, {"capture": False}),
+        "fin-1": ("fin-timeout", {"tcp_fin_timeout": 1}, {}),
+        "fin-0-nocap": ("fin-timeout", {"tcp_fin_timeout": 0}, {"capture": False}),
         "fin-3": ("fin-timeout", {"tcp_fin_timeout": 3}, {}),
         "fin-61": ("fin-timeout", {"tcp_fin_timeout": 61}, {}),
         "fin-3-twfull-nocap": ("fin-timeout", {"tcp_fin_timeout": 3, "tcp_max_tw_buckets": 0}, {"capture": False}),
@@ -71,6 +74,13 @@ def cases(release: tuple[int, ...]) -> dict[str, tuple[str, dict, dict]]:
         # no tcp_tw_reuse_delay before 6.14: reuse when the seconds clock ticks, (0, 1] s
         "tw-1": ("tw-reuse", {"tcp_tw_reuse": 1, "tcp_timestamps": 1}, {}),
         "tw-0": ("tw-reuse", {"tcp_tw_reuse": 0, "tcp_timestamps": 1}, {"max_wait": 1.5}),
+        "tw-2-nocap": ("tw-reuse", {"tcp_tw_reuse": 2, "tcp_timestamps": 1}, {"capture": False}),
+        "tw-no-timestamps": ("tw-reuse", {"tcp_tw_reuse": 1, "tcp_timestamps": 0}, {"max_wait": 1.5}),
+        "tw-0-twfull": (
+            "tw-reuse",
+            {"tcp_tw_reuse": 0, "tcp_timestamps": 1, "tcp_max_tw_buckets": 0},
+            {"max_wait": 1.5},
+        ),
     }
     if since(release, (6, 5)):
         c["syn-r2-l0"] = ("syn", {"tcp_syn_retries": 2, "tcp_syn_linear_timeouts": 0}, {})
