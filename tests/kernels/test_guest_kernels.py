@@ -66,11 +66,6 @@ _VISIBLE = (
     "'net: visibility of memory limits in netns'); before, absent there (netns_init = \"default\") -- the KB "
     'needs a versioned netns_init (e.g. older_netns_init = [{{before = "6.11", value = "default"}}])'
 )
-_QDISC = (
-    "params.toml net.core.default_qdisc: the default is a build option (CONFIG_DEFAULT_NET_SCH: Debian builds "
-    "CONFIG_DEFAULT_FQ_CODEL=y, so fq_codel), not pfifo_fast: drop `default` like tcp_congestion_control and "
-    "keep default_rule (read it from the kernel's config where readable)"
-)
 KNOWN = {
     ("6.1", "kb", "test_fresh_netns_holds_kernel_default[net.core.optmem_max]"): _OPTMEM,
     ("6.1", "kb", "test_fresh_netns_holds_kernel_default[net.ipv4.tcp_shrink_window]"): _SHRINK,
@@ -79,8 +74,6 @@ KNOWN = {
         for k in ("net.core.rmem_max", "net.core.wmem_max", "net.core.rmem_default", "net.core.wmem_default")
     },
     ("6.1", "presence", "net.ipv4.tcp_shrink_window"): _SHRINK,
-    ("6.1", "boot", "net.core.default_qdisc"): _QDISC,
-    ("6.12", "boot", "net.core.default_qdisc"): _QDISC,
 }
 
 _results: dict[str, dict] = {}
