@@ -2,6 +2,7 @@
 """Benchmark `tcptune states` against ss, netstat, psutil and a bare netlink dump.
 
     sudo python3 bench/run.py 10000 100000 1000000 [--workers N] [--repeat 5] [--slow-timeout 600]
+        [--baseline OTHER_CHECKOUT] [--no-others]
 
 For each size N: unshare a private network namespace (never the host's), set that
 namespace's own sysctls so N sockets fit, fill it with N loopback sockets in a mix of
@@ -31,22 +32,36 @@ sys.path.insert(0, str(HERE.parent))
 import fill  # noqa: E402
 
 PY = sys.executable
-FLOOR = [PY, "-c", "from tcptune.host.sockdiag import discard_dump; discard_dump()"]
-FLOOR_UNSPEC = [PY, "-c", "from tcptune.host.sockdiag import discard_dump; discard_dump(families=(0,))"]
-TOOLS_FAST = [
-    ("floor: bare netlink dump (python, read+discard)", FLOOR),
-    ("floor, one AF_UNSPEC request", FLOOR_UNSPEC),
-    ("tcptune states", ["tcptune", "states"]),
-    ("tcptune states --json", ["tcptune", "states", "--json"]),
-    ("ss -tan | wc -l", ["sh", "-c", "ss -tan | wc -l >/dev/null"]),
-    ("ss -s", ["sh", "-c", "ss -s >/dev/null"]),
-]
-TOOLS_SLOW = [
-    ("tcptune states --by process", ["tcptune", "states", "--by", "process"]),
-    ("netstat -ant", ["sh", "-c", "netstat -ant >/dev/null"]),
-    ("netstat -antp", ["sh", "-c", "netstat -antp >/dev/null 2>&1"]),
-    ("psutil.net_connections('tcp')", [PY, "-c", "import psutil; psutil.net_connections('tcp')"]),
-]
+FLOOR = [PY, str(HERE / "floor.py"), "--ss"]
+FLOOR_UNSPEC = [PY, str(HERE / "floor.py")]
+# The tcptune under test: `python -m tcptune` of the interpreter running this script, so
+# PYTHONPATH (or the install) decides which tree is timed, never a stale `tcptune` on PATH.
+TCPTUNE = [PY, "-m", "tcptune"]
+
+
+def tools_fast() -> list:
+    return [
+        ("floor: bare netlink dump (python, read+discard)", FLOOR),
+        ("floor, one AF_UNSPEC request", FLOOR_UNSPEC),
+        ("tcptune states", [*TCPTUNE, "states"]),
+        ("tcptune states --json", [*TCPTUNE, "states", "--json"]),
+        ("tcptune states --by peer", [*TCPTUNE, "states", "--by", "peer"]),
+        ("tcptune states --by local-port", [*TCPTUNE, "states", "--by", "local-port"]),
+        ("ss -tan | wc -l", ["sh", "-c", "ss -tan | wc -l >/dev/null"]),
+        ("ss -s", ["sh", "-c", "ss -s >/dev/null"]),
+    ]
+
+
+def tools_slow(others: bool) -> list:
+    out = [("tcptune states --by process", [*TCPTUNE, "states", "--by", "process"])]
+    if others:
+        out += [
+            ("netstat -ant", ["sh", "-c", "netstat -ant >/dev/null"]),
+            ("netstat -antp", ["sh", "-c", "netstat -antp >/dev/null 2>&1"]),
+            ("psutil.net_connections('tcp')", [PY, "-c", "import psutil; psutil.net_connections('tcp')"]),
+        ]
+    return out
+
 
 SETTLE_SECONDS = 3
 
@@ -178,7 +193,14 @@ def sockstat_tw() -> int:
     return -1
 
 
-def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
+def baseline_tools(tools: list, tree: str | None) -> list:
+    """The tcptune rows again, run from another checkout (PYTHONPATH=tree): before/after in one run."""
+    if not tree:
+        return []
+    return [(f"before: {name}", ["env", f"PYTHONPATH={tree}", *argv]) for name, argv in tools if argv[:3] == TCPTUNE]
+
+
+def bench_size(n: int, workers: int, repeat: int, slow_timeout: float, baseline: str | None, others: bool) -> dict:
     t0 = time.perf_counter()
     pids, pipes, fds = start_workers(n, workers)
     fill_s = time.perf_counter() - t0
@@ -186,7 +208,7 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
     res: dict = {"n_target": n, "fill_seconds": fill_s, "fds_held": fds, "tools": {}, "loadavg_before": os.getloadavg()}
     try:
         # Counts: tcptune --json then ss, back to back (TIME_WAIT may expire between them).
-        tj = timed(["tcptune", "states", "--json"])
+        tj = timed([*TCPTUNE, "states", "--json"])
         ss = ss_counts()
         ours = json.loads(tj["stdout"])["states"]
         ours = {k: v for k, v in ours.items() if v}
@@ -195,17 +217,23 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
         res["counts_equal"] = ours == dict(ss)
         res["total"] = sum(ss.values())
         # Round-robin, so that drift (TIME_WAIT timers, the fill's after-effects) hits every tool alike.
-        runs: dict = {name: [] for name, _ in TOOLS_FAST}
+        fast = tools_fast()
+        fast += baseline_tools(fast, baseline)
+        runs: dict = {name: [] for name, _ in fast}
         for _ in range(repeat):
-            for name, argv in TOOLS_FAST:
+            for name, argv in fast:
                 runs[name].append(timed(argv))
-        for name, _ in TOOLS_FAST:
+        for name, _ in fast:
             res["tools"][name] = summarize(runs[name])
         # In-process: the dump alone, without interpreter start-up (before the slow tools,
         # while the TIME_WAIT sockets are still there).
         res["in_process"] = in_process(min(repeat, 3))
-        for name, argv in TOOLS_SLOW:
-            runs = [timed(argv, slow_timeout) for _ in range(1 if n >= 100000 else repeat)]
+        slow = tools_slow(others)
+        slow[1:1] = baseline_tools(slow, baseline)
+        for name, argv in slow:
+            # tcptune's own rows every round; the other slow tools once at 100k and more
+            rounds = repeat if "tcptune" in name or n < 100000 else 1
+            runs = [timed(argv, slow_timeout) for _ in range(rounds)]
             res["tools"][name] = summarize(runs)
         res["tw_at_end"] = sockstat_tw()
     finally:
@@ -214,14 +242,17 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
 
 
 def in_process(repeat: int) -> dict:
+    import floor
+
     from tcptune.host import sockdiag
 
     out = {}
     for name, fn in (
-        ("floor discard_dump() per family, as ss", lambda: sockdiag.discard_dump()),
-        ("floor discard_dump() one AF_UNSPEC request", lambda: sockdiag.discard_dump(families=(0,))),
+        ("floor discard_dump() per family, as ss", lambda: floor.discard_dump((2, 10))),
+        ("floor discard_dump() one AF_UNSPEC request", lambda: floor.discard_dump()),
         ("dump_table() counts", lambda: sockdiag.dump_table()),
         ("dump_table(by='local-port')", lambda: sockdiag.dump_table(by="local-port")),
+        ("dump_table(by='peer')", lambda: sockdiag.dump_table(by="peer")),
     ):
         times = []
         for _ in range(repeat):
@@ -280,6 +311,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="filler processes (default: enough for the fd limit)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--slow-timeout", type=float, default=600.0)
+    ap.add_argument("--baseline", metavar="TREE", help="also time the tcptune rows from this checkout (PYTHONPATH)")
+    ap.add_argument("--no-others", action="store_true", help="skip netstat and psutil (netstat -antp: ~4 min at 1M)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (it unshares a network namespace)")
@@ -287,7 +320,7 @@ def main() -> None:
     nofile = fill.raise_nofile()
     for n in args.sizes:
         workers = args.workers or fill.workers_for(n, nofile)
-        res = bench_size(n, workers, args.repeat, args.slow_timeout)
+        res = bench_size(n, workers, args.repeat, args.slow_timeout, args.baseline, not args.no_others)
         res["workers"] = workers
         (HERE / f"results-{n}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
         print(table(res), flush=True)

@@ -1,8 +1,8 @@
 """TCP state histograms: aggregation, grouping, warnings tied to settings, data for rendering (pure).
 
-Sources (netlink in tcptune.host.sockdiag, /proc text in tcptune.core.procfs) hand over counts and
-groups; setting values and owner maps come in as plain values.  Nothing here reads the
-machine or the clock.
+Sources (netlink decoded by tcptune.core.inet_diag, /proc text by tcptune.core.procfs; chosen
+by tcptune.ops.sockets) hand over counts and groups; setting values and owner maps come in as
+plain values.  Nothing here reads the machine or the clock; tcptune.render.states draws it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ BACKLOG_FRACTION = 0.5
 MIN_PENDING = 16  # below this many pending requests a full-looking queue is noise
 CLOSE_WAIT_PER_PROCESS = 100  # CLOSE_WAIT sockets held by one process worth a warning
 
-GROUP_BYS = ("state", "local-port", "peer", "process")
 NO_OWNER = "(no owner)"  # TIME_WAIT, request socks, orphans: inode 0 (no struct socket left)
 UNKNOWN_OWNER = "(owner not visible)"  # inode not found in any readable /proc/*/fd
 
@@ -80,7 +79,7 @@ def normalize_counts(raw) -> dict[TcpState, int]:
 def summarize_rows(rows: Iterable, by: str | None, states: set | None = None, source: str = "/proc") -> Summary:
     """Aggregate tcptune.core.procfs.TcpRow rows (both files) into a Summary.
 
-    ``states``: a set of TcpState to keep (None = all).  ``by`` as in GROUP_BYS; for
+    ``states``: a set of TcpState to keep (None = all).  ``by``: None, 'state', 'local-port', 'peer' or 'process'; for
     'process' groups are keyed by inode (the caller maps inodes to owners).
     """
     counts: Counter = Counter()
@@ -120,6 +119,28 @@ def owner_label(owner) -> str:
         return NO_OWNER
     pid, name = owner
     return f"{name}[{pid}]"
+
+
+def group_by_owner(sock_states: bytes, sock_inodes, index: dict[int, int], owners: list) -> Counter:
+    """(TcpState, owner) -> sockets from the per-socket state and inode columns of a dump.
+
+    ``index`` maps inode -> position in ``owners`` ((pid, name)); the join runs in C
+    (Counter over zip), one Python step per (state, owner) pair, not per socket.
+    Inode 0 (TIME_WAIT, request socks, orphans: no struct socket) is NO_OWNER; an inode
+    in no readable /proc/*/fd is None (not visible).
+    """
+    no_owner = -1
+    index[0] = no_owner
+    try:
+        joined = Counter(zip(sock_states, map(index.get, sock_inodes)))
+    finally:
+        del index[0]
+    out: Counter = Counter()
+    for (s, idx), c in joined.items():
+        state = state_from_kernel(s)
+        if state is not None:
+            out[(state, None if idx is None else (NO_OWNER if idx == no_owner else owners[idx]))] += c
+    return out
 
 
 def resolve_process_groups(groups: Counter, owners: dict) -> Counter:
@@ -290,43 +311,3 @@ def build_report(
     if summary.notes:
         report["notes"] = list(summary.notes)
     return report
-
-
-def bar(value: int, maximum: int, width: int, unicode: bool = True) -> str:
-    """A horizontal bar: value/maximum of ``width`` cells (eighth blocks in unicode, '#' in ASCII)."""
-    if maximum <= 0 or value <= 0 or width <= 0:
-        return ""
-    if not unicode:
-        return "#" * max(1, round(width * value / maximum))
-    eighths = max(1, round(8 * width * value / maximum))
-    full, part = divmod(eighths, 8)
-    return "\u2588" * full + ("" if not part else "\u2588\u2589\u258a\u258b\u258c\u258d\u258e\u258f"[8 - part])
-
-
-def histogram_rows(report: dict, width: int = 40, unicode: bool = True, show_zero: bool = True) -> list[list]:
-    """Rows [state, count, (change,) bar] for the state table."""
-    states = report["states"]
-    peak = max(states.values(), default=0)
-    changes = report.get("changes")
-    rows = []
-    for name in STATE_NAMES:
-        n = states[name]
-        if not n and not show_zero:
-            continue
-        row = [name, n]
-        if changes is not None:
-            row.append(f"{changes[name]:+d}")
-        row.append(bar(n, peak, width, unicode))
-        rows.append(row)
-    return rows
-
-
-def group_rows(report: dict, width: int = 30, unicode: bool = True) -> list[list]:
-    """Rows [key, total, top states, bar] for the --by table."""
-    groups = report.get("groups", [])
-    peak = max((g["total"] for g in groups), default=0)
-    rows = []
-    for g in groups:
-        top_states = ", ".join(f"{k} {v}" for k, v in sorted(g["states"].items(), key=lambda kv: -kv[1])[:3])
-        rows.append([g["key"], g["total"], top_states, bar(g["total"], peak, width, unicode)])
-    return rows

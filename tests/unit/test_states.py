@@ -1,4 +1,4 @@
-"""Pure state-histogram logic: state names, aggregation, warnings tied to settings, report shape, bars."""
+"""Pure state-histogram logic: state names, aggregation, warnings tied to settings, report shape (the text view: tests/unit/test_render_states.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ from tcptune.core.socket_summary import (
     UNKNOWN_OWNER,
     ListenerInfo,
     Summary,
-    bar,
     build_report,
     check_warnings,
-    histogram_rows,
     normalize_counts,
     resolve_process_groups,
     summarize_rows,
@@ -198,12 +196,3 @@ def test_top_limits_groups():
     groups = Counter({(TcpState.ESTABLISHED, p): p for p in range(1, 30)})
     r = build_report(Summary("t", normalize_counts({1: 435}), groups), [], by="local-port", top=5)
     assert [g["port"] for g in r["groups"]] == [29, 28, 27, 26, 25]
-
-
-def test_bars():
-    assert bar(10, 10, 8) == "\u2588" * 8
-    assert bar(1, 16, 8) == "\u258c"  # half a cell
-    assert bar(0, 10, 8) == "" and bar(5, 0, 8) == ""
-    assert bar(5, 10, 8, unicode=False) == "####"
-    rows = histogram_rows({"states": {n: (10 if n == "LISTEN" else 0) for n in STATE_NAMES}}, width=4)
-    assert rows[9] == ["LISTEN", 10, "\u2588" * 4] and rows[0] == ["ESTABLISHED", 0, ""]
