@@ -83,6 +83,10 @@ _RECORD_END = {None: OFF_DPORT, "state": OFF_DPORT, "local-port": OFF_DPORT, "pe
 _RECORD_END["process"] = OFF_INODE + 4
 _SYN_STATES = (TcpState.SYN_RECV, TCP_NEW_SYN_RECV)
 _SELECT = {code: bytes(1 if i == code else 0 for i in range(256)) for code in _SYN_STATES}
+_STATE_OF = tuple(state_from_kernel(i) for i in range(256))  # state byte -> TcpState (None: not a state)
+# local-port keys: the state byte and the port's two bytes packed in a native u32 so that
+# key >> 16 is the state and key & 0xFFFF the port, whatever the byte order.
+_PORT_KEY = (0, 1, 2) if sys.byteorder == "little" else (3, 2, 1)  # positions of port low, port high, state
 
 
 class SockDiagUnavailable(Exception):
@@ -248,9 +252,10 @@ class DumpCounter:
         if by == "local-port":
             # state, port high byte, port low byte, 0: one u32 key per socket, counted in C.
             keys = bytearray(4 * m)
-            keys[0::4] = st
-            keys[1::4] = rec[sport::R]
-            keys[2::4] = rec[sport + 1 :: R]
+            lo, hi, state = _PORT_KEY
+            keys[lo::4] = rec[sport + 1 :: R]  # idiag_sport is big-endian: its second byte is the low one
+            keys[hi::4] = rec[sport::R]
+            keys[state::4] = st
             self.keys.update(memoryview(keys).cast("I"))
         elif by == "peer":
             # family, state, 2 zero bytes, the 16 address bytes: one 20-byte key per socket.
@@ -293,19 +298,24 @@ class DumpCounter:
     def finish(self, table: DiagTable) -> None:
         for (hi, lo), c in Counter(zip(self.syn_hi, self.syn_lo)).items():
             table.syn_recv_by_port[(hi << 8) | lo] += c
+        state_of = _STATE_OF
         for s, c in enumerate(self.per_state):
-            if c and (state := state_from_kernel(s)) is not None:
+            if c and (state := state_of[s]) is not None:
                 table.counts[state] += c
         groups = table.groups
-        if self.by == "local-port":
+        if self.by == "local-port":  # one step per (state, port) pair, not per socket
             for key, c in self.keys.items():
-                s, hi, lo, _ = key.to_bytes(4, sys.byteorder)
-                if (state := state_from_kernel(s)) is not None:
-                    groups[(state, (hi << 8) | lo)] += c
+                if (state := state_of[key >> 16]) is not None:
+                    groups[(state, key & 0xFFFF)] += c
         elif self.by == "peer":
+            names: dict[bytes, str] = {}  # an address in several states is formatted once
             for (key,), c in self.keys.items():
-                if (state := state_from_kernel(key[1])) is not None:
-                    groups[(state, _fmt_addr(key[0], key[4:]))] += c
+                if (state := state_of[key[1]]) is not None:
+                    raw = key[0:1] + key[4:]
+                    name = names.get(raw)
+                    if name is None:
+                        name = names[raw] = _fmt_addr(key[0], key[4:])
+                    groups[(state, name)] += c
         elif self.by == "process":
             table.sock_states += self.sock_states
             table.sock_inodes.extend(self.sock_inodes)

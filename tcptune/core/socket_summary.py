@@ -7,6 +7,7 @@ plain values.  Nothing here reads the machine or the clock; tcptune.render.state
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -269,31 +270,42 @@ def group_label(by: str, key) -> str:
     return str(key)
 
 
+def _rank(group: tuple) -> tuple:
+    return group[1], group[2]  # total (descending: it is negated), then label
+
+
 def build_groups(summary: Summary, by: str, top: int | None) -> list[dict]:
-    """Groups sorted by total (desc), each {'key', 'total', 'states'} (+ 'pid', 'name' for process)."""
+    """Groups sorted by total (desc), each {'key', 'total', 'states'} (+ 'pid', 'name' for process).
+
+    At a million sockets there can be ~10^5 groups and --top shows 20: the ranking looks
+    at (total, label) per group and only the groups shown get their per-state dict.
+    """
     if by == "state":
-        items = [(s, {s: n}) for s, n in summary.counts.items() if n]
+        totals = {s: n for s, n in summary.counts.items() if n}
     else:
-        per: dict = {}
+        totals = Counter()
+        for (_s, key), n in summary.groups.items():
+            totals[key] += n
+    ranked = [(key, -n, group_label(by, key)) for key, n in totals.items()]
+    chosen = heapq.nsmallest(top, ranked, key=_rank) if top else sorted(ranked, key=_rank)
+    if by == "state":
+        states_of = {s: {s: totals[s]} for s, _, _ in chosen}
+    else:
+        states_of = {key: Counter() for key, _, _ in chosen}
         for (s, key), n in summary.groups.items():
-            per.setdefault(key, Counter())[s] += n
-        items = list(per.items())
+            if (c := states_of.get(key)) is not None:
+                c[s] += n
     rows = []
-    for key, states in items:
-        total = sum(states.values())
-        g = {
-            "key": group_label(by, key),
-            "total": total,
-            "states": {s.name: states[s] for s in TcpState if states.get(s)},
-        }
+    for key, neg_total, label in chosen:
+        states = states_of[key]
+        g = {"key": label, "total": -neg_total, "states": {s.name: states[s] for s in TcpState if states.get(s)}}
         if by == "process":
             g["pid"] = key[0] if isinstance(key, tuple) else None
             g["name"] = key[1] if isinstance(key, tuple) else None
         if by == "local-port":
             g["port"] = key
         rows.append(g)
-    rows.sort(key=lambda g: (-g["total"], g["key"]))
-    return rows[:top] if top else rows
+    return rows
 
 
 def build_report(
