@@ -34,11 +34,45 @@ def median_time(fn, rounds: int) -> float:
     return statistics.median(times)
 
 
+def decode_only(rounds: int) -> None:
+    import os
+    import struct
+
+    from tcptune.core import inet_diag as d
+    from tcptune.host.sockdiag import open_diag_socket
+
+    seq = int.from_bytes(os.urandom(4), "little") >> 2 | 1
+    buffers = []
+    with open_diag_socket() as sock:
+        sock.send(d.request(0, 0xFFE & ~d.LISTEN_MASK, seq))
+        portid = sock.getsockname()[0]  # the kernel binds the port id on the first send
+        tail = struct.pack("=II", seq, portid)
+        while True:
+            buf = bytearray(d.RECV_BUF)
+            n = sock.recv_into(buf)
+            buffers.append((buf, n))
+            if d.is_last_buffer(buf, n, tail):
+                break
+    if os.environ.get("TCPTUNE_SAVE_DUMP"):  # for tuning the decoders offline, without a fill each time
+        with open(os.environ["TCPTUNE_SAVE_DUMP"], "wb") as fh:
+            fh.write(struct.pack("<III", seq, portid, len(buffers)))
+            for buf, n in buffers:
+                fh.write(struct.pack("<I", n) + buf[:n])
+    for by in (None, "local-port", "peer", "process"):
+
+        def run(by=by):
+            c = d.DumpCounter(d.reply_type(0), seq, portid, by)
+            d.consume(buffers, c, 0)
+            c.finish(d.DiagTable())
+
+        print(f"decode only, by {by!s:12s}  {median_time(run, rounds):.3f} s", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("n", type=int)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--cprofile", metavar="ARGS", help="tcptune arguments to profile in process")
+    ap.add_argument("--cprofile", metavar="ARGS", action="append", help="tcptune arguments to profile (repeatable)")
     args = ap.parse_args()
     run.setup_netns()
     nofile = fill.raise_nofile()
@@ -54,24 +88,29 @@ def main() -> None:
         }
         for name, fn in views.items():
             print(f"{name:28s} {median_time(fn, args.rounds):.3f} s", flush=True)
-        if args.cprofile:
+        # The decoders alone, on buffers received once: their CPU cost without the kernel's.
+        decode_only(args.rounds)
+        for argv in args.cprofile or ():
             import cProfile
             import io
             import pstats
 
             from tcptune.cli import main as cli_main
 
+            print(f"== tcptune {argv}", flush=True)
+            t = time.perf_counter()
             prof = cProfile.Profile()
             prof.enable()
             sys.stdout = io.StringIO()
             try:
-                cli_main(args.cprofile.split())
+                cli_main(argv.split())
             except SystemExit:
                 pass
             finally:
                 sys.stdout = sys.__stdout__
             prof.disable()
-            pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+            print(f"{time.perf_counter() - t:.3f} s under the profiler")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(12)
     finally:
         run.stop_workers(pids, pipes)
 

@@ -35,7 +35,8 @@ import sys
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import compress, repeat
+from operator import and_, itemgetter, rshift
 
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.kernel.states import TCP_NEW_SYN_RECV, TcpState, state_from_kernel
@@ -84,6 +85,9 @@ _RECORD_END["process"] = OFF_INODE + 4
 _SYN_STATES = (TcpState.SYN_RECV, TCP_NEW_SYN_RECV)
 _SELECT = {code: bytes(1 if i == code else 0 for i in range(256)) for code in _SYN_STATES}
 _STATE_OF = tuple(state_from_kernel(i) for i in range(256))  # state byte -> TcpState (None: not a state)
+# The same as plain ints, for the group keys: a tuple holding an int is built ~3x faster than
+# one holding an enum member, and (int, key) finds (TcpState, key) in a dict (equal hashes).
+_STATE_INT = tuple(None if x is None else int(x) for x in _STATE_OF)
 # local-port keys: the state byte and the port's two bytes packed in a native u32 so that
 # key >> 16 is the state and key & 0xFFFF the port, whatever the byte order.
 _PORT_KEY = (0, 1, 2) if sys.byteorder == "little" else (3, 2, 1)  # positions of port low, port high, state
@@ -109,6 +113,7 @@ class DiagTable:
 
     counts: Counter = field(default_factory=Counter)  # TcpState -> sockets
     groups: Counter = field(default_factory=Counter)  # (TcpState, key) -> sockets, when grouped
+    group_totals: Counter = field(default_factory=Counter)  # key -> sockets (local-port, peer)
     listeners: list = field(default_factory=list)  # Listener
     syn_recv_by_port: Counter = field(default_factory=Counter)  # local port -> pending requests
     interrupted: bool = False  # the kernel flagged NLM_F_DUMP_INTR
@@ -258,14 +263,14 @@ class DumpCounter:
             keys[state::4] = st
             self.keys.update(memoryview(keys).cast("I"))
         elif by == "peer":
-            # family, state, 2 zero bytes, the 16 address bytes: one 20-byte key per socket.
-            keys = bytearray(20 * m)
-            keys[0::20] = rec[OFF_FAMILY - 4 :: R]
-            keys[1::20] = st
+            # family, the 16 address bytes, state: one (peer, state) key per socket, counted in C.
+            keys = bytearray(18 * m)
+            keys[0::18] = rec[OFF_FAMILY - 4 :: R]
             dst = OFF_DST - 4
             for i in range(16):
-                keys[4 + i :: 20] = rec[dst + i :: R]
-            self.keys.update(struct.iter_unpack("20s", keys))
+                keys[1 + i :: 18] = rec[dst + i :: R]
+            keys[17::18] = st
+            self.keys.update(struct.iter_unpack("17sB", keys))
         elif by == "process":
             self.sock_states += st
             self.sock_inodes.frombytes(memoryview(rec).cast("I")[(OFF_INODE - 4) // 4 :: R // 4].tobytes())
@@ -303,25 +308,74 @@ class DumpCounter:
             if c and (state := state_of[s]) is not None:
                 table.counts[state] += c
         groups = table.groups
-        if self.by == "local-port":  # one step per (state, port) pair, not per socket
-            for key, c in self.keys.items():
-                if (state := state_of[key >> 16]) is not None:
-                    groups[(state, key & 0xFFFF)] += c
-        elif self.by == "peer":
-            names: dict[bytes, str] = {}  # an address in several states is formatted once
-            for (key,), c in self.keys.items():
-                if (state := state_of[key[1]]) is not None:
-                    raw = key[0:1] + key[4:]
-                    name = names.get(raw)
-                    if name is None:
-                        name = names[raw] = _fmt_addr(key[0], key[4:])
-                    groups[(state, name)] += c
+        if self.by == "local-port" and self.keys:
+            # (state, port) pairs built by map/zip in C, not a Python step per pair (there
+            # can be ~10^5 of them at a million sockets).
+            keys = list(self.keys)
+            states = list(map(_STATE_INT.__getitem__, map(rshift, keys, repeat(16))))
+            fresh = _valid(dict(zip(zip(states, map(and_, keys, repeat(0xFFFF))), self.keys.values())), states)
+            _merge(groups, fresh)
+            _merge(table.group_totals, _totals(fresh))
+        elif self.by == "peer" and self.keys:
+            keys = list(self.keys)
+            raws = list(map(itemgetter(0), keys))
+            names = _peer_names(set(raws))
+            states = list(map(_STATE_INT.__getitem__, map(itemgetter(1), keys)))
+            pairs = list(zip(states, map(names.__getitem__, raws)))
+            fresh = dict(zip(pairs, self.keys.values()))
+            if len(fresh) != len(pairs):
+                # two raw addresses with one name (an IPv4 peer and the same one v4-mapped
+                # on an IPv6 socket): add them up
+                fresh = {}
+                for pair, c in zip(pairs, self.keys.values()):
+                    fresh[pair] = fresh.get(pair, 0) + c
+            fresh = _valid(fresh, states)
+            _merge(groups, fresh)
+            _merge(table.group_totals, _totals(fresh))
         elif self.by == "process":
             table.sock_states += self.sock_states
             table.sock_inodes.extend(self.sock_inodes)
         if self.listeners:
             table.listeners.extend(self.listeners)
         table.interrupted |= self.interrupted
+
+
+def _valid(pairs: dict, states: list) -> dict:
+    """``pairs`` without the keys whose state byte is no TCP state (never from the kernel)."""
+    if None in states:
+        return {k: c for k, c in pairs.items() if k[0] is not None}
+    return pairs
+
+
+def _totals(pairs: dict) -> dict:
+    """(state, key) -> n  to  key -> n: one step per pair (a plain dict: Counter's __missing__ is slower)."""
+    out: dict = {}
+    get = out.get
+    for (_s, key), n in pairs.items():
+        out[key] = get(key, 0) + n
+    return out
+
+
+def _merge(into: Counter, more) -> None:
+    """into += more, looping over the smaller of the two (the LISTEN dump adds a few keys)."""
+    if len(into) < len(more):
+        more = dict(more)
+        for k, c in into.items():
+            more[k] = more.get(k, 0) + c
+        into.clear()
+        dict.update(into, more)
+    else:
+        for k, c in more.items():
+            into[k] += c
+
+
+def _peer_names(raws: set) -> dict:
+    """family byte + 16 address bytes -> the address as text; IPv4 ones through inet_ntop in C."""
+    v4 = [r for r in raws if r[0] == socket.AF_INET]
+    names = dict(zip(v4, map(socket.inet_ntop, repeat(socket.AF_INET), map(itemgetter(slice(1, 5)), v4))))
+    if len(v4) != len(raws):
+        names.update((r, _fmt_addr(r[0], r[1:])) for r in raws if r[0] != socket.AF_INET)
+    return names
 
 
 def _fmt_addr(family: int, raw: bytes) -> str:

@@ -55,6 +55,7 @@ class Summary:
     listeners: list = field(default_factory=list)  # ListenerInfo
     syn_recv_by_port: Counter = field(default_factory=Counter)
     orphans: int | None = None  # sockets the kernel counts against tcp_max_orphans
+    group_totals: Counter | None = None  # key -> sockets, when the source counted them (netlink)
     notes: list = field(default_factory=list)  # strings: malformed /proc lines, interrupted dumps
 
 
@@ -282,6 +283,8 @@ def build_groups(summary: Summary, by: str, top: int | None) -> list[dict]:
     """
     if by == "state":
         totals = {s: n for s, n in summary.counts.items() if n}
+    elif summary.group_totals is not None:
+        totals = summary.group_totals
     else:
         totals = Counter()
         for (_s, key), n in summary.groups.items():
@@ -290,6 +293,9 @@ def build_groups(summary: Summary, by: str, top: int | None) -> list[dict]:
     chosen = heapq.nsmallest(top, ranked, key=_rank) if top else sorted(ranked, key=_rank)
     if by == "state":
         states_of = {s: {s: totals[s]} for s, _, _ in chosen}
+    elif top:  # a few groups: look their states up
+        get = summary.groups.get
+        states_of = {key: {s: n for s in TcpState if (n := get((s, key)))} for key, _, _ in chosen}
     else:
         states_of = {key: Counter() for key, _, _ in chosen}
         for (s, key), n in summary.groups.items():

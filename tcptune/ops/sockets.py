@@ -82,6 +82,7 @@ def collect_summary(host, by: str | None = None, states=None, families=BOTH_FAMI
         groups=table.groups,
         listeners=[ListenerInfo(x.address, x.port, x.accept_queue, x.backlog, x.inode) for x in table.listeners],
         syn_recv_by_port=table.syn_recv_by_port,
+        group_totals=table.group_totals if by in ("local-port", "peer") else None,
     )
     # /proc/net/sockstat "orphan" is tcp_orphan_count, the host-wide number the
     # kernel compares with tcp_max_orphans (net/ipv4/tcp.c tcp_check_oom).
