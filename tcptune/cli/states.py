@@ -33,37 +33,43 @@ def _parse_states(values: list[str] | None):
     return out or None
 
 
+ByOpt = Annotated[
+    By | None, typer.Option("--by", help="Also group sockets by state, local port, peer address or owning process.")
+]
+StateOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--state",
+        metavar="STATE",
+        help="Only these states (repeat or comma-separate: ESTABLISHED, time-wait, FIN-WAIT-2 ...).",
+    ),
+]
+TopOpt = Annotated[
+    int, typer.Option("--top", metavar="N", min=0, help="Show the N largest groups with --by (0 = all).")
+]
+WatchOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--watch",
+        metavar="SECONDS",
+        min=0.1,
+        help="Redraw every SECONDS with the change since the previous sample (Ctrl-C stops).",
+    ),
+]
+CountOpt = Annotated[
+    int | None, typer.Option("--count", metavar="N", min=1, help="With --watch: stop after N samples.")
+]
+
+
 @app.command("states")
 def states_cmd(
-    by: Annotated[
-        By | None,
-        typer.Option("--by", help="Also group sockets by state, local port, peer address or owning process."),
-    ] = None,
-    state: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--state",
-            metavar="STATE",
-            help="Only these states (repeat or comma-separate: ESTABLISHED, time-wait, FIN-WAIT-2 ...).",
-        ),
-    ] = None,
+    by: ByOpt = None,
+    state: StateOpt = None,
     ipv4: Annotated[bool, typer.Option("--ipv4", "-4", help="Only IPv4 sockets.")] = False,
     ipv6: Annotated[bool, typer.Option("--ipv6", "-6", help="Only IPv6 sockets.")] = False,
-    top: Annotated[
-        int, typer.Option("--top", metavar="N", min=0, help="Show the N largest groups with --by (0 = all).")
-    ] = 20,
-    watch: Annotated[
-        float | None,
-        typer.Option(
-            "--watch",
-            metavar="SECONDS",
-            min=0.1,
-            help="Redraw every SECONDS with the change since the previous sample (Ctrl-C stops).",
-        ),
-    ] = None,
-    count: Annotated[
-        int | None, typer.Option("--count", metavar="N", min=1, help="With --watch: stop after N samples.")
-    ] = None,
+    top: TopOpt = 20,
+    watch: WatchOpt = None,
+    count: CountOpt = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     sysctl_dump: SysctlDumpOpt = None,
@@ -113,7 +119,7 @@ def _run(host, by, states, families, top, watch, count, json_out) -> None:
     n = 0
     while True:
         s = sample(host, by, states, families)
-        report = build_report(s.summary, s.warnings, by, top, previous)
+        report = build_report(s.summary, s.warnings, by, top, previous, only=states)
         n += 1
         if json_out and watch is None:
             emit_json(report)

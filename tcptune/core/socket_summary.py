@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tcptune.kernel.states import STATE_NAMES, TcpState, state_from_kernel
+from tcptune.kernel.states import TcpState, state_from_kernel
 
 # Warn when a count reaches this fraction of the limit that governs it.
 NEAR_LIMIT = 0.8
@@ -214,6 +214,7 @@ def check_warnings(
                     f"net.ipv4.tcp_max_syn_backlog={max_syn} the kernel drops new SYNs instead of answering with cookies",
                 )
             )
+    out.extend(_accept_queue_warnings(summary.listeners, somaxconn))
     if syncookies == 0 and not summary.syn_recv_by_port and max_syn:
         total = c.get(TcpState.SYN_RECV, 0)
         if total >= max(MIN_PENDING, BACKLOG_FRACTION * max_syn):
@@ -263,6 +264,39 @@ def check_warnings(
     return out
 
 
+def _accept_queue_warnings(listeners, somaxconn: int | None) -> list[Warning_]:
+    """Listeners whose accept queue (connections the application has not accept()ed) is full.
+
+    For a LISTEN socket inet_diag reports the queue length (idiag_rqueue = sk_ack_backlog)
+    and its limit (idiag_wqueue = sk_max_ack_backlog: the listen() backlog capped by
+    net.core.somaxconn; net/ipv4/tcp_diag.c tcp_diag_get_info).  The kernel calls it full
+    when the length is above the limit (include/net/sock.h sk_acceptq_is_full), and then
+    drops new SYNs (tcp_conn_request) and completed handshakes (tcp_v4_syn_recv_sock), the
+    ListenOverflows/ListenDrops counters: clients wait in SYN_SENT and retransmit.
+    /proc/net/tcp has no limit (backlog None): no verdict from there.
+    """
+    out = []
+    for lst in listeners:
+        q, limit = lst.accept_queue, lst.backlog
+        if limit is None or not (q > limit or (q >= MIN_PENDING and q >= NEAR_LIMIT * limit)):
+            continue
+        full = "full" if q > limit else f"{q / limit:.0%} full"
+        capped = somaxconn is not None and limit >= somaxconn > 0
+        out.append(
+            Warning_(
+                "net.core.somaxconn" if capped else "application",
+                f"port {lst.port} ({lst.address}): accept queue {full}, {q} connections wait for accept() with a "
+                f"backlog of {limit}; the kernel drops new connections to it (ListenOverflows)"
+                + (
+                    f"; the backlog is capped by net.core.somaxconn={somaxconn}"
+                    if capped
+                    else "; the application accepts too slowly or asked listen() for too small a backlog"
+                ),
+            )
+        )
+    return out
+
+
 def group_label(by: str, key) -> str:
     if by == "process":
         return owner_label(key)
@@ -275,8 +309,10 @@ def _rank(group: tuple) -> tuple:
     return group[1], group[2]  # total (descending: it is negated), then label
 
 
-def build_groups(summary: Summary, by: str, top: int | None) -> list[dict]:
-    """Groups sorted by total (desc), each {'key', 'total', 'states'} (+ 'pid', 'name' for process).
+def build_groups(summary: Summary, by: str, top: int | None) -> tuple[list[dict], dict | None]:
+    """Groups sorted by total (desc), each {'key', 'total', 'states'} (+ 'pid', 'name' for process;
+    'port' and, for a listening port, 'listeners' for local-port), and what --top left out:
+    {'groups': N, 'sockets': M}, or None when every group is shown.
 
     At a million sockets there can be ~10^5 groups and --top shows 20: the ranking looks
     at (total, label) per group and only the groups shown get their per-state dict.
@@ -301,6 +337,12 @@ def build_groups(summary: Summary, by: str, top: int | None) -> list[dict]:
         for (s, key), n in summary.groups.items():
             if (c := states_of.get(key)) is not None:
                 c[s] += n
+    listening: dict = {}
+    if by == "local-port":
+        for lst in summary.listeners:
+            listening.setdefault(lst.port, []).append(
+                {"address": lst.address, "accept_queue": lst.accept_queue, "backlog": lst.backlog}
+            )
     rows = []
     for key, neg_total, label in chosen:
         states = states_of[key]
@@ -310,21 +352,39 @@ def build_groups(summary: Summary, by: str, top: int | None) -> list[dict]:
             g["name"] = key[1] if isinstance(key, tuple) else None
         if by == "local-port":
             g["port"] = key
+            if key in listening:
+                g["listeners"] = listening[key]
         rows.append(g)
-    return rows
+    more = None
+    if len(chosen) < len(totals):
+        shown = -sum(neg for _, neg, _ in chosen)
+        more = {"groups": len(totals) - len(chosen), "sockets": sum(totals.values()) - shown}
+    return rows, more
 
 
 def build_report(
-    summary: Summary, warnings: list, by: str | None = None, top: int | None = None, previous: dict | None = None
+    summary: Summary,
+    warnings: list,
+    by: str | None = None,
+    top: int | None = None,
+    previous: dict | None = None,
+    only: set | None = None,
 ) -> dict:
-    """The JSON-ready report (shape documented in tcptune(8))."""
-    states = {name: summary.counts.get(TcpState[name], 0) for name in STATE_NAMES}
+    """The JSON-ready report (shape documented in tcptune(8)).
+
+    ``only``: the states --state asked for; the others were not counted, so they are left
+    out rather than shown as zeros.
+    """
+    names = [s.name for s in TcpState if not only or s in only]
+    states = {name: summary.counts.get(TcpState[name], 0) for name in names}
     report = {"source": summary.source, "states": states, "total": sum(states.values())}
     if by:
         report["by"] = by
-        report["groups"] = build_groups(summary, by, top)
+        report["groups"], more = build_groups(summary, by, top)
+        if more:
+            report["more"] = more
     if previous is not None:
-        report["changes"] = {k: states[k] - previous.get(k, 0) for k in STATE_NAMES}
+        report["changes"] = {k: states[k] - previous.get(k, 0) for k in names}
     report["warnings"] = [w.to_json() for w in warnings]
     if summary.notes:
         report["notes"] = list(summary.notes)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-from tcptune.kernel.states import STATE_NAMES
 from tcptune.render.output import COLUMN_GAP, Output
 
 HISTOGRAM_BAR = 40  # cells of the longest bar off a terminal (or when it fits)
@@ -44,16 +43,17 @@ def _bar_cells(out: Output, used: int, preferred: int) -> int:
 
 def _histogram(report: dict, out: Output) -> str:
     states, changes = report["states"], report.get("changes")
+    names = list(states)  # all eleven, or those --state asked for
     peak = max(states.values(), default=0)
-    counts = [str(states[n]) for n in STATE_NAMES] + [str(report["total"])]
-    cols = [list(STATE_NAMES) + ["TOTAL"], counts]
+    counts = [str(states[n]) for n in names] + [str(report["total"])]
+    cols = [names + ["TOTAL"], counts]
     headers = ["STATE", "COUNT"]
     if changes is not None:
-        cols.append([f"{changes[n]:+d}" for n in STATE_NAMES] + [f"{sum(changes.values()):+d}"])
+        cols.append([f"{changes[n]:+d}" for n in names] + [f"{sum(changes.values()):+d}"])
         headers.append("CHANGE")
     used = sum(max(len(h), *(len(c) for c in col)) + COLUMN_GAP for h, col in zip(headers, cols)) - COLUMN_GAP
     cells = _bar_cells(out, used, HISTOGRAM_BAR)
-    bars = [out.bar(states[n], peak, cells) for n in STATE_NAMES] + [""]
+    bars = [out.bar(states[n], peak, cells) for n in names] + [""]
     rows = list(zip(*cols, bars))
     return out.table(headers + [""], rows)
 
@@ -63,11 +63,29 @@ def _groups(report: dict, by: str, out: Output) -> str:
     peak = max((g["total"] for g in groups), default=0)
     keys = [str(g["key"]) for g in groups]
     totals = [str(g["total"]) for g in groups]
-    mix = [", ".join(f"{k} {v}" for k, v in sorted(g["states"].items(), key=lambda kv: -kv[1])[:3]) for g in groups]
+    # Every state of the group, largest first: they add up to SOCKETS.
+    mix = [", ".join(f"{k} {v}" for k, v in sorted(g["states"].items(), key=lambda kv: -kv[1])) for g in groups]
     label = GROUP_LABELS[by]
-    key_w = max([len(label)] + [len(k) for k in keys])
-    tot_w = max([len("SOCKETS")] + [len(t) for t in totals])
-    # The bar takes what is left after the key, the totals and a STATES column of at least 20.
-    cells = _bar_cells(out, key_w + tot_w + 20 + 2 * COLUMN_GAP, GROUP_BAR)
-    rows = [[k, t, m, out.bar(g["total"], peak, cells)] for k, t, m, g in zip(keys, totals, mix, groups)]
-    return out.table([label, "SOCKETS", "STATES", ""], rows, flexible=(2, 0))
+    headers, cols = [label, "SOCKETS"], [keys, totals]
+    if any("listeners" in g for g in groups):
+        # accept queue/backlog of each listener on the port: a full queue drops connections
+        headers.append("ACCEPT Q")
+        cols.append([", ".join(_queue(x) for x in g.get("listeners", ())) for g in groups])
+    used = sum(max([len(h)] + [len(c) for c in col]) + COLUMN_GAP for h, col in zip(headers, cols))
+    # The bar takes what is left after the other columns and a STATES column of at least 20.
+    cells = _bar_cells(out, used + 20 + COLUMN_GAP, GROUP_BAR)
+    bars = [out.bar(g["total"], peak, cells) for g in groups]
+    rows = list(zip(*cols, mix, bars))
+    text = out.table(headers + ["STATES", ""], rows, flexible=(len(headers), 0))
+    more = report.get("more")
+    if more:
+        n = more["groups"]
+        text += "\n" + out.line(
+            f"... {n} more {'group' if n == 1 else 'groups'} with {more['sockets']} sockets (--top 0 shows all)"
+        )
+    return text
+
+
+def _queue(listener: dict) -> str:
+    q, limit = listener["accept_queue"], listener["backlog"]
+    return str(q) if limit is None else f"{q}/{limit}"

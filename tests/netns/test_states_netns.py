@@ -334,3 +334,39 @@ def test_buffers_with_mixed_message_lengths():
         assert {TcpState(k).name: v for k, v in counts[by].items()} == {k: v for k, v in ss.items() if v}, by
     assert grouped["local-port"] == grouped["peer"] == sum(ss.values())
     assert inodes == sum(ss.values())
+
+
+def _full_accept_queue():
+    # listen(0): the kernel's limit is 0, so one completed connection waiting for accept()
+    # already makes the queue full (sk_acceptq_is_full: 1 > 0); the other clients' SYNs are
+    # dropped and they stay in SYN_SENT, retransmitting.
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    clients = []
+    for _ in range(5):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(lst.getsockname())
+        except BlockingIOError:
+            pass
+        clients.append(c)
+    time.sleep(0.3)
+    argv = [sys.executable, "-m", "tcptune", "states", "--by", "local-port"]
+    j = subprocess.run([*argv, "--json"], capture_output=True, text=True)
+    t = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, NO_COLOR="1"))
+    return j.returncode, j.stdout, j.stderr, t.stdout, lst.getsockname()[1], ss_counts()
+
+
+def test_full_accept_queue_is_warned_and_shown():
+    rc, out, err, text, port, ss = run_in_netns(_full_accept_queue)
+    assert rc == 0, err
+    report = json.loads(out)
+    assert ss["SYN_SENT"] >= 3  # clients the full queue turned away
+    (group,) = [g for g in report["groups"] if g["port"] == port]
+    assert group["listeners"] == [{"address": "127.0.0.1", "accept_queue": 1, "backlog": 0}]
+    (w,) = [w for w in report["warnings"] if "accept queue" in w["message"]]
+    assert w["key"] == "application" and w["message"].startswith(f"port {port} (127.0.0.1): accept queue full")
+    row = next(line for line in text.splitlines() if line.startswith(str(port)))
+    assert row.split()[2] == "1/0"

@@ -53,3 +53,23 @@ def test_changes_column_with_totals():
     lines = render(report, None, Output()).splitlines()
     assert "CHANGE" in lines[1]
     assert lines[-1].split()[:3] == ["TOTAL", "3", "+2"]
+
+
+def test_group_states_are_all_shown_and_top_says_what_is_left():
+    # issue 10 #7: "60  ESTABLISHED 45, FIN_WAIT2 5, CLOSE_WAIT 5" hid the LISTEN 5
+    groups = Counter({(TcpState.ESTABLISHED, 80): 45, (TcpState.FIN_WAIT2, 80): 5})
+    groups.update({(TcpState.CLOSE_WAIT, 80): 5, (TcpState.LISTEN, 80): 5, (TcpState.ESTABLISHED, 22): 1})
+    summary = Summary("t", normalize_counts({1: 46, 5: 5, 8: 5, 10: 5}), groups)
+    text = render(build_report(summary, [], by="local-port", top=1), "local-port", Output())
+    assert "ESTABLISHED 45, FIN_WAIT2 5, CLOSE_WAIT 5, LISTEN 5" in text
+    assert text.splitlines()[-1] == "... 1 more group with 1 sockets (--top 0 shows all)"
+
+
+def test_listeners_accept_queue_column():
+    from tcptune.core.socket_summary import ListenerInfo
+
+    summary = Summary("t", normalize_counts({10: 1}), Counter({(TcpState.LISTEN, 8080): 1}))
+    summary.listeners = [ListenerInfo("127.0.0.1", 8080, 1, 0)]
+    lines = render(build_report(summary, [], by="local-port"), "local-port", Output()).splitlines()
+    header = next(line for line in lines if line.startswith("LOCAL PORT"))
+    assert "ACCEPT Q" in header and any(line.split()[:3] == ["8080", "1", "1/0"] for line in lines)
