@@ -220,8 +220,10 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float, baseline:
         fast = tools_fast()
         fast += baseline_tools(fast, baseline)
         runs: dict = {name: [] for name, _ in fast}
-        for _ in range(repeat):
-            for name, argv in fast:
+        for i in range(repeat):
+            # Round-robin, every other round in reverse: sockets that expire meanwhile (TIME_WAIT
+            # lives 60 s) or load from elsewhere must not favour the tools that run late.
+            for name, argv in fast if i % 2 == 0 else fast[::-1]:
                 runs[name].append(timed(argv))
         for name, _ in fast:
             res["tools"][name] = summarize(runs[name])
@@ -229,12 +231,15 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float, baseline:
         # while the TIME_WAIT sockets are still there).
         res["in_process"] = in_process(min(repeat, 3))
         slow = tools_slow(others)
-        slow[1:1] = baseline_tools(slow, baseline)
-        for name, argv in slow:
-            # tcptune's own rows every round; the other slow tools once at 100k and more
-            rounds = repeat if "tcptune" in name or n < 100000 else 1
-            runs = [timed(argv, slow_timeout) for _ in range(rounds)]
-            res["tools"][name] = summarize(runs)
+        ours = slow[:1] + baseline_tools(slow, baseline)  # tcptune's own rows: every round, alternating
+        runs = {name: [] for name, _ in ours}
+        for i in range(repeat):
+            for name, argv in ours if i % 2 == 0 else ours[::-1]:
+                runs[name].append(timed(argv, slow_timeout))
+        for name, _ in ours:
+            res["tools"][name] = summarize(runs[name])
+        for name, argv in slow[1:]:  # the other slow tools once at 100k and more
+            res["tools"][name] = summarize([timed(argv, slow_timeout) for _ in range(1 if n >= 100000 else repeat)])
         res["tw_at_end"] = sockstat_tw()
     finally:
         stop_workers(pids, pipes)
