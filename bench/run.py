@@ -167,13 +167,16 @@ def timed(argv, timeout: float | None = None) -> dict:
             if not chunk:
                 break
             out += chunk
-    _, status, _ru = os.wait4(p.pid, 0)
+    _, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     with open(rss_file.name) as fh:
         rss_kb = int(fh.read().split()[-1])
     os.unlink(rss_file.name)
-    return {"seconds": dt, "max_rss_mb": rss_kb / 1024, "rc": p.returncode, "stdout": bytes(out)}
+    # CPU seconds (user + system, the child and what it waited for: the kernel's dump work is
+    # system time): steadier than wall time when other jobs share the cores.
+    cpu = ru.ru_utime + ru.ru_stime
+    return {"seconds": dt, "cpu": cpu, "max_rss_mb": rss_kb / 1024, "rc": p.returncode, "stdout": bytes(out)}
 
 
 def ss_counts() -> Counter:
@@ -276,6 +279,7 @@ def summarize(runs: list[dict]) -> dict:
     return {
         "seconds": secs[len(secs) // 2],
         "runs": len(ok),
+        "cpu": sorted(r["cpu"] for r in ok)[len(ok) // 2],
         "max_rss_mb": max(r["max_rss_mb"] for r in ok),
         "rc": ok[0]["rc"],
     }
@@ -285,19 +289,20 @@ def table(res: dict) -> str:
     floor = res["tools"]["floor: bare netlink dump (python, read+discard)"]["seconds"]
     floor1 = res["tools"]["floor, one AF_UNSPEC request"]["seconds"]
     sstan = res["tools"]["ss -tan | wc -l"]["seconds"]
+    floor_cpu = res["tools"]["floor: bare netlink dump (python, read+discard)"]["cpu"]
     lines = [
         f"### {res['total']} sockets (target {res['n_target']}), counts equal to ss: {res['counts_equal']}",
         "",
-        "| tool | seconds (median) | x floor | x one-walk floor | x `ss -tan \\| wc -l` | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| tool | seconds (median) | x floor | x one-walk floor | x `ss -tan \\| wc -l` | CPU s (median) | x floor CPU | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in res["tools"].items():
         if r["seconds"] is None:
-            lines.append(f"| {name} | > {r['timeout']} (killed) | | | | |")
+            lines.append(f"| {name} | > {r['timeout']} (killed) | | | | | | |")
             continue
         lines.append(
             f"| {name} | {r['seconds']:.3f} | {r['seconds'] / floor:.2f} | {r['seconds'] / floor1:.2f} | "
-            f"{r['seconds'] / sstan:.2f} | {r['max_rss_mb']:.0f} |"
+            f"{r['seconds'] / sstan:.2f} | {r['cpu']:.3f} | {r['cpu'] / floor_cpu:.2f} | {r['max_rss_mb']:.0f} |"
         )
     lines.append("")
     lines.append(
