@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from enum import Enum
@@ -124,6 +123,8 @@ def _run(host, by, states, families, top, watch, count, json_out) -> None:
         if json_out and watch is None:
             emit_json(report)
         elif json_out:
+            import json
+
             report["time"] = time.time()
             sys.stdout.write(json.dumps(report, separators=(",", ":")) + "\n")
         else:

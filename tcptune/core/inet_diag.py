@@ -83,8 +83,12 @@ LISTEN_MASK = 1 << TcpState.LISTEN
 _RECORD_END = {None: OFF_DPORT, "state": OFF_DPORT, "local-port": OFF_DPORT, "peer": OFF_DST + 16}
 _RECORD_END["process"] = OFF_INODE + 4
 _SYN_STATES = (TcpState.SYN_RECV, TCP_NEW_SYN_RECV)
+_KNOWN = {*map(int, TcpState), TCP_NEW_SYN_RECV}
 _SELECT = {code: bytes(1 if i == code else 0 for i in range(256)) for code in _SYN_STATES}
-_STATE_OF = tuple(state_from_kernel(i) for i in range(256))  # state byte -> TcpState (None: not a state)
+# state byte -> TcpState (None: not a state); request socks count as SYN_RECV (state_from_kernel).
+# Built from the members, not by asking state_from_kernel for all 256 bytes (244 ValueErrors
+# on every start).
+_STATE_OF = tuple(state_from_kernel(i) if i in _KNOWN else None for i in range(256))
 # The same as plain ints, for the group keys: a tuple holding an int is built ~3x faster than
 # one holding an enum member, and (int, key) finds (TcpState, key) in a dict (equal hashes).
 _STATE_INT = tuple(None if x is None else int(x) for x in _STATE_OF)
