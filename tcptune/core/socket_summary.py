@@ -161,23 +161,37 @@ def check_warnings(
     ``settings`` maps SETTING_KEYS to their values (str or int; None when unknown).
     For by='process', ``summary.groups`` must already be keyed by owner.
     """
-    c = summary.counts
-    out: list[Warning_] = []
-    tw, tw_max = c.get(TcpState.TIME_WAIT, 0), _int(settings.get("net.ipv4.tcp_max_tw_buckets"))
-    if tw_max is not None and tw and tw >= NEAR_LIMIT * tw_max:
-        # net/ipv4/inet_timewait_sock.c inet_twsk_alloc: no TIME_WAIT sock once
-        # tw_refcount reaches sysctl_max_tw_buckets; tcp_time_wait() then closes the
-        # socket at once ("TCP: time wait bucket table overflow", TCPTimeWaitOverflow).
-        out.append(
-            Warning_(
-                "net.ipv4.tcp_max_tw_buckets",
-                f"{tw} TIME_WAIT sockets are {tw / tw_max:.0%} of net.ipv4.tcp_max_tw_buckets={tw_max}; beyond it the "
-                'kernel skips TIME_WAIT ("time wait bucket table overflow"), risking old duplicates on reused 4-tuples',
-            )
+    v = {k: _int(settings.get(k)) for k in SETTING_KEYS}
+    return (
+        _time_wait_warnings(summary, v)
+        + _request_queue_warnings(summary, v)
+        + _accept_queue_warnings(summary.listeners, v["net.core.somaxconn"])
+        + _close_wait_warnings(summary, close_wait_threshold, by)
+        + _orphan_warnings(summary, v)
+    )
+
+
+def _time_wait_warnings(summary: Summary, v: dict) -> list[Warning_]:
+    tw, tw_max = summary.counts.get(TcpState.TIME_WAIT, 0), v["net.ipv4.tcp_max_tw_buckets"]
+    if tw_max is None or not tw or tw < NEAR_LIMIT * tw_max:
+        return []
+    # net/ipv4/inet_timewait_sock.c inet_twsk_alloc: no TIME_WAIT sock once
+    # tw_refcount reaches sysctl_max_tw_buckets; tcp_time_wait() then closes the
+    # socket at once ("TCP: time wait bucket table overflow", TCPTimeWaitOverflow).
+    return [
+        Warning_(
+            "net.ipv4.tcp_max_tw_buckets",
+            f"{tw} TIME_WAIT sockets are {tw / tw_max:.0%} of net.ipv4.tcp_max_tw_buckets={tw_max}; beyond it the "
+            'kernel skips TIME_WAIT ("time wait bucket table overflow"), risking old duplicates on reused 4-tuples',
         )
-    syncookies = _int(settings.get("net.ipv4.tcp_syncookies"))
-    max_syn = _int(settings.get("net.ipv4.tcp_max_syn_backlog"))
-    somaxconn = _int(settings.get("net.core.somaxconn"))
+    ]
+
+
+def _request_queue_warnings(summary: Summary, v: dict) -> list[Warning_]:
+    """Pending requests (SYN_RECV) against the listen backlog and, without syncookies, tcp_max_syn_backlog."""
+    syncookies, max_syn = v["net.ipv4.tcp_syncookies"], v["net.ipv4.tcp_max_syn_backlog"]
+    somaxconn = v["net.core.somaxconn"]
+    out = []
     backlog_of = {}
     for lst in summary.listeners:
         if lst.backlog is not None:
@@ -214,9 +228,8 @@ def check_warnings(
                     f"net.ipv4.tcp_max_syn_backlog={max_syn} the kernel drops new SYNs instead of answering with cookies",
                 )
             )
-    out.extend(_accept_queue_warnings(summary.listeners, somaxconn))
     if syncookies == 0 and not summary.syn_recv_by_port and max_syn:
-        total = c.get(TcpState.SYN_RECV, 0)
+        total = summary.counts.get(TcpState.SYN_RECV, 0)
         if total >= max(MIN_PENDING, BACKLOG_FRACTION * max_syn):
             out.append(
                 Warning_(
@@ -224,44 +237,51 @@ def check_warnings(
                     f"{total} SYN_RECV with net.ipv4.tcp_syncookies=0 and net.ipv4.tcp_max_syn_backlog={max_syn}",
                 )
             )
-    cw = c.get(TcpState.CLOSE_WAIT, 0)
-    if by == "process":
-        per_owner: Counter = Counter()
-        for (s, owner), n in summary.groups.items():
-            if s == TcpState.CLOSE_WAIT and owner not in (None, NO_OWNER):
-                per_owner[owner] += n
-        for owner, n in per_owner.most_common():
-            if n < close_wait_threshold:
-                break
-            out.append(
-                Warning_(
-                    "application",
-                    f"{owner_label(owner)} holds {n} CLOSE_WAIT sockets: the peer closed and this process never called "
-                    "close(); no sysctl reclaims them, fix or restart the application",
-                )
-            )
-    elif cw >= close_wait_threshold:
-        out.append(
+    return out
+
+
+def _close_wait_warnings(summary: Summary, threshold: int, by: str | None) -> list[Warning_]:
+    if by != "process":
+        cw = summary.counts.get(TcpState.CLOSE_WAIT, 0)
+        if cw < threshold:
+            return []
+        return [
             Warning_(
                 "application",
                 f"{cw} CLOSE_WAIT sockets: peers closed and the application has not called close(); "
                 "`tcptune states --by process --state CLOSE_WAIT` shows which process holds them",
             )
+        ]
+    per_owner: Counter = Counter()
+    for (s, owner), n in summary.groups.items():
+        if s == TcpState.CLOSE_WAIT and owner not in (None, NO_OWNER):
+            per_owner[owner] += n
+    return [
+        Warning_(
+            "application",
+            f"{owner_label(owner)} holds {n} CLOSE_WAIT sockets: the peer closed and this process never called "
+            "close(); no sysctl reclaims them, fix or restart the application",
         )
-    orphans, max_orphans = summary.orphans, _int(settings.get("net.ipv4.tcp_max_orphans"))
-    if orphans is not None and max_orphans and orphans >= NEAR_LIMIT * max_orphans:
-        # net/ipv4/tcp.c tcp_check_oom: past tcp_max_orphans orphans are reset
-        # ("too many orphaned sockets").
-        fin = _int(settings.get("net.ipv4.tcp_fin_timeout"))
-        out.append(
-            Warning_(
-                "net.ipv4.tcp_max_orphans",
-                f"{orphans} orphaned sockets ({c.get(TcpState.FIN_WAIT2, 0)} in FIN_WAIT2) are {orphans / max_orphans:.0%} "
-                f"of net.ipv4.tcp_max_orphans={max_orphans}; beyond it the kernel resets them"
-                + (f" (FIN_WAIT2 orphans live net.ipv4.tcp_fin_timeout={fin} s)" if fin is not None else ""),
-            )
+        for owner, n in per_owner.most_common()
+        if n >= threshold
+    ]
+
+
+def _orphan_warnings(summary: Summary, v: dict) -> list[Warning_]:
+    orphans, max_orphans = summary.orphans, v["net.ipv4.tcp_max_orphans"]
+    if orphans is None or not max_orphans or orphans < NEAR_LIMIT * max_orphans:
+        return []
+    # net/ipv4/tcp.c tcp_check_oom: past tcp_max_orphans orphans are reset
+    # ("too many orphaned sockets").
+    fin = v["net.ipv4.tcp_fin_timeout"]
+    return [
+        Warning_(
+            "net.ipv4.tcp_max_orphans",
+            f"{orphans} orphaned sockets ({summary.counts.get(TcpState.FIN_WAIT2, 0)} in FIN_WAIT2) are "
+            f"{orphans / max_orphans:.0%} of net.ipv4.tcp_max_orphans={max_orphans}; beyond it the kernel resets them"
+            + (f" (FIN_WAIT2 orphans live net.ipv4.tcp_fin_timeout={fin} s)" if fin is not None else ""),
         )
-    return out
+    ]
 
 
 def _accept_queue_warnings(listeners, somaxconn: int | None) -> list[Warning_]:
