@@ -61,7 +61,7 @@ def raise_nofile() -> int:
     """Soft RLIMIT_NOFILE up to the hard limit (raising the hard one needs CAP_SYS_RESOURCE,
     which this machine's root lacks: the hard limit is 20000, so sockets are spread over
     many worker processes)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY:
         hard = 1 << 20
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

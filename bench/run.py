@@ -2,6 +2,7 @@
 """Benchmark `tcptune states` against ss, netstat, psutil and a bare netlink dump.
 
     sudo python3 bench/run.py 10000 100000 1000000 [--workers N] [--repeat 5] [--slow-timeout 600]
+        [--baseline OTHER_CHECKOUT] [--no-others]
 
 For each size N: unshare a private network namespace (never the host's), set that
 namespace's own sysctls so N sockets fit, fill it with N loopback sockets in a mix of
@@ -31,22 +32,36 @@ sys.path.insert(0, str(HERE.parent))
 import fill  # noqa: E402
 
 PY = sys.executable
-FLOOR = [PY, "-c", "from tcptune.host.sockdiag import discard_dump; discard_dump()"]
-FLOOR_UNSPEC = [PY, "-c", "from tcptune.host.sockdiag import discard_dump; discard_dump(families=(0,))"]
-TOOLS_FAST = [
-    ("floor: bare netlink dump (python, read+discard)", FLOOR),
-    ("floor, one AF_UNSPEC request", FLOOR_UNSPEC),
-    ("tcptune states", ["tcptune", "states"]),
-    ("tcptune states --json", ["tcptune", "states", "--json"]),
-    ("ss -tan | wc -l", ["sh", "-c", "ss -tan | wc -l >/dev/null"]),
-    ("ss -s", ["sh", "-c", "ss -s >/dev/null"]),
-]
-TOOLS_SLOW = [
-    ("tcptune states --by process", ["tcptune", "states", "--by", "process"]),
-    ("netstat -ant", ["sh", "-c", "netstat -ant >/dev/null"]),
-    ("netstat -antp", ["sh", "-c", "netstat -antp >/dev/null 2>&1"]),
-    ("psutil.net_connections('tcp')", [PY, "-c", "import psutil; psutil.net_connections('tcp')"]),
-]
+FLOOR = [PY, str(HERE / "floor.py"), "--ss"]
+FLOOR_UNSPEC = [PY, str(HERE / "floor.py")]
+# The tcptune under test: `python -m tcptune` of the interpreter running this script, so
+# PYTHONPATH (or the install) decides which tree is timed, never a stale `tcptune` on PATH.
+TCPTUNE = [PY, "-m", "tcptune"]
+
+
+def tools_fast() -> list:
+    return [
+        ("floor: bare netlink dump (python, read+discard)", FLOOR),
+        ("floor, one AF_UNSPEC request", FLOOR_UNSPEC),
+        ("tcptune states", [*TCPTUNE, "states"]),
+        ("tcptune states --json", [*TCPTUNE, "states", "--json"]),
+        ("tcptune states --by peer", [*TCPTUNE, "states", "--by", "peer"]),
+        ("tcptune states --by local-port", [*TCPTUNE, "states", "--by", "local-port"]),
+        ("ss -tan | wc -l", ["sh", "-c", "ss -tan | wc -l >/dev/null"]),
+        ("ss -s", ["sh", "-c", "ss -s >/dev/null"]),
+    ]
+
+
+def tools_slow(others: bool) -> list:
+    out = [("tcptune states --by process", [*TCPTUNE, "states", "--by", "process"])]
+    if others:
+        out += [
+            ("netstat -ant", ["sh", "-c", "netstat -ant >/dev/null"]),
+            ("netstat -antp", ["sh", "-c", "netstat -antp >/dev/null 2>&1"]),
+            ("psutil.net_connections('tcp')", [PY, "-c", "import psutil; psutil.net_connections('tcp')"]),
+        ]
+    return out
+
 
 SETTLE_SECONDS = 3
 
@@ -152,13 +167,16 @@ def timed(argv, timeout: float | None = None) -> dict:
             if not chunk:
                 break
             out += chunk
-    _, status, _ru = os.wait4(p.pid, 0)
+    _, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     with open(rss_file.name) as fh:
         rss_kb = int(fh.read().split()[-1])
     os.unlink(rss_file.name)
-    return {"seconds": dt, "max_rss_mb": rss_kb / 1024, "rc": p.returncode, "stdout": bytes(out)}
+    # CPU seconds (user + system, the child and what it waited for: the kernel's dump work is
+    # system time): steadier than wall time when other jobs share the cores.
+    cpu = ru.ru_utime + ru.ru_stime
+    return {"seconds": dt, "cpu": cpu, "max_rss_mb": rss_kb / 1024, "rc": p.returncode, "stdout": bytes(out)}
 
 
 def ss_counts() -> Counter:
@@ -178,7 +196,14 @@ def sockstat_tw() -> int:
     return -1
 
 
-def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
+def baseline_tools(tools: list, tree: str | None) -> list:
+    """The tcptune rows again, run from another checkout (PYTHONPATH=tree): before/after in one run."""
+    if not tree:
+        return []
+    return [(f"before: {name}", ["env", f"PYTHONPATH={tree}", *argv]) for name, argv in tools if argv[:3] == TCPTUNE]
+
+
+def bench_size(n: int, workers: int, repeat: int, slow_timeout: float, baseline: str | None, others: bool) -> dict:
     t0 = time.perf_counter()
     pids, pipes, fds = start_workers(n, workers)
     fill_s = time.perf_counter() - t0
@@ -186,7 +211,7 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
     res: dict = {"n_target": n, "fill_seconds": fill_s, "fds_held": fds, "tools": {}, "loadavg_before": os.getloadavg()}
     try:
         # Counts: tcptune --json then ss, back to back (TIME_WAIT may expire between them).
-        tj = timed(["tcptune", "states", "--json"])
+        tj = timed([*TCPTUNE, "states", "--json"])
         ss = ss_counts()
         ours = json.loads(tj["stdout"])["states"]
         ours = {k: v for k, v in ours.items() if v}
@@ -195,18 +220,29 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
         res["counts_equal"] = ours == dict(ss)
         res["total"] = sum(ss.values())
         # Round-robin, so that drift (TIME_WAIT timers, the fill's after-effects) hits every tool alike.
-        runs: dict = {name: [] for name, _ in TOOLS_FAST}
-        for _ in range(repeat):
-            for name, argv in TOOLS_FAST:
+        fast = tools_fast()
+        fast += baseline_tools(fast, baseline)
+        runs: dict = {name: [] for name, _ in fast}
+        for i in range(repeat):
+            # Round-robin, every other round in reverse: sockets that expire meanwhile (TIME_WAIT
+            # lives 60 s) or load from elsewhere must not favour the tools that run late.
+            for name, argv in fast if i % 2 == 0 else fast[::-1]:
                 runs[name].append(timed(argv))
-        for name, _ in TOOLS_FAST:
+        for name, _ in fast:
             res["tools"][name] = summarize(runs[name])
         # In-process: the dump alone, without interpreter start-up (before the slow tools,
         # while the TIME_WAIT sockets are still there).
         res["in_process"] = in_process(min(repeat, 3))
-        for name, argv in TOOLS_SLOW:
-            runs = [timed(argv, slow_timeout) for _ in range(1 if n >= 100000 else repeat)]
-            res["tools"][name] = summarize(runs)
+        slow = tools_slow(others)
+        ours = slow[:1] + baseline_tools(slow, baseline)  # tcptune's own rows: every round, alternating
+        runs = {name: [] for name, _ in ours}
+        for i in range(repeat):
+            for name, argv in ours if i % 2 == 0 else ours[::-1]:
+                runs[name].append(timed(argv, slow_timeout))
+        for name, _ in ours:
+            res["tools"][name] = summarize(runs[name])
+        for name, argv in slow[1:]:  # the other slow tools once at 100k and more
+            res["tools"][name] = summarize([timed(argv, slow_timeout) for _ in range(1 if n >= 100000 else repeat)])
         res["tw_at_end"] = sockstat_tw()
     finally:
         stop_workers(pids, pipes)
@@ -214,14 +250,17 @@ def bench_size(n: int, workers: int, repeat: int, slow_timeout: float) -> dict:
 
 
 def in_process(repeat: int) -> dict:
+    import floor
+
     from tcptune.host import sockdiag
 
     out = {}
     for name, fn in (
-        ("floor discard_dump() per family, as ss", lambda: sockdiag.discard_dump()),
-        ("floor discard_dump() one AF_UNSPEC request", lambda: sockdiag.discard_dump(families=(0,))),
+        ("floor discard_dump() per family, as ss", lambda: floor.discard_dump((2, 10))),
+        ("floor discard_dump() one AF_UNSPEC request", lambda: floor.discard_dump()),
         ("dump_table() counts", lambda: sockdiag.dump_table()),
         ("dump_table(by='local-port')", lambda: sockdiag.dump_table(by="local-port")),
+        ("dump_table(by='peer')", lambda: sockdiag.dump_table(by="peer")),
     ):
         times = []
         for _ in range(repeat):
@@ -240,6 +279,7 @@ def summarize(runs: list[dict]) -> dict:
     return {
         "seconds": secs[len(secs) // 2],
         "runs": len(ok),
+        "cpu": sorted(r["cpu"] for r in ok)[len(ok) // 2],
         "max_rss_mb": max(r["max_rss_mb"] for r in ok),
         "rc": ok[0]["rc"],
     }
@@ -249,19 +289,20 @@ def table(res: dict) -> str:
     floor = res["tools"]["floor: bare netlink dump (python, read+discard)"]["seconds"]
     floor1 = res["tools"]["floor, one AF_UNSPEC request"]["seconds"]
     sstan = res["tools"]["ss -tan | wc -l"]["seconds"]
+    floor_cpu = res["tools"]["floor: bare netlink dump (python, read+discard)"]["cpu"]
     lines = [
         f"### {res['total']} sockets (target {res['n_target']}), counts equal to ss: {res['counts_equal']}",
         "",
-        "| tool | seconds (median) | x floor | x one-walk floor | x `ss -tan \\| wc -l` | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| tool | seconds (median) | x floor | x one-walk floor | x `ss -tan \\| wc -l` | CPU s (median) | x floor CPU | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in res["tools"].items():
         if r["seconds"] is None:
-            lines.append(f"| {name} | > {r['timeout']} (killed) | | | | |")
+            lines.append(f"| {name} | > {r['timeout']} (killed) | | | | | | |")
             continue
         lines.append(
             f"| {name} | {r['seconds']:.3f} | {r['seconds'] / floor:.2f} | {r['seconds'] / floor1:.2f} | "
-            f"{r['seconds'] / sstan:.2f} | {r['max_rss_mb']:.0f} |"
+            f"{r['seconds'] / sstan:.2f} | {r['cpu']:.3f} | {r['cpu'] / floor_cpu:.2f} | {r['max_rss_mb']:.0f} |"
         )
     lines.append("")
     lines.append(
@@ -280,6 +321,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="filler processes (default: enough for the fd limit)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--slow-timeout", type=float, default=600.0)
+    ap.add_argument("--baseline", metavar="TREE", help="also time the tcptune rows from this checkout (PYTHONPATH)")
+    ap.add_argument("--no-others", action="store_true", help="skip netstat and psutil (netstat -antp: ~4 min at 1M)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (it unshares a network namespace)")
@@ -287,7 +330,7 @@ def main() -> None:
     nofile = fill.raise_nofile()
     for n in args.sizes:
         workers = args.workers or fill.workers_for(n, nofile)
-        res = bench_size(n, workers, args.repeat, args.slow_timeout)
+        res = bench_size(n, workers, args.repeat, args.slow_timeout, args.baseline, not args.no_others)
         res["workers"] = workers
         (HERE / f"results-{n}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
         print(table(res), flush=True)

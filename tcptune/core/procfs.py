@@ -25,6 +25,8 @@ import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from tcptune.kernel.states import TCP_BOUND_INACTIVE, TcpState
+
 
 class TcpRow(NamedTuple):
     family: int  # socket.AF_INET or AF_INET6
@@ -99,7 +101,7 @@ def parse_proc_net_tcp(
             if len(f[3]) != 2:
                 raise ValueError(f"state {f[3]!r} is not 2 hex digits")
             state = int(f[3], 16)
-            if not 1 <= state <= 13:
+            if not TcpState.ESTABLISHED <= state <= TCP_BOUND_INACTIVE:
                 raise ValueError(f"state {f[3]} is not a TCP state")
             txq, sep, rxq = f[4].partition(":")
             if not sep:

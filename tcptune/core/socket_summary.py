@@ -1,17 +1,18 @@
 """TCP state histograms: aggregation, grouping, warnings tied to settings, data for rendering (pure).
 
-Sources (netlink in tcptune.host.sockdiag, /proc text in tcptune.core.procfs) hand over counts and
-groups; setting values and owner maps come in as plain values.  Nothing here reads the
-machine or the clock.
+Sources (netlink decoded by tcptune.core.inet_diag, /proc text by tcptune.core.procfs; chosen
+by tcptune.ops.sockets) hand over counts and groups; setting values and owner maps come in as
+plain values.  Nothing here reads the machine or the clock; tcptune.render.states draws it.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tcptune.kernel.states import STATE_NAMES, TcpState, state_from_kernel
+from tcptune.kernel.states import TcpState, state_from_kernel
 
 # Warn when a count reaches this fraction of the limit that governs it.
 NEAR_LIMIT = 0.8
@@ -20,7 +21,6 @@ BACKLOG_FRACTION = 0.5
 MIN_PENDING = 16  # below this many pending requests a full-looking queue is noise
 CLOSE_WAIT_PER_PROCESS = 100  # CLOSE_WAIT sockets held by one process worth a warning
 
-GROUP_BYS = ("state", "local-port", "peer", "process")
 NO_OWNER = "(no owner)"  # TIME_WAIT, request socks, orphans: inode 0 (no struct socket left)
 UNKNOWN_OWNER = "(owner not visible)"  # inode not found in any readable /proc/*/fd
 
@@ -55,6 +55,7 @@ class Summary:
     listeners: list = field(default_factory=list)  # ListenerInfo
     syn_recv_by_port: Counter = field(default_factory=Counter)
     orphans: int | None = None  # sockets the kernel counts against tcp_max_orphans
+    group_totals: Counter | None = None  # key -> sockets, when the source counted them (netlink)
     notes: list = field(default_factory=list)  # strings: malformed /proc lines, interrupted dumps
 
 
@@ -80,7 +81,7 @@ def normalize_counts(raw) -> dict[TcpState, int]:
 def summarize_rows(rows: Iterable, by: str | None, states: set | None = None, source: str = "/proc") -> Summary:
     """Aggregate tcptune.core.procfs.TcpRow rows (both files) into a Summary.
 
-    ``states``: a set of TcpState to keep (None = all).  ``by`` as in GROUP_BYS; for
+    ``states``: a set of TcpState to keep (None = all).  ``by``: None, 'state', 'local-port', 'peer' or 'process'; for
     'process' groups are keyed by inode (the caller maps inodes to owners).
     """
     counts: Counter = Counter()
@@ -122,6 +123,28 @@ def owner_label(owner) -> str:
     return f"{name}[{pid}]"
 
 
+def group_by_owner(sock_states: bytes, sock_inodes, index: dict[int, int], owners: list) -> Counter:
+    """(TcpState, owner) -> sockets from the per-socket state and inode columns of a dump.
+
+    ``index`` maps inode -> position in ``owners`` ((pid, name)); the join runs in C
+    (Counter over zip), one Python step per (state, owner) pair, not per socket.
+    Inode 0 (TIME_WAIT, request socks, orphans: no struct socket) is NO_OWNER; an inode
+    in no readable /proc/*/fd is None (not visible).
+    """
+    no_owner = -1
+    index[0] = no_owner
+    try:
+        joined = Counter(zip(sock_states, map(index.get, sock_inodes)))
+    finally:
+        del index[0]
+    out: Counter = Counter()
+    for (s, idx), c in joined.items():
+        state = state_from_kernel(s)
+        if state is not None:
+            out[(state, None if idx is None else (NO_OWNER if idx == no_owner else owners[idx]))] += c
+    return out
+
+
 def resolve_process_groups(groups: Counter, owners: dict) -> Counter:
     """(state, inode) groups -> (state, owner) where owner is (pid, name), NO_OWNER or None (not visible)."""
     out: Counter = Counter()
@@ -138,23 +161,37 @@ def check_warnings(
     ``settings`` maps SETTING_KEYS to their values (str or int; None when unknown).
     For by='process', ``summary.groups`` must already be keyed by owner.
     """
-    c = summary.counts
-    out: list[Warning_] = []
-    tw, tw_max = c.get(TcpState.TIME_WAIT, 0), _int(settings.get("net.ipv4.tcp_max_tw_buckets"))
-    if tw_max is not None and tw and tw >= NEAR_LIMIT * tw_max:
-        # net/ipv4/inet_timewait_sock.c inet_twsk_alloc: no TIME_WAIT sock once
-        # tw_refcount reaches sysctl_max_tw_buckets; tcp_time_wait() then closes the
-        # socket at once ("TCP: time wait bucket table overflow", TCPTimeWaitOverflow).
-        out.append(
-            Warning_(
-                "net.ipv4.tcp_max_tw_buckets",
-                f"{tw} TIME_WAIT sockets are {tw / tw_max:.0%} of net.ipv4.tcp_max_tw_buckets={tw_max}; beyond it the "
-                'kernel skips TIME_WAIT ("time wait bucket table overflow"), risking old duplicates on reused 4-tuples',
-            )
+    v = {k: _int(settings.get(k)) for k in SETTING_KEYS}
+    return (
+        _time_wait_warnings(summary, v)
+        + _request_queue_warnings(summary, v)
+        + _accept_queue_warnings(summary.listeners, v["net.core.somaxconn"])
+        + _close_wait_warnings(summary, close_wait_threshold, by)
+        + _orphan_warnings(summary, v)
+    )
+
+
+def _time_wait_warnings(summary: Summary, v: dict) -> list[Warning_]:
+    tw, tw_max = summary.counts.get(TcpState.TIME_WAIT, 0), v["net.ipv4.tcp_max_tw_buckets"]
+    if tw_max is None or not tw or tw < NEAR_LIMIT * tw_max:
+        return []
+    # net/ipv4/inet_timewait_sock.c inet_twsk_alloc: no TIME_WAIT sock once
+    # tw_refcount reaches sysctl_max_tw_buckets; tcp_time_wait() then closes the
+    # socket at once ("TCP: time wait bucket table overflow", TCPTimeWaitOverflow).
+    return [
+        Warning_(
+            "net.ipv4.tcp_max_tw_buckets",
+            f"{tw} TIME_WAIT sockets are {tw / tw_max:.0%} of net.ipv4.tcp_max_tw_buckets={tw_max}; beyond it the "
+            'kernel skips TIME_WAIT ("time wait bucket table overflow"), risking old duplicates on reused 4-tuples',
         )
-    syncookies = _int(settings.get("net.ipv4.tcp_syncookies"))
-    max_syn = _int(settings.get("net.ipv4.tcp_max_syn_backlog"))
-    somaxconn = _int(settings.get("net.core.somaxconn"))
+    ]
+
+
+def _request_queue_warnings(summary: Summary, v: dict) -> list[Warning_]:
+    """Pending requests (SYN_RECV) against the listen backlog and, without syncookies, tcp_max_syn_backlog."""
+    syncookies, max_syn = v["net.ipv4.tcp_syncookies"], v["net.ipv4.tcp_max_syn_backlog"]
+    somaxconn = v["net.core.somaxconn"]
+    out = []
     backlog_of = {}
     for lst in summary.listeners:
         if lst.backlog is not None:
@@ -192,7 +229,7 @@ def check_warnings(
                 )
             )
     if syncookies == 0 and not summary.syn_recv_by_port and max_syn:
-        total = c.get(TcpState.SYN_RECV, 0)
+        total = summary.counts.get(TcpState.SYN_RECV, 0)
         if total >= max(MIN_PENDING, BACKLOG_FRACTION * max_syn):
             out.append(
                 Warning_(
@@ -200,41 +237,81 @@ def check_warnings(
                     f"{total} SYN_RECV with net.ipv4.tcp_syncookies=0 and net.ipv4.tcp_max_syn_backlog={max_syn}",
                 )
             )
-    cw = c.get(TcpState.CLOSE_WAIT, 0)
-    if by == "process":
-        per_owner: Counter = Counter()
-        for (s, owner), n in summary.groups.items():
-            if s == TcpState.CLOSE_WAIT and owner not in (None, NO_OWNER):
-                per_owner[owner] += n
-        for owner, n in per_owner.most_common():
-            if n < close_wait_threshold:
-                break
-            out.append(
-                Warning_(
-                    "application",
-                    f"{owner_label(owner)} holds {n} CLOSE_WAIT sockets: the peer closed and this process never called "
-                    "close(); no sysctl reclaims them, fix or restart the application",
-                )
-            )
-    elif cw >= close_wait_threshold:
-        out.append(
+    return out
+
+
+def _close_wait_warnings(summary: Summary, threshold: int, by: str | None) -> list[Warning_]:
+    if by != "process":
+        cw = summary.counts.get(TcpState.CLOSE_WAIT, 0)
+        if cw < threshold:
+            return []
+        return [
             Warning_(
                 "application",
                 f"{cw} CLOSE_WAIT sockets: peers closed and the application has not called close(); "
                 "`tcptune states --by process --state CLOSE_WAIT` shows which process holds them",
             )
+        ]
+    per_owner: Counter = Counter()
+    for (s, owner), n in summary.groups.items():
+        if s == TcpState.CLOSE_WAIT and owner not in (None, NO_OWNER):
+            per_owner[owner] += n
+    return [
+        Warning_(
+            "application",
+            f"{owner_label(owner)} holds {n} CLOSE_WAIT sockets: the peer closed and this process never called "
+            "close(); no sysctl reclaims them, fix or restart the application",
         )
-    orphans, max_orphans = summary.orphans, _int(settings.get("net.ipv4.tcp_max_orphans"))
-    if orphans is not None and max_orphans and orphans >= NEAR_LIMIT * max_orphans:
-        # net/ipv4/tcp.c tcp_check_oom: past tcp_max_orphans orphans are reset
-        # ("too many orphaned sockets").
-        fin = _int(settings.get("net.ipv4.tcp_fin_timeout"))
+        for owner, n in per_owner.most_common()
+        if n >= threshold
+    ]
+
+
+def _orphan_warnings(summary: Summary, v: dict) -> list[Warning_]:
+    orphans, max_orphans = summary.orphans, v["net.ipv4.tcp_max_orphans"]
+    if orphans is None or not max_orphans or orphans < NEAR_LIMIT * max_orphans:
+        return []
+    # net/ipv4/tcp.c tcp_check_oom: past tcp_max_orphans orphans are reset
+    # ("too many orphaned sockets").
+    fin = v["net.ipv4.tcp_fin_timeout"]
+    return [
+        Warning_(
+            "net.ipv4.tcp_max_orphans",
+            f"{orphans} orphaned sockets ({summary.counts.get(TcpState.FIN_WAIT2, 0)} in FIN_WAIT2) are "
+            f"{orphans / max_orphans:.0%} of net.ipv4.tcp_max_orphans={max_orphans}; beyond it the kernel resets them"
+            + (f" (FIN_WAIT2 orphans live net.ipv4.tcp_fin_timeout={fin} s)" if fin is not None else ""),
+        )
+    ]
+
+
+def _accept_queue_warnings(listeners, somaxconn: int | None) -> list[Warning_]:
+    """Listeners whose accept queue (connections the application has not accept()ed) is full.
+
+    For a LISTEN socket inet_diag reports the queue length (idiag_rqueue = sk_ack_backlog)
+    and its limit (idiag_wqueue = sk_max_ack_backlog: the listen() backlog capped by
+    net.core.somaxconn; net/ipv4/tcp_diag.c tcp_diag_get_info).  The kernel calls it full
+    when the length is above the limit (include/net/sock.h sk_acceptq_is_full), and then
+    drops new SYNs (tcp_conn_request) and completed handshakes (tcp_v4_syn_recv_sock), the
+    ListenOverflows/ListenDrops counters: clients wait in SYN_SENT and retransmit.
+    /proc/net/tcp has no limit (backlog None): no verdict from there.
+    """
+    out = []
+    for lst in listeners:
+        q, limit = lst.accept_queue, lst.backlog
+        if limit is None or not (q > limit or (q >= MIN_PENDING and q >= NEAR_LIMIT * limit)):
+            continue
+        full = "full" if q > limit else f"{q / limit:.0%} full"
+        capped = somaxconn is not None and limit >= somaxconn > 0
         out.append(
             Warning_(
-                "net.ipv4.tcp_max_orphans",
-                f"{orphans} orphaned sockets ({c.get(TcpState.FIN_WAIT2, 0)} in FIN_WAIT2) are {orphans / max_orphans:.0%} "
-                f"of net.ipv4.tcp_max_orphans={max_orphans}; beyond it the kernel resets them"
-                + (f" (FIN_WAIT2 orphans live net.ipv4.tcp_fin_timeout={fin} s)" if fin is not None else ""),
+                "net.core.somaxconn" if capped else "application",
+                f"port {lst.port} ({lst.address}): accept queue {full}, {q} connections wait for accept() with a "
+                f"backlog of {limit}; the kernel drops new connections to it (ListenOverflows)"
+                + (
+                    f"; the backlog is capped by net.core.somaxconn={somaxconn}"
+                    if capped
+                    else "; the application accepts too slowly or asked listen() for too small a backlog"
+                ),
             )
         )
     return out
@@ -248,85 +325,87 @@ def group_label(by: str, key) -> str:
     return str(key)
 
 
-def build_groups(summary: Summary, by: str, top: int | None) -> list[dict]:
-    """Groups sorted by total (desc), each {'key', 'total', 'states'} (+ 'pid', 'name' for process)."""
+def _rank(group: tuple) -> tuple:
+    return group[1], group[2]  # total (descending: it is negated), then label
+
+
+def build_groups(summary: Summary, by: str, top: int | None) -> tuple[list[dict], dict | None]:
+    """Groups sorted by total (desc), each {'key', 'total', 'states'} (+ 'pid', 'name' for process;
+    'port' and, for a listening port, 'listeners' for local-port), and what --top left out:
+    {'groups': N, 'sockets': M}, or None when every group is shown.
+
+    At a million sockets there can be ~10^5 groups and --top shows 20: the ranking looks
+    at (total, label) per group and only the groups shown get their per-state dict.
+    """
     if by == "state":
-        items = [(s, {s: n}) for s, n in summary.counts.items() if n]
+        totals = {s: n for s, n in summary.counts.items() if n}
+    elif summary.group_totals is not None:
+        totals = summary.group_totals
     else:
-        per: dict = {}
+        totals = Counter()
+        for (_s, key), n in summary.groups.items():
+            totals[key] += n
+    ranked = [(key, -n, group_label(by, key)) for key, n in totals.items()]
+    chosen = heapq.nsmallest(top, ranked, key=_rank) if top else sorted(ranked, key=_rank)
+    if by == "state":
+        states_of = {s: {s: totals[s]} for s, _, _ in chosen}
+    elif top:  # a few groups: look their states up
+        get = summary.groups.get
+        states_of = {key: {s: n for s in TcpState if (n := get((s, key)))} for key, _, _ in chosen}
+    else:
+        states_of = {key: Counter() for key, _, _ in chosen}
         for (s, key), n in summary.groups.items():
-            per.setdefault(key, Counter())[s] += n
-        items = list(per.items())
+            if (c := states_of.get(key)) is not None:
+                c[s] += n
+    listening: dict = {}
+    if by == "local-port":
+        for lst in summary.listeners:
+            listening.setdefault(lst.port, []).append(
+                {"address": lst.address, "accept_queue": lst.accept_queue, "backlog": lst.backlog}
+            )
     rows = []
-    for key, states in items:
-        total = sum(states.values())
-        g = {
-            "key": group_label(by, key),
-            "total": total,
-            "states": {s.name: states[s] for s in TcpState if states.get(s)},
-        }
+    for key, neg_total, label in chosen:
+        states = states_of[key]
+        g = {"key": label, "total": -neg_total, "states": {s.name: states[s] for s in TcpState if states.get(s)}}
         if by == "process":
             g["pid"] = key[0] if isinstance(key, tuple) else None
             g["name"] = key[1] if isinstance(key, tuple) else None
         if by == "local-port":
             g["port"] = key
+            if key in listening:
+                g["listeners"] = listening[key]
         rows.append(g)
-    rows.sort(key=lambda g: (-g["total"], g["key"]))
-    return rows[:top] if top else rows
+    more = None
+    if len(chosen) < len(totals):
+        shown = -sum(neg for _, neg, _ in chosen)
+        more = {"groups": len(totals) - len(chosen), "sockets": sum(totals.values()) - shown}
+    return rows, more
 
 
 def build_report(
-    summary: Summary, warnings: list, by: str | None = None, top: int | None = None, previous: dict | None = None
+    summary: Summary,
+    warnings: list,
+    by: str | None = None,
+    top: int | None = None,
+    previous: dict | None = None,
+    only: set | None = None,
 ) -> dict:
-    """The JSON-ready report (shape documented in tcptune(8))."""
-    states = {name: summary.counts.get(TcpState[name], 0) for name in STATE_NAMES}
+    """The JSON-ready report (shape documented in tcptune(8)).
+
+    ``only``: the states --state asked for; the others were not counted, so they are left
+    out rather than shown as zeros.
+    """
+    names = [s.name for s in TcpState if not only or s in only]
+    states = {name: summary.counts.get(TcpState[name], 0) for name in names}
     report = {"source": summary.source, "states": states, "total": sum(states.values())}
     if by:
         report["by"] = by
-        report["groups"] = build_groups(summary, by, top)
+        report["groups"], more = build_groups(summary, by, top)
+        if more:
+            report["more"] = more
     if previous is not None:
-        report["changes"] = {k: states[k] - previous.get(k, 0) for k in STATE_NAMES}
+        report["changes"] = {k: states[k] - previous.get(k, 0) for k in names}
     report["warnings"] = [w.to_json() for w in warnings]
     if summary.notes:
         report["notes"] = list(summary.notes)
     return report
-
-
-def bar(value: int, maximum: int, width: int, unicode: bool = True) -> str:
-    """A horizontal bar: value/maximum of ``width`` cells (eighth blocks in unicode, '#' in ASCII)."""
-    if maximum <= 0 or value <= 0 or width <= 0:
-        return ""
-    if not unicode:
-        return "#" * max(1, round(width * value / maximum))
-    eighths = max(1, round(8 * width * value / maximum))
-    full, part = divmod(eighths, 8)
-    return "\u2588" * full + ("" if not part else "\u2588\u2589\u258a\u258b\u258c\u258d\u258e\u258f"[8 - part])
-
-
-def histogram_rows(report: dict, width: int = 40, unicode: bool = True, show_zero: bool = True) -> list[list]:
-    """Rows [state, count, (change,) bar] for the state table."""
-    states = report["states"]
-    peak = max(states.values(), default=0)
-    changes = report.get("changes")
-    rows = []
-    for name in STATE_NAMES:
-        n = states[name]
-        if not n and not show_zero:
-            continue
-        row = [name, n]
-        if changes is not None:
-            row.append(f"{changes[name]:+d}")
-        row.append(bar(n, peak, width, unicode))
-        rows.append(row)
-    return rows
-
-
-def group_rows(report: dict, width: int = 30, unicode: bool = True) -> list[list]:
-    """Rows [key, total, top states, bar] for the --by table."""
-    groups = report.get("groups", [])
-    peak = max((g["total"] for g in groups), default=0)
-    rows = []
-    for g in groups:
-        top_states = ", ".join(f"{k} {v}" for k, v in sorted(g["states"].items(), key=lambda kv: -kv[1])[:3])
-        rows.append([g["key"], g["total"], top_states, bar(g["total"], peak, width, unicode)])
-    return rows

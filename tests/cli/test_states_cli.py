@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -10,9 +11,15 @@ import sys
 import pytest
 from nsutil import netns_argv, require_netns
 
+TCPTUNE = [sys.executable, "-m", "tcptune"]  # this tree (PYTHONPATH), never a stale `tcptune` on PATH
 
-def tcptune(*args, **kw):
-    return subprocess.run(["tcptune", *args], capture_output=True, text=True, timeout=60, **kw)
+
+def tcptune(*args, env: dict | None = None):
+    e = dict(os.environ)
+    for k in ("NO_COLOR", "COLUMNS", "PYTHONIOENCODING"):
+        e.pop(k, None)
+    e.update(env or {})
+    return subprocess.run([*TCPTUNE, *args], capture_output=True, text=True, timeout=60, env=e)
 
 
 @pytest.fixture
@@ -47,7 +54,7 @@ def test_root_table_has_bars_totals_and_groups(snapshot):
         "local-port",
         "--top",
         "3",
-        env={"NO_COLOR": "1", "PATH": _path(), "PYTHONIOENCODING": "utf-8"},
+        env={"NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"},
     )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -56,14 +63,8 @@ def test_root_table_has_bars_totals_and_groups(snapshot):
     assert any(line.startswith("TOTAL") and "78" in line for line in lines)
     assert "LOCAL PORT" in r.stdout
     assert "\x1b[" not in r.stdout
-    ascii_out = tcptune("states", "--root", str(snapshot), env={"PATH": _path(), "PYTHONIOENCODING": "ascii"})
+    ascii_out = tcptune("states", "--root", str(snapshot), env={"PYTHONIOENCODING": "ascii"})
     assert "#" * 40 in ascii_out.stdout
-
-
-def _path():
-    import os
-
-    return os.environ["PATH"]
 
 
 def test_malformed_proc_line_is_reported_with_file_and_line(snapshot):
@@ -112,7 +113,7 @@ def test_sysctl_dump_has_no_socket_table(tmp_path):
 WATCHER = """
 import socket, subprocess, sys, time
 lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen()
-p = subprocess.Popen(["tcptune", "states", "--watch", "0.3", "--count", "3", "--json"], stdout=subprocess.PIPE, text=True)
+p = subprocess.Popen([sys.executable, "-m", "tcptune", "states", "--watch", "0.3", "--count", "3", "--json"], stdout=subprocess.PIPE, text=True)
 first = p.stdout.readline()
 conns = []
 for _ in range(4):

@@ -21,6 +21,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -135,16 +136,16 @@ EXPECTED_STATES = {
 
 def _compare_sources():
     keep = make_zoo(socket.AF_INET) + make_zoo(socket.AF_INET6)
-    from tcptune.host.sockdiag import _summary_from_proc, collect_summary
     from tcptune.host.source import Host
     from tcptune.kernel.states import STATE_NAMES
+    from tcptune.ops.sockets import collect_summary, summary_from_proc
 
     host = Host("/")
     results = {}
     for _ in range(3):  # retry if a retransmission moved a socket between the reads
         ss = ss_counts()
         nl = collect_summary(host)
-        proc = _summary_from_proc(host, None, None, (socket.AF_INET, socket.AF_INET6))
+        proc = summary_from_proc(host, None, None, (socket.AF_INET, socket.AF_INET6))
         ss_after = ss_counts()
         results = {
             "ss": ss,
@@ -177,7 +178,7 @@ def test_histogram_equals_ss_for_netlink_and_proc():
 
 def _cli_in_zoo(args):
     keep = make_zoo(socket.AF_INET) + make_zoo(socket.AF_INET6)
-    out = subprocess.run(["tcptune", "states", *args], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "tcptune", "states", *args], capture_output=True, text=True)
     ss = ss_counts()
     del keep
     return out.returncode, out.stdout, out.stderr, ss
@@ -220,7 +221,9 @@ def test_cli_by_process_names_this_process_and_ownerless():
 def _state_filter():
     keep = make_zoo(socket.AF_INET) + make_zoo(socket.AF_INET6)
     out = subprocess.run(
-        ["tcptune", "states", "--json", "--state", "time-wait,SYN-RECV", "--ipv6"], capture_output=True, text=True
+        [sys.executable, "-m", "tcptune", "states", "--json", "--state", "time-wait,SYN-RECV", "--ipv6"],
+        capture_output=True,
+        text=True,
     )
     del keep
     return out.returncode, out.stdout, out.stderr
@@ -236,8 +239,8 @@ def test_state_and_family_filters_ask_the_kernel_for_less():
 def _close_wait_warning():
     keep = make_zoo(socket.AF_INET, n=4)
     from tcptune.core.socket_summary import SETTING_KEYS, check_warnings
-    from tcptune.host.sockdiag import collect_summary
     from tcptune.host.source import Host
+    from tcptune.ops.sockets import collect_summary
 
     host = Host("/")
     summary = collect_summary(host, "process")
@@ -274,7 +277,7 @@ def _syncookies_off_backlog_full():
             pass
         clients.append(c)
     time.sleep(0.2)
-    out = subprocess.run(["tcptune", "states", "--json"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "tcptune", "states", "--json"], capture_output=True, text=True)
     return out.returncode, out.stdout, out.stderr, lst.getsockname()[1]
 
 
@@ -290,31 +293,80 @@ def test_syn_recv_warnings_name_backlog_and_syncookies():
 
 def _mixed_lengths_in_one_dump():
     keep = make_zoo(socket.AF_INET) + make_zoo(socket.AF_INET6)
-    from tcptune.host.sockdiag import DiagTable, _dump_kind, iter_runs, open_diag_socket
+    from tcptune.core.inet_diag import DiagTable, DumpCounter, consume, reply_type, request
+    from tcptune.host.sockdiag import open_diag_socket, received
     from tcptune.kernel.states import ALL_STATES_MASK
 
     # One dump of every state mixes full sockets, TIME_WAIT and request socks (different
-    # message lengths) in the same buffers: the run splitting must still count right.
-    lengths = set()
+    # message lengths) in the same buffers: every view must still count right.
+    lengths, tables = set(), {}
     with open_diag_socket() as sock:
-        for _mv, _off, length, _cnt, _intr in iter_runs(sock, socket.AF_INET, ALL_STATES_MASK, 7):
-            lengths.add(length)
-        table = DiagTable()
-        _dump_kind(sock, socket.AF_INET, "rest", ALL_STATES_MASK, 8, "local-port", table)
+        for seq, by in enumerate((None, "local-port", "peer", "process"), 7):
+            sock.send(request(socket.AF_INET, ALL_STATES_MASK, seq))
+            counter = DumpCounter(reply_type(socket.AF_INET), seq, sock.getsockname()[0], by)
+            buffers = [(bytes(b[:n]), n) for b, n in received(sock, counter.tail)]
+            for buf, n in buffers:
+                off = 0
+                while off + 16 <= n:
+                    length = struct.unpack_from("=I", buf, off)[0]
+                    lengths.add(length)
+                    off += length
+            consume(buffers, counter, socket.AF_INET)
+            tables[by] = table = DiagTable()
+            counter.finish(table)
     ss = ss_counts("-4")
     del keep
     return (
         sorted(lengths),
-        {s.name if hasattr(s, "name") else s: n for s, n in table.counts.items()},
+        {by: {int(s): n for s, n in t.counts.items()} for by, t in tables.items()},
         ss,
-        sum(table.groups.values()),
+        {by: sum(t.groups.values()) for by, t in tables.items()},
+        len(tables["process"].sock_inodes),
     )
 
 
 def test_buffers_with_mixed_message_lengths():
-    lengths, counts, ss, grouped = run_in_netns(_mixed_lengths_in_one_dump)
-    assert len(lengths) >= 2
+    lengths, counts, ss, grouped, inodes = run_in_netns(_mixed_lengths_in_one_dump)
+    assert len(lengths) >= 3  # full sockets, request socks, TIME_WAIT (and NLMSG_DONE)
     from tcptune.kernel.states import TcpState
 
-    assert {TcpState(k).name: v for k, v in counts.items()} == {k: v for k, v in ss.items() if v}
-    assert grouped == sum(ss.values())
+    for by in counts:
+        assert {TcpState(k).name: v for k, v in counts[by].items()} == {k: v for k, v in ss.items() if v}, by
+    assert grouped["local-port"] == grouped["peer"] == sum(ss.values())
+    assert inodes == sum(ss.values())
+
+
+def _full_accept_queue():
+    # listen(0): the kernel's limit is 0, so one completed connection waiting for accept()
+    # already makes the queue full (sk_acceptq_is_full: 1 > 0); the other clients' SYNs are
+    # dropped and they stay in SYN_SENT, retransmitting.
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    clients = []
+    for _ in range(5):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(lst.getsockname())
+        except BlockingIOError:
+            pass
+        clients.append(c)
+    time.sleep(0.3)
+    argv = [sys.executable, "-m", "tcptune", "states", "--by", "local-port"]
+    j = subprocess.run([*argv, "--json"], capture_output=True, text=True)
+    t = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, NO_COLOR="1"))
+    return j.returncode, j.stdout, j.stderr, t.stdout, lst.getsockname()[1], ss_counts()
+
+
+def test_full_accept_queue_is_warned_and_shown():
+    rc, out, err, text, port, ss = run_in_netns(_full_accept_queue)
+    assert rc == 0, err
+    report = json.loads(out)
+    assert ss["SYN_SENT"] >= 3  # clients the full queue turned away
+    (group,) = [g for g in report["groups"] if g["port"] == port]
+    assert group["listeners"] == [{"address": "127.0.0.1", "accept_queue": 1, "backlog": 0}]
+    (w,) = [w for w in report["warnings"] if "accept queue" in w["message"]]
+    assert w["key"] == "application" and w["message"].startswith(f"port {port} (127.0.0.1): accept queue full")
+    row = next(line for line in text.splitlines() if line.startswith(str(port)))
+    assert row.split()[2] == "1/0"

@@ -1,4 +1,7 @@
-"""/proc/net/tcp and tcp6 parsing on real captures (tests/data/proc_net_tcp.SOURCE) and malformed input."""
+"""/proc/net/tcp and tcp6 parsing on real captures (tests/data/proc_net_tcp.SOURCE) and malformed input.
+
+Case by case (one file and its expected rows each): tests/unit/test_procfs_cases.py.
+"""
 
 from __future__ import annotations
 
@@ -75,29 +78,6 @@ def test_truncated_file_reports_the_line_and_keeps_the_rest(data_dir):
     assert "truncated" in w.reason
     assert str(w).startswith(f"/proc/net/tcp:{w.line}: ")
     assert len(rows) == cut.count("\n") - 1
-
-
-def test_each_bad_field_is_named():
-    good = "   0: 0100007F:950B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4877368 1 0 100 0 0 10 0"
-    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode"
-    cases = {
-        good.replace("0100007F:950B", "0100007F950B"): "ADDR:PORT",
-        good.replace("0100007F:950B", "01007F:950B"): "8 hex digits",
-        good.replace(" 0A ", " 1F "): "not a TCP state",
-        good.replace(" 0A ", " ZZ "): "invalid literal",
-        good.replace("00000000:00000000", "0000000000000000"): "TX:RX",
-        good.replace("4877368", "-5"): "negative",
-    }
-    for line, reason in cases.items():
-        rows, warnings = parse_proc_net_tcp(f"{header}\n{line}\n{good}\n", socket.AF_INET, "f")
-        assert len(rows) == 1, line
-        assert len(warnings) == 1 and warnings[0].line == 2 and reason in warnings[0].reason, (line, warnings)
-
-
-def test_ipv6_length_checked():
-    line = "   0: 0000000000000000000000000100000:91B3 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1 1"
-    rows, warnings = parse_proc_net_tcp("sl\n" + line, socket.AF_INET6, "tcp6")
-    assert rows == [] and "32 hex digits" in warnings[0].reason
 
 
 ZOO4 = Path(__file__).resolve().parents[1] / "data" / "proc_net_tcp.zoo"

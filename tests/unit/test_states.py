@@ -1,4 +1,4 @@
-"""Pure state-histogram logic: state names, aggregation, warnings tied to settings, report shape, bars."""
+"""Pure state-histogram logic: state names, aggregation, warnings tied to settings, report shape (the text view: tests/unit/test_render_states.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ from tcptune.core.socket_summary import (
     UNKNOWN_OWNER,
     ListenerInfo,
     Summary,
-    bar,
     build_report,
     check_warnings,
-    histogram_rows,
     normalize_counts,
     resolve_process_groups,
     summarize_rows,
@@ -200,10 +198,48 @@ def test_top_limits_groups():
     assert [g["port"] for g in r["groups"]] == [29, 28, 27, 26, 25]
 
 
-def test_bars():
-    assert bar(10, 10, 8) == "\u2588" * 8
-    assert bar(1, 16, 8) == "\u258c"  # half a cell
-    assert bar(0, 10, 8) == "" and bar(5, 0, 8) == ""
-    assert bar(5, 10, 8, unicode=False) == "####"
-    rows = histogram_rows({"states": {n: (10 if n == "LISTEN" else 0) for n in STATE_NAMES}}, width=4)
-    assert rows[9] == ["LISTEN", 10, "\u2588" * 4] and rows[0] == ["ESTABLISHED", 0, ""]
+# -- issue 10 #7: nothing left out silently ----------------------------------------------
+
+
+def test_top_says_what_it_left_out():
+    groups = Counter({(TcpState.ESTABLISHED, p): p for p in range(1, 30)})
+    r = build_report(Summary("t", normalize_counts({1: 435}), groups), [], by="local-port", top=5)
+    assert r["more"] == {"groups": 24, "sockets": 435 - (29 + 28 + 27 + 26 + 25)}
+    everything = build_report(Summary("t", normalize_counts({1: 435}), groups), [], by="local-port")
+    assert "more" not in everything and len(everything["groups"]) == 29
+
+
+def test_state_filter_lists_only_the_states_asked_for():
+    s = Summary("t", normalize_counts({6: 4}))
+    r = build_report(s, [], only={TcpState.TIME_WAIT, TcpState.SYN_RECV}, previous={"TIME_WAIT": 1})
+    assert list(r["states"]) == ["SYN_RECV", "TIME_WAIT"] and r["total"] == 4
+    assert r["changes"] == {"SYN_RECV": 0, "TIME_WAIT": 3}
+
+
+# -- issue 10 #3: a full accept queue --------------------------------------------------------
+
+
+def test_full_accept_queue_warns_and_names_the_port():
+    s = Summary("t", normalize_counts({10: 3}))
+    s.listeners = [
+        ListenerInfo("127.0.0.1", 8080, 1, 0),  # listen(0): one connection waiting is "full"
+        ListenerInfo("0.0.0.0", 443, 3, 128),  # fine
+        ListenerInfo("::", 80, 4096, 4096),  # at somaxconn
+        ListenerInfo("10.0.0.1", 25, 7, None),  # from /proc: no limit known, no verdict
+    ]
+    ws = [w for w in check_warnings(s, SETTINGS) if "accept queue" in w.message]
+    assert [(w.key, w.message.split("): ")[0] + ")") for w in ws] == [
+        ("application", "port 8080 (127.0.0.1)"),
+        ("net.core.somaxconn", "port 80 (::)"),
+    ]
+    assert "accept queue full, 1 connections wait for accept() with a backlog of 0" in ws[0].message
+    assert "capped by net.core.somaxconn=4096" in ws[1].message
+
+
+def test_local_port_groups_carry_their_listeners():
+    s = Summary(
+        "t", normalize_counts({10: 1, 1: 2}), Counter({(TcpState.LISTEN, 80): 1, (TcpState.ESTABLISHED, 80): 2})
+    )
+    s.listeners = [ListenerInfo("0.0.0.0", 80, 1, 0)]
+    (g,) = build_report(s, [], by="local-port")["groups"]
+    assert g["listeners"] == [{"address": "0.0.0.0", "accept_queue": 1, "backlog": 0}]

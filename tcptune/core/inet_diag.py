@@ -1,0 +1,414 @@
+"""The inet_diag message layout and the counters that read a dump without a Python step per socket (pure).
+
+Bytes in, values out: tcptune.host.sockdiag sends the requests built here and hands every
+received buffer to ``consume``; a test replays recorded buffers the same way.
+
+A dump arrives as netlink messages of ``struct nlmsghdr`` + ``struct inet_diag_msg``
+(include/uapi/linux/inet_diag.h) + attributes.  At a million sockets the kernel's own
+dump is most of the cost (bench/README.md), so Python may add almost nothing per socket.
+A dump of full sockets, TIME_WAIT socks and request socks interleaves three message
+lengths in hash order (runs average ~7 messages at a million sockets), so the messages
+cannot be read as one strided array.  Instead every message header is found by its bytes:
+nlmsg_type, nlmsg_flags (NLM_F_MULTI, perhaps with NLM_F_DUMP_INTR), our nlmsg_seq and our
+port id are the same on every message of the dump (net/ipv4/inet_diag.c:
+inet_sk_diag_fill, inet_twsk_diag_fill and inet_req_diag_fill all nlmsg_put(skb, portid,
+seq, type, ..., NLM_F_MULTI)).  One regex pass per buffer copies the bytes from
+nlmsg_type up to the last field a view needs (the state byte; the local port; the peer
+address; the inode) of each message into one record array, and every column is a strided
+slice of it, counted in C (``bytes.count``, ``Counter`` over fixed-width keys).
+
+A match inside a message body would need those 12 bytes there, including the sequence
+number, which is random per dump and never leaves this process and the kernel.  Each
+buffer is still checked: its first message must start at 0, its last must end at the
+buffer's end, and there must be room for every match; a buffer that fails is parsed
+message by message (same records, slower).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import socket
+import struct
+import sys
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import and_, itemgetter, rshift
+
+from tcptune.errors import ExitCode, TcptuneError
+from tcptune.kernel.states import TCP_NEW_SYN_RECV, TcpState, state_from_kernel
+
+NETLINK_SOCK_DIAG = 4  # include/uapi/linux/netlink.h
+SOCK_DIAG_BY_FAMILY = 20  # include/uapi/linux/sock_diag.h
+# The pre-sock_diag request (include/uapi/linux/inet_diag.h, struct inet_diag_req).  The
+# kernel still serves it (net/ipv4/inet_diag.c inet_diag_dump_compat) with
+# sdiag_family = AF_UNSPEC: ONE walk of the hash tables returns IPv4 and IPv6 sockets,
+# where the per-family requests `ss` sends walk the established hash once per family.
+TCPDIAG_GETSOCK = 18
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_DUMP_INTR = 0x10  # the table changed while it was dumped (ss ignores it too)
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
+DONE_LEN = 20  # nlmsghdr + the int dump_done_errno (net/netlink/af_netlink.c netlink_dump_done)
+
+# struct inet_diag_msg offsets from the start of the netlink message (16-byte nlmsghdr):
+#   __u8 idiag_family, idiag_state, idiag_timer, idiag_retrans;
+#   struct inet_diag_sockid { __be16 sport, dport; __be32 src[4], dst[4]; __u32 if; __u32 cookie[2]; };
+#   __u32 idiag_expires, idiag_rqueue, idiag_wqueue, idiag_uid, idiag_inode;
+OFF_FLAGS = 6
+OFF_FAMILY = 16
+OFF_STATE = 17
+OFF_SPORT = 20
+OFF_DPORT = 22
+OFF_SRC = 24
+OFF_DST = 40
+OFF_RQUEUE = 72
+OFF_WQUEUE = 76
+OFF_INODE = 84
+MIN_MSG = 88  # nlmsghdr + inet_diag_msg
+
+# Netlink hands out at most one skb per recvmsg(); the kernel sizes dump skbs from
+# the largest buffer userspace offered, capped at 32 KiB (net/netlink/af_netlink.c
+# netlink_recvmsg: max_recvmsg_len).  A larger buffer costs nothing.
+RECV_BUF = 1 << 17
+
+LISTEN_MASK = 1 << TcpState.LISTEN
+
+# How far into each message a view reads (the record holds bytes 4 .. end).
+_RECORD_END = {None: OFF_DPORT, "state": OFF_DPORT, "local-port": OFF_DPORT, "peer": OFF_DST + 16}
+_RECORD_END["process"] = OFF_INODE + 4
+_SYN_STATES = (TcpState.SYN_RECV, TCP_NEW_SYN_RECV)
+_KNOWN = {*map(int, TcpState), TCP_NEW_SYN_RECV}
+_SELECT = {code: bytes(1 if i == code else 0 for i in range(256)) for code in _SYN_STATES}
+# state byte -> TcpState (None: not a state); request socks count as SYN_RECV (state_from_kernel).
+# Built from the members, not by asking state_from_kernel for all 256 bytes (244 ValueErrors
+# on every start).
+_STATE_OF = tuple(state_from_kernel(i) if i in _KNOWN else None for i in range(256))
+# The same as plain ints, for the group keys: a tuple holding an int is built ~3x faster than
+# one holding an enum member, and (int, key) finds (TcpState, key) in a dict (equal hashes).
+_STATE_INT = tuple(None if x is None else int(x) for x in _STATE_OF)
+# local-port keys: the state byte and the port's two bytes packed in a native u32 so that
+# key >> 16 is the state and key & 0xFFFF the port, whatever the byte order.
+_PORT_KEY = (0, 1, 2) if sys.byteorder == "little" else (3, 2, 1)  # positions of port low, port high, state
+
+
+class SockDiagUnavailable(Exception):
+    """Netlink sock_diag cannot be used here (no NETLINK_SOCK_DIAG, inet_diag not built, ...)."""
+
+
+@dataclass
+class Listener:
+    family: int
+    address: str
+    port: int
+    accept_queue: int  # idiag_rqueue = sk_ack_backlog for LISTEN (net/ipv4/tcp_diag.c tcp_diag_get_info)
+    backlog: int  # idiag_wqueue = sk_max_ack_backlog: listen() backlog capped by net.core.somaxconn
+    inode: int
+
+
+@dataclass
+class DiagTable:
+    """What one pass over the kernel's TCP table found (values only; rendering is tcptune.render.states)."""
+
+    counts: Counter = field(default_factory=Counter)  # TcpState -> sockets
+    groups: Counter = field(default_factory=Counter)  # (TcpState, key) -> sockets, when grouped
+    group_totals: Counter = field(default_factory=Counter)  # key -> sockets (local-port, peer)
+    listeners: list = field(default_factory=list)  # Listener
+    syn_recv_by_port: Counter = field(default_factory=Counter)  # local port -> pending requests
+    interrupted: bool = False  # the kernel flagged NLM_F_DUMP_INTR
+    # by='process': the raw state byte and inode of every socket, 5 bytes a socket
+    # (a dict or Counter keyed per socket would cost ~200 bytes each at a million).
+    sock_states: bytearray = field(default_factory=bytearray)
+    sock_inodes: array = field(default_factory=lambda: array("I"))
+
+
+def request(family: int, states: int, seq: int) -> bytes:
+    """A dump request; family 0 (AF_UNSPEC) means both families through TCPDIAG_GETSOCK."""
+    if family == socket.AF_UNSPEC:
+        # struct inet_diag_req: family, src_len, dst_len, ext, inet_diag_sockid (48), states, dbs
+        body = struct.pack("=BBBB", 0, 0, 0, 0) + bytes(48) + struct.pack("=II", states, 0)
+        mtype = TCPDIAG_GETSOCK
+    else:
+        # struct inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48 zero bytes)
+        body = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, states) + bytes(48)
+        mtype = SOCK_DIAG_BY_FAMILY
+    return struct.pack("=IHHII", 16 + len(body), mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
+def reply_type(family: int) -> int:
+    return TCPDIAG_GETSOCK if family == socket.AF_UNSPEC else SOCK_DIAG_BY_FAMILY
+
+
+def _malformed(what: str) -> TcptuneError:
+    return TcptuneError(
+        f"netlink sock_diag: {what}, which the kernel never sends",
+        ExitCode.BAD_INPUT,
+        hint="rerun; if it persists, report it with the kernel version (uname -r)",
+    )
+
+
+def _ends_with_done(buf, n: int, tail: bytes) -> bool:
+    # The dump ends with NLMSG_DONE (20 bytes) carrying our seq and port id (``tail``),
+    # the last message of the last buffer (net/netlink/af_netlink.c netlink_dump_done).
+    return (
+        n >= 16 + DONE_LEN
+        and struct.unpack_from("=IH", buf, n - DONE_LEN) == (DONE_LEN, NLMSG_DONE)
+        and buf[n - 12 : n - 4] == tail
+    )
+
+
+def is_last_buffer(buf, n: int, tail: bytes) -> bool:
+    """Is this received buffer the last of its dump?  The receiver stops reading after it.
+
+    ``consume`` ends on exactly these buffers (or raises), so a reader never waits for
+    a buffer the kernel will not send.
+    """
+    return n < DONE_LEN or (buf[4] | (buf[5] << 8)) in (NLMSG_DONE, NLMSG_ERROR) or _ends_with_done(buf, n, tail)
+
+
+def consume(buffers, counter: DumpCounter, family: int) -> None:
+    """Feed one dump's received buffers ((buffer, nbytes) pairs) to ``counter`` until NLMSG_DONE."""
+    tail = counter.tail
+    for buf, n in buffers:
+        if n < DONE_LEN:  # every reply holds a whole message; the shortest, NLMSG_DONE, is 20 bytes
+            raise _malformed(f"a reply of {n} bytes")
+        mtype = buf[4] | (buf[5] << 8)
+        if mtype == NLMSG_ERROR:
+            raise_nlmsg_error(buf, family)
+        if mtype == NLMSG_DONE:
+            return
+        last = _ends_with_done(buf, n, tail)
+        counter.feed(buf, n - DONE_LEN if last else n)
+        if last:
+            return
+    raise _malformed("a dump that ended without NLMSG_DONE")
+
+
+def raise_nlmsg_error(buf, family: int):
+    err = -struct.unpack_from("=i", buf, 16)[0]
+    if err in (errno.ENOENT, errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.EINVAL):
+        raise SockDiagUnavailable(f"inet_diag for family {family}: {os.strerror(err)}")
+    try:
+        why = os.strerror(err)
+    except (ValueError, OverflowError):
+        why = f"error {err}"
+    raise TcptuneError(f"netlink sock_diag dump failed: {why}", ExitCode.BAD_INPUT)
+
+
+class DumpCounter:
+    """Per-state counts, and the columns a view needs, of one dump's buffers; see the module docstring.
+
+    ``by``: None/'state' (counts), 'local-port', 'peer' or 'process' (state + inode
+    columns kept for the owner join).  ``listeners``: also decode each message as a
+    Listener (the LISTEN dump; listeners are few).  Pending requests per local port are
+    always collected, for the listen-backlog warning.
+    """
+
+    def __init__(self, rtype: int, seq: int, portid: int, by: str | None = None, listeners: bool = False):
+        if by not in _RECORD_END:
+            raise ValueError(f"unknown grouping {by!r}")
+        self.rtype = rtype
+        self.by = by
+        self.listeners = [] if listeners else None
+        self.end = MIN_MSG if listeners else _RECORD_END[by]
+        self.rec_len = self.end - 4  # a record holds message bytes 4 .. end
+        self.tail = struct.pack("=II", seq, portid)
+        flags = bytes([0x5B, NLM_F_MULTI, NLM_F_MULTI | NLM_F_DUMP_INTR, 0x5D])  # [\x02\x12]
+        self.pat = re.compile(
+            rb"(?s)("
+            + re.escape(struct.pack("=H", rtype))
+            + flags
+            + rb"\x00"
+            + re.escape(self.tail)
+            + rb".{%d})" % (self.end - 16)
+        )
+        self.per_state = [0] * 256
+        self.syn_hi, self.syn_lo = bytearray(), bytearray()
+        self.keys: Counter = Counter()  # local-port: state|port packed in a u32; peer: 20-byte keys
+        self.sock_states = bytearray()
+        self.sock_inodes = array("I")
+        self.interrupted = False
+
+    def feed(self, buf, end: int) -> None:
+        """Count the messages in buf[:end] (whole messages, no NLMSG_DONE)."""
+        R = self.rec_len
+        rec = b"".join(self.pat.findall(buf, 0, end))
+        m = len(rec) // R
+        if not self._framed(buf, end, m):
+            rec = self._exact(buf, end)
+            m = len(rec) // R
+        if not m:
+            return
+        st = rec[OFF_STATE - 4 :: R]
+        flags = rec[OFF_FLAGS - 4 :: R]
+        if flags.count(NLM_F_MULTI) != m:
+            self.interrupted |= any(f & NLM_F_DUMP_INTR for f in set(flags))
+        sport = OFF_SPORT - 4
+        for code in _SYN_STATES:
+            if code in st:  # the local port of each pending request, for the backlog warning
+                sel = st.translate(_SELECT[code])
+                self.syn_hi += bytes(compress(rec[sport::R], sel))
+                self.syn_lo += bytes(compress(rec[sport + 1 :: R], sel))
+        per_state = self.per_state
+        for s in set(st):
+            per_state[s] += st.count(s)
+        by = self.by
+        if by == "local-port":
+            # state, port high byte, port low byte, 0: one u32 key per socket, counted in C.
+            keys = bytearray(4 * m)
+            lo, hi, state = _PORT_KEY
+            keys[lo::4] = rec[sport + 1 :: R]  # idiag_sport is big-endian: its second byte is the low one
+            keys[hi::4] = rec[sport::R]
+            keys[state::4] = st
+            self.keys.update(memoryview(keys).cast("I"))
+        elif by == "peer":
+            # family, the 16 address bytes, state: one (peer, state) key per socket, counted in C.
+            keys = bytearray(18 * m)
+            keys[0::18] = rec[OFF_FAMILY - 4 :: R]
+            dst = OFF_DST - 4
+            for i in range(16):
+                keys[1 + i :: 18] = rec[dst + i :: R]
+            keys[17::18] = st
+            self.keys.update(struct.iter_unpack("17sB", keys))
+        elif by == "process":
+            self.sock_states += st
+            self.sock_inodes.frombytes(memoryview(rec).cast("I")[(OFF_INODE - 4) // 4 :: R // 4].tobytes())
+        if self.listeners is not None:
+            self.listeners.extend(_listener(rec, i * R) for i in range(m))
+
+    def _framed(self, buf, end: int, m: int) -> bool:
+        """Do the m header matches frame buf[:end]: first message at 0, last one ending at ``end``?"""
+        if m < 1 or m * MIN_MSG > end or buf[8:16] != self.tail or buf[4] | (buf[5] << 8) != self.rtype:
+            return False
+        q = buf.rfind(self.tail, 0, end) - 8  # the last header
+        return q >= 0 and q + int.from_bytes(buf[q : q + 4], sys.byteorder) == end
+
+    def _exact(self, buf, end: int) -> bytes:
+        """Message by message: the same records as the regex pass, for a buffer that does not frame."""
+        out = bytearray()
+        off = 0
+        cut = self.end
+        while off < end:
+            if off + 16 > end:
+                raise _malformed(f"{end - off} bytes after the last whole message at {off}")
+            length, mtype = struct.unpack_from("=IH", buf, off)
+            if length < 16 or off + length > end:
+                raise _malformed(f"message length {length} at {off} of a {end}-byte reply")
+            if mtype == self.rtype and length >= MIN_MSG:
+                out += buf[off + 4 : off + cut]
+            off += (length + 3) & ~3
+        return bytes(out)
+
+    def finish(self, table: DiagTable) -> None:
+        for (hi, lo), c in Counter(zip(self.syn_hi, self.syn_lo)).items():
+            table.syn_recv_by_port[(hi << 8) | lo] += c
+        state_of = _STATE_OF
+        for s, c in enumerate(self.per_state):
+            if c and (state := state_of[s]) is not None:
+                table.counts[state] += c
+        groups = table.groups
+        if self.by == "local-port" and self.keys:
+            # (state, port) pairs built by map/zip in C, not a Python step per pair (there
+            # can be ~10^5 of them at a million sockets).
+            keys = list(self.keys)
+            states = list(map(_STATE_INT.__getitem__, map(rshift, keys, repeat(16))))
+            fresh = _valid(dict(zip(zip(states, map(and_, keys, repeat(0xFFFF))), self.keys.values())), states)
+            _merge(groups, fresh)
+            _merge(table.group_totals, _totals(fresh))
+        elif self.by == "peer" and self.keys:
+            keys = list(self.keys)
+            raws = list(map(itemgetter(0), keys))
+            names = _peer_names(set(raws))
+            states = list(map(_STATE_INT.__getitem__, map(itemgetter(1), keys)))
+            pairs = list(zip(states, map(names.__getitem__, raws)))
+            fresh = dict(zip(pairs, self.keys.values()))
+            if len(fresh) != len(pairs):
+                # two raw addresses with one name (an IPv4 peer and the same one v4-mapped
+                # on an IPv6 socket): add them up
+                fresh = {}
+                for pair, c in zip(pairs, self.keys.values()):
+                    fresh[pair] = fresh.get(pair, 0) + c
+            fresh = _valid(fresh, states)
+            _merge(groups, fresh)
+            _merge(table.group_totals, _totals(fresh))
+        elif self.by == "process":
+            table.sock_states += self.sock_states
+            table.sock_inodes.extend(self.sock_inodes)
+        if self.listeners:
+            table.listeners.extend(self.listeners)
+        table.interrupted |= self.interrupted
+
+
+def _valid(pairs: dict, states: list) -> dict:
+    """``pairs`` without the keys whose state byte is no TCP state (never from the kernel)."""
+    if None in states:
+        return {k: c for k, c in pairs.items() if k[0] is not None}
+    return pairs
+
+
+def _totals(pairs: dict) -> dict:
+    """(state, key) -> n  to  key -> n: one step per pair (a plain dict: Counter's __missing__ is slower)."""
+    out: dict = {}
+    get = out.get
+    for (_s, key), n in pairs.items():
+        out[key] = get(key, 0) + n
+    return out
+
+
+def _merge(into: Counter, more) -> None:
+    """into += more, looping over the smaller of the two (the LISTEN dump adds a few keys)."""
+    if len(into) < len(more):
+        more = dict(more)
+        for k, c in into.items():
+            more[k] = more.get(k, 0) + c
+        into.clear()
+        dict.update(into, more)
+    else:
+        for k, c in more.items():
+            into[k] += c
+
+
+def _peer_names(raws: set) -> dict:
+    """family byte + 16 address bytes -> the address as text; IPv4 ones through inet_ntop in C."""
+    v4 = [r for r in raws if r[0] == socket.AF_INET]
+    names = dict(zip(v4, map(socket.inet_ntop, repeat(socket.AF_INET), map(itemgetter(slice(1, 5)), v4))))
+    if len(v4) != len(raws):
+        names.update((r, _fmt_addr(r[0], r[1:])) for r in raws if r[0] != socket.AF_INET)
+    return names
+
+
+def _fmt_addr(family: int, raw: bytes) -> str:
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    if family != socket.AF_INET6:
+        return f"family {family}"
+    import ipaddress
+
+    addr = ipaddress.IPv6Address(raw)
+    return str(addr.ipv4_mapped or addr)
+
+
+def _fmt_src(family: int, raw: bytes) -> str:
+    # A listener's own address as `ss -ltn` prints it (a v4-mapped v6 address stays v6).
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return _fmt_addr(family, raw)
+
+
+def _listener(rec: bytes, o: int) -> Listener:
+    """A LISTEN message's record (message bytes 4 .. 88 at ``o``) as a Listener."""
+    family = rec[o + OFF_FAMILY - 4]
+    src = o + OFF_SRC - 4
+    return Listener(
+        family=family,
+        address=_fmt_src(family, rec[src : src + 16]),
+        port=(rec[o + OFF_SPORT - 4] << 8) | rec[o + OFF_SPORT - 3],
+        accept_queue=struct.unpack_from("=I", rec, o + OFF_RQUEUE - 4)[0],
+        backlog=struct.unpack_from("=I", rec, o + OFF_WQUEUE - 4)[0],
+        inode=struct.unpack_from("=I", rec, o + OFF_INODE - 4)[0],
+    )
