@@ -99,8 +99,8 @@ def _listeners(found, live: bool) -> list[Listener]:
     full = [x for x in found if x.backlog is not None and x.accept_queue > x.backlog]
     owners: dict[int, str] = {}
     if full and live:
+        from tcptune.host.owners import socket_owner_index
         from tcptune.host.processes import process_facts
-        from tcptune.host.sockdiag import socket_owner_index
 
         index, procs, _ = socket_owner_index()
         for x in full:
@@ -192,7 +192,7 @@ def run_doctor(
             ExitCode.BAD_INPUT,
             hint="doctor reads the live host, --netns, or a --root tree",
         )
-    from tcptune.host.sockdiag import collect_summary
+    from tcptune.ops.sockets import collect_summary
 
     notes: list[str] = []
     meta = _bundle_meta(source)

@@ -57,7 +57,7 @@ def parse_ports(text: str | None) -> tuple[int, ...]:
 
 
 def _states_and_listeners(source: Source, ports: tuple[int, ...], top: int, data: MetricsData) -> None:
-    from tcptune.host.sockdiag import collect_summary
+    from tcptune.ops.sockets import collect_summary
 
     listeners = []
     for family, label in ((socket.AF_INET, "ipv4"), (socket.AF_INET6, "ipv6")):
