@@ -140,6 +140,23 @@ def request(family: int, states: int, seq: int) -> bytes:
     return struct.pack("=IHHII", 16 + len(body), mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
+INET_DIAG_NOCOOKIE = 0xFFFFFFFF  # include/uapi/linux/inet_diag.h: "no cookie, match the 4-tuple"
+
+
+def lookup_request(local_port: int, remote_port: int, address: bytes, seq: int = 1) -> bytes:
+    """An exact lookup of one IPv4 4-tuple (both ends at ``address``): SOCK_DIAG_BY_FAMILY
+    without NLM_F_DUMP, so the kernel does one hash lookup (inet_diag_find_one_icsk())."""
+    addr = address + bytes(16 - len(address))
+    sockid = (
+        struct.pack(">HH", local_port, remote_port)
+        + addr
+        + addr
+        + struct.pack("=III", 0, INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE)
+    )
+    body = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+    return struct.pack("=IHHII", 16 + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0) + body
+
+
 def reply_type(family: int) -> int:
     return TCPDIAG_GETSOCK if family == socket.AF_UNSPEC else SOCK_DIAG_BY_FAMILY
 

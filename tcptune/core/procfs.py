@@ -39,6 +39,7 @@ class TcpRow(NamedTuple):
     rx_queue: int  # for LISTEN: the accept queue length (sk_ack_backlog)
     uid: int
     inode: int  # 0 for TIME_WAIT, request socks and orphans
+    retransmits: int = 0  # the retrnsmt column: icsk_retransmits (get_tcp4_sock(), %08X), 0 for TIME_WAIT
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def parse_proc_net_tcp(
             if not sep:
                 raise ValueError(f"queues {f[4]!r} are not TX:RX")
             tx, rx = int(txq, 16), int(rxq, 16)
+            retrans = int(f[6], 16)
             uid = int(f[7])
             inode = int(f[9])
             if uid < 0 or inode < 0:
@@ -114,7 +116,7 @@ def parse_proc_net_tcp(
         except ValueError as exc:
             warnings.append(ProcWarning(source, no, str(exc), line))
             continue
-        rows.append(TcpRow(family, state, laddr, lport, raddr, rport, tx, rx, uid, inode))
+        rows.append(TcpRow(family, state, laddr, lport, raddr, rport, tx, rx, uid, inode, retrans))
     return rows, warnings
 
 

@@ -245,25 +245,14 @@ class TableEntry:
 
 
 def socket_table() -> list[TableEntry]:
-    """IPv4 TCP sockets from /proc/net/tcp (reads the current netns), parsed by core.procfs.
-
-    The parser does not keep the retrnsmt column; the only caller that needs it (synack,
-    without sock_diag) is served by diag_lookup() first, so a row from here counts 0."""
+    """IPv4 TCP sockets from /proc/net/tcp (reads the current netns), parsed by core.procfs,
+    with each row's retrnsmt count (synack counts SYN-ACK retransmissions from it when
+    sock_diag is unavailable)."""
     from tcptune.core.procfs import parse_proc_net_tcp
 
     with open("/proc/net/tcp", "rb") as fh:
         rows, _warnings = parse_proc_net_tcp(fh.read().decode("ascii", "replace"))
-    return [TableEntry(r.local_port, r.remote_port, r.state, 0) for r in rows]
-
-
-# JOIN (integrator): these netlink constants and diag_lookup()'s request packing duplicate
-# tcptune/core/inet_diag.py (owned by the sockets slice); replace them with its constants and
-# its request packer once both branches are merged.  The lookup itself stays here (probe I/O).
-NETLINK_SOCK_DIAG = 4
-SOCK_DIAG_BY_FAMILY = 20
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 1
-INET_DIAG_NOCOOKIE = 0xFFFFFFFF
+    return [TableEntry(r.local_port, r.remote_port, r.state, r.retransmits) for r in rows]
 
 
 def diag_lookup(local_port: int, remote_port: int, addr: str = LOOPBACK) -> TableEntry | None:
@@ -275,15 +264,9 @@ def diag_lookup(local_port: int, remote_port: int, addr: str = LOOPBACK) -> Tabl
     finds timewait and request sockets.  When nothing matches the 4-tuple the kernel
     may answer with a listener on the local port, or ENOENT (-> None).
     """
-    a = socket.inet_aton(addr) + bytes(12)
-    sockid = (
-        struct.pack(">HH", local_port, remote_port)
-        + a
-        + a
-        + struct.pack("=III", 0, INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE)
-    )
-    req = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
-    msg = struct.pack("=IHHII", 16 + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0) + req
+    from tcptune.core.inet_diag import NETLINK_SOCK_DIAG, NLMSG_ERROR, lookup_request
+
+    msg = lookup_request(local_port, remote_port, socket.inet_aton(addr))
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
         nl.send(msg)
         data = nl.recv(8192)
