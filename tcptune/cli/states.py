@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tcptune.cli._app import app
-from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, SysctlDumpOpt, emit_json, open_source
+from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, emit_json, open_source
 from tcptune.errors import ExitCode, TcptuneError
 
 # The --by choices (Typer takes them from an Enum); the values are what ops and JSON use.
@@ -71,7 +71,6 @@ def states_cmd(
     count: CountOpt = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
-    sysctl_dump: SysctlDumpOpt = None,
     netns: NetnsOpt = None,
 ) -> None:
     """Count TCP sockets per state (IPv4 and IPv6), with bars, totals and warnings tied to settings.
@@ -83,13 +82,7 @@ def states_cmd(
     if count is not None and watch is None:
         raise TcptuneError("--count only makes sense with --watch", ExitCode.BAD_INPUT)
     states = _parse_states(state)
-    if sysctl_dump:
-        raise TcptuneError(
-            f"--sysctl-dump {sysctl_dump}: a sysctl dump has no socket table",
-            ExitCode.BAD_INPUT,
-            hint="`tcptune states` reads the live host, --netns, or --root DIR holding proc/net/tcp",
-        )
-    host = open_source(root, sysctl_dump, netns)
+    host = open_source(root, None, netns)
     try:
         _run(host, by.value if by else None, states, _families(ipv4, ipv6), top or None, watch, count, json_out)
     except KeyboardInterrupt:

@@ -42,7 +42,6 @@ class TcpState(IntEnum):
 TCP_NEW_SYN_RECV = 12
 TCP_BOUND_INACTIVE = 13
 
-ALL_STATES: tuple[TcpState, ...] = tuple(TcpState)
 STATE_NAMES: tuple[str, ...] = tuple(s.name for s in TcpState)
 
 # inet_diag idiag_states bitmask of the eleven user-visible states (bits 1..11),

@@ -72,6 +72,10 @@ class Output:
     def symbol(self, fancy: str, plain: str) -> str:
         return fancy if self.unicode else plain
 
+    def clear_screen(self) -> str:
+        """Cursor home and erase the display (ECMA-48 CUP, ED) on a terminal; nothing elsewhere."""
+        return "\x1b[H\x1b[2J" if self.tty else ""
+
     # -- paragraphs ------------------------------------------------------------
     def wrap(self, text: str, indent: str = "", subsequent: str | None = None, *, cap: int | None = None) -> str:
         """Paragraphs (split on blank lines) filled to the terminal width, at word boundaries.

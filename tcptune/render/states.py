@@ -30,7 +30,7 @@ def watch_header(out: Output, every: float, first: bool) -> str:
     """The line above each --watch sample; on a terminal the screen is cleared first."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()) + f"  every {every:g}s\n"
     if out.tty:
-        return "\x1b[H\x1b[2J" + stamp  # cursor home + erase display (ECMA-48 CUP, ED)
+        return out.clear_screen() + stamp
     return stamp if first else "\n" + stamp
 
 
