@@ -29,31 +29,37 @@ def _check_names(incomplete: str) -> list[str]:
     return [c for c in CHECKS if c.startswith(incomplete)]
 
 
+IntervalOpt = Annotated[
+    float, typer.Option("--interval", metavar="SECONDS", help="Seconds between the two counter samples (0: one).")
+]
+CheckOpt = Annotated[
+    list[str] | None,
+    typer.Option("--check", metavar="NAME", help="Run only this check (repeatable).", autocompletion=_check_names),
+]
+IdleOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--idle-timeout",
+        metavar="SECONDS",
+        help="The idle timeout in front (load balancer, NAT, application): are dead peers noticed before it?",
+    ),
+]
+BundleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bundle",
+        metavar="FILE.tar.gz",
+        help="Also save everything read, so that `doctor --root` on the unpacked file gives the same findings.",
+    ),
+]
+
+
 @app.command("doctor", epilog=EXAMPLE)
 def doctor_cmd(
-    interval: Annotated[
-        float, typer.Option("--interval", metavar="SECONDS", help="Seconds between the two counter samples (0: one).")
-    ] = 2.0,
-    check: Annotated[
-        list[str] | None,
-        typer.Option("--check", metavar="NAME", help="Run only this check (repeatable).", autocompletion=_check_names),
-    ] = None,
-    idle_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--idle-timeout",
-            metavar="SECONDS",
-            help="The idle timeout in front (load balancer, NAT, application): are dead peers noticed before it?",
-        ),
-    ] = None,
-    bundle: Annotated[
-        str | None,
-        typer.Option(
-            "--bundle",
-            metavar="FILE.tar.gz",
-            help="Also save everything read, so that `doctor --root` on the unpacked file gives the same findings.",
-        ),
-    ] = None,
+    interval: IntervalOpt = 2.0,
+    check: CheckOpt = None,
+    idle_timeout: IdleOpt = None,
+    bundle: BundleOpt = None,
     root: RootOpt = None,
     netns: NetnsOpt = None,
     json_out: JsonOpt = False,

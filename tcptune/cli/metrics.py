@@ -26,29 +26,36 @@ source tree, and tcptune(8).
 """
 
 
+TextfileOpt = Annotated[
+    str | None,
+    typer.Option("--textfile", metavar="DIR", help="Write DIR/tcptune.prom atomically instead of printing."),
+]
+ProfileOpt = Annotated[
+    str,
+    typer.Option(
+        "--profile",
+        "-p",
+        metavar="NAME|FILE",
+        help="Audit against this profile.",
+        autocompletion=completion.profile_names,
+    ),
+]
+PortsOpt = Annotated[
+    str | None, typer.Option("--ports", metavar="N,...", help="Listener series for these ports (default: top N).")
+]
+TopOpt = Annotated[int, typer.Option("--top", min=1, max=64, help="Listeners to export without --ports.")]
+IntervalOpt = Annotated[
+    float, typer.Option("--interval", metavar="SECONDS", help="doctor's counter window (0: one sample).")
+]
+
+
 @app.command("metrics", epilog=EXAMPLE)
 def metrics_cmd(
-    textfile: Annotated[
-        str | None,
-        typer.Option("--textfile", metavar="DIR", help="Write DIR/tcptune.prom atomically instead of printing."),
-    ] = None,
-    profile: Annotated[
-        str,
-        typer.Option(
-            "--profile",
-            "-p",
-            metavar="NAME|FILE",
-            help="Audit against this profile.",
-            autocompletion=completion.profile_names,
-        ),
-    ] = "kernel-default",
-    ports: Annotated[
-        str | None, typer.Option("--ports", metavar="N,...", help="Listener series for these ports (default: top N).")
-    ] = None,
-    top: Annotated[int, typer.Option("--top", min=1, max=64, help="Listeners to export without --ports.")] = 10,
-    interval: Annotated[
-        float, typer.Option("--interval", metavar="SECONDS", help="doctor's counter window (0: one sample).")
-    ] = 1.0,
+    textfile: TextfileOpt = None,
+    profile: ProfileOpt = "kernel-default",
+    ports: PortsOpt = None,
+    top: TopOpt = 10,
+    interval: IntervalOpt = 1.0,
     netns: NetnsOpt = None,
 ) -> None:
     """Export socket states, listener queues, audit drift and doctor findings as Prometheus metrics.
