@@ -25,7 +25,7 @@ def _inputs(spec, **overrides):
 
 
 def test_the_registry_finds_every_probe_in_order():
-    assert IDS == ["syn", "synack", "fin-timeout", "keepalive", "tw-reuse"]
+    assert IDS == ["syn", "synack", "accept-overflow", "fin-timeout", "fin-wait1", "keepalive", "dead-peer", "tw-reuse"]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
