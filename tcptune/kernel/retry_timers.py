@@ -44,7 +44,7 @@ from tcptune.kernel.timers.syn import model_timeout
 TCP_RTO_MIN = 0.2  # include/net/tcp.h TCP_RTO_MIN (HZ / 5): the base of every retries budget
 ORPHAN_RETRIES_ALIVE = 8  # tcp_orphan_retries(): 0 is replaced by 8 while the socket is "alive"
 LOOPBACK_SRTT_US = 50  # a loopback RTT is tens of microseconds; only used when the RTO was not measured
-MAX_EXPIRIES = 400  # a schedule longer than this is not a probe's business (retries2 is at most 255)
+MAX_EXPIRIES = 20_000  # past this (hours at a 1 s cap) a schedule is not a probe's business
 
 
 def budget_ms(boundary: int, rto_max: float, hz: int | None = None) -> int:
