@@ -51,6 +51,9 @@ CASES = {
     # a user timeout longer than the tcp_retries2 budget (1.4 s for retries2=2) lengthens it
     "dp-2-ut6000": ("dead-peer", {**FAST, "tcp_retries2": 2}, {"options": {"user_timeout": 6000}}),
     "dp-2": ("dead-peer", {**FAST, "tcp_retries2": 2}, {}),
+    # tcp_rto_min_us moves the retransmissions; the budget stays tcp_model_timeout(.., TCP_RTO_MIN = 200 ms)
+    "dp-3-rtomin50ms": ("dead-peer", {"tcp_retries2": 3, "tcp_rto_min_us": 50000}, {}),
+    "fw1-0-rtomin20ms": ("fin-wait1", {**FAST, "tcp_orphan_retries": 0, "tcp_rto_min_us": 20000}, {}),
     "ao-0": ("accept-overflow", {"tcp_abort_on_overflow": 0, "tcp_synack_retries": 2}, {}),
     "ao-0-nocap": ("accept-overflow", {"tcp_abort_on_overflow": 0, "tcp_synack_retries": 1}, {"capture": False}),
     "ao-1": ("accept-overflow", {"tcp_abort_on_overflow": 1, "tcp_synack_retries": 2}, {}),
@@ -112,6 +115,17 @@ def test_retries2_budget_uses_the_sockets_cap(results):
         assert len([e for e in r["observed"] if e["what"] == "retransmit"]) == 7
         assert any("retries1" in n for n in r["notes"])  # predicted, not observed
         assert "retries1" not in [e["what"] for e in r["observed"]]
+
+
+def test_rto_min_us_does_not_shorten_the_budget(results):
+    r = _get(results, "dp-3-rtomin50ms")
+    assert r["measured"]["rto_s"] < 0.06  # the RTO follows tcp_rto_min_us ...
+    assert r["settings"]["tcp_rto_min_us"] == 50000
+    # ... but the 3 s budget of tcp_retries2=3 is from TCP_RTO_MIN: 15 x 50 ms would have ended it at ~0.9 s
+    assert 3.5 < r["give_up"]["observed_s"] < 3.9  # measured 3.68 s (model 3.584 s)
+    assert len([e for e in r["observed"] if e["what"] == "retransmit"]) == 6
+    f = _get(results, "fw1-0-rtomin20ms")
+    assert [e["what"] for e in f["observed"]].count("fin_retransmit") == 7  # more doublings before the 1 s cap
 
 
 def test_user_timeout_overrides_the_budget(results):
