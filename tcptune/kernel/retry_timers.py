@@ -403,7 +403,7 @@ def predict_accept_overflow(
     events.append(drop)
     notes = (
         f"tcp_abort_on_overflow=0: the server drops each of the client's ACKs and resends its SYN-ACK "
-        f"{len(retx)} times; ListenOverflows and ListenDrops +{len(retx)}; the request is dropped silently at "
+        f"{len(retx)} time{'s' if len(retx) != 1 else ''}; ListenOverflows and ListenDrops +{len(retx)}; the request is dropped silently at "
         f"{drop.t:g} s while the client stays ESTABLISHED",
     )
     return Prediction("accept-overflow", settings, tuple(events), drop.t, "request_dropped", notes)

@@ -161,9 +161,14 @@ def run(ctx: Context, obs: Observation) -> None:
             for k in COUNTERS:
                 b, a = before[k], after[k]
                 obs.measured[f"{k}_delta"] = None if a is None or b is None else a - b
+            said = ", ".join(
+                f"{k} +{obs.measured[f'{k}_delta']}" for k in COUNTERS if obs.measured[f"{k}_delta"] is not None
+            )
             if obs.measured.get("socket_error") is None:
                 # the client still believes it is connected
                 obs.measured["client_state"] = TcpState(tcp_info(victim).state).name
+                said += f"; the client socket is still {obs.measured['client_state']}"
+            obs.notes.append(f"/proc/net/netstat of this namespace during the probe: {said or 'unreadable'}")
 
 
 def predict(m: ModelInput) -> Prediction:
