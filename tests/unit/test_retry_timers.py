@@ -181,3 +181,35 @@ def test_netstat_counters_from_a_real_namespace():
 def test_netstat_parser_never_raises(text):
     out = parse_netstat(text)
     assert all(isinstance(v, int) for d in out.values() for v in d.values())
+
+
+# -- saved captures (tests/data/probe_retries/SOURCE) replay through the probes' analysis ------
+PCAPS = Path(__file__).resolve().parent.parent / "data" / "probe_retries"
+REPLAYS = [
+    ("fin-wait1", "fin_wait1_o0_rtomax1000.pcap", {"tcp_orphan_retries": 0, "tcp_rto_max_ms": 1000}),
+    ("dead-peer", "dead_peer_r4_rtomax1000.pcap", {"tcp_retries2": 4, "tcp_rto_max_ms": 1000}),
+    ("accept-overflow", "accept_overflow_a0_r2.pcap", {"tcp_abort_on_overflow": 0, "tcp_synack_retries": 2}),
+    ("accept-overflow", "accept_overflow_a1_r2.pcap", {"tcp_abort_on_overflow": 1, "tcp_synack_retries": 2}),
+]
+
+
+@pytest.mark.parametrize(("probe", "name", "settings"), REPLAYS, ids=[r[1] for r in REPLAYS])
+def test_saved_capture_matches_the_model_and_not_the_wrong_one(probe, name, settings):
+    from pcaputil import read_pcap
+
+    from tcptune.core import verdict as V
+    from tcptune.probe.base import Observation
+    from tcptune.probe.spec import ModelInput, specs
+
+    spec = specs()[probe]
+    obs = Observation(probe, "pcap", raw_events=list(spec.analyze(read_pcap(str(PCAPS / name)))))
+    observed = obs.events()
+    mi = ModelInput(probe, {k: None for k in spec.short_settings()} | settings, 250, {"rto_s": RTO}, (6, 18))
+
+    def judge(model):
+        # each capture ran until the kernel gave up (SOURCE): a packet not in it did not happen,
+        # so window=None; the outcome itself (no packet, or ETIMEDOUT) is not in a pcap
+        return V.compare_prediction(model(mi), observed, V.Tolerance(hz=250), window=None, ignore=spec.not_in_packets)
+
+    assert judge(spec.predict).verdict == "matches", judge(spec.predict).reason
+    assert judge(spec.wrong_model).verdict == "differs"
