@@ -213,3 +213,12 @@ def test_saved_capture_matches_the_model_and_not_the_wrong_one(probe, name, sett
 
     assert judge(spec.predict).verdict == "matches", judge(spec.predict).reason
     assert judge(spec.wrong_model).verdict == "differs"
+
+
+@pytest.mark.parametrize("hz", [None, 100, 250, 300, 1000])
+def test_models_at_every_hz(hz):
+    """The schedules do not depend on HZ beyond jiffy rounding (HZ None: 1 ms jiffies)."""
+    rto = R.loopback_rto(None, hz)  # 210 ms at HZ=100 (whole jiffies), 204 ms at 250
+    assert R.predict_dead_peer(5, rto, 1.0, hz=hz).give_up == pytest.approx(5.632, abs=0.05)
+    assert R.predict_fin_wait1(0, rto, 1.0, hz=hz).give_up == pytest.approx(2.632, abs=0.05)
+    assert R.predict_accept_overflow(0, 2, hz=hz).give_up == pytest.approx(7.0, abs=0.02)
