@@ -294,10 +294,12 @@ def predict_fin_wait1(
         "hz": hz,
     }
     notes = []
-    if max_orphans is not None and orphans is not None and orphans + 1 > max_orphans:
+    # tcp_too_many_orphans() compares tcp_orphan_cache, the machine's orphan count refreshed every
+    # 100 ms (tcp_orphan_update() in net/ipv4/tcp.c): the probe's own orphan may not be in it yet
+    if max_orphans is not None and orphans is not None and orphans > max_orphans:
         note = (
-            f"{orphans + 1} orphans (this one included) > tcp_max_orphans={max_orphans}: __tcp_close() kills "
-            "the orphan at once with a RST (tcp_check_oom(), TCPAbortOnMemory)"
+            f"{orphans} orphans > tcp_max_orphans={max_orphans}: __tcp_close() kills the orphan at once with a "
+            "RST (tcp_check_oom(): 'too many orphaned sockets' is logged, TCPAbortOnMemory counted)"
         )
         events = (Event(0.0, "fin", optional=True), Event(0.0, "orphan_destroyed", 0, 0.0, note))
         return Prediction("fin-wait1", settings, events, 0.0, "orphan_destroyed", (note,))
@@ -316,6 +318,11 @@ def predict_fin_wait1(
         notes.append(
             "tcp_max_orphans is global (not readable in this namespace): it bites only when the machine's "
             "orphan count exceeds it"
+        )
+    elif orphans is not None and orphans == max_orphans:
+        notes.append(
+            f"tcp_max_orphans={max_orphans} and {orphans} orphans now: once the kernel's 100 ms orphan count "
+            "includes this one it is over the limit, and the next RTO expiry kills it with a RST"
         )
     elif orphans is not None:
         notes.append(

@@ -145,8 +145,10 @@ def test_fin_wait1_orphan_retries_8_and_the_timer_slack():
 
 
 def test_fin_wait1_too_many_orphans_kills_at_once():
-    p = R.predict_fin_wait1(0, RTO, 1.0, max_orphans=10, orphans=10, hz=250)
+    p = R.predict_fin_wait1(0, RTO, 1.0, max_orphans=10, orphans=11, hz=250)
     assert p.give_up == 0.0 and "tcp_max_orphans=10" in p.notes[0]
+    edge = R.predict_fin_wait1(0, RTO, 1.0, max_orphans=10, orphans=10, hz=250)
+    assert any("100 ms orphan count" in n for n in edge.notes)
     q = R.predict_fin_wait1(0, RTO, 1.0, max_orphans=10, orphans=3, hz=250)
     assert q.give_up == pytest.approx(2.632) and any("would bite above 10" in n for n in q.notes)
 
