@@ -155,24 +155,38 @@ def _probe_in_netns(probe: str, sysctls: dict, argv: list[str]) -> dict:
     return {"exit": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
 
 
+def _predict(result: dict):
+    """The model's prediction for a probe's JSON result, through the probe registry (ops/probes)."""
+    from tcptune.kernel.version import parse_version
+    from tcptune.ops.probes import predict
+    from tcptune.probe.spec import ModelInput, get_spec
+
+    mi = ModelInput(
+        result["probe"],
+        result["settings"],
+        result["hz"],
+        result.get("measured") or {},
+        parse_version(result["kernel"]),
+        result.get("options") or {},
+    )
+    return predict(get_spec(result["probe"]), mi)
+
+
 def rejudge(result: dict, late_s: float, textbook: bool = False) -> dict:
     """The same observation compared with the model again, allowing ``late_s`` more lateness:
     the probe's tolerance widened for guest runs only (the probe has no option for it, see
     README.md).  ``textbook``: against the old tutorials' SYN schedule instead, which a kernel
     without tcp_syn_linear_timeouts (before 6.5) follows and a later one does not."""
-    from tcptune.kernel import timers as S
-    from tcptune.kernel.version import parse_version
-    from tcptune.probe.runner import predict
+    from tcptune.core.verdict import Tolerance, compare_prediction
+    from tcptune.kernel.timers import Event
+    from tcptune.kernel.timers.syn import predict_syn_textbook
 
     st = result["settings"]
-    if textbook:
-        pred = S.predict_syn_textbook(st["tcp_syn_retries"])
-    else:
-        pred = predict(result["probe"], st, result["hz"], result.get("measured") or {}, parse_version(result["kernel"]))
+    pred = predict_syn_textbook(st["tcp_syn_retries"]) if textbook else _predict(result)
     t = result["tolerance"]
-    tol = S.Tolerance(abs_s=t["abs_s"], rel=t["rel"], hz=t["hz"], poll_s=t["poll_s"] + late_s)
-    observed = [S.Event(e["t"], e["what"], e["n"], uncertainty=e.get("uncertainty_s", 0.0)) for e in result["observed"]]
-    cmp = S.compare_prediction(pred, observed, tol, window=result["observed_for_s"])
+    tol = Tolerance(abs_s=t["abs_s"], rel=t["rel"], hz=t["hz"], poll_s=t["poll_s"] + late_s)
+    observed = [Event(e["t"], e["what"], e["n"], uncertainty=e.get("uncertainty_s", 0.0)) for e in result["observed"]]
+    cmp = compare_prediction(pred, observed, tol, window=result["observed_for_s"])
     return {"verdict": cmp.verdict, "reason": cmp.reason, "late_s": late_s, "rows": cmp.rows}
 
 
@@ -181,12 +195,8 @@ def lateness(result: dict) -> dict:
     edge (<= 0: within the probe's tolerance), and ``excess_s``, how far past the kernel's own
     timer-wheel rounding (timers.timer_slack()): the lateness emulation adds."""
     from tcptune.kernel import timers as S
-    from tcptune.kernel.version import parse_version
-    from tcptune.probe.runner import predict
 
-    pred = predict(
-        result["probe"], result["settings"], result["hz"], result.get("measured") or {}, parse_version(result["kernel"])
-    )
+    pred = _predict(result)
     timers = {(ev.what, ev.n): ev for p in pred.timelines() for ev in p.events}
     margin, excess = [], []
     for r in result.get("comparison", []):
@@ -253,7 +263,7 @@ def main() -> int:
     import scapy.layers.l2  # noqa: F401
 
     import tcptune.cli  # noqa: F401
-    import tcptune.probe.runner  # noqa: F401
+    import tcptune.ops.probes  # noqa: F401
 
     timing["imports"] = uptime()
     if a.only in (None, "kb"):

@@ -67,8 +67,14 @@ def test_probe_all_runs_what_fits():
     assert r.returncode == 0, r.stderr + r.stdout
     data = json.loads(r.stdout)
     ran = {p["probe"]: p["verdict"] for p in data["probes"]}
-    assert ran == {"syn": "matches", "synack": "matches", "fin-timeout": "matches", "tw-reuse": "matches"}
-    assert [s["probe"] for s in data["skipped"]] == ["keepalive"]
+    assert ran == {
+        "syn": "matches",
+        "synack": "matches",
+        "accept-overflow": "matches",
+        "fin-timeout": "matches",
+        "tw-reuse": "matches",
+    }
+    assert [s["probe"] for s in data["skipped"]] == ["fin-wait1", "keepalive", "dead-peer"]
     assert data["verdict"] == "matches"
 
 

@@ -15,13 +15,13 @@ from tcptune.kernel.timers import (
     timer_slack,
 )
 
-SYNACK_RETRIES_HONOURED = 63  # req->num_timeout shifts a u64 (tcp_reqsk_timeout()); 64+ is undefined
+SYNACK_RETRIES_HONOURED = 63  # req->num_timeout shifts a u64 (reqsk_timeout()); 64+ is undefined
 _SAFE_SHIFT_ANY_HZ = 54  # HZ << 54 fits in a u64 for every HZ up to 1023 (1000 << 54 < 2**64)
 
 
 def _synack_timeline(retries: int, base_j: int, cap_j: int, h: int, cap_label: str) -> tuple[list[Event], float, int]:
     """reqsk_timer_handler(): expire at the expiry where num_timeout >= retries, else
-    resend and re-arm for tcp_reqsk_timeout() = min((u64)timeout << num_timeout, cap).
+    resend and re-arm for reqsk_timeout() = min((u64)timeout << num_timeout, cap).
     Returns the events, the drop time and how many timers the u64 shift wrapped."""
     events = [Event(0.0, "synack")]
     t_j, num_timeout, wrapped = 0, 0, 0
@@ -63,7 +63,7 @@ def predict_synack(
     ``rto_max`` is the listener's tcp_rto_max_ms (s).  Through 6.18 the request
     timer ignores it (reqsk_timeout(req, TCP_RTO_MAX); measured on 6.18: with
     tcp_rto_max_ms=2000 the SYN-ACKs still went out at 1, 3, 7 s).  A net-next patch
-    of Nov 2025, "tcp: Apply max RTO to non-TFO SYN+ACK", makes tcp_reqsk_timeout()
+    of Nov 2025, "tcp: Apply max RTO to non-TFO SYN+ACK", makes reqsk_timeout()
     use min(timeout, tcp_rto_max(listener)); which release carries it was not
     verified, so on a kernel newer than ``VERIFIED_UP_TO`` both are alternatives.
 
@@ -71,7 +71,7 @@ def predict_synack(
     always wants a cookie): no request socket is kept, so there is nothing to
     retransmit or drop.
 
-    Limits: request_sock.num_timeout is a 7-bit field and tcp_reqsk_timeout() computes
+    Limits: request_sock.num_timeout is a 7-bit field and reqsk_timeout() computes
     ``(u64)req->timeout << req->num_timeout``: a shift of 64 or more is undefined, so
     tcp_synack_retries > 63 cannot be honoured (refused); below that a shift that
     overflows wraps and the min() with the cap then yields a short timer (modelled).
@@ -99,7 +99,7 @@ def predict_synack(
         )
     if synack_retries > SYNACK_RETRIES_HONOURED:
         raise ValueError(
-            f"tcp_synack_retries={synack_retries} cannot be honoured by the kernel: tcp_reqsk_timeout() shifts a u64 by "
+            f"tcp_synack_retries={synack_retries} cannot be honoured by the kernel: reqsk_timeout() shifts a u64 by "
             "req->num_timeout (undefined from 64) and num_timeout is a 7-bit field (wraps at 128); use 0..63"
         )
     if hz is None and synack_retries > _SAFE_SHIFT_ANY_HZ:
@@ -112,7 +112,7 @@ def predict_synack(
     notes = []
     if wrapped:
         notes.append(
-            f"tcp_reqsk_timeout(): (u64)timeout << num_timeout overflows for the last {wrapped} timer(s) at "
+            f"reqsk_timeout(): (u64)timeout << num_timeout overflows for the last {wrapped} timer(s) at "
             f"HZ={h}; min() with the cap then gives a short timer, so those SYN-ACKs go out back to back "
             "(read from the source, not measured: observing it takes hours)"
         )
