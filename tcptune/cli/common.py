@@ -6,7 +6,6 @@ and ``--netns NAME|PID|PATH``.  Output options: ``--json``.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -77,11 +76,6 @@ NetnsOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (shape in tcptune(8)) instead of a table.")]
-
-
-def use_color() -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set and not empty (https://no-color.org)."""
-    return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
 
 
 def emit_json(data) -> None:

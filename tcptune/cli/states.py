@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from tcptune.cli import completion
 from tcptune.cli._app import app
 from tcptune.cli.common import JsonOpt, NetnsOpt, RootOpt, emit_json, open_source
 from tcptune.errors import ExitCode, TcptuneError
@@ -41,6 +42,7 @@ StateOpt = Annotated[
         "--state",
         metavar="STATE",
         help="Only these states (repeat or comma-separate: ESTABLISHED, time-wait, FIN-WAIT-2 ...).",
+        autocompletion=completion.state_names,
     ),
 ]
 TopOpt = Annotated[

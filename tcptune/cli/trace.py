@@ -70,14 +70,14 @@ def trace_cmd(
 
 def _read(path: str, port: int | None, host: str | None, json_out: bool) -> None:
     from tcptune.cli.common import emit_json
+    from tcptune.core.trace import connections_of
     from tcptune.ops.trace import TraceFilter, read_trace
     from tcptune.render.output import Output
     from tcptune.render.trace import render_trace_json, render_trace_text
 
     run = read_trace(path, TraceFilter(port, host))
     if json_out:
-        conns = list({id(c): c for c, _ in run.items}.values())
-        emit_json(render_trace_json(conns, run.source, run.stats))
+        emit_json(render_trace_json(connections_of(run.items), run.source, run.stats))
         return
     out = Output.detect(sys.stdout)
     for line in render_trace_text(run.items, out):

@@ -94,7 +94,7 @@ def _moved(inp: DoctorInput, group: str, name: str) -> Delta | None:
 
 
 def _ev(d: Delta) -> Evidence:
-    return Evidence(f"{d.name} +{d.change} in {d.seconds:.1f} s", d.where)
+    return Evidence(f"{d.name} +{d.change} in {d.seconds:.1f} s ({d.per_second:.1f}/s)", d.where)
 
 
 def _setting(inp: DoctorInput, key: str) -> Evidence:

@@ -20,7 +20,7 @@ from tcptune.errors import ExitCode, TcptuneError
 
 MAX_RECORD = 256 << 10  # a captured packet larger than this is not a packet (jumbo + headers is 9k)
 
-FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
 # link-layer types (www.tcpdump.org/linktypes.html)
 LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LINUX_SLL, LINK_IPV4, LINK_IPV6, LINK_LINUX_SLL2 = (
@@ -105,7 +105,7 @@ def _pcap(stream: BinaryIO, order: str, tick: float, source: str, stats: ReadSta
         hdr = _read_exact(stream, 16, source, "record header")
         if hdr is None:
             return
-        sec, frac, incl, orig = rec.unpack(hdr)
+        sec, frac, incl, _orig = rec.unpack(hdr)
         if incl > MAX_RECORD:
             raise _bad(source, f"record {stats.records + 1} claims {incl} bytes; not a packet")
         data = _read_exact(stream, incl, source, "packet")

@@ -307,9 +307,14 @@ def annotate(segments: Iterable[Segment]) -> Iterator[tuple[Connection, Annotate
             yield tr.conn, ann
 
 
-def trace_connections(segments: Iterable[Segment]) -> list[Connection]:
-    """Every connection with all its annotated segments (for --json and tests)."""
+def connections_of(items: Iterable[tuple[Connection, Annotated]]) -> list[Connection]:
+    """The connections of an annotated stream, once each, in order of first segment."""
     seen: dict[int, Connection] = {}
-    for conn, _ in annotate(segments):
+    for conn, _ in items:
         seen.setdefault(id(conn), conn)
     return list(seen.values())
+
+
+def trace_connections(segments: Iterable[Segment]) -> list[Connection]:
+    """Every connection with all its annotated segments (for --json and tests)."""
+    return connections_of(annotate(segments))

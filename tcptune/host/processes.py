@@ -20,7 +20,8 @@ class ProcessFacts:
 
     def label(self) -> str:
         who = f", user {self.user}" if self.user else ""
-        return f"{self.name} (pid {self.pid}{who})"
+        fds = f", {self.open_fds}/{self.fd_limit} fds" if self.open_fds is not None and self.fd_limit else ""
+        return f"{self.name} (pid {self.pid}{who}{fds})"
 
 
 def process_facts(pid: int) -> ProcessFacts | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tcptune.core.pcap import ReadStats, Segment, read_segments
-from tcptune.core.trace import Annotated, Connection, annotate
+from tcptune.core.trace import Annotated, Connection, annotate, trace_connections
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.tree import open_regular
 
@@ -102,7 +102,7 @@ def run_scenario(name: str) -> ScenarioRun:
         if seg is not None:
             stats.tcp += 1
             segments.append(seg)
-    conns = list({id(c): c for c, _ in annotate(segments)}.values())
+    conns = trace_connections(segments)
     for c in conns:
         (caddr, cport), (saddr, sport) = (_split(c.client), _split(c.server))
         c.kernel_states = {
