@@ -288,6 +288,8 @@ def snapshots_cmd(
 
     Status: pending (apply did not finish: roll it back), applied, failed (a write
     was rejected and everything was put back), restore-incomplete, rolled-back.
+
+    Examples: tcptune snapshots;  tcptune snapshots --json --state-dir /srv/tcptune-state
     """
     from tcptune.host.statedir import StateDir, resolve_state_dir
 

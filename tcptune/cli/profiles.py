@@ -85,7 +85,10 @@ def profiles_show(
     sysctl_dump: SysctlDumpOpt = None,
     netns: NetnsOpt = None,
 ) -> None:
-    """Show a profile with `extends` resolved: every key, the value apply writes, what audit accepts, why, and the source."""
+    """Show a profile with `extends` resolved: every key, the value apply writes, what audit accepts, why, and the source.
+
+    Examples: tcptune profiles show web-server;  tcptune profiles show ./mine.toml --json
+    """
     from tcptune.ops.profiles import show_profile
 
     view = show_profile(name, open_source(root, sysctl_dump, netns))

@@ -80,6 +80,9 @@ def states_cmd(
     Pending connection requests count as SYN_RECV, as `ss` shows them.  Reads the kernel
     through netlink sock_diag; --root snapshots (and hosts without sock_diag) through
     /proc/net/tcp and tcp6.
+
+    Examples: tcptune states;  tcptune states --by process --state close-wait;
+    tcptune states --by local-port --top 5;  tcptune states --watch 2 --netns web1
     """
     if count is not None and watch is None:
         raise TcptuneError("--count only makes sense with --watch", ExitCode.BAD_INPUT)
