@@ -7,6 +7,7 @@ scrapes it once and stops it by its pid.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import stat
@@ -29,7 +30,10 @@ UNPACKED = "/var/cache/tcptune-ci/root/usr/bin"  # where .ci/run unpacks Debian'
 def tool(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=UNPACKED)
     if not found:
-        pytest.fail(f"{name} not found on PATH or in {UNPACKED}; .ci/run unpacks Debian's packages there")
+        why = f"{name} not found on PATH or in {UNPACKED}; .ci/run unpacks Debian's packages there"
+        if os.environ.get("TCPTUNE_REQUIRE_NETNS") == "1":  # CI: a missing real component is a failure
+            pytest.fail(why)
+        pytest.skip(why)
     return found
 
 
