@@ -299,12 +299,14 @@ def test_risky_drift_has_a_machine_readable_flag(tmp_path):
 
 
 @pytest.mark.parametrize("value,color", [(None, True), ("", True), ("1", False), ("0", False)])
-def test_no_color_means_present_and_not_empty(monkeypatch, value, color):
-    from tcptune.cli import common
+def test_no_color_means_present_and_not_empty(value, color):
+    import io
 
-    monkeypatch.setattr(common.sys.stdout, "isatty", lambda: True, raising=False)
-    if value is None:
-        monkeypatch.delenv("NO_COLOR", raising=False)
-    else:
-        monkeypatch.setenv("NO_COLOR", value)
-    assert common.use_color() is color
+    from tcptune.render.output import Output
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    env = {} if value is None else {"NO_COLOR": value}
+    assert Output.detect(Tty(), env).color is color
