@@ -48,6 +48,9 @@ class Segment:
     window: int
     length: int  # TCP payload bytes (from the IP length, not the snapshot)
 
+    def has(self, bits: int) -> bool:
+        return self.flags & bits == bits
+
     @property
     def letters(self) -> str:
         """tcpdump's flag letters: S, S., ., P., F., R., R. ..."""

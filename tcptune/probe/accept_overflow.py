@@ -72,7 +72,7 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
                 k += 1
             elif s.flags & RST:
                 out.append((s.t, "reset", 0, "RST from the server"))
-        elif (s.sport, s.dport) == (cport, sport) and s.flags == ACK and k > 1 and s.payload == 0:
+        elif (s.sport, s.dport) == (cport, sport) and s.flags == ACK and k > 1 and s.length == 0:
             out.append((s.t, "overflow_ack", k - 1, "the client's ACK of a resent SYN-ACK"))
     return out
 

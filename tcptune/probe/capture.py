@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tcptune.core.pcap import LINK_ETHERNET, Segment, decode_frame
 from tcptune.errors import ExitCode, TcptuneError
 
 ETH_P_ALL = 0x0003
@@ -43,24 +44,6 @@ BPF_LDX_B_MSH = 0xB1
 BPF_JEQ_K = 0x15
 BPF_JSET_K = 0x45
 BPF_RET_K = 0x06
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One TCP segment as the analysis needs it (from a live capture or a pcap)."""
-
-    t: float  # seconds (epoch, kernel timestamp)
-    src: str
-    sport: int
-    dst: str
-    dport: int
-    flags: int
-    seq: int
-    ack: int
-    payload: int
-
-    def has(self, bits: int) -> bool:
-        return self.flags & bits == bits
 
 
 def port_filter_program(port: int) -> list[tuple[int, int, int, int]]:
@@ -112,26 +95,9 @@ def can_capture() -> tuple[bool, str]:
 
 
 def parse_frame(t: float, frame: bytes) -> Segment | None:
-    """Decode an Ethernet-framed IPv4/TCP frame with scapy (lazy import)."""
-    from scapy.layers.inet import IP, TCP
-    from scapy.layers.l2 import Ether
-
-    try:
-        return segment_of(t, Ether(frame), IP, TCP)
-    except Exception:  # noqa: BLE001 - a truncated or foreign frame is simply not a segment
-        return None
-
-
-def segment_of(t: float, pkt, IP, TCP) -> Segment | None:
-    if IP not in pkt or TCP not in pkt:
-        return None
-    ip, tcp = pkt[IP], pkt[TCP]
-    payload = len(bytes(tcp.payload)) if tcp.payload else 0
-    # Ethernet padding (frames shorter than 60 bytes) must not count as payload.
-    payload = max(0, min(payload, ip.len - ip.ihl * 4 - tcp.dataofs * 4))
-    return Segment(
-        t, ip.src, int(tcp.sport), ip.dst, int(tcp.dport), int(tcp.flags), int(tcp.seq), int(tcp.ack), payload
-    )
+    """Decode one captured Ethernet frame (lo) with the same reader as trace --read and pcaps
+    (core/pcap.py): no per-packet dissection library; Ethernet padding never counts as payload."""
+    return decode_frame(LINK_ETHERNET, frame, t)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # probe modules load at every command start: heavy imports ar
 
 def analyze(segments: list[Segment], server_port: int | None = None) -> list[tuple[float, str, int, str]]:
     """The client's last data segment (t=0) and every retransmission of it (capture or pcap)."""
-    return retransmissions(segments, server_port, lambda s: s.payload > 0, "data", "retransmit")
+    return retransmissions(segments, server_port, lambda s: s.length > 0, "data", "retransmit")
 
 
 def retransmissions(segments, server_port, first_of, first: str, again: str) -> list[tuple[float, str, int, str]]:

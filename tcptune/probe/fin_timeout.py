@@ -35,7 +35,7 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
             (s.sport, s.dport) == (fin.dport, fin.sport)
             and s.has(ACK)
             and s.t >= fin.t
-            and s.ack == (fin.seq + fin.payload + 1) % (1 << 32)
+            and s.ack == (fin.seq + fin.length + 1) % (1 << 32)
         ):
             out.append((s.t, "fin_acked", 0, ""))
             break

@@ -42,7 +42,7 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
             out.append((s.t, "syn", 0, ""))
         elif s.flags & RST:
             out.append((s.t, "reset_timeout", 0, "RST from the client"))
-        elif s.has(ACK) and s.payload == 0:
+        elif s.has(ACK) and s.length == 0:
             if established is None:
                 established = s
                 out.append((s.t, "established", 0, "handshake ACK"))

@@ -44,7 +44,7 @@ def analyze(segments: list[Segment], server_port: int | None = None) -> list[tup
                 (s.sport, s.dport) == (fin.sport, fin.dport)
                 and s.t >= sfin.t
                 and s.has(ACK)
-                and s.ack == (sfin.seq + sfin.payload + 1) % (1 << 32)
+                and s.ack == (sfin.seq + sfin.length + 1) % (1 << 32)
             ):
                 out.append((s.t, "time_wait", 0, "client ACKed the server's FIN"))
                 break

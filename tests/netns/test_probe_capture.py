@@ -40,7 +40,7 @@ def _two_servers():
     segs = cap.segments()
     for s in socks:
         s.close()
-    return a, b, [(x.sport, x.dport, flags(x), x.payload) for x in segs]
+    return a, b, [(x.sport, x.dport, flags(x), x.length) for x in segs]
 
 
 def test_kernel_filter_keeps_only_the_probe_port():
@@ -76,4 +76,4 @@ def test_truncated_tcp_frame_is_not_a_segment_with_negative_payload():
 
     raw = bytes(Ether() / IP(src="127.0.0.1", dst="127.0.0.1") / TCP(sport=1, dport=2, flags="S"))
     seg = C.parse_frame(0.0, raw + b"\x00" * 6)  # Ethernet padding
-    assert seg is not None and seg.payload == 0 and flags(seg) == "S"
+    assert seg is not None and seg.length == 0 and flags(seg) == "S"

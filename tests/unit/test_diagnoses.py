@@ -55,7 +55,7 @@ def test_the_captured_overflow_with_a_full_listener_is_critical_and_names_the_li
     full = Listener("127.0.0.1", 8080, accept_queue=1, backlog=0, owner="server (pid 42)")
     (f,) = diagnose(make(_captured("before"), _captured("after"), 1.5, listeners=[full]), ("accept-queue",))
     assert f.severity == CRITICAL
-    assert "ListenOverflows +14 in 1.5 s" in [e.what for e in f.evidence]
+    assert "ListenOverflows +14 in 1.5 s (9.3/s)" in [e.what for e in f.evidence]
     assert f.look_at == ("the listen() backlog of server (pid 42)",)
     assert "resends its SYN-ACK" in f.summary
 
