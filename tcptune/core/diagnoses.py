@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tcptune.core.counters import Delta
+from tcptune.core.socket_summary import accept_queue_full
 from tcptune.kernel.states import TcpState
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
@@ -103,8 +104,7 @@ def _setting(inp: DoctorInput, key: str) -> Evidence:
 
 def check_accept_queue(inp: DoctorInput) -> list[Finding]:
     moved = [d for d in (_moved(inp, "TcpExt", n) for n in ("ListenOverflows", "ListenDrops")) if d]
-    # sk_acceptq_is_full() (include/net/sock.h): full when sk_ack_backlog > sk_max_ack_backlog
-    full = [lst for lst in inp.listeners if lst.accept_queue > lst.backlog]
+    full = [lst for lst in inp.listeners if accept_queue_full(lst.accept_queue, lst.backlog)]
     if not moved and not full:
         return []
     somaxconn = _int(inp.settings, "net.core.somaxconn")

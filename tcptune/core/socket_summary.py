@@ -284,6 +284,12 @@ def _orphan_warnings(summary: Summary, v: dict) -> list[Warning_]:
     ]
 
 
+def accept_queue_full(queue: int, backlog: int | None) -> bool:
+    """include/net/sock.h sk_acceptq_is_full(): more waiting than sk_max_ack_backlog (listen(0)
+    holds one).  None: no limit known (/proc/net/tcp does not print it), so no verdict."""
+    return backlog is not None and queue > backlog
+
+
 def _accept_queue_warnings(listeners, somaxconn: int | None) -> list[Warning_]:
     """Listeners whose accept queue (connections the application has not accept()ed) is full.
 
@@ -298,9 +304,9 @@ def _accept_queue_warnings(listeners, somaxconn: int | None) -> list[Warning_]:
     out = []
     for lst in listeners:
         q, limit = lst.accept_queue, lst.backlog
-        if limit is None or not (q > limit or (q >= MIN_PENDING and q >= NEAR_LIMIT * limit)):
+        if limit is None or not (accept_queue_full(q, limit) or (q >= MIN_PENDING and q >= NEAR_LIMIT * limit)):
             continue
-        full = "full" if q > limit else f"{q / limit:.0%} full"
+        full = "full" if accept_queue_full(q, limit) else f"{q / limit:.0%} full"
         capped = somaxconn is not None and limit >= somaxconn > 0
         out.append(
             Warning_(

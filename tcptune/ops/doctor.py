@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from tcptune.core.counters import delta, merge, parse_snmp_text
 from tcptune.core.diagnoses import CHECKS, DoctorInput, Finding, Listener, diagnose
 from tcptune.core.procfs import parse_sockstat
+from tcptune.core.socket_summary import accept_queue_full
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host import clock
 from tcptune.host.source import Source, SourceKind
@@ -95,8 +96,7 @@ def _syn_timeout(settings: dict[str, str | None]) -> float | None:
 
 def _listeners(found, live: bool) -> list[Listener]:
     """The dump's listeners; the owner of each full one (the /proc/*/fd walk runs only then)."""
-    # sk_acceptq_is_full() (include/net/sock.h): more waiting than sk_max_ack_backlog
-    full = [x for x in found if x.backlog is not None and x.accept_queue > x.backlog]
+    full = [x for x in found if accept_queue_full(x.accept_queue, x.backlog)]
     owners: dict[int, str] = {}
     if full and live:
         from tcptune.host.owners import socket_owner_index
