@@ -98,6 +98,7 @@ for step in cfg["steps"]:
         with open("/proc/sys/" + key.replace(".", "/"), "w") as fh:
             fh.write(value)
     env = {k: v for k, v in cfg["env"].items() if k not in step.get("unset", ())}
+    env.update(step.get("env", {}))
     t0 = time.monotonic()
     p = subprocess.run(step["argv"], capture_output=True, text=True, env=env, timeout=240)
     seconds = round(time.monotonic() - t0, 1)
@@ -280,13 +281,34 @@ def run(tmp_path_factory):
             ]
         )
     )
-    # Without PYTHONPATH, so the venv's tcptune runs the copy pip installed.
+    # The system's site already holds this tcptune, as on a CI machine that ran
+    # `pip install .` (a venv with system site packages then sees it and pip skips the venv):
+    # the same wheel in a directory on PYTHONPATH, instead of the checkout.
+    system_site = tmp / "system-site"
+    placed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(system_site),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert placed.returncode == 0, placed.stderr
     cfg_steps.append(
         {
             "name": "role",
             "out": "",
             "argv": ansible_argv("playbook", "-i", inventory, str(book)),
-            "unset": ["PYTHONPATH"],
+            "env": {"PYTHONPATH": str(system_site)},
         }
     )
     cfg = {
@@ -478,7 +500,10 @@ def test_role_installs_tcptune_with_pip_and_applies_idempotently(run):
     venv = Path(run["tmp"]) / "venv"
     assert (venv / "bin/tcptune").exists()
     assert list(venv.glob("lib/python*/site-packages/tcptune/__init__.py")), "pip did not install tcptune into the venv"
-    install = out.split("TASK [tcptune.tcptune.tcptune : Install tcptune with pip]")[1].split("TASK [")[0]
+    # pip found the system's copy, so the role installed tcptune into the venv on its own.
+    install = out.split("TASK [tcptune.tcptune.tcptune : Install tcptune into the virtual environment")[1].split(
+        "TASK ["
+    )[0]
     assert "changed: [localhost]" in install, show(s)
     apply = out.split("TASK [tcptune.tcptune.tcptune : Apply tcptune profile")[1].split("TASK [")[0]
     assert "ok: [localhost]" in apply, show(s)  # the rolling playbook had applied it already
