@@ -81,6 +81,9 @@ def _persist_json(ap, written: bool) -> dict | None:
         "root": str(p.request.root),
         "path": p.request.path,
         "written": written,
+        # Whether a real run writes the file (its text differs and nothing refuses it), so a
+        # dry run's reader (the Ansible module's check mode) need not re-derive the file.
+        "would_write": p.needs_write,
         "loader": boot.loader,
         "loader_reason": boot.loader_reason,
         "loader_disagreements": [d.to_json() for d in boot.disagreements],

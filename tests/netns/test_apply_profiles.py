@@ -151,18 +151,27 @@ def test_persist_precedence_warnings_and_sysctl_p_loads_the_file(tmp_path):
     state = str(tmp_path / "state")
     own = tree / "etc/sysctl.d/90-tcptune.conf"
 
+    def dry_run():
+        r = tcptune("apply", "long-lived", "--dry-run", "--persist", "--persist-root", str(tree), "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["persist"]["would_write"]
+
     def body():
         before = all_values()
+        would_before = dry_run()
         ap = tcptune(
             "apply", "long-lived", "--yes", "--persist", "--persist-root", str(tree), "--json", "--state-dir", state
         )
+        would_after = dry_run()
         live = all_values()
         text = own.read_text() if own.exists() else None
         rb = tcptune("rollback", "--state-dir", state)
-        return before, ap, live, text, rb, own.exists(), all_values()
+        return before, ap, live, text, rb, own.exists(), all_values(), (would_before, would_after)
 
-    before, ap, live, text, rb, exists_after, after = run_in_netns(body)
+    before, ap, live, text, rb, exists_after, after, would = run_in_netns(body)
     assert ap.returncode == 0, ap.stderr
+    # The dry run says a real run writes the file, until the file holds what it would write.
+    assert would == (True, False)
     out = json.loads(ap.stdout)
     persist = out["persist"]
     assert persist["written"] is True and text is not None

@@ -100,9 +100,8 @@ attributes:
   platform:
     platforms: posix
 notes:
-  - In check mode with O(persist), whether the sysctl.d file would be rewritten is judged from its
-    C(key = value) lines and its header's profile name; a rewrite that only changes comments (another
-    tcptune version) shows in the real run's RV(changed).
+  - In check mode with O(persist), whether the sysctl.d file would be rewritten is tcptune's own
+    answer, the dry run's C(persist.would_write), true when the file's text differs from what tcptune would write.
   - tcptune's warnings (a sysctl.d file that overrides the profile at boot, an unfinished earlier
     apply) are passed on as Ansible warnings.
   - Every JSON shape and exit status the module relies on is in tcptune(8) (C(man tcptune)).
@@ -361,26 +360,6 @@ def persist_file_path(persist):
     return os.path.join(persist["root"], persist["path"].lstrip("/"))
 
 
-def file_would_change(data, text):
-    """Check mode: would `apply --persist` rewrite its sysctl.d file (dry-run JSON does not say)?
-
-    The file is one `key = value` line per key the kernel has, under a header naming the
-    profile (render_own_file() in tcptune/core/boot_precedence.py).
-    """
-    if text is None:
-        return True
-    lines = text.splitlines()
-    if not lines or f" from profile {data['profile']} (" not in lines[0]:
-        return True
-    have = {}
-    for ln in lines:
-        if ln.strip() and not ln.lstrip().startswith(("#", ";")) and "=" in ln:
-            key, _, value = ln.partition("=")
-            have[key.strip()] = words(value)
-    want = {c["key"]: words(c["new"]) for c in data["changes"] if c.get("status") != "missing"}
-    return have != want
-
-
 def do_audit(module, tt):
     p = module.params
     args = ["audit", "--profile", p["profile"], "--json"]
@@ -425,7 +404,7 @@ def do_apply(module, tt):
     file_changed = False
     if persist:
         if module.check_mode:
-            file_changed = file_would_change(data, read_text(persist_file_path(persist)))
+            file_changed = bool(persist.get("would_write"))
         else:
             file_changed = bool(persist.get("written"))
     if module.check_mode:
