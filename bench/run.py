@@ -47,6 +47,9 @@ def tools_fast() -> list:
         ("tcptune states --json", [*TCPTUNE, "states", "--json"]),
         ("tcptune states --by peer", [*TCPTUNE, "states", "--by", "peer"]),
         ("tcptune states --by local-port", [*TCPTUNE, "states", "--by", "local-port"]),
+        # doctor reads the same dump plus the counters, sockstat and sysctls (issue 12: <= 2x states)
+        ("tcptune doctor --interval 0", [*TCPTUNE, "doctor", "--interval", "0"]),
+        ("tcptune doctor --interval 0 --json", [*TCPTUNE, "doctor", "--interval", "0", "--json"]),
         ("ss -tan | wc -l", ["sh", "-c", "ss -tan | wc -l >/dev/null"]),
         ("ss -s", ["sh", "-c", "ss -s >/dev/null"]),
     ]
