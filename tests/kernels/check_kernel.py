@@ -124,8 +124,11 @@ def summary(res: dict) -> dict:
         }
     bad_boot = {k: v for k, v in boot_defaults(res).items() if not v["ok"]}
     bad_presence = {k: v for k, v in presence(res).items() if v["kb"] != v["guest"]}
+    from tcptune.kernel.version import format_version
+
     return {
         "release": res["release"],
+        "version": format_version(release_version(res)),  # with the patch level from kernel.version
         "package": res["package"],
         "boot_s": res["boot_s"],
         "wall_s": res["wall_s"],

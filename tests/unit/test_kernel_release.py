@@ -42,7 +42,7 @@ def _dump(path: Path) -> dict[str, str]:
     [
         (GUEST_DATA / "sysctl-a-6.1.txt", (6, 1, 192)),  # 6.1.0-57-amd64, "... Debian 6.1.192-3 (...)"
         (GUEST_DATA / "sysctl-a-netns-6.1.txt", (6, 1, 192)),
-        (GUEST_DATA / "sysctl-a-6.12.txt", (6, 12, 117)),  # 6.12.117+deb12-amd64 already says it
+        (GUEST_DATA / "sysctl-a-6.12.txt", (6, 12, 118)),  # 6.12.118+deb12-amd64 already says it
         (DATA / "sysctl-a-full-6.18.txt", (6, 18, 44)),  # 6.18.44-fc-v657, "#1 SMP PREEMPT_DYNAMIC @0"
     ],
     ids=lambda x: x.name if isinstance(x, Path) else None,
