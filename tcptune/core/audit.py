@@ -62,13 +62,14 @@ def _absent(key: str, kb: KnowledgeBase, release: Version | None, source_kind: s
             f"absent; it was removed in {format_version(p.removed)}, but this source does not say its kernel version",
             p.source,
         )
-    if p is not None and p.since is not None and release is not None and release < p.since:
+    if p is not None and p.since is not None and release is not None and not p.exists_in(release):
+        stable = "".join(f" or {format_version(b)}+ in {b[0]}.{b[1]} stable" for b in p.backported)
         return (
             "unsupported",
-            f"needs kernel {format_version(p.since)} or later (this one is {format_version(release)})",
+            f"needs kernel {format_version(p.since)} or later{stable} (this one is {format_version(release)})",
             p.source,
         )
-    if p is not None and p.scope == "global":
+    if p is not None and p.scope_for(release) == "global":
         why = {
             "netns": "global key: only the initial network namespace has it, and this is another namespace; audit the host for it",
             "root": "global key: only the initial network namespace shows it, so this root was probably saved inside a container",
@@ -90,7 +91,9 @@ def _risky(param, actual: str):
     return next((w for w in param.warn if w.matches(actual)), None)
 
 
-def hidden_global_keys(profile: Profile, current: dict[str, str | None], kb: KnowledgeBase) -> list[str]:
+def hidden_global_keys(
+    profile: Profile, current: dict[str, str | None], kb: KnowledgeBase, release: Version | None = None
+) -> list[str]:
     """Global keys that only the kernel-default fill-in asks for and this source cannot see.
 
     Inside a container every global key (netdev_max_backlog, default_qdisc ...) is absent;
@@ -102,7 +105,7 @@ def hidden_global_keys(profile: Profile, current: dict[str, str | None], kb: Kno
         if s.implicit
         and current.get(k) is None
         and k in kb
-        and kb.get(k).scope == "global"
+        and kb.get(k).scope_for(release) == "global"
         and kb.get(k).removed is None
     )
 
@@ -117,7 +120,7 @@ def audit(
 ) -> list[Finding]:
     """Compare ``current`` (key -> value, None when absent) with ``profile``; add risky-value warnings."""
     findings: list[Finding] = []
-    hidden = set(hidden_global_keys(profile, current, kb))
+    hidden = set(hidden_global_keys(profile, current, kb, release))
     for key, s in profile.settings.items():
         if key in hidden:
             continue

@@ -109,6 +109,8 @@ class Source(Protocol):
 
     def kernel_release(self) -> str | None: ...
 
+    def kernel_build(self) -> str | None: ...
+
 
 def own_netns_inode() -> int:
     """The inode of this process's network namespace; an error, never None, when unreadable.
@@ -147,12 +149,14 @@ def _has_live_procfs(root: Path) -> bool:
 
 
 def kernel_version(host):
-    """The parsed kernel release of ``host`` (a Host or DumpHost), or None when unknown or unparsable."""
-    from tcptune.kernel.version import parse_version
+    """The kernel version of ``host`` (a Host or DumpHost) with its stable patch level, or None when
+    unknown or unparsable.  The build string (kernel.version) supplies the patch level where the
+    release names only the ABI (Debian's 6.1.0-57-amd64 is 6.1.192): see version.parse_release."""
+    from tcptune.kernel.version import parse_release
 
     rel = host.kernel_release()
     try:
-        return parse_version(rel) if rel else None
+        return parse_release(rel, host.kernel_build()) if rel else None
     except TcptuneError:
         return None
 
@@ -354,6 +358,13 @@ class Host:
             value = os.uname().release
         return value.strip() if value else None
 
+    def kernel_build(self) -> str | None:
+        """kernel.version, the build string ('#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (...)')."""
+        value = self.read_proc_text("sys/kernel/version")
+        if value is None and self.is_live:
+            value = os.uname().version
+        return value.strip() if value else None
+
 
 class DumpHost:
     """Values from `sysctl -a` output (another machine, or this one at another time).  Read-only."""
@@ -389,6 +400,9 @@ class DumpHost:
 
     def kernel_release(self) -> str | None:
         return self.values.get("kernel.osrelease")
+
+    def kernel_build(self) -> str | None:
+        return self.values.get("kernel.version")
 
 
 MAX_DUMP_BYTES = 16 << 20  # `sysctl -a` of a large host is ~200 KiB

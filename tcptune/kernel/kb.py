@@ -52,6 +52,8 @@ class Param:
     # Defaults computed at boot: (before_version or None, min fields, max fields), see params.toml.
     boot_range: tuple[tuple[Version | None, tuple[int, ...], tuple[int, ...]], ...] = ()
     netns_init: str = "default"  # what a new network namespace starts from
+    # (before_version, scope or None, netns_init or None): how it was on older kernels; None: as now.
+    older_scope: tuple[tuple[Version, str | None, str | None], ...] = ()
     min: int | None = None
     max: int | None = None
     length: int | None = None  # number of fields of a vector
@@ -60,6 +62,8 @@ class Param:
     values: dict[str, str] = field(default_factory=dict)  # value -> what it means
     since: Version | None = None
     removed: Version | None = None
+    # Stable releases that gained the key before ``since``: 6.1.59 means every 6.1.y with y >= 59.
+    backported: tuple[Version, ...] = ()
     changes: tuple[tuple[str, str], ...] = ()  # (version, what changed)
     states: tuple[str, ...] = ()
     details: str = ""
@@ -90,6 +94,26 @@ class Param:
         current = [r for r in self.boot_range if r[0] is None]
         return (current[0][1], current[0][2]) if current else None
 
+    def backported_to(self, release: Version) -> bool:
+        """Does ``release`` have the key from a stable backport (same major.minor, at or past it)?"""
+        return any(tuple(release[:2]) == b[:2] and tuple(release) >= b for b in self.backported)
+
+    def scope_for(self, release: Version | None) -> str:
+        """``scope`` on ``release`` (None: current kernels): optmem_max was global before 6.8."""
+        return self._older_scope(release, 1) or self.scope
+
+    def netns_init_for(self, release: Version | None) -> str:
+        """``netns_init`` on ``release``: rmem_max is mirrored into child namespaces only since 6.11."""
+        return self._older_scope(release, 2) or self.netns_init
+
+    def _older_scope(self, release: Version | None, field: int) -> str | None:
+        if release is None:
+            return None
+        for entry in sorted(self.older_scope, key=lambda e: e[0]):
+            if release < entry[0] and entry[field] is not None:
+                return entry[field]
+        return None
+
     def matches_default(self, value: str, release: Version | None) -> bool | None:
         """Is ``value`` a kernel default on ``release``?  None when tcptune cannot tell."""
         default = self.default_for(release)
@@ -109,7 +133,7 @@ class Param:
         return len(nums) == len(lo) and all(a <= n <= b for n, a, b in zip(nums, lo, hi))
 
     def exists_in(self, release: Version) -> bool:
-        if self.since is not None and release < self.since:
+        if self.since is not None and release < self.since and not self.backported_to(release):
             return False
         if self.removed is not None and release >= self.removed:
             return False
@@ -163,6 +187,22 @@ def param_from_dict(d: dict[str, Any]) -> Param:
         raise ValueError(f"params.toml: {where}: scope {d['scope']!r} not in {SCOPES}")
     if d.get("netns_init", "default") not in NETNS_INIT:
         raise ValueError(f"params.toml: {where}: netns_init {d['netns_init']!r} not in {NETNS_INIT}")
+    older_scope = []
+    for o in d.get("older_scope", []):
+        if not o.get("before") or (o.get("scope") is None and o.get("netns_init") is None):
+            raise ValueError(f"params.toml: {where}: older_scope entry {o!r} needs before and scope or netns_init")
+        if o.get("scope", "netns") not in SCOPES or o.get("netns_init", "default") not in NETNS_INIT:
+            raise ValueError(
+                f"params.toml: {where}: older_scope entry {o!r}: scope in {SCOPES}, netns_init in {NETNS_INIT}"
+            )
+        older_scope.append((parse_version(str(o["before"])), o.get("scope"), o.get("netns_init")))
+    since = _version(d.get("since"))
+    backported = tuple(parse_version(str(b)) for b in d.get("backported", []))
+    for text, b in zip(d.get("backported", []), backported):
+        if since is None or b >= since or b[2] == 0:
+            raise ValueError(
+                f"params.toml: {where}: backported {text!r} must be a stable release (X.Y.Z, Z > 0) older than since"
+            )
     rng = d.get("range") or [None, None]
     default = d.get("default")
     boot_range = []
@@ -190,13 +230,15 @@ def param_from_dict(d: dict[str, Any]) -> Param:
         older_defaults=tuple((parse_version(str(o["before"])), str(o["value"])) for o in d.get("older_defaults", [])),
         boot_range=tuple(boot_range),
         netns_init=d.get("netns_init", "default"),
+        older_scope=tuple(older_scope),
         min=rng[0],
         max=rng[1],
         length=d.get("length"),
         ascending=bool(d.get("ascending", False)),
         choices=tuple(d.get("choices", ())),
         values={str(k): v for k, v in d.get("values", {}).items()},
-        since=_version(d.get("since")),
+        since=since,
+        backported=backported,
         removed=_version(d.get("removed")),
         changes=tuple((str(c["version"]), c["what"]) for c in d.get("changes", [])),
         states=tuple(d.get("states", ())),

@@ -87,7 +87,7 @@ def audit_profile(host, profile: str | None = None, *, strict: bool = False, fil
     )
     current = read_values(host, set(prof.settings) | {p.key for p in kb if p.warn})
     findings = verdicts.audit(prof, current, kb, release, source_kind=host.kind.value)
-    hidden = verdicts.hidden_global_keys(prof, current, kb)
+    hidden = verdicts.hidden_global_keys(prof, current, kb, release)
     notes = _notes(prof, host, release) + files.notes
     if hidden:
         notes.append(

@@ -255,6 +255,9 @@ def _save_bundle(path: str, source: Source, window: _Window, listeners, sockstat
     release = source.kernel_release()
     if release:
         files["proc/sys/kernel/osrelease"] = (release + "\n").encode()
+    build = source.kernel_build()
+    if build:  # the stable patch level where osrelease names only the ABI (Debian's 6.1.0-57-amd64)
+        files["proc/sys/kernel/version"] = (build + "\n").encode()
     meta = {
         "format": BUNDLE_FORMAT,
         "tcptune": __version__,

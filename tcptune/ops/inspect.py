@@ -89,7 +89,7 @@ def show(host, patterns: list[str] | None = None, *, all_keys: bool = False) -> 
                 unit=param.unit if param else None,
                 default=param.default_for(release) if param else None,
                 differs=None if same is None else not same,
-                scope=param.scope if param else None,
+                scope=param.scope_for(release) if param else None,
                 in_knowledge_base=param is not None,
             )
         )
@@ -132,6 +132,14 @@ class Explanation:
     def boot_range(self):
         return self.param.boot_range_for(self.release)
 
+    @property
+    def scope(self) -> str:
+        return self.param.scope_for(self.release)
+
+    @property
+    def netns_init(self) -> str:
+        return self.param.netns_init_for(self.release)
+
     def to_json(self) -> dict:
         p, boot_range = self.param, self.boot_range
         return {
@@ -148,9 +156,11 @@ class Explanation:
             "default_range": {"min": list(boot_range[0]), "max": list(boot_range[1])} if boot_range else None,
             "current": json_value(self.current),
             "source_of_current": self.source,
-            "scope": p.scope,
-            "netns_init": p.netns_init,
+            # on the source's kernel (optmem_max: global before 6.8)
+            "scope": self.scope,
+            "netns_init": self.netns_init,
             "since": format_version(p.since) if p.since else None,
+            "backported": [format_version(b) for b in p.backported],
             "removed": format_version(p.removed) if p.removed else None,
             "changes": [{"version": v, "what": w} for v, w in p.changes],
             "states": list(p.states),

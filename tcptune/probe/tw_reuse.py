@@ -2,8 +2,8 @@
 
 The client connects and closes first (so the client ends in TIME_WAIT), the server
 closes after.  Then new client sockets restricted to that one local port with
-IP_LOCAL_PORT_RANGE (Linux 6.3+, a per-socket option: no sysctl is touched) try to
-connect to the same server address: connect() fails with EADDRNOTAVAIL while
+IP_LOCAL_PORT_RANGE (Linux 6.3+, and 6.1.32+ in 6.1 stable; a per-socket option: no sysctl
+is touched) try to connect to the same server address: connect() fails with EADDRNOTAVAIL while
 tcp_twsk_unique() refuses the TIME_WAIT 4-tuple, and succeeds once it allows it.
 """
 
@@ -23,7 +23,9 @@ if TYPE_CHECKING:  # probe modules load at every command start: heavy imports ar
     from tcptune.probe.base import Context, Observation
     from tcptune.probe.capture import Segment
 
-IP_LOCAL_PORT_RANGE = 51  # include/uapi/linux/in.h (6.3+)
+# include/uapi/linux/in.h: commit 91d0b78c5177 (6.3), backported to 6.1.32 (6728486447ee in
+# linux-6.1.y; ChangeLog-6.1.32 in Debian's linux 6.1.37-1 changelog; the probe runs on 6.1.192)
+IP_LOCAL_PORT_RANGE = 51
 ATTEMPT_EVERY_S = 0.005
 
 
@@ -60,7 +62,7 @@ def _attempt(port: int, lport: int) -> socket.socket | None:
             s.setsockopt(socket.IPPROTO_IP, IP_LOCAL_PORT_RANGE, struct.pack("I", lport | (lport << 16)))
         except OSError as exc:
             raise TcptuneError(
-                "the tw-reuse probe needs IP_LOCAL_PORT_RANGE (Linux 6.3+)",
+                "the tw-reuse probe needs IP_LOCAL_PORT_RANGE (Linux 6.3+, or 6.1.32+ in 6.1 stable)",
                 ExitCode.BAD_INPUT,
                 hint=f"setsockopt failed: {exc.strerror}",
             ) from None

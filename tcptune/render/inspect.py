@@ -80,11 +80,12 @@ def render_explain(e: Explanation, out: Output) -> str:
     row("choices", ", ".join(param.choices))
     for v, meaning in param.values.items():
         row("value " + v if len(v) <= 3 else "value", meaning if len(v) <= 3 else f"{v}: {meaning}")
-    row("scope", _SCOPES.get((param.scope, param.netns_init), _GLOBAL))
+    row("scope", _SCOPES.get((e.scope, e.netns_init), _GLOBAL))
     row("states", ", ".join(param.states))
     kernels = []
     if param.since:
-        kernels.append(f"since {format_version(param.since)}")
+        stable = ", ".join(f"{format_version(b)}+ in {b[0]}.{b[1]} stable" for b in param.backported)
+        kernels.append(f"since {format_version(param.since)}" + (f" ({stable})" if stable else ""))
     if param.removed:
         kernels.append(f"removed in {format_version(param.removed)}")
     kernels += [f"{v}: {w}" for v, w in param.changes]

@@ -66,14 +66,23 @@ def check(kernel: str, timeout: float = 900.0) -> dict:
     }
 
 
+def release_version(res: dict) -> tuple[int, ...]:
+    """The guest kernel's version with its stable patch level: Debian's 6.1 osrelease is the
+    ABI name 6.1.0-57-amd64, the release (6.1.192) only in kernel.version of its sysctl -a."""
+    from tcptune.core.sysctl_text import parse_sysctl_dump
+    from tcptune.kernel.version import parse_release
+
+    build = parse_sysctl_dump(res["sysctl_a"], "guest").get("kernel.version")
+    return parse_release(res["release"], build)
+
+
 def boot_defaults(res: dict) -> dict[str, dict]:
     """Every key whose kernel default the knowledge base states for this release, against the
     value the guest's initial namespace holds right after boot (nothing in the guest writes a
     sysctl before this is read: no sysctl.d, no systemd), so that value IS the kernel's."""
     from tcptune.kernel.kb import load_kb
-    from tcptune.kernel.version import parse_version
 
-    release = parse_version(res["release"])
+    release = release_version(res)
     out = {}
     for param in load_kb():
         value = res["values"][param.key]["init_netns"]
@@ -89,9 +98,8 @@ def presence(res: dict) -> dict[str, dict]:
     """Every key: does the knowledge base say this release has it (since/removed), and does
     the guest's initial namespace (which holds global and per-netns keys alike) have it?"""
     from tcptune.kernel.kb import load_kb
-    from tcptune.kernel.version import parse_version
 
-    release = parse_version(res["release"])
+    release = release_version(res)
     return {
         p.key: {"kb": p.exists_in(release), "guest": res["values"][p.key]["init_netns"] is not None} for p in load_kb()
     }
@@ -116,8 +124,11 @@ def summary(res: dict) -> dict:
         }
     bad_boot = {k: v for k, v in boot_defaults(res).items() if not v["ok"]}
     bad_presence = {k: v for k, v in presence(res).items() if v["kb"] != v["guest"]}
+    from tcptune.kernel.version import format_version
+
     return {
         "release": res["release"],
+        "version": format_version(release_version(res)),  # with the patch level from kernel.version
         "package": res["package"],
         "boot_s": res["boot_s"],
         "wall_s": res["wall_s"],

@@ -157,7 +157,7 @@ def _probe_in_netns(probe: str, sysctls: dict, argv: list[str]) -> dict:
 
 def _predict(result: dict):
     """The model's prediction for a probe's JSON result, through the probe registry (ops/probes)."""
-    from tcptune.kernel.version import parse_version
+    from tcptune.kernel.version import parse_release
     from tcptune.ops.probes import predict
     from tcptune.probe.spec import ModelInput, get_spec
 
@@ -166,7 +166,7 @@ def _predict(result: dict):
         result["settings"],
         result["hz"],
         result.get("measured") or {},
-        parse_version(result["kernel"]),
+        parse_release(result["kernel"], os.uname().version),  # runs in the guest that ran the probe
         result.get("options") or {},
     )
     return predict(get_spec(result["probe"]), mi)
@@ -213,9 +213,9 @@ def lateness(result: dict) -> dict:
 def run_probes(only: list[str]) -> dict:
     from nsutil import run_in_netns
 
-    from tcptune.kernel.version import parse_version
+    from tcptune.kernel.version import parse_release
 
-    release = parse_version(os.uname().release)
+    release = parse_release(os.uname().release, os.uname().version)
     results = {}
     for name, (probe, sysctls, opts) in cases(release).items():
         if only and name not in only:

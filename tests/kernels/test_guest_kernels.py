@@ -48,33 +48,9 @@ KERNELS = _kernels()
 
 # (kernel, check, case) -> the correction that makes the case pass.  check: "kb" (a
 # test_kb_defaults.py case run in the guest), "boot" (a key's value right after boot),
-# "presence" (a key exists on that release), "probe".
-_OPTMEM = (
-    "params.toml net.core.optmem_max: per-netns only since 6.8 (commit f5769faeec36 'net: Namespace-ify "
-    "sysctl_optmem_max'); before 6.8 it is global (net_core_table, init_net only), so absent in a child "
-    'netns -- the KB needs a versioned scope (e.g. older_scope = [{before = "6.8", scope = "global"}])'
-)
-_SHRINK = (
-    'params.toml net.ipv4.tcp_shrink_window: since = "6.5" is mainline, but the sysctl was backported to '
-    "6.1.59 (stable 'tcp: enforce receive buffer memory limits by allowing the tcp window to shrink'; Debian "
-    'changelog of linux 6.1.192); exists_in() needs a stable-backport field (e.g. backported = ["6.1.59"]), '
-    "and the release must be read as 6.1.192: Debian's kernel.osrelease is the ABI name 6.1.0-57-amd64, the "
-    "patch level is only in kernel.version ('#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3')"
-)
-_VISIBLE = (
-    'params.toml {key}: a read-only mirror in a child netns (netns_init = "copy") only since 6.11 (series '
-    "'net: visibility of memory limits in netns'); before, absent there (netns_init = \"default\") -- the KB "
-    'needs a versioned netns_init (e.g. older_netns_init = [{{before = "6.11", value = "default"}}])'
-)
-KNOWN = {
-    ("6.1", "kb", "test_fresh_netns_holds_kernel_default[net.core.optmem_max]"): _OPTMEM,
-    ("6.1", "kb", "test_fresh_netns_holds_kernel_default[net.ipv4.tcp_shrink_window]"): _SHRINK,
-    **{
-        ("6.1", "kb", f"test_global_keys_are_not_per_netns[{k}]"): _VISIBLE.format(key=k)
-        for k in ("net.core.rmem_max", "net.core.wmem_max", "net.core.rmem_default", "net.core.wmem_default")
-    },
-    ("6.1", "presence", "net.ipv4.tcp_shrink_window"): _SHRINK,
-}
+# "presence" (a key exists on that release), "probe".  Empty: every disagreement found so far
+# (README.md, "What the knowledge base and the models got wrong") is corrected.
+KNOWN: dict[tuple[str, str, str], str] = {}
 
 _results: dict[str, dict] = {}
 

@@ -47,12 +47,14 @@ SCHEMA_FIELDS = {
     "boot_range",
     "ascending",
     "netns_init",
+    "older_scope",
     "range",
     "length",
     "choices",
     "values",
     "since",
     "removed",
+    "backported",
     "changes",
     "states",
     "details",
@@ -352,16 +354,17 @@ def test_against_capture_of_6_18(param: Param):
         assert not param.exists_in(V618), f"{param.key} is absent on 6.18 but the KB says it exists"
         return
     assert param.exists_in(V618), f"{param.key} exists on 6.18 but since/removed say otherwise"
-    if param.scope == "netns":
+    scope, netns_init = param.scope_for(V618), param.netns_init_for(V618)
+    if scope == "netns":
         assert fresh != "-", f"{param.key}: scope netns but absent in a fresh netns"
-        if param.netns_init == "default":
+        if netns_init == "default":
             assert param.default_for(V618) == fresh, (
                 f"{param.key}: KB default {param.default_for(V618)!r}, kernel {fresh!r}"
             )
-        elif param.netns_init == "copy":
+        elif netns_init == "copy":
             assert fresh == host, f"{param.key}: netns_init copy but fresh {fresh!r} != host {host!r}"
     else:
-        if param.netns_init == "copy":
+        if netns_init == "copy":
             assert (fresh, fresh_mode) == (host, "ro"), f"{param.key}: global+copy must be a read-only mirror"
         else:
             assert fresh == "-", f"{param.key}: scope global but present in a fresh netns"
