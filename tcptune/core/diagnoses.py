@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tcptune.core.counters import Delta
+from tcptune.core.ports import TIME_WAIT_SECONDS, parse_port_range, parse_reserved_ports, port_use, usable_ports
 from tcptune.core.socket_summary import accept_queue_full
 from tcptune.kernel.states import TcpState
 
@@ -76,6 +77,9 @@ class DoctorInput:
     sockstat: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # "TCP" -> {"inuse": .., "mem": ..}
     syn_sent_timeout: float | None = None  # seconds until connect() gives up, from the SYN model
     idle_timeout: float | None = None  # a load balancer's or the application's idle timeout (--idle-timeout)
+    # (local address, peer address, peer port) -> sockets holding a port of ip_local_port_range
+    # (TIME_WAIT included), from the same dump as ``states``
+    destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)
 
 
 def _int(settings: Mapping[str, str | None], key: str, index: int = 0) -> int | None:
@@ -329,6 +333,88 @@ def check_conntrack(inp: DoctorInput) -> list[Finding]:
     ]
 
 
+PORT_EVIDENCE = 5  # destinations listed in the ephemeral-ports finding
+
+
+def ephemeral_port_use(inp: DoctorInput, top: int | None = None):
+    """The destinations by share of the usable ephemeral ports, busiest first ([] when the range is unknown)."""
+    port_range = parse_port_range(inp.settings.get("net.ipv4.ip_local_port_range"))
+    if port_range is None or not inp.destinations:
+        return []
+    usable = usable_ports(port_range, parse_reserved_ports(inp.settings.get("net.ipv4.ip_local_reserved_ports")))
+    return port_use(inp.destinations, usable, top)
+
+
+def _tw_reuse_effect(inp: DoctorInput, peer: str) -> str:
+    reuse = _int(inp.settings, "net.ipv4.tcp_tw_reuse")
+    timestamps = _int(inp.settings, "net.ipv4.tcp_timestamps")
+    loopback = peer.startswith("127.") or peer == "::1"
+    if timestamps == 0:
+        return "tcp_timestamps=0: tcp_tw_reuse cannot act (it needs timestamps, for PAWS), TIME_WAIT ports stay taken"
+    if reuse == 1 or (reuse == 2 and loopback):
+        return (
+            f"tcp_tw_reuse={reuse} with timestamps: connect() may take over a 4-tuple in TIME_WAIT once it is "
+            "older than tcp_tw_reuse_delay (1 s by default), when the peer sent timestamps too"
+        )
+    return (
+        f"tcp_tw_reuse={reuse}: TIME_WAIT 4-tuples to this peer are not reused"
+        + (" (2 reuses loopback only)" if reuse == 2 else "")
+        + "; tcp_tw_reuse=1 (with tcp_timestamps on both ends) lets connect() take over ones older than "
+        "tcp_tw_reuse_delay"
+    )
+
+
+def check_ephemeral_ports(inp: DoctorInput) -> list[Finding]:
+    used = ephemeral_port_use(inp, PORT_EVIDENCE)
+    near = [u for u in used if u.ratio >= NEAR]
+    if not near:
+        return []
+    worst = near[0]
+    evidence = [
+        Evidence(
+            f"{u.local} -> {u.peer}:{u.peer_port}: {u.in_use} sockets hold ephemeral ports, {u.ratio:.0%} of the "
+            f"{u.usable} usable",
+            "sock_diag dump: sockets per (local address, peer address, peer port) with a local port in "
+            "ip_local_port_range, TIME_WAIT included",
+        )
+        for u in near
+    ]
+    evidence += [_setting(inp, "net.ipv4.ip_local_port_range"), _setting(inp, "net.ipv4.ip_local_reserved_ports")]
+    evidence.append(
+        Evidence(
+            f"sustainable: {worst.usable} ports / {TIME_WAIT_SECONDS} s of TIME_WAIT = "
+            f"{worst.usable / TIME_WAIT_SECONDS:.1f} new connections/s "
+            "to one destination when this side closes first",
+            "include/net/tcp.h TCP_TIMEWAIT_LEN (60 s, fixed)",
+        )
+    )
+    evidence.append(
+        Evidence(_tw_reuse_effect(inp, worst.peer), "net/ipv4/tcp_ipv4.c tcp_twsk_unique(); ip-sysctl.rst tcp_tw_reuse")
+    )
+    evidence += [_setting(inp, "net.ipv4.tcp_tw_reuse"), _setting(inp, "net.ipv4.tcp_timestamps")]
+    full = worst.in_use >= worst.usable
+    return [
+        Finding(
+            "ephemeral-ports",
+            CRITICAL if full else WARNING,
+            f"{worst.local} -> {worst.peer}:{worst.peer_port} uses {worst.in_use} of {worst.usable} usable ephemeral "
+            "ports" + ("; further connect()s to it fail with EADDRNOTAVAIL" if full else ""),
+            tuple(evidence),
+            (
+                "net.ipv4.ip_local_port_range",
+                "net.ipv4.ip_local_reserved_ports",
+                "net.ipv4.tcp_tw_reuse",
+                "the client program's connection reuse",
+            ),
+            "reuse connections (keep-alive, pooling); widen ip_local_port_range or add local addresses or peer "
+            "ports; a client that bind()s before connect() takes its port without knowing the destination and "
+            "cannot share it: set IP_BIND_ADDRESS_NO_PORT before bind()",
+            "__inet_hash_connect() and __inet_check_established() in net/ipv4/inet_hashtables.c; ip-sysctl.rst "
+            "ip_local_port_range, IP_BIND_ADDRESS_NO_PORT in ip(7)",
+        )
+    ]
+
+
 TCP_RTO_MIN = 0.2  # include/net/tcp.h: the base of tcp_retries2's time budget (tcp_write_timeout())
 
 
@@ -396,6 +482,7 @@ CHECKS: dict[str, Callable[[DoctorInput], list[Finding]]] = {
     "accept-queue": check_accept_queue,
     "syn-queue": check_syn_queue,
     "time-wait": check_time_wait,
+    "ephemeral-ports": check_ephemeral_ports,
     "orphans-memory": check_orphans_and_memory,
     "retransmissions": check_retransmissions,
     "resets": check_resets,

@@ -82,6 +82,9 @@ LISTEN_MASK = 1 << TcpState.LISTEN
 # How far into each message a view reads (the record holds bytes 4 .. end).
 _RECORD_END = {None: OFF_DPORT, "state": OFF_DPORT, "local-port": OFF_DPORT, "peer": OFF_DST + 16}
 _RECORD_END["process"] = OFF_INODE + 4
+# Ephemeral-port use per destination (doctor): both ports and both addresses.
+_RECORD_END["dest"] = OFF_DST + 16
+DEST_KEY = OFF_DST + 16 - OFF_FAMILY  # idiag_family .. the end of the peer address (40 bytes)
 _SYN_STATES = (TcpState.SYN_RECV, TCP_NEW_SYN_RECV)
 _KNOWN = {*map(int, TcpState), TCP_NEW_SYN_RECV}
 _SELECT = {code: bytes(1 if i == code else 0 for i in range(256)) for code in _SYN_STATES}
@@ -125,6 +128,41 @@ class DiagTable:
     # (a dict or Counter keyed per socket would cost ~200 bytes each at a million).
     sock_states: bytearray = field(default_factory=bytearray)
     sock_inodes: array = field(default_factory=lambda: array("I"))
+    # by='dest': (local address, peer address, peer port) -> sockets whose local port is in the
+    # port range asked for (LISTEN not counted: it has no peer)
+    destinations: Counter = field(default_factory=Counter)
+
+
+def _port_selectors(port_range: tuple[int, int]) -> tuple[bytes, ...]:
+    """translate() tables that mark, per socket, the high and low byte tests of lo <= port <= hi.
+
+    (inside, at_lo, low_ge, at_hi, low_le): a port is in the range when its high byte is
+    strictly inside, or equals lo's and the low byte is >= lo's, or equals hi's and the low
+    byte is <= hi's.  Each test is one bytes.translate() over a column, combined as big
+    integers: C loops, no Python step per socket.
+    """
+    lo, hi = port_range
+    lo_h, lo_l, hi_h, hi_l = lo >> 8, lo & 0xFF, hi >> 8, hi & 0xFF
+
+    def table(test) -> bytes:
+        return bytes(1 if test(i) else 0 for i in range(256))
+
+    return (
+        table(lambda h: lo_h < h < hi_h),
+        table(lambda h: h == lo_h),
+        table(lambda b: b >= lo_l),
+        table(lambda h: h == hi_h),
+        table(lambda b: b <= hi_l),
+    )
+
+
+def _in_range(high: bytes, low: bytes, tables: tuple[bytes, ...], same_high: bool) -> bytes:
+    """One byte per socket, 1 where the port (high, low byte columns) is in the range."""
+    inside, at_lo, low_ge, at_hi, low_le = (
+        int.from_bytes(col.translate(t), "little") for col, t in zip((high, high, low, high, low), tables, strict=True)
+    )
+    sel = at_lo & low_ge & at_hi & low_le if same_high else inside | (at_lo & low_ge) | (at_hi & low_le)
+    return sel.to_bytes(len(high), "little")
 
 
 def request(family: int, states: int, seq: int) -> bytes:
@@ -226,9 +264,21 @@ class DumpCounter:
     always collected, for the listen-backlog warning.
     """
 
-    def __init__(self, rtype: int, seq: int, portid: int, by: str | None = None, listeners: bool = False):
+    def __init__(
+        self,
+        rtype: int,
+        seq: int,
+        portid: int,
+        by: str | None = None,
+        listeners: bool = False,
+        port_range: tuple[int, int] | None = None,
+    ):
         if by not in _RECORD_END:
             raise ValueError(f"unknown grouping {by!r}")
+        if by == "dest" and port_range is None:
+            raise ValueError("by='dest' counts the sockets in a port range: give port_range")
+        self.port_tables = _port_selectors(port_range) if by == "dest" else ()
+        self.same_high = port_range is not None and port_range[0] >> 8 == port_range[1] >> 8
         self.rtype = rtype
         self.by = by
         self.listeners = [] if listeners else None
@@ -295,8 +345,28 @@ class DumpCounter:
         elif by == "process":
             self.sock_states += st
             self.sock_inodes.frombytes(memoryview(rec).cast("I")[(OFF_INODE - 4) // 4 :: R // 4].tobytes())
+        elif by == "dest" and self.listeners is None:
+            self._count_destinations(rec, m)
         if self.listeners is not None:
             self.listeners.extend(_listener(rec, i * R) for i in range(m))
+
+    def _count_destinations(self, rec: bytes, m: int) -> None:
+        """(family, local address, peer address, peer port) keys of the sockets whose local port is in range."""
+        R = self.rec_len
+        sport = OFF_SPORT - 4
+        sel = _in_range(rec[sport::R], rec[sport + 1 :: R], self.port_tables, self.same_high)
+        n = sel.count(1)
+        if not n:
+            return
+        # The key is the record's bytes from idiag_family to the end of the peer address, with
+        # the bytes that differ per socket (state, timer, retrans, local port) zeroed: a copy
+        # and five strided writes, not one write per key byte.
+        keys = bytearray(rec)
+        zeros = bytes(m)
+        for off in range(OFF_STATE - 4, OFF_DPORT - 4):
+            keys[off::R] = zeros
+        unpacked = struct.iter_unpack(f"{OFF_FAMILY - 4}x{DEST_KEY}s", keys)
+        self.keys.update(unpacked if n == m else compress(unpacked, sel))
 
     def _framed(self, buf, end: int, m: int) -> bool:
         """Do the m header matches frame buf[:end]: first message at 0, last one ending at ``end``?"""
@@ -356,6 +426,16 @@ class DumpCounter:
         elif self.by == "process":
             table.sock_states += self.sock_states
             table.sock_inodes.extend(self.sock_inodes)
+        elif self.by == "dest":
+            src, dst, dport = OFF_SRC - OFF_FAMILY, OFF_DST - OFF_FAMILY, OFF_DPORT - OFF_FAMILY
+            for (raw,), c in self.keys.items():  # one step per destination, not per socket
+                family = raw[0]
+                key = (
+                    _fmt_addr(family, raw[src : src + 16]),
+                    _fmt_addr(family, raw[dst : dst + 16]),
+                    (raw[dport] << 8) | raw[dport + 1],
+                )
+                table.destinations[key] += c
         if self.listeners:
             table.listeners.extend(self.listeners)
         table.interrupted |= self.interrupted

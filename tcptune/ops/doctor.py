@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tcptune.core.counters import delta, merge, parse_snmp_text
-from tcptune.core.diagnoses import CHECKS, DoctorInput, Finding, Listener, diagnose
+from tcptune.core.diagnoses import CHECKS, DoctorInput, Finding, Listener, diagnose, ephemeral_port_use
+from tcptune.core.ports import PortUse, parse_port_range
 from tcptune.core.procfs import parse_sockstat
 from tcptune.core.socket_summary import accept_queue_full
 from tcptune.errors import ExitCode, TcptuneError
@@ -33,6 +34,10 @@ SETTING_KEYS = (
     "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
     "net.ipv4.tcp_retries2",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_timestamps",
     "net.netfilter.nf_conntrack_count",
     "net.netfilter.nf_conntrack_max",
 )
@@ -51,6 +56,7 @@ class DoctorReport:
     settings: dict[str, str | None]
     states: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    busiest_destination: PortUse | None = None  # the largest share of the ephemeral ports (metrics export it)
 
     @property
     def exit_code(self) -> int:
@@ -197,8 +203,9 @@ def run_doctor(
     notes: list[str] = []
     meta = _bundle_meta(source)
     window = _window(source, interval, meta, notes)
-    summary = collect_summary(source)
     settings = source.read_sysctls(SETTING_KEYS)
+    # the port groups come from the same single dump as the state counts (the 'dest' view)
+    summary = collect_summary(source, port_range=parse_port_range(settings.get("net.ipv4.ip_local_port_range")))
     hidden = [k for k in GLOBAL_KEYS if settings.get(k) is None]
     if hidden:
         notes.append(
@@ -216,7 +223,9 @@ def run_doctor(
         sockstat=parse_sockstat(sockstat_text),
         syn_sent_timeout=_syn_timeout(settings),
         idle_timeout=idle_timeout,
+        destinations=summary.destinations or {},
     )
+    busiest = ephemeral_port_use(inp, 1)
     report = DoctorReport(
         source=source.label,
         seconds=round(window.seconds, 3),
@@ -224,6 +233,7 @@ def run_doctor(
         settings=dict(settings),
         states={s.name: n for s, n in summary.counts.items()},
         notes=notes + list(summary.notes),
+        busiest_destination=busiest[0] if busiest else None,
     )
     if bundle is not None:
         _save_bundle(bundle, source, window, listeners, sockstat_text, report)

@@ -164,3 +164,48 @@ def test_a_bundle_read_back_with_root_gives_the_same_findings(tmp_path):
         timeout=60,
     )
     assert r.returncode == 1 and json.loads(r.stdout)["findings"], r.stderr
+
+
+def _ephemeral_ports(clients: int, fill: bool):
+    """A 10-port ip_local_port_range and ``clients`` connections to one listener (more until EADDRNOTAVAIL)."""
+    import errno
+
+    with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as fh:
+        fh.write("40000 40009")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 5000))  # outside the range: the listener holds no ephemeral port
+    srv.listen(64)
+    held, refused = [], None
+    for _ in range(clients):
+        held.append(socket.create_connection(("127.0.0.1", 5000)))
+    if fill:
+        try:
+            for _ in range(20):
+                held.append(socket.create_connection(("127.0.0.1", 5000)))
+        except OSError as exc:
+            refused = exc.errno == errno.EADDRNOTAVAIL
+    report = run_doctor(Host("/"), 0.0, ("ephemeral-ports",))
+    found = [(f.check, f.severity, f.summary, [e.what for e in f.evidence], f.look_at) for f in report.findings]
+    return len(held), refused, found, report.busiest_destination
+
+
+def test_connections_to_one_peer_until_eaddrnotavail_are_a_critical_ephemeral_ports_finding():
+    held, refused, found, busiest = run_in_netns(_ephemeral_ports, 0, True)
+    assert (held, refused) == (10, True)
+    ((check, severity, summary, evidence, look_at),) = found
+    assert (check, severity) == ("ephemeral-ports", "critical")
+    assert summary.startswith("127.0.0.1 -> 127.0.0.1:5000 uses 10 of 10 usable") and "EADDRNOTAVAIL" in summary
+    assert any(e.startswith("net.ipv4.ip_local_port_range = 40000") and e.endswith("40009") for e in evidence)
+    assert any(e.startswith("sustainable: 10 ports / 60 s") for e in evidence), evidence
+    assert any("tcp_tw_reuse=2 with timestamps" in e for e in evidence), evidence  # loopback: 2 reuses
+    assert look_at[0] == "net.ipv4.ip_local_port_range"
+    assert (busiest.in_use, busiest.usable, busiest.peer_port) == (10, 10, 5000)
+
+
+def test_eight_of_ten_ephemeral_ports_warn_and_two_do_not():
+    _, _, found, _ = run_in_netns(_ephemeral_ports, 8, False)
+    ((check, severity, summary, _, _),) = found
+    assert (check, severity) == ("ephemeral-ports", "warning")
+    assert "uses 8 of 10 usable" in summary
+    _, _, found, busiest = run_in_netns(_ephemeral_ports, 2, False)
+    assert found == [] and (busiest.in_use, busiest.ratio) == (2, 0.2)

@@ -139,3 +139,36 @@ def test_keepalive_after_the_idle_timeout_warns_and_the_retries2_budget_uses_the
     capped = diagnose(make(settings=ka | {"net.ipv4.tcp_rto_max_ms": "1000"}, idle_timeout=10), ("dead-peers",))
     assert "14.4 s" in capped[1].summary  # since 6.15 the budget uses the socket's own cap
     assert diagnose(make(settings=ka | {"net.ipv4.tcp_keepalive_time": "60"}, idle_timeout=4000)) == []
+
+
+PORTS = {"net.ipv4.ip_local_port_range": "40000\t40099", "net.ipv4.tcp_tw_reuse": "2", "net.ipv4.tcp_timestamps": "1"}
+
+
+@pytest.mark.parametrize(
+    ("in_use", "reserved", "severity"),
+    [(79, "", None), (80, "", WARNING), (99, "", WARNING), (90, "40000-40009", CRITICAL)],
+)
+def test_ephemeral_ports_per_destination_against_the_usable_ports(in_use, reserved, severity):
+    dest = {("10.0.0.1", "10.0.0.9", 443): in_use, ("10.0.0.1", "10.0.0.8", 443): 5}
+    settings = PORTS | {"net.ipv4.ip_local_reserved_ports": reserved}
+    found = diagnose(make(settings=settings, destinations=dest), ("ephemeral-ports",))
+    assert [f.severity for f in found] == ([severity] if severity else [])
+    if found:
+        usable = 90 if reserved else 100
+        assert found[0].summary.startswith(f"10.0.0.1 -> 10.0.0.9:443 uses {in_use} of {usable} usable")
+        assert (severity == CRITICAL) == ("EADDRNOTAVAIL" in found[0].summary)
+        what = [e.what for e in found[0].evidence]
+        assert f"sustainable: {usable} ports / 60 s of TIME_WAIT = {usable / 60:.1f} new connections/s" in what[3]
+        assert "tcp_tw_reuse=2: TIME_WAIT 4-tuples to this peer are not reused (2 reuses loopback only)" in what[4]
+        assert "IP_BIND_ADDRESS_NO_PORT" in found[0].fix
+
+
+def test_ephemeral_ports_without_timestamps_say_tw_reuse_cannot_act():
+    settings = PORTS | {"net.ipv4.tcp_timestamps": "0", "net.ipv4.tcp_tw_reuse": "1"}
+    (f,) = diagnose(make(settings=settings, destinations={("::1", "::1", 80): 100}), ("ephemeral-ports",))
+    assert any(e.what.startswith("tcp_timestamps=0: tcp_tw_reuse cannot act") for e in f.evidence)
+
+
+def test_ephemeral_ports_with_an_unreadable_range_are_not_judged():
+    settings = PORTS | {"net.ipv4.ip_local_port_range": None}
+    assert diagnose(make(settings=settings, destinations={("a", "b", 1): 10**6}), ("ephemeral-ports",)) == []
