@@ -336,12 +336,19 @@ def check_conntrack(inp: DoctorInput) -> list[Finding]:
 PORT_EVIDENCE = 5  # destinations listed in the ephemeral-ports finding
 
 
+def usable_ephemeral_ports(settings: Mapping[str, str | None]) -> int | None:
+    """ip_local_port_range minus ip_local_reserved_ports (None when the range is unreadable)."""
+    port_range = parse_port_range(settings.get("net.ipv4.ip_local_port_range"))
+    if port_range is None:
+        return None
+    return usable_ports(port_range, parse_reserved_ports(settings.get("net.ipv4.ip_local_reserved_ports")))
+
+
 def ephemeral_port_use(inp: DoctorInput, top: int | None = None):
     """The destinations by share of the usable ephemeral ports, busiest first ([] when the range is unknown)."""
-    port_range = parse_port_range(inp.settings.get("net.ipv4.ip_local_port_range"))
-    if port_range is None or not inp.destinations:
+    usable = usable_ephemeral_ports(inp.settings)
+    if usable is None or not inp.destinations:
         return []
-    usable = usable_ports(port_range, parse_reserved_ports(inp.settings.get("net.ipv4.ip_local_reserved_ports")))
     return port_use(inp.destinations, usable, top)
 
 

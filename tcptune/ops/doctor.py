@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tcptune.core.counters import delta, merge, parse_snmp_text
-from tcptune.core.diagnoses import CHECKS, DoctorInput, Finding, Listener, diagnose, ephemeral_port_use
+from tcptune.core.diagnoses import (
+    CHECKS,
+    DoctorInput,
+    Finding,
+    Listener,
+    diagnose,
+    ephemeral_port_use,
+    usable_ephemeral_ports,
+)
 from tcptune.core.ports import PortUse, parse_port_range
 from tcptune.core.procfs import parse_sockstat
 from tcptune.core.socket_summary import accept_queue_full
@@ -57,6 +65,7 @@ class DoctorReport:
     states: dict[str, int]
     notes: list[str] = field(default_factory=list)
     busiest_destination: PortUse | None = None  # the largest share of the ephemeral ports (metrics export it)
+    usable_ephemeral_ports: int | None = None  # the range minus the reserved ports; None: range unreadable
 
     @property
     def exit_code(self) -> int:
@@ -234,6 +243,7 @@ def run_doctor(
         states={s.name: n for s, n in summary.counts.items()},
         notes=notes + list(summary.notes),
         busiest_destination=busiest[0] if busiest else None,
+        usable_ephemeral_ports=usable_ephemeral_ports(settings),
     )
     if bundle is not None:
         _save_bundle(bundle, source, window, listeners, sockstat_text, report)
