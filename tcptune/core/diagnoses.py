@@ -65,6 +65,39 @@ class Listener:
     owner: str | None = None  # "nginx (pid 812)"
 
 
+@dataclass(frozen=True)
+class ProcessSockets:
+    """A process a check names: its CLOSE_WAIT sockets, its sockets, its fds against RLIMIT_NOFILE."""
+
+    label: str  # "nginx (pid 812, user www-data, 40/1024 fds)"
+    pid: int
+    close_wait: int = 0  # CLOSE_WAIT sockets it holds (in both samples, when there were two)
+    sockets: int = 0  # socket fds it holds (any kind: /proc/PID/fd "socket:[...]")
+    open_fds: int | None = None
+    fd_limit: int | None = None  # RLIMIT_NOFILE soft limit
+    persisted: bool = False  # the CLOSE_WAIT sockets were matched by cookie across two samples
+
+    def to_row(self) -> list:
+        return [self.label, self.pid, self.close_wait, self.sockets, self.open_fds, self.fd_limit, self.persisted]
+
+
+CLOSE_WAIT_MANY = 100  # CLOSE_WAIT sockets in one process: a leak whatever else it holds
+CLOSE_WAIT_MIN = 16  # below this many, even a large share is a handful of slow closes
+CLOSE_WAIT_SHARE = 0.5
+FD_NEAR = 0.9  # open fds at 90 % of RLIMIT_NOFILE: the next accept()/socket() fails with EMFILE soon
+
+
+def close_wait_leak(close_wait: int, sockets: int) -> bool:
+    """Does one process's CLOSE_WAIT count look like a leak (absolute, or as a share of its sockets)?"""
+    return close_wait >= CLOSE_WAIT_MANY or (
+        close_wait >= CLOSE_WAIT_MIN and close_wait >= CLOSE_WAIT_SHARE * max(sockets, 1)
+    )
+
+
+def near_fd_limit(open_fds: int | None, fd_limit: int | None) -> bool:
+    return open_fds is not None and bool(fd_limit) and open_fds >= FD_NEAR * fd_limit
+
+
 @dataclass
 class DoctorInput:
     """One window's worth of facts about one network namespace."""
@@ -80,6 +113,9 @@ class DoctorInput:
     # (local address, peer address, peer port) -> sockets holding a port of ip_local_port_range
     # (TIME_WAIT included), from the same dump as ``states``
     destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)
+    close_wait_owners: list[ProcessSockets] = field(default_factory=list)  # processes close_wait_leak() names
+    fd_heavy: list[ProcessSockets] = field(default_factory=list)  # socket owners near_fd_limit() names
+    window_seconds_cw: float = 0.0  # how far apart the two CLOSE_WAIT samples were (0: one sample)
 
 
 def _int(settings: Mapping[str, str | None], key: str, index: int = 0) -> int | None:
@@ -422,6 +458,66 @@ def check_ephemeral_ports(inp: DoctorInput) -> list[Finding]:
     ]
 
 
+def _fds(p: ProcessSockets) -> Evidence:
+    share = f" ({p.open_fds / p.fd_limit:.0%})" if p.open_fds is not None and p.fd_limit else ""
+    return Evidence(
+        f"{p.label}: {p.open_fds} open fds of RLIMIT_NOFILE {p.fd_limit}{share}",
+        "psutil Process.num_fds() and rlimit(RLIMIT_NOFILE)",
+    )
+
+
+def check_close_wait(inp: DoctorInput) -> list[Finding]:
+    out = []
+    for p in inp.close_wait_owners:
+        if not close_wait_leak(p.close_wait, p.sockets):
+            continue
+        stayed = (
+            f"; all {p.close_wait} were in CLOSE_WAIT {inp.window_seconds_cw:.1f} s earlier too (same socket cookies)"
+            if p.persisted
+            else " (one sample: not followed over time)"
+        )
+        evidence = [
+            Evidence(
+                f"{p.label}: {p.close_wait} CLOSE_WAIT sockets, {p.close_wait / max(p.sockets, 1):.0%} of its "
+                f"{p.sockets} sockets{stayed}",
+                "sock_diag dumps of CLOSE_WAIT (idiag_cookie, idiag_inode) joined with /proc/PID/fd",
+            ),
+            _fds(p),
+        ]
+        out.append(
+            Finding(
+                "close-wait",
+                CRITICAL if near_fd_limit(p.open_fds, p.fd_limit) else WARNING,
+                f"{p.label} leaks CLOSE_WAIT sockets: {p.close_wait} peers closed and it never called close(); "
+                "the kernel never expires these",
+                tuple(evidence),
+                (f"the program {p.label}",),
+                "fix the program to close() when read() returns 0 (the peer's FIN); restarting it frees them now. "
+                "No sysctl reclaims CLOSE_WAIT (tcp_fin_timeout is FIN_WAIT2's)",
+                "tcp_fin() in net/ipv4/tcp_input.c: ESTABLISHED -> CLOSE_WAIT, left only by the program's close()",
+            )
+        )
+    return out
+
+
+def check_fd_limit(inp: DoctorInput) -> list[Finding]:
+    return [
+        Finding(
+            "fd-limit",
+            CRITICAL if p.open_fds is not None and p.fd_limit and p.open_fds >= p.fd_limit else WARNING,
+            f"{p.label} holds sockets and is at {p.open_fds} of its {p.fd_limit} open files: accept() and "
+            "socket() fail with EMFILE at the limit (the listener's queue then fills)",
+            (_fds(p), Evidence(f"{p.label}: {p.sockets} of its fds are sockets", "/proc/PID/fd socket:[inode] links")),
+            (f"the program {p.label}", "its LimitNOFILE= (systemd) or ulimit -n"),
+            "raise the program's RLIMIT_NOFILE (systemd LimitNOFILE=, or ulimit -n before it starts), or find "
+            "what it leaks (close-wait, idle connections); fs.file-max is the system-wide cap, rarely the one hit",
+            "alloc_fd() in fs/file.c (EMFILE past RLIMIT_NOFILE); getrlimit(2)",
+        )
+        for p in inp.fd_heavy
+        if near_fd_limit(p.open_fds, p.fd_limit)
+    ]
+
+
 TCP_RTO_MIN = 0.2  # include/net/tcp.h: the base of tcp_retries2's time budget (tcp_write_timeout())
 
 
@@ -494,6 +590,8 @@ CHECKS: dict[str, Callable[[DoctorInput], list[Finding]]] = {
     "retransmissions": check_retransmissions,
     "resets": check_resets,
     "syn-sent": check_syn_sent,
+    "close-wait": check_close_wait,
+    "fd-limit": check_fd_limit,
     "conntrack": check_conntrack,
     "dead-peers": check_dead_peers,
 }

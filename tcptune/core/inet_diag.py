@@ -67,6 +67,7 @@ OFF_SPORT = 20
 OFF_DPORT = 22
 OFF_SRC = 24
 OFF_DST = 40
+OFF_COOKIE = 60  # idiag_cookie[2]: sock_gen_cookie(), unique per socket for the boot (net/core/sock_diag.c)
 OFF_RQUEUE = 72
 OFF_WQUEUE = 76
 OFF_INODE = 84
@@ -82,6 +83,8 @@ LISTEN_MASK = 1 << TcpState.LISTEN
 # How far into each message a view reads (the record holds bytes 4 .. end).
 _RECORD_END = {None: OFF_DPORT, "state": OFF_DPORT, "local-port": OFF_DPORT, "peer": OFF_DST + 16}
 _RECORD_END["process"] = OFF_INODE + 4
+# One socket followed across samples (doctor's CLOSE_WAIT check): cookie and inode.
+_RECORD_END["cookies"] = OFF_INODE + 4
 # Ephemeral-port use per destination (doctor): both ports and both addresses.
 _RECORD_END["dest"] = OFF_DST + 16
 DEST_KEY = OFF_DST + 16 - OFF_FAMILY  # idiag_family .. the end of the peer address (40 bytes)
@@ -128,6 +131,8 @@ class DiagTable:
     # (a dict or Counter keyed per socket would cost ~200 bytes each at a million).
     sock_states: bytearray = field(default_factory=bytearray)
     sock_inodes: array = field(default_factory=lambda: array("I"))
+    # by='cookies': each socket's idiag_cookie (native u64), in the order of sock_inodes
+    sock_cookies: array = field(default_factory=lambda: array("Q"))
     # by='dest': (local address, peer address, peer port) -> sockets whose local port is in the
     # port range asked for (LISTEN not counted: it has no peer)
     destinations: Counter = field(default_factory=Counter)
@@ -299,6 +304,7 @@ class DumpCounter:
         self.keys: Counter = Counter()  # local-port: state|port packed in a u32; peer: 20-byte keys
         self.sock_states = bytearray()
         self.sock_inodes = array("I")
+        self.sock_cookies = array("Q")
         self.interrupted = False
 
     def feed(self, buf, end: int) -> None:
@@ -345,6 +351,12 @@ class DumpCounter:
         elif by == "process":
             self.sock_states += st
             self.sock_inodes.frombytes(memoryview(rec).cast("I")[(OFF_INODE - 4) // 4 :: R // 4].tobytes())
+        elif by == "cookies":
+            self.sock_inodes.frombytes(memoryview(rec).cast("I")[(OFF_INODE - 4) // 4 :: R // 4].tobytes())
+            cookies = bytearray(8 * m)
+            for i in range(8):
+                cookies[i::8] = rec[OFF_COOKIE - 4 + i :: R]
+            self.sock_cookies.frombytes(cookies)
         elif by == "dest" and self.listeners is None:
             self._count_destinations(rec, m)
         if self.listeners is not None:
@@ -426,6 +438,9 @@ class DumpCounter:
         elif self.by == "process":
             table.sock_states += self.sock_states
             table.sock_inodes.extend(self.sock_inodes)
+        elif self.by == "cookies":
+            table.sock_inodes.extend(self.sock_inodes)
+            table.sock_cookies.extend(self.sock_cookies)
         elif self.by == "dest":
             src, dst, dport = OFF_SRC - OFF_FAMILY, OFF_DST - OFF_FAMILY, OFF_DPORT - OFF_FAMILY
             for (raw,), c in self.keys.items():  # one step per destination, not per socket

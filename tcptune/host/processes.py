@@ -6,6 +6,7 @@ is right for one owner and wrong for a million sockets (the /proc/*/fd index doe
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -52,3 +53,52 @@ def process_facts(pid: int) -> ProcessFacts | None:
         get(p.num_fds),
         limit[0] if limit else None,
     )
+
+
+def _soft_nofile(pid: int, proc: str) -> int | None:
+    """The soft 'Max open files' of /proc/PID/limits (fs/proc/base.c proc_pid_limits); None: unlimited/unreadable."""
+    try:
+        with open(f"{proc}/{pid}/limits", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Max open files"):
+                    soft = line[len("Max open files") :].split()[0]
+                    return int(soft) if soft.isdigit() else None
+    except OSError:
+        return None
+    return None
+
+
+def socket_owners_near_fd_limit(share: float, proc: str = "/proc") -> list[tuple[int, int, int, int]]:
+    """(pid, open fds, soft RLIMIT_NOFILE, socket fds) of the processes in this network namespace
+    whose open fds reach ``share`` of their limit and that hold at least one socket.
+
+    A screen over every process that costs a listdir of its fd directory and one small read
+    of its limits (no psutil object per process); only the few that pass have their fd
+    links read.  "In this network namespace" is /proc/PID/ns/net against our own: the
+    processes whose sockets doctor's dump sees.
+    """
+    try:
+        own = os.stat(f"{proc}/self/ns/net").st_ino
+        pids = [int(p) for p in os.listdir(proc) if p.isdigit()]
+    except OSError:
+        return []
+    out = []
+    for pid in sorted(pids):
+        try:
+            if os.stat(f"{proc}/{pid}/ns/net").st_ino != own:
+                continue
+            names = os.listdir(f"{proc}/{pid}/fd")
+        except OSError:
+            continue
+        limit = _soft_nofile(pid, proc)
+        if not limit or len(names) < share * limit:
+            continue
+        sockets = 0
+        for name in names:
+            try:
+                sockets += os.readlink(f"{proc}/{pid}/fd/{name}").startswith("socket:")
+            except OSError:
+                continue
+        if sockets:
+            out.append((pid, len(names), limit, sockets))
+    return out

@@ -139,3 +139,15 @@ def received(sock, tail: bytes, pool: int = 8):
         # A reader blocked in recv() on an abandoned dump (the caller stopped early on a
         # bad reply) is a daemon thread; do not wait for it.
         reader.join(timeout=1.0)
+
+
+def sockets_in_state(state: int) -> dict[int, int]:
+    """socket cookie -> inode of every TCP socket in ``state`` (a TcpState), both families.
+
+    The kernel filters by state while it walks (inet_diag_dump_icsk() checks idiag_states
+    before filling a message), so a dump of a rare state is a walk of the hash and a few
+    messages.  A cookie names one socket for the whole boot, where an inode or a 4-tuple
+    may be reused: two of these dumps tell which sockets stayed.
+    """
+    table = dump_table(states=1 << state, by="cookies")
+    return dict(zip(table.sock_cookies, table.sock_inodes, strict=True))

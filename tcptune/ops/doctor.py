@@ -12,9 +12,13 @@ from dataclasses import dataclass, field
 from tcptune.core.counters import delta, merge, parse_snmp_text
 from tcptune.core.diagnoses import (
     CHECKS,
+    CLOSE_WAIT_MIN,
+    FD_NEAR,
     DoctorInput,
     Finding,
     Listener,
+    ProcessSockets,
+    close_wait_leak,
     diagnose,
     ephemeral_port_use,
     usable_ephemeral_ports,
@@ -109,25 +113,93 @@ def _syn_timeout(settings: dict[str, str | None]) -> float | None:
     ).give_up
 
 
-def _listeners(found, live: bool) -> list[Listener]:
+class _Owners:
+    """The /proc/*/fd walk (socket inode -> process), done at most once and only when a check names an owner."""
+
+    def __init__(self) -> None:
+        self._index = None
+
+    def index(self):
+        if self._index is None:
+            from tcptune.host.owners import socket_owner_index
+
+            self._index = socket_owner_index()
+        return self._index
+
+    @staticmethod
+    def facts(pid: int, name: str):
+        from tcptune.host.processes import ProcessFacts, process_facts
+
+        return process_facts(pid) or ProcessFacts(pid, name, None, None, None, None)
+
+
+def _listeners(found, live: bool, owners: _Owners) -> list[Listener]:
     """The dump's listeners; the owner of each full one (the /proc/*/fd walk runs only then)."""
     full = [x for x in found if accept_queue_full(x.accept_queue, x.backlog)]
-    owners: dict[int, str] = {}
+    named: dict[int, str] = {}
     if full and live:
-        from tcptune.host.owners import socket_owner_index
-        from tcptune.host.processes import process_facts
-
-        index, procs, _ = socket_owner_index()
+        index, procs, _ = owners.index()
         for x in full:
             if x.inode in index:
-                pid, name = procs[index[x.inode]]
-                facts = process_facts(pid)
-                owners[x.inode] = facts.label() if facts else f"{name} (pid {pid})"
+                named[x.inode] = owners.facts(*procs[index[x.inode]]).label()
     return [
-        Listener(x.address, x.port, x.accept_queue, x.backlog, owners.get(x.inode))
+        Listener(x.address, x.port, x.accept_queue, x.backlog, named.get(x.inode))
         for x in found
         if x.backlog is not None
     ]
+
+
+def _close_wait_sample() -> dict[int, int] | None:
+    """cookie -> inode of the CLOSE_WAIT sockets now (None when sock_diag is unavailable)."""
+    from tcptune.core.inet_diag import SockDiagUnavailable
+    from tcptune.host.sockdiag import sockets_in_state
+    from tcptune.kernel.states import TcpState
+
+    try:
+        return sockets_in_state(TcpState.CLOSE_WAIT)
+    except SockDiagUnavailable:
+        return None
+
+
+def _close_wait_owners(before: dict[int, int] | None, owners: _Owners) -> list[ProcessSockets]:
+    """The processes holding CLOSE_WAIT sockets that close_wait_leak() names; with a first sample,
+    only the sockets (by cookie) that were in CLOSE_WAIT then too."""
+    after = _close_wait_sample()
+    if not after:
+        return []
+    stayed = after if before is None else {c: i for c, i in after.items() if c in before}
+    if len(stayed) < CLOSE_WAIT_MIN:
+        return []
+    from collections import Counter
+
+    index, procs, _ = owners.index()
+    per_owner = Counter(index[i] for i in stayed.values() if i in index)
+    if not per_owner:
+        return []
+    sockets = Counter(index.values())  # socket fds per owner, for the share
+    out = []
+    for idx, n in per_owner.most_common():
+        if close_wait_leak(n, sockets[idx]):
+            facts = owners.facts(*procs[idx])
+            out.append(
+                ProcessSockets(
+                    facts.label(), facts.pid, n, sockets[idx], facts.open_fds, facts.fd_limit, before is not None
+                )
+            )
+    return out
+
+
+def _fd_heavy() -> list[ProcessSockets]:
+    from tcptune.host.processes import process_facts, socket_owners_near_fd_limit
+
+    out = []
+    for pid, open_fds, limit, sockets in socket_owners_near_fd_limit(FD_NEAR):
+        facts = process_facts(pid)  # psutil for the few the screen found: name, user, and the numbers again
+        if facts is not None:
+            out.append(
+                ProcessSockets(facts.label(), pid, 0, sockets, facts.open_fds or open_fds, facts.fd_limit or limit)
+            )
+    return out
 
 
 BUNDLE_META = "tcptune-bundle.json"
@@ -172,6 +244,19 @@ def _counters(texts: dict[str, str]):
     return merge(*(parse_snmp_text(text, f"proc/{rel}") for rel, text in texts.items()))
 
 
+def _process_row(row: list) -> ProcessSockets:
+    label, pid, close_wait, sockets, open_fds, fd_limit, persisted = row
+    return ProcessSockets(
+        str(label),
+        int(pid),
+        int(close_wait),
+        int(sockets),
+        None if open_fds is None else int(open_fds),
+        None if fd_limit is None else int(fd_limit),
+        bool(persisted),
+    )
+
+
 def _bundle_meta(source: Source) -> dict | None:
     """The bundle's own record (window, listener rows), when the --root tree is a doctor bundle."""
     if source.kind is not SourceKind.ROOT:
@@ -187,6 +272,9 @@ def _bundle_meta(source: Source) -> dict | None:
             raise ValueError("not a tcptune bundle record")
         meta["window_seconds"] = float(meta["window_seconds"])
         meta["listeners"] = [Listener(str(x[0]), int(x[1]), int(x[2]), int(x[3]), x[4]) for x in meta["listeners"]]
+        for key in ("close_wait", "fd_heavy"):  # absent in bundles from before these checks
+            meta[key] = [_process_row(row) for row in meta.get(key, [])]
+        meta["close_wait_seconds"] = float(meta.get("close_wait_seconds", 0.0))
     except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
         raise TcptuneError(f"{BUNDLE_META} in {source.label}: {exc}", ExitCode.BAD_INPUT) from None
     return meta
@@ -211,6 +299,11 @@ def run_doctor(
 
     notes: list[str] = []
     meta = _bundle_meta(source)
+    live = source.is_live and meta is None
+    # the first CLOSE_WAIT sample goes with the first counter sample: the second, after the
+    # window, keeps only the sockets (by cookie) that stayed
+    cw_before = _close_wait_sample() if live and interval > 0 else None
+    cw_start = clock.now()
     window = _window(source, interval, meta, notes)
     settings = source.read_sysctls(SETTING_KEYS)
     # the port groups come from the same single dump as the state counts (the 'dest' view)
@@ -222,7 +315,16 @@ def run_doctor(
             "the orphan and TCP memory limits are judged only where they can be read"
         )
     sockstat_text = source.read_proc_text("net/sockstat") or ""
-    listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live)
+    owners = _Owners()
+    listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live, owners)
+    if meta is not None:
+        close_wait, fd_heavy, cw_seconds = meta["close_wait"], meta["fd_heavy"], meta["close_wait_seconds"]
+    elif live:
+        close_wait, fd_heavy = _close_wait_owners(cw_before, owners), _fd_heavy()
+        cw_seconds = clock.now() - cw_start if cw_before is not None else 0.0
+    else:
+        close_wait, fd_heavy, cw_seconds = [], [], 0.0
+        notes.append("a saved tree has no processes: the close-wait and fd-limit checks need the live host")
     inp = DoctorInput(
         counter=delta(_counters(window.first), _counters(window.second), window.seconds),
         seconds=window.seconds,
@@ -233,6 +335,9 @@ def run_doctor(
         syn_sent_timeout=_syn_timeout(settings),
         idle_timeout=idle_timeout,
         destinations=summary.destinations or {},
+        close_wait_owners=close_wait,
+        fd_heavy=fd_heavy,
+        window_seconds_cw=cw_seconds,
     )
     busiest = ephemeral_port_use(inp, 1)
     report = DoctorReport(
@@ -246,11 +351,11 @@ def run_doctor(
         usable_ephemeral_ports=usable_ephemeral_ports(settings),
     )
     if bundle is not None:
-        _save_bundle(bundle, source, window, listeners, sockstat_text, report)
+        _save_bundle(bundle, source, window, inp, sockstat_text, report)
     return report
 
 
-def _save_bundle(path: str, source: Source, window: _Window, listeners, sockstat_text: str, report) -> None:
+def _save_bundle(path: str, source: Source, window: _Window, inp: DoctorInput, sockstat_text: str, report) -> None:
     """Everything doctor read, shaped like / so that `doctor --root` on it gives the same findings."""
     import json
 
@@ -281,7 +386,11 @@ def _save_bundle(path: str, source: Source, window: _Window, listeners, sockstat
         "source": source.label,
         "window_seconds": window.seconds,
         # the dump's LISTEN rows: /proc/net/tcp does not print a listener's backlog
-        "listeners": [[x.address, x.port, x.accept_queue, x.backlog, x.owner] for x in listeners],
+        "listeners": [[x.address, x.port, x.accept_queue, x.backlog, x.owner] for x in inp.listeners],
+        # the processes the close-wait and fd-limit checks named (a bundle has no processes)
+        "close_wait": [p.to_row() for p in inp.close_wait_owners],
+        "fd_heavy": [p.to_row() for p in inp.fd_heavy],
+        "close_wait_seconds": inp.window_seconds_cw,
         "findings": [f.check for f in report.findings],
     }
     files[BUNDLE_META] = (json.dumps(meta, indent=1) + "\n").encode()

@@ -209,3 +209,107 @@ def test_eight_of_ten_ephemeral_ports_warn_and_two_do_not():
     assert "uses 8 of 10 usable" in summary
     _, _, found, busiest = run_in_netns(_ephemeral_ports, 2, False)
     assert found == [] and (busiest.in_use, busiest.ratio) == (2, 0.2)
+
+
+def _server_child(port: int, close_on_eof: bool, nofile: int | None = None) -> int:
+    """Fork a server that accepts on ``port`` and, on the peer's FIN, closes or (a leak) keeps the socket.
+
+    Returns its pid once it listens; the caller ends it with os.kill(pid).
+    """
+    import os
+    import resource
+    import selectors
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the server: never returns
+        try:
+            os.close(rfd)
+            os.closerange(3, wfd)  # what the test process had open is not the server's
+            os.closerange(wfd + 1, 1 << 16)
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            srv = socket.socket()
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            srv.bind(("127.0.0.1", port))
+            srv.listen(128)
+            sel = selectors.DefaultSelector()
+            sel.register(srv, selectors.EVENT_READ)
+            held = []  # a socket object nobody refers to would be closed by the collector
+            os.write(wfd, b"1")
+            while True:
+                for key, _ in sel.select():
+                    if key.fileobj is srv:
+                        conn, _ = srv.accept()
+                        held.append(conn)
+                        sel.register(conn, selectors.EVENT_READ)
+                    elif not key.fileobj.recv(4096):  # the peer's FIN
+                        sel.unregister(key.fileobj)
+                        if close_on_eof:
+                            held.remove(key.fileobj)
+                            key.fileobj.close()
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    assert os.read(rfd, 1) == b"1"
+    os.close(rfd)
+    return pid
+
+
+def _close_wait(close_on_eof: bool):
+    import os
+    import signal
+
+    pid = _server_child(6000, close_on_eof)
+    try:
+        clients = [socket.create_connection(("127.0.0.1", 6000)) for _ in range(30)]
+        for c in clients:  # FIN from each client: the server's ends go to CLOSE_WAIT
+            c.close()
+        time.sleep(0.3)
+        report = run_doctor(Host("/"), 0.5, ("close-wait",))
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    found = [(f.check, f.severity, f.summary, [e.what for e in f.evidence], f.look_at) for f in report.findings]
+    return pid, found
+
+
+def test_a_server_that_never_closes_after_the_peers_fin_is_a_close_wait_leak_with_its_pid():
+    pid, found = run_in_netns(_close_wait, False)
+    ((check, severity, summary, evidence, look_at),) = found
+    assert (check, severity) == ("close-wait", "warning")
+    assert f"(pid {pid}" in summary and "30 peers closed" in summary and "never expires" in summary
+    assert "30 CLOSE_WAIT sockets, 97% of its 31 sockets; all 30 were in CLOSE_WAIT" in evidence[0], evidence
+    assert "open fds of RLIMIT_NOFILE" in evidence[1]
+    assert look_at[0].startswith("the program ")
+
+
+def test_the_same_server_closing_on_eof_leaves_no_close_wait_finding():
+    _, found = run_in_netns(_close_wait, True)
+    assert found == []
+
+
+def _fd_limit(nofile: int):
+    import os
+    import signal
+
+    pid = _server_child(6001, False, nofile=nofile)
+    try:
+        clients = [socket.create_connection(("127.0.0.1", 6001)) for _ in range(20)]
+        time.sleep(0.3)  # the server has accepted them: 26 fds (3 std, its pipe, epoll, listener, 20 connections)
+        report = run_doctor(Host("/"), 0.0, ("fd-limit",))
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    del clients
+    return pid, [(f.check, f.severity, f.summary, [e.what for e in f.evidence]) for f in report.findings]
+
+
+def test_a_socket_owner_at_its_rlimit_nofile_is_an_fd_limit_finding_and_a_roomy_one_is_not():
+    pid, found = run_in_netns(_fd_limit, 27)
+    ((check, severity, summary, evidence),) = found
+    assert (check, severity) == ("fd-limit", "warning")
+    assert f"(pid {pid}" in summary and "of its 27 open files" in summary
+    assert evidence[1].endswith("21 of its fds are sockets")
+    _, found = run_in_netns(_fd_limit, 1024)
+    assert found == []

@@ -172,3 +172,29 @@ def test_ephemeral_ports_without_timestamps_say_tw_reuse_cannot_act():
 def test_ephemeral_ports_with_an_unreadable_range_are_not_judged():
     settings = PORTS | {"net.ipv4.ip_local_port_range": None}
     assert diagnose(make(settings=settings, destinations={("a", "b", 1): 10**6}), ("ephemeral-ports",)) == []
+
+
+@pytest.mark.parametrize(
+    ("close_wait", "sockets", "fires"),
+    [(100, 5000, True), (99, 5000, False), (16, 32, True), (16, 33, False), (15, 15, False)],
+)
+def test_close_wait_is_a_leak_by_count_or_by_share_of_the_process_sockets(close_wait, sockets, fires):
+    from tcptune.core.diagnoses import ProcessSockets
+
+    p = ProcessSockets("app (pid 7)", 7, close_wait, sockets, 40, 1024, True)
+    found = diagnose(make(close_wait_owners=[p], window_seconds_cw=2.0), ("close-wait",))
+    assert [f.severity for f in found] == ([WARNING] if fires else [])
+    if fires:
+        assert "were in CLOSE_WAIT 2.0 s earlier too" in found[0].evidence[0].what
+
+
+def test_close_wait_near_the_fd_limit_is_critical_and_fd_limit_fires_at_90_percent():
+    from tcptune.core.diagnoses import ProcessSockets
+
+    leak = ProcessSockets("app (pid 7)", 7, 500, 600, 950, 1000, False)
+    (f,) = diagnose(make(close_wait_owners=[leak]), ("close-wait",))
+    assert f.severity == CRITICAL and "one sample: not followed over time" in f.evidence[0].what
+    heavy = [ProcessSockets("a (pid 1)", 1, 0, 3, 899, 1000), ProcessSockets("b (pid 2)", 2, 0, 3, 900, 1000)]
+    heavy.append(ProcessSockets("c (pid 3)", 3, 0, 3, 1000, 1000))
+    found = diagnose(make(fd_heavy=heavy), ("fd-limit",))
+    assert [(f.summary.split()[0], f.severity) for f in found] == [("c", CRITICAL), ("b", WARNING)]
