@@ -113,6 +113,7 @@ class DoctorInput:
     # (local address, peer address, peer port) -> sockets holding a port of ip_local_port_range
     # (TIME_WAIT included), from the same dump as ``states``
     destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)
+    syn_sent_destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)  # SYN_SENT by dest
     close_wait_owners: list[ProcessSockets] = field(default_factory=list)  # processes close_wait_leak() names
     fd_heavy: list[ProcessSockets] = field(default_factory=list)  # socket owners near_fd_limit() names
     window_seconds_cw: float = 0.0  # how far apart the two CLOSE_WAIT samples were (0: one sample)
@@ -338,14 +339,35 @@ def check_syn_sent(inp: DoctorInput) -> list[Finding]:
     if n < SYN_SENT_PILE:
         return []
     wait = f"; each gives up after {inp.syn_sent_timeout:.1f} s" if inp.syn_sent_timeout else ""
+    ranked = sorted(inp.syn_sent_destinations.items(), key=lambda kv: (-kv[1], kv[0]))[:PORT_EVIDENCE]
+    evidence = [Evidence(f"SYN_SENT sockets: {n}", "sock_diag dump")]
+    evidence += [
+        Evidence(f"{local} -> {peer}:{port}: {c} in SYN_SENT", "sock_diag dump of the SYN_SENT sockets, by destination")
+        for (local, peer, port), c in ranked
+    ]
+    if inp.syn_sent_timeout:
+        evidence.append(
+            Evidence(
+                f"connect() gives up after {inp.syn_sent_timeout:.1f} s (tcp_syn_retries="
+                f"{inp.settings.get('net.ipv4.tcp_syn_retries')}, unanswered SYNs with exponential backoff)",
+                "tcptune.kernel.timers.syn predict_syn(): tcp_write_timeout() in net/ipv4/tcp_timer.c",
+            )
+        )
+    evidence.append(_setting(inp, "net.ipv4.tcp_syn_retries"))
+    if ranked:
+        (_, peer, port), c = ranked[0]
+        summary = f"{c} of {n} connections waiting in SYN_SENT go to {peer}:{port}{wait}"
+        look = f"the peer {peer}:{port} (down, or a firewall dropping SYNs)"
+    else:
+        summary, look = f"{n} connections waiting in SYN_SENT{wait}", "the peers (tcptune states --by peer)"
     return [
         Finding(
             "syn-sent",
             WARNING,
-            f"{n} connections waiting in SYN_SENT{wait}",
-            (Evidence(f"SYN_SENT sockets: {n}", "sock_diag dump"), _setting(inp, "net.ipv4.tcp_syn_retries")),
-            ("net.ipv4.tcp_syn_retries", "the peers (tcptune states --by peer --state syn-sent)"),
-            "a peer is down or filtered; lower tcp_syn_retries (or set a connect timeout) to fail fast",
+            summary,
+            tuple(evidence),
+            ("net.ipv4.tcp_syn_retries", look),
+            "a peer is down or filtered; lower tcp_syn_retries (or set a connect timeout in the program) to fail fast",
             "tcp_write_timeout() in net/ipv4/tcp_timer.c",
         )
     ]

@@ -14,6 +14,7 @@ from tcptune.core.diagnoses import (
     CHECKS,
     CLOSE_WAIT_MIN,
     FD_NEAR,
+    SYN_SENT_PILE,
     DoctorInput,
     Finding,
     Listener,
@@ -29,6 +30,7 @@ from tcptune.core.socket_summary import accept_queue_full
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host import clock
 from tcptune.host.source import Source, SourceKind
+from tcptune.kernel.states import TcpState
 
 # Settings the checks read (absent keys are None: e.g. conntrack without nf_conntrack loaded).
 SETTING_KEYS = (
@@ -315,6 +317,9 @@ def run_doctor(
             "the orphan and TCP memory limits are judged only where they can be read"
         )
     sockstat_text = source.read_proc_text("net/sockstat") or ""
+    syn_sent = {}
+    if summary.counts.get(TcpState.SYN_SENT, 0) >= SYN_SENT_PILE:  # only then: a dump of that state alone
+        syn_sent = collect_summary(source, states={TcpState.SYN_SENT}, port_range=(1, 65535)).destinations or {}
     owners = _Owners()
     listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live, owners)
     if meta is not None:
@@ -335,6 +340,7 @@ def run_doctor(
         syn_sent_timeout=_syn_timeout(settings),
         idle_timeout=idle_timeout,
         destinations=summary.destinations or {},
+        syn_sent_destinations=syn_sent,
         close_wait_owners=close_wait,
         fd_heavy=fd_heavy,
         window_seconds_cw=cw_seconds,

@@ -313,3 +313,41 @@ def test_a_socket_owner_at_its_rlimit_nofile_is_an_fd_limit_finding_and_a_roomy_
     assert evidence[1].endswith("21 of its fds are sockets")
     _, found = run_in_netns(_fd_limit, 1024)
     assert found == []
+
+
+def _syn_sent(drop: bool):
+    from test_states_netns import DROP_ALL, attach
+
+    srv = socket.socket()
+    if drop:
+        attach(srv, DROP_ALL)  # tcp_filter() runs for the listener too: every SYN is dropped
+    srv.bind(("127.0.0.1", 7000))
+    srv.listen(128)
+    quiet = socket.socket()
+    quiet.bind(("127.0.0.1", 7001))
+    quiet.listen(128)
+    clients = []
+    for port, n in ((7000, 60), (7001, 3)):
+        for _ in range(n):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            clients.append(c)
+    time.sleep(0.2)
+    from tcptune.kernel.timers.syn import predict_syn
+
+    with open("/proc/sys/net/ipv4/tcp_syn_linear_timeouts") as fh:  # 6.18: the first retries are linear
+        give_up = predict_syn(6, int(fh.read())).give_up
+    return give_up, _findings(checks=("syn-sent",))
+
+
+def test_syns_to_a_listener_that_drops_them_pile_up_in_syn_sent_named_by_destination():
+    give_up, ((check, severity, summary, evidence, look_at),) = run_in_netns(_syn_sent, True)
+    assert (check, severity) == ("syn-sent", "warning")
+    assert (
+        summary == f"60 of 60 connections waiting in SYN_SENT go to 127.0.0.1:7000; each gives up after {give_up:.1f} s"
+    )
+    assert "127.0.0.1 -> 127.0.0.1:7000: 60 in SYN_SENT" in evidence and not any(":7001" in e for e in evidence)
+    assert any(e.startswith(f"connect() gives up after {give_up:.1f} s (tcp_syn_retries=6") for e in evidence)
+    assert look_at[1].startswith("the peer 127.0.0.1:7000")
+    assert run_in_netns(_syn_sent, False)[1] == []
