@@ -81,6 +81,21 @@ class ProcessSockets:
         return [self.label, self.pid, self.close_wait, self.sockets, self.open_fds, self.fd_limit, self.persisted]
 
 
+@dataclass(frozen=True)
+class Stall:
+    """One process's sockets whose data does not move."""
+
+    label: str  # the owner, or "(no owner)"
+    role: str  # UNREAD: it is not reading (Recv-Q >= 64 KiB); ZERO_WINDOW: its peer is not (persist timer)
+    sockets: int
+    largest: int  # bytes: the largest Recv-Q (unread) or Send-Q (zero window)
+    example: str  # "127.0.0.1:6002 <- 127.0.0.1:40123"
+
+    def to_row(self) -> list:
+        return [self.label, self.role, self.sockets, self.largest, self.example]
+
+
+UNREAD, ZERO_WINDOW = "unread", "zero-window"
 CLOSE_WAIT_MANY = 100  # CLOSE_WAIT sockets in one process: a leak whatever else it holds
 CLOSE_WAIT_MIN = 16  # below this many, even a large share is a handful of slow closes
 CLOSE_WAIT_SHARE = 0.5
@@ -114,6 +129,7 @@ class DoctorInput:
     # (TIME_WAIT included), from the same dump as ``states``
     destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)
     syn_sent_destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)  # SYN_SENT by dest
+    stalls: list[Stall] = field(default_factory=list)  # from the dump's timer and Recv-Q columns
     close_wait_owners: list[ProcessSockets] = field(default_factory=list)  # processes close_wait_leak() names
     fd_heavy: list[ProcessSockets] = field(default_factory=list)  # socket owners near_fd_limit() names
     window_seconds_cw: float = 0.0  # how far apart the two CLOSE_WAIT samples were (0: one sample)
@@ -522,6 +538,55 @@ def check_close_wait(inp: DoctorInput) -> list[Finding]:
     return out
 
 
+def check_receiver_not_reading(inp: DoctorInput) -> list[Finding]:
+    drop = _moved(inp, "TcpExt", "TCPZeroWindowDrop")
+    to_zero = _moved(inp, "TcpExt", "TCPToZeroWindowAdv")
+    unread = [s for s in inp.stalls if s.role == UNREAD]
+    waiting = [s for s in inp.stalls if s.role == ZERO_WINDOW]
+    # A large Recv-Q alone is any busy receiver between two reads; it counts when a window
+    # actually closed: a sender here probing, a zero window advertised or data dropped on one.
+    if not (waiting or drop or (unread and to_zero)):
+        return []
+    evidence = [
+        Evidence(
+            f"{s.label}: {s.sockets} socket(s) with unread data (up to {s.largest} bytes in Recv-Q), e.g. {s.example}",
+            "sock_diag idiag_rqueue (rcv_nxt - copied_seq) >= 64 KiB",
+        )
+        for s in unread
+    ]
+    evidence += [
+        Evidence(
+            f"{s.label}: {s.sockets} socket(s) sending zero-window probes (up to {s.largest} bytes waiting in "
+            f"Send-Q), e.g. {s.example}",
+            "sock_diag idiag_timer 4 (ICSK_TIME_PROBE0: the peer advertised a zero window)",
+        )
+        for s in waiting
+    ]
+    moved = [_moved(inp, "TcpExt", n) for n in ("TCPToZeroWindowAdv", "TCPZeroWindowDrop", "TCPFromZeroWindowAdv")]
+    evidence += [_ev(d) for d in moved if d]
+    if unread:
+        top = max(unread, key=lambda s: (s.largest, s.sockets))
+        summary = f"{top.label} is not reading: {top.sockets} socket(s) hold up to {top.largest} unread bytes"
+    elif waiting:
+        summary = (
+            f"{sum(s.sockets for s in waiting)} socket(s) wait on a peer's zero window (the receiver does not read)"
+        )
+    else:
+        summary = f"{drop.change} segments dropped on a zero receive window"
+    return [
+        Finding(
+            "receiver-not-reading",
+            WARNING if waiting or drop else INFO,
+            summary,
+            tuple(evidence),
+            tuple(dict.fromkeys(f"the program {s.label}" for s in unread or waiting)) or ("the receiving programs",),
+            "the receiving program reads too slowly or not at all (blocked, overloaded, a deadlock); a bigger "
+            "tcp_rmem only delays the stall. The sender keeps probing and never times out while the peer answers",
+            "tcp_probe_timer() and tcp_send_probe0() in net/ipv4/tcp_timer.c and tcp_output.c; tcp_select_window()",
+        )
+    ]
+
+
 def check_fd_limit(inp: DoctorInput) -> list[Finding]:
     return [
         Finding(
@@ -614,6 +679,7 @@ CHECKS: dict[str, Callable[[DoctorInput], list[Finding]]] = {
     "syn-sent": check_syn_sent,
     "close-wait": check_close_wait,
     "fd-limit": check_fd_limit,
+    "receiver-not-reading": check_receiver_not_reading,
     "conntrack": check_conntrack,
     "dead-peers": check_dead_peers,
 }

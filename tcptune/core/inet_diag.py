@@ -85,8 +85,15 @@ _RECORD_END = {None: OFF_DPORT, "state": OFF_DPORT, "local-port": OFF_DPORT, "pe
 _RECORD_END["process"] = OFF_INODE + 4
 # One socket followed across samples (doctor's CLOSE_WAIT check): cookie and inode.
 _RECORD_END["cookies"] = OFF_INODE + 4
-# Ephemeral-port use per destination (doctor): both ports and both addresses.
-_RECORD_END["dest"] = OFF_DST + 16
+# Doctor's view: both ports and both addresses (ephemeral-port use per destination), and the
+# timer, Recv-Q and inode of the few sockets whose receiver is not reading.
+_RECORD_END["dest"] = OFF_INODE + 4
+TIMER_PROBE0 = 4  # idiag_timer of a socket in zero-window probing (inet_sk_diag_fill(): ICSK_TIME_PROBE0)
+_IS_PROBE0 = bytes(1 if i == TIMER_PROBE0 else 0 for i in range(256))
+_NONZERO = bytes([0]) + bytes([1]) * 255
+# idiag_rqueue is a native u32: the bytes that are nonzero from 64 KiB up
+_RQUEUE_HIGH = (2, 3) if sys.byteorder == "little" else (0, 1)
+RQUEUE_FULLISH = 1 << 16  # Recv-Q from this many bytes up counts as a receiver not reading
 DEST_KEY = OFF_DST + 16 - OFF_FAMILY  # idiag_family .. the end of the peer address (40 bytes)
 _SYN_STATES = (TcpState.SYN_RECV, TCP_NEW_SYN_RECV)
 _KNOWN = {*map(int, TcpState), TCP_NEW_SYN_RECV}
@@ -117,6 +124,21 @@ class Listener:
     inode: int
 
 
+@dataclass(frozen=True)
+class Stalled:
+    """A socket whose data is not moving: its peer's window is zero (timer 4), or its Recv-Q is large."""
+
+    state: int
+    local: str
+    local_port: int
+    peer: str
+    peer_port: int
+    timer: int  # idiag_timer: 4 = zero-window probe
+    rqueue: int  # bytes received and not read (tcp_diag_get_info(): rcv_nxt - copied_seq)
+    wqueue: int  # bytes not yet acknowledged (write_seq - snd_una)
+    inode: int
+
+
 @dataclass
 class DiagTable:
     """What one pass over the kernel's TCP table found (values only; rendering is tcptune.render.states)."""
@@ -136,6 +158,8 @@ class DiagTable:
     # by='dest': (local address, peer address, peer port) -> sockets whose local port is in the
     # port range asked for (LISTEN not counted: it has no peer)
     destinations: Counter = field(default_factory=Counter)
+    # by='dest': sockets in zero-window probing or with Recv-Q >= RQUEUE_FULLISH (few)
+    stalled: list = field(default_factory=list)  # Stalled
 
 
 def _port_selectors(port_range: tuple[int, int]) -> tuple[bytes, ...]:
@@ -305,6 +329,7 @@ class DumpCounter:
         self.sock_states = bytearray()
         self.sock_inodes = array("I")
         self.sock_cookies = array("Q")
+        self.stalled_records: list = []
         self.interrupted = False
 
     def feed(self, buf, end: int) -> None:
@@ -358,6 +383,7 @@ class DumpCounter:
                 cookies[i::8] = rec[OFF_COOKIE - 4 + i :: R]
             self.sock_cookies.frombytes(cookies)
         elif by == "dest" and self.listeners is None:
+            self._pick_stalled(rec, m)
             self._count_destinations(rec, m)
         if self.listeners is not None:
             self.listeners.extend(_listener(rec, i * R) for i in range(m))
@@ -377,8 +403,22 @@ class DumpCounter:
         zeros = bytes(m)
         for off in range(OFF_STATE - 4, OFF_DPORT - 4):
             keys[off::R] = zeros
-        unpacked = struct.iter_unpack(f"{OFF_FAMILY - 4}x{DEST_KEY}s", keys)
+        unpacked = struct.iter_unpack(f"{OFF_FAMILY - 4}x{DEST_KEY}s{R - (OFF_FAMILY - 4) - DEST_KEY}x", keys)
         self.keys.update(unpacked if n == m else compress(unpacked, sel))
+
+    def _pick_stalled(self, rec: bytes, m: int) -> None:
+        """Keep the records of sockets in zero-window probing or with Recv-Q >= 64 KiB (C tests per column)."""
+        R = self.rec_len
+        rq = OFF_RQUEUE - 4
+        probe0 = rec[OFF_STATE - 3 :: R].translate(_IS_PROBE0)
+        if 1 not in probe0:
+            hi, lo = (rec[rq + i :: R].translate(_NONZERO) for i in _RQUEUE_HIGH)
+            if 1 not in hi and 1 not in lo:
+                return  # the common buffer: nothing stalled, two translates and three scans
+        sel = int.from_bytes(probe0, "little")
+        for i in _RQUEUE_HIGH:
+            sel |= int.from_bytes(rec[rq + i :: R].translate(_NONZERO), "little")
+        self.stalled_records.extend(compress(struct.iter_unpack(f"{R}s", rec), sel.to_bytes(m, "little")))
 
     def _framed(self, buf, end: int, m: int) -> bool:
         """Do the m header matches frame buf[:end]: first message at 0, last one ending at ``end``?"""
@@ -451,6 +491,7 @@ class DumpCounter:
                     (raw[dport] << 8) | raw[dport + 1],
                 )
                 table.destinations[key] += c
+            table.stalled.extend(_stalled(raw) for (raw,) in self.stalled_records)
         if self.listeners:
             table.listeners.extend(self.listeners)
         table.interrupted |= self.interrupted
@@ -510,6 +551,24 @@ def _fmt_src(family: int, raw: bytes) -> str:
     if family == socket.AF_INET6:
         return socket.inet_ntop(socket.AF_INET6, raw)
     return _fmt_addr(family, raw)
+
+
+def _stalled(rec: bytes) -> Stalled:
+    """One record (message bytes 4 .. 88) as a Stalled socket."""
+    family = rec[OFF_FAMILY - 4]
+    src, dst = OFF_SRC - 4, OFF_DST - 4
+    rqueue, wqueue = struct.unpack_from("=II", rec, OFF_RQUEUE - 4)
+    return Stalled(
+        state=rec[OFF_STATE - 4],
+        local=_fmt_addr(family, rec[src : src + 16]),
+        local_port=int.from_bytes(rec[OFF_SPORT - 4 : OFF_SPORT - 2], "big"),
+        peer=_fmt_addr(family, rec[dst : dst + 16]),
+        peer_port=int.from_bytes(rec[OFF_DPORT - 4 : OFF_DPORT - 2], "big"),
+        timer=rec[OFF_STATE - 3],
+        rqueue=rqueue,
+        wqueue=wqueue,
+        inode=struct.unpack_from("=I", rec, OFF_INODE - 4)[0],
+    )
 
 
 def _listener(rec: bytes, o: int) -> Listener:

@@ -60,6 +60,7 @@ class Summary:
     # (local address, peer address, peer port) -> sockets with a local port in the ephemeral
     # range, when asked for (doctor's port-exhaustion check); LISTEN not counted
     destinations: Counter | None = None
+    stalled: list = field(default_factory=list)  # tcptune.core.inet_diag.Stalled, with destinations (netlink)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,13 @@ from tcptune.core.diagnoses import (
     CLOSE_WAIT_MIN,
     FD_NEAR,
     SYN_SENT_PILE,
+    UNREAD,
+    ZERO_WINDOW,
     DoctorInput,
     Finding,
     Listener,
     ProcessSockets,
+    Stall,
     close_wait_leak,
     diagnose,
     ephemeral_port_use,
@@ -191,6 +194,32 @@ def _close_wait_owners(before: dict[int, int] | None, owners: _Owners) -> list[P
     return out
 
 
+def _stalls(stalled, owners: _Owners) -> list[Stall]:
+    """The dump's stalled sockets by owner and role (not reading; waiting on a zero window)."""
+    from tcptune.core.inet_diag import RQUEUE_FULLISH, TIMER_PROBE0
+
+    if not stalled:
+        return []
+    index, procs, _ = owners.index()
+    groups: dict = {}
+    for s in stalled:
+        for role, hit, size in (
+            (UNREAD, s.rqueue >= RQUEUE_FULLISH, s.rqueue),
+            (ZERO_WINDOW, s.timer == TIMER_PROBE0, s.wqueue),
+        ):
+            if hit:
+                g = groups.setdefault(
+                    (index.get(s.inode), role), [0, 0, f"{s.local}:{s.local_port} <- {s.peer}:{s.peer_port}"]
+                )
+                g[0] += 1
+                g[1] = max(g[1], size)
+    out = []
+    for (idx, role), (n, largest, example) in sorted(groups.items(), key=lambda kv: (-kv[1][1], kv[0][1])):
+        label = "(no owner)" if idx is None else owners.facts(*procs[idx]).label()
+        out.append(Stall(label, role, n, largest, example))
+    return out
+
+
 def _fd_heavy() -> list[ProcessSockets]:
     from tcptune.host.processes import process_facts, socket_owners_near_fd_limit
 
@@ -277,6 +306,7 @@ def _bundle_meta(source: Source) -> dict | None:
         for key in ("close_wait", "fd_heavy"):  # absent in bundles from before these checks
             meta[key] = [_process_row(row) for row in meta.get(key, [])]
         meta["close_wait_seconds"] = float(meta.get("close_wait_seconds", 0.0))
+        meta["stalls"] = [Stall(str(a), str(b), int(c), int(d), str(e)) for a, b, c, d, e in meta.get("stalls", [])]
     except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
         raise TcptuneError(f"{BUNDLE_META} in {source.label}: {exc}", ExitCode.BAD_INPUT) from None
     return meta
@@ -322,6 +352,7 @@ def run_doctor(
         syn_sent = collect_summary(source, states={TcpState.SYN_SENT}, port_range=(1, 65535)).destinations or {}
     owners = _Owners()
     listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live, owners)
+    stalls = meta["stalls"] if meta is not None else _stalls(summary.stalled, owners) if live else []
     if meta is not None:
         close_wait, fd_heavy, cw_seconds = meta["close_wait"], meta["fd_heavy"], meta["close_wait_seconds"]
     elif live:
@@ -341,6 +372,7 @@ def run_doctor(
         idle_timeout=idle_timeout,
         destinations=summary.destinations or {},
         syn_sent_destinations=syn_sent,
+        stalls=stalls,
         close_wait_owners=close_wait,
         fd_heavy=fd_heavy,
         window_seconds_cw=cw_seconds,
@@ -397,6 +429,7 @@ def _save_bundle(path: str, source: Source, window: _Window, inp: DoctorInput, s
         "close_wait": [p.to_row() for p in inp.close_wait_owners],
         "fd_heavy": [p.to_row() for p in inp.fd_heavy],
         "close_wait_seconds": inp.window_seconds_cw,
+        "stalls": [s.to_row() for s in inp.stalls],
         "findings": [f.check for f in report.findings],
     }
     files[BUNDLE_META] = (json.dumps(meta, indent=1) + "\n").encode()

@@ -211,8 +211,9 @@ def test_eight_of_ten_ephemeral_ports_warn_and_two_do_not():
     assert found == [] and (busiest.in_use, busiest.ratio) == (2, 0.2)
 
 
-def _server_child(port: int, close_on_eof: bool, nofile: int | None = None) -> int:
-    """Fork a server that accepts on ``port`` and, on the peer's FIN, closes or (a leak) keeps the socket.
+def _server_child(port: int, close_on_eof: bool, nofile: int | None = None, reads: bool = True) -> int:
+    """Fork a server that accepts on ``port`` and, on the peer's FIN, closes or (a leak) keeps the socket;
+    with ``reads`` False it never reads at all.
 
     Returns its pid once it listens; the caller ends it with os.kill(pid).
     """
@@ -242,8 +243,9 @@ def _server_child(port: int, close_on_eof: bool, nofile: int | None = None) -> i
                     if key.fileobj is srv:
                         conn, _ = srv.accept()
                         held.append(conn)
-                        sel.register(conn, selectors.EVENT_READ)
-                    elif not key.fileobj.recv(4096):  # the peer's FIN
+                        if reads:
+                            sel.register(conn, selectors.EVENT_READ)
+                    elif not key.fileobj.recv(1 << 20):  # the peer's FIN
                         sel.unregister(key.fileobj)
                         if close_on_eof:
                             held.remove(key.fileobj)
@@ -351,3 +353,50 @@ def test_syns_to_a_listener_that_drops_them_pile_up_in_syn_sent_named_by_destina
     assert any(e.startswith(f"connect() gives up after {give_up:.1f} s (tcp_syn_retries=6") for e in evidence)
     assert look_at[1].startswith("the peer 127.0.0.1:7000")
     assert run_in_netns(_syn_sent, False)[1] == []
+
+
+def _not_reading(reads: bool):
+    import os
+    import signal
+
+    pid = _server_child(6002, False, reads=reads)
+    sent = 0
+    try:
+        c = socket.create_connection(("127.0.0.1", 6002))
+        c.setblocking(False)
+        stop = time.monotonic() + 1.5
+
+        def send():  # until the receiver's window closes (EAGAIN), during doctor's window
+            nonlocal sent
+            chunk = bytes(65536)
+            while time.monotonic() < stop:
+                try:
+                    sent += c.send(chunk)
+                except BlockingIOError:
+                    time.sleep(0.01)
+
+        t = threading.Thread(target=send)
+        t.start()
+        time.sleep(0.2)
+        report = run_doctor(Host("/"), 0.5, ("receiver-not-reading",))
+        t.join()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    found = [(f.check, f.severity, f.summary, [e.what for e in f.evidence], f.look_at) for f in report.findings]
+    return pid, os.getpid(), sent, found
+
+
+def test_a_server_that_never_reads_is_named_and_its_sender_waits_on_a_zero_window():
+    pid, me, sent, found = run_in_netns(_not_reading, False)
+    ((check, severity, summary, evidence, look_at),) = found
+    assert (check, severity) == ("receiver-not-reading", "warning")
+    assert f"(pid {pid}" in summary and "is not reading: 1 socket(s) hold up to" in summary
+    assert any(f"(pid {me}" in e and "sending zero-window probes" in e for e in evidence), evidence
+    assert any(e.startswith("TCPToZeroWindowAdv +") for e in evidence), evidence
+    assert f"(pid {pid}" in look_at[0] and sent > 65536
+
+
+def test_a_server_that_reads_leaves_no_receiver_finding():
+    *_, sent, found = run_in_netns(_not_reading, True)
+    assert found == [] and sent > 1 << 20

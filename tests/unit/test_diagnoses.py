@@ -198,3 +198,20 @@ def test_close_wait_near_the_fd_limit_is_critical_and_fd_limit_fires_at_90_perce
     heavy.append(ProcessSockets("c (pid 3)", 3, 0, 3, 1000, 1000))
     found = diagnose(make(fd_heavy=heavy), ("fd-limit",))
     assert [(f.summary.split()[0], f.severity) for f in found] == [("c", CRITICAL), ("b", WARNING)]
+
+
+def test_a_large_recv_q_alone_is_no_finding_until_a_window_closes():
+    from tcptune.core.diagnoses import UNREAD, ZERO_WINDOW, Stall
+
+    unread = Stall("app (pid 7)", UNREAD, 2, 900_000, "10.0.0.1:80 <- 10.0.0.2:40000")
+    assert diagnose(make(stalls=[unread]), ("receiver-not-reading",)) == []
+    moved = make(counters(TcpExt_TCPToZeroWindowAdv=0), counters(TcpExt_TCPToZeroWindowAdv=3), stalls=[unread])
+    (f,) = diagnose(moved, ("receiver-not-reading",))
+    assert f.severity == INFO and f.summary == "app (pid 7) is not reading: 2 socket(s) hold up to 900000 unread bytes"
+    probing = Stall("client (pid 9)", ZERO_WINDOW, 4, 5000, "10.0.0.2:40000 <- 10.0.0.1:80")
+    (f,) = diagnose(make(stalls=[probing]), ("receiver-not-reading",))
+    assert f.severity == WARNING and f.summary.startswith("4 socket(s) wait on a peer's zero window")
+    assert f.look_at == ("the program client (pid 9)",)
+    dropped = make(counters(TcpExt_TCPZeroWindowDrop=0), counters(TcpExt_TCPZeroWindowDrop=5))
+    (f,) = diagnose(dropped, ("receiver-not-reading",))
+    assert f.severity == WARNING and f.summary == "5 segments dropped on a zero receive window"
