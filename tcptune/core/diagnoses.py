@@ -96,6 +96,24 @@ class Stall:
 
 
 UNREAD, ZERO_WINDOW = "unread", "zero-window"
+
+
+@dataclass(frozen=True)
+class SettingIssue:
+    """What audit knows about one key: a risky value, or a value the next boot will not keep."""
+
+    key: str
+    kind: str  # RISKY, NOT_PERSISTED, BOOT_LINE_IGNORED
+    value: str | None  # the running value
+    expected: str | None  # for NOT_PERSISTED: what the next boot sets
+    reason: str
+    source: str
+
+    def to_row(self) -> list:
+        return [self.key, self.kind, self.value, self.expected, self.reason, self.source]
+
+
+RISKY, NOT_PERSISTED, BOOT_LINE_IGNORED = "risky", "not-persisted", "boot-line-ignored"
 CLOSE_WAIT_MANY = 100  # CLOSE_WAIT sockets in one process: a leak whatever else it holds
 CLOSE_WAIT_MIN = 16  # below this many, even a large share is a handful of slow closes
 CLOSE_WAIT_SHARE = 0.5
@@ -129,6 +147,7 @@ class DoctorInput:
     # (TIME_WAIT included), from the same dump as ``states``
     destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)
     syn_sent_destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)  # SYN_SENT by dest
+    setting_issues: list[SettingIssue] = field(default_factory=list)  # from ops.audit (profile and --persisted)
     stalls: list[Stall] = field(default_factory=list)  # from the dump's timer and Recv-Q columns
     close_wait_owners: list[ProcessSockets] = field(default_factory=list)  # processes close_wait_leak() names
     fd_heavy: list[ProcessSockets] = field(default_factory=list)  # socket owners near_fd_limit() names
@@ -587,6 +606,60 @@ def check_receiver_not_reading(inp: DoctorInput) -> list[Finding]:
     ]
 
 
+def check_settings(inp: DoctorInput) -> list[Finding]:
+    """audit's verdicts as findings: each risky value; the values a reboot would change; sysctl.d lines that do nothing."""
+    out = [
+        Finding(
+            "settings",
+            WARNING,
+            f"{i.key} = {i.value} is risky: {i.reason}",
+            (Evidence(f"{i.key} = {i.value}", f"/proc/sys/{i.key.replace('.', '/')}"), Evidence(i.reason, i.source)),
+            (i.key,),
+            f"set {i.key} back (tcptune explain {i.key} gives the default and why), with tcptune apply --persist",
+            i.source,
+        )
+        for i in inp.setting_issues
+        if i.kind == RISKY
+    ]
+    lost = [i for i in inp.setting_issues if i.kind == NOT_PERSISTED]
+    if lost:
+        out.append(
+            Finding(
+                "settings",
+                INFO,
+                f"{len(lost)} running value(s) will not survive a reboot: "
+                + ", ".join(i.key for i in lost[:5])
+                + (", ..." if len(lost) > 5 else ""),
+                tuple(
+                    Evidence(
+                        f"{i.key} = {i.value}, the next boot sets {i.expected} ({i.reason})",
+                        i.source or "tcptune audit --persisted",
+                    )
+                    for i in lost
+                ),
+                tuple(i.key for i in lost),
+                "persist what was meant (tcptune apply --persist, or a sysctl.d file), or set back what was a "
+                "test; `tcptune audit --persisted` lists them",
+                "sysctl.d(5); tcptune audit --persisted",
+            )
+        )
+    ignored = [i for i in inp.setting_issues if i.kind == BOOT_LINE_IGNORED]
+    if ignored:
+        out.append(
+            Finding(
+                "settings",
+                INFO,
+                f"{len(ignored)} sysctl.d line(s) set keys this kernel does not have: "
+                + ", ".join(i.key for i in ignored[:5]),
+                tuple(Evidence(f"{i.key}: {i.reason}", i.source or "sysctl.d") for i in ignored),
+                tuple(i.key for i in ignored),
+                "remove the lines (the key was removed or renamed; `tcptune explain KEY` says since when)",
+                "sysctl.d(5); tcptune audit --persisted",
+            )
+        )
+    return out
+
+
 def check_fd_limit(inp: DoctorInput) -> list[Finding]:
     return [
         Finding(
@@ -680,6 +753,7 @@ CHECKS: dict[str, Callable[[DoctorInput], list[Finding]]] = {
     "close-wait": check_close_wait,
     "fd-limit": check_fd_limit,
     "receiver-not-reading": check_receiver_not_reading,
+    "settings": check_settings,
     "conntrack": check_conntrack,
     "dead-peers": check_dead_peers,
 }

@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 
 from tcptune.core.counters import delta, merge, parse_snmp_text
 from tcptune.core.diagnoses import (
+    BOOT_LINE_IGNORED,
     CHECKS,
     CLOSE_WAIT_MIN,
     FD_NEAR,
+    NOT_PERSISTED,
+    RISKY,
     SYN_SENT_PILE,
     UNREAD,
     ZERO_WINDOW,
@@ -21,6 +24,7 @@ from tcptune.core.diagnoses import (
     Finding,
     Listener,
     ProcessSockets,
+    SettingIssue,
     Stall,
     close_wait_leak,
     diagnose,
@@ -220,6 +224,62 @@ def _stalls(stalled, owners: _Owners) -> list[Stall]:
     return out
 
 
+def _in_initial_netns() -> bool | None:
+    """sysctl.d is applied at boot in the initial network namespace; another one starts from the defaults.
+    None: cannot tell (/proc/1/ns/net unreadable, as inside some containers)."""
+    import os
+
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def _setting_issues(source: Source, notes: list[str]) -> list[SettingIssue]:
+    """What `tcptune audit` (kernel-default: the risky values) and `audit --persisted` say, as issues."""
+    from pathlib import Path
+
+    from tcptune.ops.audit import audit_persisted, audit_profile
+
+    try:
+        risky = [
+            SettingIssue(f.key, RISKY, f.actual, None, f.risky_reason or f.reason, f.source)
+            for f in audit_profile(source).findings
+            if f.risky
+        ]
+    except TcptuneError as exc:
+        notes.append(f"settings not audited: {exc}")
+        return []
+    if source.kind is SourceKind.ROOT:
+        root = Path(source.root)  # the tree's /, holding its etc/sysctl.d
+    elif source.kind is SourceKind.LIVE and (initial := _in_initial_netns()):
+        root = Path("/")
+    else:
+        why = (
+            "cannot tell whether this is the initial network namespace (/proc/1/ns/net unreadable)"
+            if source.kind is SourceKind.LIVE and initial is None
+            else "not the initial network namespace: sysctl.d does not apply here at boot"
+        )
+        notes.append(f"{why}, so what a reboot keeps (audit --persisted) is not judged")
+        return risky
+    try:
+        persisted = audit_persisted(source, root).findings
+    except TcptuneError as exc:
+        notes.append(f"boot values not compared: {exc}")
+        return risky
+    lost = [
+        SettingIssue(f.key, NOT_PERSISTED, f.actual, f.expected, f.reason.split(";")[0], f.source)
+        for f in persisted
+        if f.verdict == "drift"
+    ]
+    ignored = [
+        SettingIssue(f.key, BOOT_LINE_IGNORED, None, f.expected, f.reason, f.source)
+        for f in persisted
+        if f.verdict == "unsupported"
+    ]
+    return risky + lost + ignored
+
+
 def _fd_heavy() -> list[ProcessSockets]:
     from tcptune.host.processes import process_facts, socket_owners_near_fd_limit
 
@@ -275,6 +335,10 @@ def _counters(texts: dict[str, str]):
     return merge(*(parse_snmp_text(text, f"proc/{rel}") for rel, text in texts.items()))
 
 
+def _text_or_none(value) -> str | None:
+    return None if value is None else str(value)
+
+
 def _process_row(row: list) -> ProcessSockets:
     label, pid, close_wait, sockets, open_fds, fd_limit, persisted = row
     return ProcessSockets(
@@ -306,6 +370,7 @@ def _bundle_meta(source: Source) -> dict | None:
         for key in ("close_wait", "fd_heavy"):  # absent in bundles from before these checks
             meta[key] = [_process_row(row) for row in meta.get(key, [])]
         meta["close_wait_seconds"] = float(meta.get("close_wait_seconds", 0.0))
+        meta["setting_issues"] = [SettingIssue(*map(_text_or_none, row)) for row in meta.get("setting_issues", [])]
         meta["stalls"] = [Stall(str(a), str(b), int(c), int(d), str(e)) for a, b, c, d, e in meta.get("stalls", [])]
     except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
         raise TcptuneError(f"{BUNDLE_META} in {source.label}: {exc}", ExitCode.BAD_INPUT) from None
@@ -352,6 +417,7 @@ def run_doctor(
         syn_sent = collect_summary(source, states={TcpState.SYN_SENT}, port_range=(1, 65535)).destinations or {}
     owners = _Owners()
     listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live, owners)
+    setting_issues = meta["setting_issues"] if meta is not None else _setting_issues(source, notes)
     stalls = meta["stalls"] if meta is not None else _stalls(summary.stalled, owners) if live else []
     if meta is not None:
         close_wait, fd_heavy, cw_seconds = meta["close_wait"], meta["fd_heavy"], meta["close_wait_seconds"]
@@ -372,6 +438,7 @@ def run_doctor(
         idle_timeout=idle_timeout,
         destinations=summary.destinations or {},
         syn_sent_destinations=syn_sent,
+        setting_issues=setting_issues,
         stalls=stalls,
         close_wait_owners=close_wait,
         fd_heavy=fd_heavy,
@@ -418,6 +485,17 @@ def _save_bundle(path: str, source: Source, window: _Window, inp: DoctorInput, s
     release = source.kernel_release()
     if release:
         files["proc/sys/kernel/osrelease"] = (release + "\n").encode()
+    if source.kind is SourceKind.LIVE:  # the sysctl.d tree, for whoever reads the bundle
+        from pathlib import Path
+
+        from tcptune.host.sysctld_files import read_config_files
+
+        try:
+            for conf, text in read_config_files(Path("/")):
+                if text is not None:
+                    files[conf.lstrip("/")] = text.encode()
+        except TcptuneError as exc:
+            report.notes.append(f"sysctl.d not saved in the bundle: {exc}")
     meta = {
         "format": BUNDLE_FORMAT,
         "tcptune": __version__,
@@ -430,6 +508,8 @@ def _save_bundle(path: str, source: Source, window: _Window, inp: DoctorInput, s
         "fd_heavy": [p.to_row() for p in inp.fd_heavy],
         "close_wait_seconds": inp.window_seconds_cw,
         "stalls": [s.to_row() for s in inp.stalls],
+        # what audit and audit --persisted said (the sysctl.d tree below is saved for reading)
+        "setting_issues": [i.to_row() for i in inp.setting_issues],
         "findings": [f.check for f in report.findings],
     }
     files[BUNDLE_META] = (json.dumps(meta, indent=1) + "\n").encode()

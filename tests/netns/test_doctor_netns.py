@@ -8,11 +8,13 @@ builds the condition with its own loopback sockets, runs the doctor use case in 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from nsutil import netns_argv, run_in_netns
 
@@ -400,3 +402,42 @@ def test_a_server_that_never_reads_is_named_and_its_sender_waits_on_a_zero_windo
 def test_a_server_that_reads_leaves_no_receiver_finding():
     *_, sent, found = run_in_netns(_not_reading, True)
     assert found == [] and sent > 1 << 20
+
+
+def _risky_settings(tmpdir: str):
+    for key, value in (("tcp_syncookies", "0"), ("tcp_keepalive_time", "600")):
+        with open(f"/proc/sys/net/ipv4/{key}", "w") as fh:
+            fh.write(value)
+    live = run_doctor(Host("/"), 0.0, ("settings",), bundle=f"{tmpdir}/b.tar.gz")
+    return [(f.check, f.severity, f.summary, f.look_at) for f in live.findings], live.notes
+
+
+def test_a_risky_value_is_a_settings_finding_and_a_saved_tree_says_what_a_reboot_loses(tmp_path):
+    import tarfile
+
+    found, notes = run_in_netns(_risky_settings, str(tmp_path))
+    ((check, severity, summary, look_at),) = found  # keepalive_time is not risky, only changed
+    assert (check, severity, look_at) == ("settings", "warning", ("net.ipv4.tcp_syncookies",))
+    assert summary.startswith("net.ipv4.tcp_syncookies = 0 is risky: syncookies disabled")
+    assert any("(audit --persisted) is not judged" in n for n in notes)  # a child namespace: no sysctl.d
+    # the same values as a plain saved tree (no bundle record) with a sysctl.d of its own
+    root = tmp_path / "root"
+    with tarfile.open(tmp_path / "b.tar.gz") as tar:
+        tar.extractall(root, filter="data")
+    (root / "tcptune-bundle.json").unlink()
+    from tcptune.host.sysctld_files import read_config_files
+
+    saved = {p for p, text in read_config_files(Path("/")) if text is not None}
+    assert all((root / p.lstrip("/")).is_file() for p in saved)  # the bundle keeps this host's sysctl.d
+    for d in ("etc", "run", "usr", "lib"):  # ... which this test replaces with its own
+        shutil.rmtree(root / d, ignore_errors=True)
+    (root / "etc/sysctl.d").mkdir(parents=True)
+    (root / "etc/sysctl.d/90-web.conf").write_text("net.ipv4.tcp_syncookies = 0\nnet.ipv4.tcp_tw_recycle = 1\n")
+    report = run_doctor(Host(root), 0.0, ("settings",))
+    by_summary = {f.summary.split(":")[0]: f for f in report.findings}
+    assert [f.severity for f in report.findings] == ["warning", "info", "info"], by_summary
+    lost = by_summary["1 running value(s) will not survive a reboot"]
+    assert lost.look_at == ("net.ipv4.tcp_keepalive_time",)  # syncookies=0 is persisted (badly, but kept)
+    assert "the next boot sets 7200" in lost.evidence[0].what
+    ignored = by_summary["1 sysctl.d line(s) set keys this kernel does not have"]
+    assert ignored.look_at == ("net.ipv4.tcp_tw_recycle",) and "/etc/sysctl.d/90-web.conf" in ignored.evidence[0].what
