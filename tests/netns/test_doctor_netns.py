@@ -441,3 +441,101 @@ def test_a_risky_value_is_a_settings_finding_and_a_saved_tree_says_what_a_reboot
     assert "the next boot sets 7200" in lost.evidence[0].what
     ignored = by_summary["1 sysctl.d line(s) set keys this kernel does not have"]
     assert ignored.look_at == ("net.ipv4.tcp_tw_recycle",) and "/etc/sysctl.d/90-web.conf" in ignored.evidence[0].what
+
+
+def _syn_queue(syncookies: int, drop_acks: bool):
+    from test_states_netns import DROP_ACK, attach
+
+    with open("/proc/sys/net/ipv4/tcp_syncookies", "w") as fh:
+        fh.write(str(syncookies))
+    srv = socket.socket()
+    if drop_acks:
+        attach(srv, DROP_ACK)  # the handshakes never complete: requests stay in SYN_RECV
+    srv.bind(("127.0.0.1", 7100))
+    srv.listen(8)
+    clients = []
+
+    def connect_more():  # during the window, so the counters move in it
+        time.sleep(0.1)
+        for _ in range(40):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", 7100))
+            clients.append(c)
+
+    t = threading.Thread(target=connect_more)
+    t.start()
+    found = _findings(interval=1.0, checks=("syn-queue",))
+    t.join()
+    return found
+
+
+def test_a_listener_whose_filter_drops_acks_fills_its_syn_queue_critical_without_syncookies():
+    ((check, severity, summary, evidence, look_at),) = run_in_netns(_syn_queue, 0, True)
+    assert (check, severity) == ("syn-queue", "critical")
+    assert "dropped and syncookies are off" in summary
+    assert any(e.startswith("TCPReqQFullDrop +") for e in evidence), evidence
+    assert "net.ipv4.tcp_syncookies = 0" in evidence and look_at[0] == "net.ipv4.tcp_max_syn_backlog"
+    ((check, severity, summary, evidence, _),) = run_in_netns(_syn_queue, 1, True)
+    assert (check, severity) == ("syn-queue", "warning") and "answering with syncookies" in summary
+    assert any(e.startswith("TCPReqQFullDoCookies +") for e in evidence), evidence
+    assert run_in_netns(_syn_queue, 0, False) == []  # the same clients, accepted by the kernel's handshake
+
+
+SKF_AD_RANDOM = 0xFFFFF000 + 56  # SKF_AD_OFF + SKF_AD_RANDOM (include/uapi/linux/filter.h): prandom_u32()
+
+
+def _retransmissions(drop_share: float):
+    from test_states_netns import attach
+
+    srv = socket.socket()
+    if drop_share:
+        # classic BPF: drop a segment when a random u32 is below the share of 2^32
+        attach(
+            srv,
+            [
+                (0x20, 0, 0, SKF_AD_RANDOM),
+                (0x25, 0, 1, int(drop_share * 2**32)),
+                (0x06, 0, 0, 0xFFFFFFFF),
+                (0x06, 0, 0, 0),
+            ],
+        )
+    srv.bind(("127.0.0.1", 7200))
+    srv.listen(8)
+    c = socket.socket()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)  # many small segments, not loopback's 64 KiB
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.connect(("127.0.0.1", 7200))
+    a, _ = srv.accept()  # inherits the listener's filter (sk_clone_lock())
+    stop = time.monotonic() + 1.6
+
+    def read():
+        a.settimeout(0.2)
+        while time.monotonic() < stop + 0.5:
+            try:
+                if not a.recv(1 << 16):
+                    return
+            except TimeoutError:
+                continue
+
+    def write():
+        while time.monotonic() < stop:
+            c.send(bytes(2000))
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=read), threading.Thread(target=write)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    found = _findings(interval=1.0, checks=("retransmissions",))
+    for t in threads:
+        t.join()
+    return found
+
+
+def test_a_filter_dropping_a_fifth_of_the_segments_is_a_retransmission_hot_spot():
+    ((check, severity, summary, evidence, _),) = run_in_netns(_retransmissions, 0.2)
+    assert (check, severity) == ("retransmissions", "warning")
+    assert float(summary.split("%")[0]) > 1 and "of sent segments were retransmissions" in summary
+    assert evidence[0].startswith("RetransSegs +") and evidence[1].startswith("OutSegs +")
+    assert run_in_netns(_retransmissions, 0.0) == []
