@@ -68,6 +68,17 @@ def _soft_nofile(pid: int, proc: str) -> int | None:
     return None
 
 
+def _fd_table_size(pid: int, proc: str) -> int | None:
+    try:
+        with open(f"{proc}/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("FDSize:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def socket_owners_near_fd_limit(share: float, proc: str = "/proc") -> list[tuple[int, int, int, int]]:
     """(pid, open fds, soft RLIMIT_NOFILE, socket fds) of the processes in this network namespace
     whose open fds reach ``share`` of their limit and that hold at least one socket.
@@ -87,11 +98,22 @@ def socket_owners_near_fd_limit(share: float, proc: str = "/proc") -> list[tuple
         try:
             if os.stat(f"{proc}/{pid}/ns/net").st_ino != own:
                 continue
-            names = os.listdir(f"{proc}/{pid}/fd")
         except OSError:
             continue
         limit = _soft_nofile(pid, proc)
-        if not limit or len(names) < share * limit:
+        if not limit:
+            continue
+        # FDSize (the fd table's size, fs/proc/array.c task_state()) bounds the open fds from
+        # above: a process whose table is below the mark cannot be near its limit, and its fd
+        # directory (a million entries, for a big server) is not listed.
+        fdsize = _fd_table_size(pid, proc)
+        if fdsize is not None and fdsize < share * limit:
+            continue
+        try:
+            names = os.listdir(f"{proc}/{pid}/fd")
+        except OSError:
+            continue
+        if len(names) < share * limit:
             continue
         sockets = 0
         for name in names:
