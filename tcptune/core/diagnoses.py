@@ -142,6 +142,8 @@ class DoctorInput:
     listeners: list[Listener] = field(default_factory=list)
     sockstat: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # "TCP" -> {"inuse": .., "mem": ..}
     syn_sent_timeout: float | None = None  # seconds until connect() gives up, from the SYN model
+    synack_timeout: float | None = None  # seconds a request waits in SYN_RECV for the final ACK (SYN-ACK model)
+    syn_recv_by_port: Mapping[int, int] = field(default_factory=dict)  # listener port -> pending requests
     idle_timeout: float | None = None  # a load balancer's or the application's idle timeout (--idle-timeout)
     # (local address, peer address, peer port) -> sockets holding a port of ip_local_port_range
     # (TIME_WAIT included), from the same dump as ``states``
@@ -228,6 +230,24 @@ def check_syn_queue(inp: DoctorInput) -> list[Finding]:
     evidence = [_ev(d) for d in (drop, cookies, sent) if d]
     evidence += [_setting(inp, "net.ipv4.tcp_syncookies"), _setting(inp, "net.ipv4.tcp_max_syn_backlog")]
     evidence.append(Evidence(f"SYN_RECV sockets: {inp.states.get(TcpState.SYN_RECV, 0)}", "sock_diag dump"))
+    backlog_of = {lst.port: lst.backlog for lst in inp.listeners}
+    for port, pending in sorted(inp.syn_recv_by_port.items(), key=lambda kv: (-kv[1], kv[0]))[:PORT_EVIDENCE]:
+        limit = f" of listen backlog {backlog_of[port]}" if port in backlog_of else ""
+        evidence.append(
+            Evidence(
+                f"port {port}: {pending} requests in SYN_RECV{limit} (the queue is full at the backlog; "
+                f"without syncookies new SYNs drop from 3/4 of tcp_max_syn_backlog)",
+                "sock_diag dump: request sockets by local port; tcp_conn_request()",
+            )
+        )
+    if inp.synack_timeout:
+        evidence.append(
+            Evidence(
+                f"each request holds its slot up to {inp.synack_timeout:.0f} s while the SYN-ACK is resent "
+                f"(tcp_synack_retries={inp.settings.get('net.ipv4.tcp_synack_retries')})",
+                "tcptune.kernel.timers.synack predict_synack(): reqsk_timer_handler()",
+            )
+        )
     if drop:
         severity = CRITICAL if syncookies == 0 else WARNING
         summary = "SYN queue full: new connections are being dropped" + (
@@ -244,7 +264,12 @@ def check_syn_queue(inp: DoctorInput) -> list[Finding]:
             severity,
             summary,
             tuple(evidence),
-            ("net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies", "net.core.somaxconn"),
+            (
+                "net.ipv4.tcp_max_syn_backlog",
+                "net.ipv4.tcp_syncookies",
+                "net.core.somaxconn",
+                "net.ipv4.tcp_synack_retries",
+            ),
             "keep tcp_syncookies=1; raise tcp_max_syn_backlog and the listen() backlog for legitimate load; "
             "a flood is answered upstream",
             "tcp_conn_request() and tcp_syn_flood_action() in net/ipv4/tcp_input.c",

@@ -49,6 +49,7 @@ SETTING_KEYS = (
     "net.ipv4.tcp_max_orphans",
     "net.ipv4.tcp_mem",
     "net.ipv4.tcp_syn_retries",
+    "net.ipv4.tcp_synack_retries",
     "net.ipv4.tcp_syn_linear_timeouts",
     "net.ipv4.tcp_rto_max_ms",
     "net.ipv4.tcp_keepalive_time",
@@ -140,6 +141,16 @@ class _Owners:
         from tcptune.host.processes import ProcessFacts, process_facts
 
         return process_facts(pid) or ProcessFacts(pid, name, None, None, None, None)
+
+
+def _synack_timeout(settings: dict[str, str | None]) -> float | None:
+    from tcptune.kernel.timers.synack import predict_synack
+
+    retries = settings.get("net.ipv4.tcp_synack_retries")
+    cookies = settings.get("net.ipv4.tcp_syncookies")
+    if not (retries and retries.isdigit()) or int(retries) > 63:
+        return None
+    return predict_synack(int(retries), syncookies=int(cookies) if cookies and cookies.isdigit() else None).give_up
 
 
 def _listeners(found, live: bool, owners: _Owners) -> list[Listener]:
@@ -435,6 +446,8 @@ def run_doctor(
         listeners=listeners,
         sockstat=parse_sockstat(sockstat_text),
         syn_sent_timeout=_syn_timeout(settings),
+        synack_timeout=_synack_timeout(settings),
+        syn_recv_by_port=dict(summary.syn_recv_by_port),
         idle_timeout=idle_timeout,
         destinations=summary.destinations or {},
         syn_sent_destinations=syn_sent,

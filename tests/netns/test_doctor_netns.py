@@ -476,6 +476,8 @@ def test_a_listener_whose_filter_drops_acks_fills_its_syn_queue_critical_without
     assert "dropped and syncookies are off" in summary
     assert any(e.startswith("TCPReqQFullDrop +") for e in evidence), evidence
     assert "net.ipv4.tcp_syncookies = 0" in evidence and look_at[0] == "net.ipv4.tcp_max_syn_backlog"
+    assert any(e.startswith("port 7100: ") and "in SYN_RECV of listen backlog 8" in e for e in evidence), evidence
+    assert any(e.startswith("each request holds its slot up to 63 s") for e in evidence), evidence
     ((check, severity, summary, evidence, _),) = run_in_netns(_syn_queue, 1, True)
     assert (check, severity) == ("syn-queue", "warning") and "answering with syncookies" in summary
     assert any(e.startswith("TCPReqQFullDoCookies +") for e in evidence), evidence
