@@ -149,6 +149,7 @@ class DoctorInput:
     # (TIME_WAIT included), from the same dump as ``states``
     destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)
     syn_sent_destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)  # SYN_SENT by dest
+    retransmitting: Mapping[str, int] = field(default_factory=dict)  # peer -> sockets retransmitting now
     setting_issues: list[SettingIssue] = field(default_factory=list)  # from ops.audit (profile and --persisted)
     stalls: list[Stall] = field(default_factory=list)  # from the dump's timer and Recv-Q columns
     close_wait_owners: list[ProcessSockets] = field(default_factory=list)  # processes close_wait_leak() names
@@ -354,13 +355,20 @@ def check_retransmissions(inp: DoctorInput) -> list[Finding]:
     if share <= RETRANS_SHARE:
         return []
     extra = [d for d in (_moved(inp, "TcpExt", "TCPSynRetrans"), _moved(inp, "TcpExt", "TCPTimeouts")) if d]
+    peers = sorted(inp.retransmitting.items(), key=lambda kv: (-kv[1], kv[0]))[:PORT_EVIDENCE]
+    evidence = [_ev(d) for d in (retrans, sent, *extra)]
+    evidence += [
+        Evidence(f"{peer}: {n} socket(s) retransmitting at the dump", "sock_diag idiag_retrans (icsk_retransmits) > 0")
+        for peer, n in peers
+    ]
     return [
         Finding(
             "retransmissions",
             WARNING,
-            f"{share:.1%} of sent segments were retransmissions",
-            tuple(_ev(d) for d in (retrans, sent, *extra)),
-            ("the path to the busiest peers (tcptune states --by peer)",),
+            f"{share:.1%} of sent segments were retransmissions"
+            + (f"; most retransmitting sockets go to {peers[0][0]}" if peers else ""),
+            tuple(evidence),
+            (f"the path to {peers[0][0]}" if peers else "the path to the busiest peers (tcptune states --by peer)",),
             "look for loss on the path (NIC drops, a congested link, a firewall dropping); tuning rarely fixes loss",
             "RFC 6298; tcp_retransmit_skb() in net/ipv4/tcp_output.c",
         )

@@ -126,7 +126,8 @@ class Listener:
 
 @dataclass(frozen=True)
 class Stalled:
-    """A socket whose data is not moving: its peer's window is zero (timer 4), or its Recv-Q is large."""
+    """A socket whose data is not moving: its peer's window is zero (timer 4), it is retransmitting
+    (idiag_retrans > 0), or its Recv-Q is large."""
 
     state: int
     local: str
@@ -134,6 +135,7 @@ class Stalled:
     peer: str
     peer_port: int
     timer: int  # idiag_timer: 4 = zero-window probe
+    retrans: int  # idiag_retrans: icsk_retransmits, consecutive retransmissions of the oldest unacked data
     rqueue: int  # bytes received and not read (tcp_diag_get_info(): rcv_nxt - copied_seq)
     wqueue: int  # bytes not yet acknowledged (write_seq - snd_una)
     inode: int
@@ -407,15 +409,16 @@ class DumpCounter:
         self.keys.update(unpacked if n == m else compress(unpacked, sel))
 
     def _pick_stalled(self, rec: bytes, m: int) -> None:
-        """Keep the records of sockets in zero-window probing or with Recv-Q >= 64 KiB (C tests per column)."""
+        """Keep the records of sockets in zero-window probing, retransmitting, or with Recv-Q >= 64 KiB (C tests per column)."""
         R = self.rec_len
         rq = OFF_RQUEUE - 4
         probe0 = rec[OFF_STATE - 3 :: R].translate(_IS_PROBE0)
-        if 1 not in probe0:
+        retrans = rec[OFF_STATE - 2 :: R]
+        if 1 not in probe0 and not retrans.strip(b"\0"):
             hi, lo = (rec[rq + i :: R].translate(_NONZERO) for i in _RQUEUE_HIGH)
             if 1 not in hi and 1 not in lo:
-                return  # the common buffer: nothing stalled, two translates and three scans
-        sel = int.from_bytes(probe0, "little")
+                return  # the common buffer: nothing stalled, a few C scans
+        sel = int.from_bytes(probe0, "little") | int.from_bytes(retrans.translate(_NONZERO), "little")
         for i in _RQUEUE_HIGH:
             sel |= int.from_bytes(rec[rq + i :: R].translate(_NONZERO), "little")
         self.stalled_records.extend(compress(struct.iter_unpack(f"{R}s", rec), sel.to_bytes(m, "little")))
@@ -565,6 +568,7 @@ def _stalled(rec: bytes) -> Stalled:
         peer=_fmt_addr(family, rec[dst : dst + 16]),
         peer_port=int.from_bytes(rec[OFF_DPORT - 4 : OFF_DPORT - 2], "big"),
         timer=rec[OFF_STATE - 3],
+        retrans=rec[OFF_STATE - 2],
         rqueue=rqueue,
         wqueue=wqueue,
         inode=struct.unpack_from("=I", rec, OFF_INODE - 4)[0],

@@ -291,6 +291,12 @@ def _setting_issues(source: Source, notes: list[str]) -> list[SettingIssue]:
     return risky + lost + ignored
 
 
+def _retransmitting(stalled) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(Counter(s.peer for s in stalled if s.retrans))
+
+
 def _fd_heavy() -> list[ProcessSockets]:
     from tcptune.host.processes import process_facts, socket_owners_near_fd_limit
 
@@ -382,6 +388,7 @@ def _bundle_meta(source: Source) -> dict | None:
             meta[key] = [_process_row(row) for row in meta.get(key, [])]
         meta["close_wait_seconds"] = float(meta.get("close_wait_seconds", 0.0))
         meta["setting_issues"] = [SettingIssue(*map(_text_or_none, row)) for row in meta.get("setting_issues", [])]
+        meta["retransmitting"] = {str(k): int(v) for k, v in meta.get("retransmitting", {}).items()}
         meta["stalls"] = [Stall(str(a), str(b), int(c), int(d), str(e)) for a, b, c, d, e in meta.get("stalls", [])]
     except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
         raise TcptuneError(f"{BUNDLE_META} in {source.label}: {exc}", ExitCode.BAD_INPUT) from None
@@ -428,6 +435,7 @@ def run_doctor(
         syn_sent = collect_summary(source, states={TcpState.SYN_SENT}, port_range=(1, 65535)).destinations or {}
     owners = _Owners()
     listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live, owners)
+    retransmitting = meta["retransmitting"] if meta is not None else _retransmitting(summary.stalled)
     setting_issues = meta["setting_issues"] if meta is not None else _setting_issues(source, notes)
     stalls = meta["stalls"] if meta is not None else _stalls(summary.stalled, owners) if live else []
     if meta is not None:
@@ -453,6 +461,7 @@ def run_doctor(
         syn_sent_destinations=syn_sent,
         setting_issues=setting_issues,
         stalls=stalls,
+        retransmitting=retransmitting,
         close_wait_owners=close_wait,
         fd_heavy=fd_heavy,
         window_seconds_cw=cw_seconds,
@@ -521,6 +530,7 @@ def _save_bundle(path: str, source: Source, window: _Window, inp: DoctorInput, s
         "fd_heavy": [p.to_row() for p in inp.fd_heavy],
         "close_wait_seconds": inp.window_seconds_cw,
         "stalls": [s.to_row() for s in inp.stalls],
+        "retransmitting": dict(inp.retransmitting),
         # what audit and audit --persisted said (the sysctl.d tree below is saved for reading)
         "setting_issues": [i.to_row() for i in inp.setting_issues],
         "findings": [f.check for f in report.findings],

@@ -215,3 +215,15 @@ def test_a_large_recv_q_alone_is_no_finding_until_a_window_closes():
     dropped = make(counters(TcpExt_TCPZeroWindowDrop=0), counters(TcpExt_TCPZeroWindowDrop=5))
     (f,) = diagnose(dropped, ("receiver-not-reading",))
     assert f.severity == WARNING and f.summary == "5 segments dropped on a zero receive window"
+
+
+def test_retransmissions_name_the_peers_whose_sockets_are_retransmitting_at_the_dump():
+    busy = make(counters(Tcp_OutSegs=0, Tcp_RetransSegs=0), counters(Tcp_OutSegs=1000, Tcp_RetransSegs=50))
+    busy.retransmitting = {"10.0.0.9": 3, "10.0.0.8": 1}
+    (f,) = diagnose(busy, ("retransmissions",))
+    assert f.summary == "5.0% of sent segments were retransmissions; most retransmitting sockets go to 10.0.0.9"
+    assert [e.what for e in f.evidence][-2:] == [
+        "10.0.0.9: 3 socket(s) retransmitting at the dump",
+        "10.0.0.8: 1 socket(s) retransmitting at the dump",
+    ]
+    assert f.look_at == ("the path to 10.0.0.9",)

@@ -213,16 +213,23 @@ def test_the_dest_view_names_v4_mapped_ipv6_sockets_as_their_ipv4_peer():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([0, 1, 2, 4]), st.sampled_from([0, 1, 65535, 65536, 1 << 24])), max_size=120))
-def test_the_dest_view_keeps_exactly_the_probing_and_the_unread_sockets(socks):
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 2, 4]), st.sampled_from([0, 1, 65535, 65536, 1 << 24]), st.sampled_from([0, 0, 3])
+        ),
+        max_size=120,
+    )
+)
+def test_the_dest_view_keeps_exactly_the_probing_the_retransmitting_and_the_unread_sockets(socks):
     buf, truth = b"", []
-    for i, (timer, rqueue) in enumerate(socks):
+    for i, (timer, rqueue, retrans) in enumerate(socks):
         m = bytearray(dest_msg(1, 124, 40000 + i, b"\x0a\0\0\x01", b"\x0a\0\0\x09", 80))
-        m[18] = timer  # idiag_timer
+        m[18], m[19] = timer, retrans  # idiag_timer, idiag_retrans
         struct.pack_into("=III", m, 72, rqueue, 7, 0)  # idiag_rqueue, idiag_wqueue, idiag_uid
         struct.pack_into("=I", m, 84, 1000 + i)  # idiag_inode
         buf += bytes(m)
-        if timer == 4 or rqueue >= 65536:
+        if timer == 4 or rqueue >= 65536 or retrans:
             truth.append((40000 + i, timer, rqueue, 1000 + i))
     c = DumpCounter(TCPDIAG_GETSOCK, SEQ, PORTID, "dest", port_range=(40000, 40200))
     c.feed(bytearray(buf), len(buf))
