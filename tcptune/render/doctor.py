@@ -18,6 +18,7 @@ def render_doctor_json(report: DoctorReport) -> dict:
             "settings": report.settings,
             "states": report.states,
             "busiest_destination": report.busiest_destination.to_json() if report.busiest_destination else None,
+            "usable_ephemeral_ports": report.usable_ephemeral_ports,
         },
         "notes": report.notes,
     }
