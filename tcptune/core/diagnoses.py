@@ -484,16 +484,18 @@ def _tw_reuse_effect(inp: DoctorInput, peer: str) -> str:
     loopback = peer.startswith("127.") or peer == "::1"
     if timestamps == 0:
         return "tcp_timestamps=0: tcp_tw_reuse cannot act (it needs timestamps, for PAWS), TIME_WAIT ports stay taken"
+    delay = _int(inp.settings, "net.ipv4.tcp_tw_reuse_delay")
+    # before 6.14 the delay is a fixed second (tcp_twsk_unique(): time_after32(now, ts_recent_stamp))
+    older = f"older than tcp_tw_reuse_delay ({delay} ms)" if delay is not None else "more than 1 s old"
     if reuse == 1 or (reuse == 2 and loopback):
         return (
             f"tcp_tw_reuse={reuse} with timestamps: connect() may take over a 4-tuple in TIME_WAIT once it is "
-            "older than tcp_tw_reuse_delay (1 s by default), when the peer sent timestamps too"
+            f"{older}, when the peer sent timestamps too"
         )
     return (
         f"tcp_tw_reuse={reuse}: TIME_WAIT 4-tuples to this peer are not reused"
         + (" (2 reuses loopback only)" if reuse == 2 else "")
-        + "; tcp_tw_reuse=1 (with tcp_timestamps on both ends) lets connect() take over ones older than "
-        "tcp_tw_reuse_delay"
+        + f"; tcp_tw_reuse=1 (with tcp_timestamps on both ends) lets connect() take over ones {older}"
     )
 
 

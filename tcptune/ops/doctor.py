@@ -59,6 +59,7 @@ SETTING_KEYS = (
     "net.ipv4.ip_local_port_range",
     "net.ipv4.ip_local_reserved_ports",
     "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_tw_reuse_delay",
     "net.ipv4.tcp_timestamps",
     "net.netfilter.nf_conntrack_count",
     "net.netfilter.nf_conntrack_max",

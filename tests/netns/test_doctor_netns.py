@@ -199,7 +199,9 @@ def test_connections_to_one_peer_until_eaddrnotavail_are_a_critical_ephemeral_po
     assert summary.startswith("127.0.0.1 -> 127.0.0.1:5000 uses 10 of 10 usable") and "EADDRNOTAVAIL" in summary
     assert any(e.startswith("net.ipv4.ip_local_port_range = 40000") and e.endswith("40009") for e in evidence)
     assert any(e.startswith("sustainable: 10 ports / 60 s") for e in evidence), evidence
-    assert any("tcp_tw_reuse=2 with timestamps" in e for e in evidence), evidence  # loopback: 2 reuses
+    assert any("tcp_tw_reuse=2 with timestamps" in e and "tcp_tw_reuse_delay (1000 ms)" in e for e in evidence), (
+        evidence
+    )
     assert look_at[0] == "net.ipv4.ip_local_port_range"
     assert (busiest.in_use, busiest.usable, busiest.peer_port) == (10, 10, 5000)
 
