@@ -416,9 +416,13 @@ def run_doctor(
     notes: list[str] = []
     meta = _bundle_meta(source)
     live = source.is_live and meta is None
+
+    def wanted(check: str) -> bool:  # what only one check needs is read only when it runs
+        return not checks or check in checks
+
     # the first CLOSE_WAIT sample goes with the first counter sample: the second, after the
     # window, keeps only the sockets (by cookie) that stayed
-    cw_before = _close_wait_sample() if live and interval > 0 else None
+    cw_before = _close_wait_sample() if live and interval > 0 and wanted("close-wait") else None
     cw_start = clock.now()
     window = _window(source, interval, meta, notes)
     settings = source.read_sysctls(SETTING_KEYS)
@@ -432,20 +436,24 @@ def run_doctor(
         )
     sockstat_text = source.read_proc_text("net/sockstat") or ""
     syn_sent = {}
-    if summary.counts.get(TcpState.SYN_SENT, 0) >= SYN_SENT_PILE:  # only then: a dump of that state alone
+    # past the pile-up threshold only: a dump of that one state, by destination
+    if wanted("syn-sent") and summary.counts.get(TcpState.SYN_SENT, 0) >= SYN_SENT_PILE:
         syn_sent = collect_summary(source, states={TcpState.SYN_SENT}, port_range=(1, 65535)).destinations or {}
     owners = _Owners()
     listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live, owners)
     retransmitting = meta["retransmitting"] if meta is not None else _retransmitting(summary.stalled)
-    setting_issues = meta["setting_issues"] if meta is not None else _setting_issues(source, notes)
-    stalls = meta["stalls"] if meta is not None else _stalls(summary.stalled, owners) if live else []
-    if meta is not None:
+    if meta is not None:  # a bundle: what the live run found about processes and settings
+        setting_issues, stalls = meta["setting_issues"], meta["stalls"]
         close_wait, fd_heavy, cw_seconds = meta["close_wait"], meta["fd_heavy"], meta["close_wait_seconds"]
     elif live:
-        close_wait, fd_heavy = _close_wait_owners(cw_before, owners), _fd_heavy()
+        setting_issues = _setting_issues(source, notes) if wanted("settings") else []
+        stalls = _stalls(summary.stalled, owners) if wanted("receiver-not-reading") else []
+        close_wait = _close_wait_owners(cw_before, owners) if wanted("close-wait") else []
+        fd_heavy = _fd_heavy() if wanted("fd-limit") else []
         cw_seconds = clock.now() - cw_start if cw_before is not None else 0.0
-    else:
-        close_wait, fd_heavy, cw_seconds = [], [], 0.0
+    else:  # a saved tree that is no bundle
+        setting_issues = _setting_issues(source, notes) if wanted("settings") else []
+        stalls, close_wait, fd_heavy, cw_seconds = [], [], [], 0.0
         notes.append("a saved tree has no processes: the close-wait and fd-limit checks need the live host")
     inp = DoctorInput(
         counter=delta(_counters(window.first), _counters(window.second), window.seconds),
