@@ -72,7 +72,7 @@ class ProcessSockets:
     label: str  # "nginx (pid 812, user www-data, 40/1024 fds)"
     pid: int
     close_wait: int = 0  # CLOSE_WAIT sockets it holds (in both samples, when there were two)
-    sockets: int = 0  # socket fds it holds (any kind: /proc/PID/fd "socket:[...]")
+    sockets: int = 0  # socket fds it holds (any kind: /proc/PID/fd "socket:[...]"; 0 for fd-limit: not counted)
     open_fds: int | None = None
     fd_limit: int | None = None  # RLIMIT_NOFILE soft limit
     persisted: bool = False  # the CLOSE_WAIT sockets were matched by cookie across two samples
@@ -702,7 +702,10 @@ def check_fd_limit(inp: DoctorInput) -> list[Finding]:
             CRITICAL if p.open_fds is not None and p.fd_limit and p.open_fds >= p.fd_limit else WARNING,
             f"{p.label} holds sockets and is at {p.open_fds} of its {p.fd_limit} open files: accept() and "
             "socket() fail with EMFILE at the limit (the listener's queue then fills)",
-            (_fds(p), Evidence(f"{p.label}: {p.sockets} of its fds are sockets", "/proc/PID/fd socket:[inode] links")),
+            (
+                _fds(p),
+                Evidence(f"{p.label} holds sockets in this network namespace", "/proc/PID/fd socket:[inode] links"),
+            ),
             (f"the program {p.label}", "its LimitNOFILE= (systemd) or ulimit -n"),
             "raise the program's RLIMIT_NOFILE (systemd LimitNOFILE=, or ulimit -n before it starts), or find "
             "what it leaks (close-wait, idle connections); fs.file-max is the system-wide cap, rarely the one hit",

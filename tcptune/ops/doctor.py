@@ -302,12 +302,10 @@ def _fd_heavy() -> list[ProcessSockets]:
     from tcptune.host.processes import process_facts, socket_owners_near_fd_limit
 
     out = []
-    for pid, open_fds, limit, sockets in socket_owners_near_fd_limit(FD_NEAR):
+    for pid, open_fds, limit in socket_owners_near_fd_limit(FD_NEAR):
         facts = process_facts(pid)  # psutil for the few the screen found: name, user, and the numbers again
         if facts is not None:
-            out.append(
-                ProcessSockets(facts.label(), pid, 0, sockets, facts.open_fds or open_fds, facts.fd_limit or limit)
-            )
+            out.append(ProcessSockets(facts.label(), pid, 0, 0, facts.open_fds or open_fds, facts.fd_limit or limit))
     return out
 
 

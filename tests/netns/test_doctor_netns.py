@@ -316,7 +316,8 @@ def test_a_socket_owner_at_its_rlimit_nofile_is_an_fd_limit_finding_and_a_roomy_
     ((check, severity, summary, evidence),) = found
     assert (check, severity) == ("fd-limit", "warning")
     assert f"(pid {pid}" in summary and "of its 27 open files" in summary
-    assert evidence[1].endswith("21 of its fds are sockets")
+    assert evidence[0].endswith("26 open fds of RLIMIT_NOFILE 27 (96%)")
+    assert evidence[1].endswith("holds sockets in this network namespace")
     _, found = run_in_netns(_fd_limit, 1024)
     assert found == []
 
