@@ -446,7 +446,11 @@ def run_doctor(
     elif live:
         setting_issues = _setting_issues(source, notes) if wanted("settings") else []
         stalls = _stalls(summary.stalled, owners) if wanted("receiver-not-reading") else []
-        close_wait = _close_wait_owners(cw_before, owners) if wanted("close-wait") else []
+        # the second CLOSE_WAIT dump only when enough could have stayed (the main dump's count, the first sample)
+        enough = summary.counts.get(TcpState.CLOSE_WAIT, 0) >= CLOSE_WAIT_MIN and (
+            cw_before is None or len(cw_before) >= CLOSE_WAIT_MIN
+        )
+        close_wait = _close_wait_owners(cw_before, owners) if wanted("close-wait") and enough else []
         fd_heavy = _fd_heavy() if wanted("fd-limit") else []
         cw_seconds = clock.now() - cw_start if cw_before is not None else 0.0
     else:  # a saved tree that is no bundle
