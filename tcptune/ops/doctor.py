@@ -389,7 +389,7 @@ def _bundle_meta(source: Source) -> dict | None:
         meta["setting_issues"] = [SettingIssue(*map(_text_or_none, row)) for row in meta.get("setting_issues", [])]
         meta["retransmitting"] = {str(k): int(v) for k, v in meta.get("retransmitting", {}).items()}
         meta["stalls"] = [Stall(str(a), str(b), int(c), int(d), str(e)) for a, b, c, d, e in meta.get("stalls", [])]
-    except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
         raise TcptuneError(f"{BUNDLE_META} in {source.label}: {exc}", ExitCode.BAD_INPUT) from None
     return meta
 
