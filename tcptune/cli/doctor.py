@@ -64,8 +64,9 @@ def doctor_cmd(
     netns: NetnsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Diagnose: accept and SYN queue overflows, TIME_WAIT and orphan limits, TCP memory,
-    retransmissions, resets, SYN_SENT pile-ups and conntrack, each with its evidence and fix.
+    """Diagnose: accept and SYN queue overflows, TIME_WAIT and orphan limits, ephemeral ports per
+    destination, TCP memory, retransmissions, resets, SYN_SENT pile-ups, CLOSE_WAIT leaks, fd limits
+    and conntrack, each with its evidence and fix.
 
     Counters are rates over --interval, never since-boot totals. Exit 0 no findings, 1 findings.
     """

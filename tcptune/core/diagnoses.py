@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tcptune.core.counters import Delta
+from tcptune.core.ports import TIME_WAIT_SECONDS, parse_port_range, parse_reserved_ports, port_use, usable_ports
 from tcptune.core.socket_summary import accept_queue_full
 from tcptune.kernel.states import TcpState
 
@@ -64,6 +65,72 @@ class Listener:
     owner: str | None = None  # "nginx (pid 812)"
 
 
+@dataclass(frozen=True)
+class ProcessSockets:
+    """A process a check names: its CLOSE_WAIT sockets, its sockets, its fds against RLIMIT_NOFILE."""
+
+    label: str  # "nginx (pid 812, user www-data, 40/1024 fds)"
+    pid: int
+    close_wait: int = 0  # CLOSE_WAIT sockets it holds (in both samples, when there were two)
+    sockets: int = 0  # socket fds it holds (any kind: /proc/PID/fd "socket:[...]"; 0 for fd-limit: not counted)
+    open_fds: int | None = None
+    fd_limit: int | None = None  # RLIMIT_NOFILE soft limit
+    persisted: bool = False  # the CLOSE_WAIT sockets were matched by cookie across two samples
+
+    def to_row(self) -> list:
+        return [self.label, self.pid, self.close_wait, self.sockets, self.open_fds, self.fd_limit, self.persisted]
+
+
+@dataclass(frozen=True)
+class Stall:
+    """One process's sockets whose data does not move."""
+
+    label: str  # the owner, or "(no owner)"
+    role: str  # UNREAD: it is not reading (Recv-Q >= 64 KiB); ZERO_WINDOW: its peer is not (persist timer)
+    sockets: int
+    largest: int  # bytes: the largest Recv-Q (unread) or Send-Q (zero window)
+    example: str  # "127.0.0.1:6002 <- 127.0.0.1:40123"
+
+    def to_row(self) -> list:
+        return [self.label, self.role, self.sockets, self.largest, self.example]
+
+
+UNREAD, ZERO_WINDOW = "unread", "zero-window"
+
+
+@dataclass(frozen=True)
+class SettingIssue:
+    """What audit knows about one key: a risky value, or a value the next boot will not keep."""
+
+    key: str
+    kind: str  # RISKY, NOT_PERSISTED, BOOT_LINE_IGNORED
+    value: str | None  # the running value
+    expected: str | None  # for NOT_PERSISTED: what the next boot sets
+    reason: str
+    source: str
+
+    def to_row(self) -> list:
+        return [self.key, self.kind, self.value, self.expected, self.reason, self.source]
+
+
+RISKY, NOT_PERSISTED, BOOT_LINE_IGNORED = "risky", "not-persisted", "boot-line-ignored"
+CLOSE_WAIT_MANY = 100  # CLOSE_WAIT sockets in one process: a leak whatever else it holds
+CLOSE_WAIT_MIN = 16  # below this many, even a large share is a handful of slow closes
+CLOSE_WAIT_SHARE = 0.5
+FD_NEAR = 0.9  # open fds at 90 % of RLIMIT_NOFILE: the next accept()/socket() fails with EMFILE soon
+
+
+def close_wait_leak(close_wait: int, sockets: int) -> bool:
+    """Does one process's CLOSE_WAIT count look like a leak (absolute, or as a share of its sockets)?"""
+    return close_wait >= CLOSE_WAIT_MANY or (
+        close_wait >= CLOSE_WAIT_MIN and close_wait >= CLOSE_WAIT_SHARE * max(sockets, 1)
+    )
+
+
+def near_fd_limit(open_fds: int | None, fd_limit: int | None) -> bool:
+    return open_fds is not None and bool(fd_limit) and open_fds >= FD_NEAR * fd_limit
+
+
 @dataclass
 class DoctorInput:
     """One window's worth of facts about one network namespace."""
@@ -75,7 +142,19 @@ class DoctorInput:
     listeners: list[Listener] = field(default_factory=list)
     sockstat: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # "TCP" -> {"inuse": .., "mem": ..}
     syn_sent_timeout: float | None = None  # seconds until connect() gives up, from the SYN model
+    synack_timeout: float | None = None  # seconds a request waits in SYN_RECV for the final ACK (SYN-ACK model)
+    syn_recv_by_port: Mapping[int, int] = field(default_factory=dict)  # listener port -> pending requests
     idle_timeout: float | None = None  # a load balancer's or the application's idle timeout (--idle-timeout)
+    # (local address, peer address, peer port) -> sockets holding a port of ip_local_port_range
+    # (TIME_WAIT included), from the same dump as ``states``
+    destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)
+    syn_sent_destinations: Mapping[tuple[str, str, int], int] = field(default_factory=dict)  # SYN_SENT by dest
+    retransmitting: Mapping[str, int] = field(default_factory=dict)  # peer -> sockets retransmitting now
+    setting_issues: list[SettingIssue] = field(default_factory=list)  # from ops.audit (profile and --persisted)
+    stalls: list[Stall] = field(default_factory=list)  # from the dump's timer and Recv-Q columns
+    close_wait_owners: list[ProcessSockets] = field(default_factory=list)  # processes close_wait_leak() names
+    fd_heavy: list[ProcessSockets] = field(default_factory=list)  # socket owners near_fd_limit() names
+    window_seconds_cw: float = 0.0  # how far apart the two CLOSE_WAIT samples were (0: one sample)
 
 
 def _int(settings: Mapping[str, str | None], key: str, index: int = 0) -> int | None:
@@ -152,6 +231,24 @@ def check_syn_queue(inp: DoctorInput) -> list[Finding]:
     evidence = [_ev(d) for d in (drop, cookies, sent) if d]
     evidence += [_setting(inp, "net.ipv4.tcp_syncookies"), _setting(inp, "net.ipv4.tcp_max_syn_backlog")]
     evidence.append(Evidence(f"SYN_RECV sockets: {inp.states.get(TcpState.SYN_RECV, 0)}", "sock_diag dump"))
+    backlog_of = {lst.port: lst.backlog for lst in inp.listeners}
+    for port, pending in sorted(inp.syn_recv_by_port.items(), key=lambda kv: (-kv[1], kv[0]))[:PORT_EVIDENCE]:
+        limit = f" of listen backlog {backlog_of[port]}" if port in backlog_of else ""
+        evidence.append(
+            Evidence(
+                f"port {port}: {pending} requests in SYN_RECV{limit} (the queue is full at the backlog; "
+                f"without syncookies new SYNs drop from 3/4 of tcp_max_syn_backlog)",
+                "sock_diag dump: request sockets by local port; tcp_conn_request()",
+            )
+        )
+    if inp.synack_timeout:
+        evidence.append(
+            Evidence(
+                f"each request holds its slot up to {inp.synack_timeout:.0f} s while the SYN-ACK is resent "
+                f"(tcp_synack_retries={inp.settings.get('net.ipv4.tcp_synack_retries')})",
+                "tcptune.kernel.timers.synack predict_synack(): reqsk_timer_handler()",
+            )
+        )
     if drop:
         severity = CRITICAL if syncookies == 0 else WARNING
         summary = "SYN queue full: new connections are being dropped" + (
@@ -168,7 +265,12 @@ def check_syn_queue(inp: DoctorInput) -> list[Finding]:
             severity,
             summary,
             tuple(evidence),
-            ("net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies", "net.core.somaxconn"),
+            (
+                "net.ipv4.tcp_max_syn_backlog",
+                "net.ipv4.tcp_syncookies",
+                "net.core.somaxconn",
+                "net.ipv4.tcp_synack_retries",
+            ),
             "keep tcp_syncookies=1; raise tcp_max_syn_backlog and the listen() backlog for legitimate load; "
             "a flood is answered upstream",
             "tcp_conn_request() and tcp_syn_flood_action() in net/ipv4/tcp_input.c",
@@ -253,13 +355,20 @@ def check_retransmissions(inp: DoctorInput) -> list[Finding]:
     if share <= RETRANS_SHARE:
         return []
     extra = [d for d in (_moved(inp, "TcpExt", "TCPSynRetrans"), _moved(inp, "TcpExt", "TCPTimeouts")) if d]
+    peers = sorted(inp.retransmitting.items(), key=lambda kv: (-kv[1], kv[0]))[:PORT_EVIDENCE]
+    evidence = [_ev(d) for d in (retrans, sent, *extra)]
+    evidence += [
+        Evidence(f"{peer}: {n} socket(s) retransmitting at the dump", "sock_diag idiag_retrans (icsk_retransmits) > 0")
+        for peer, n in peers
+    ]
     return [
         Finding(
             "retransmissions",
             WARNING,
-            f"{share:.1%} of sent segments were retransmissions",
-            tuple(_ev(d) for d in (retrans, sent, *extra)),
-            ("the path to the busiest peers (tcptune states --by peer)",),
+            f"{share:.1%} of sent segments were retransmissions"
+            + (f"; most retransmitting sockets go to {peers[0][0]}" if peers else ""),
+            tuple(evidence),
+            (f"the path to {peers[0][0]}" if peers else "the path to the busiest peers (tcptune states --by peer)",),
             "look for loss on the path (NIC drops, a congested link, a firewall dropping); tuning rarely fixes loss",
             "RFC 6298; tcp_retransmit_skb() in net/ipv4/tcp_output.c",
         )
@@ -298,14 +407,35 @@ def check_syn_sent(inp: DoctorInput) -> list[Finding]:
     if n < SYN_SENT_PILE:
         return []
     wait = f"; each gives up after {inp.syn_sent_timeout:.1f} s" if inp.syn_sent_timeout else ""
+    ranked = sorted(inp.syn_sent_destinations.items(), key=lambda kv: (-kv[1], kv[0]))[:PORT_EVIDENCE]
+    evidence = [Evidence(f"SYN_SENT sockets: {n}", "sock_diag dump")]
+    evidence += [
+        Evidence(f"{local} -> {peer}:{port}: {c} in SYN_SENT", "sock_diag dump of the SYN_SENT sockets, by destination")
+        for (local, peer, port), c in ranked
+    ]
+    if inp.syn_sent_timeout:
+        evidence.append(
+            Evidence(
+                f"connect() gives up after {inp.syn_sent_timeout:.1f} s (tcp_syn_retries="
+                f"{inp.settings.get('net.ipv4.tcp_syn_retries')}, unanswered SYNs with exponential backoff)",
+                "tcptune.kernel.timers.syn predict_syn(): tcp_write_timeout() in net/ipv4/tcp_timer.c",
+            )
+        )
+    evidence.append(_setting(inp, "net.ipv4.tcp_syn_retries"))
+    if ranked:
+        (_, peer, port), c = ranked[0]
+        summary = f"{c} of {n} connections waiting in SYN_SENT go to {peer}:{port}{wait}"
+        look = f"the peer {peer}:{port} (down, or a firewall dropping SYNs)"
+    else:
+        summary, look = f"{n} connections waiting in SYN_SENT{wait}", "the peers (tcptune states --by peer)"
     return [
         Finding(
             "syn-sent",
             WARNING,
-            f"{n} connections waiting in SYN_SENT{wait}",
-            (Evidence(f"SYN_SENT sockets: {n}", "sock_diag dump"), _setting(inp, "net.ipv4.tcp_syn_retries")),
-            ("net.ipv4.tcp_syn_retries", "the peers (tcptune states --by peer --state syn-sent)"),
-            "a peer is down or filtered; lower tcp_syn_retries (or set a connect timeout) to fail fast",
+            summary,
+            tuple(evidence),
+            ("net.ipv4.tcp_syn_retries", look),
+            "a peer is down or filtered; lower tcp_syn_retries (or set a connect timeout in the program) to fail fast",
             "tcp_write_timeout() in net/ipv4/tcp_timer.c",
         )
     ]
@@ -326,6 +456,263 @@ def check_conntrack(inp: DoctorInput) -> list[Finding]:
             "raise nf_conntrack_max (and the hash size), or exempt heavy traffic from tracking",
             "nf_conntrack_alloc() in net/netfilter/nf_conntrack_core.c",
         )
+    ]
+
+
+PORT_EVIDENCE = 5  # destinations listed in the ephemeral-ports finding
+
+
+def usable_ephemeral_ports(settings: Mapping[str, str | None]) -> int | None:
+    """ip_local_port_range minus ip_local_reserved_ports (None when the range is unreadable)."""
+    port_range = parse_port_range(settings.get("net.ipv4.ip_local_port_range"))
+    if port_range is None:
+        return None
+    return usable_ports(port_range, parse_reserved_ports(settings.get("net.ipv4.ip_local_reserved_ports")))
+
+
+def ephemeral_port_use(inp: DoctorInput, top: int | None = None):
+    """The destinations by share of the usable ephemeral ports, busiest first ([] when the range is unknown)."""
+    usable = usable_ephemeral_ports(inp.settings)
+    if usable is None or not inp.destinations:
+        return []
+    return port_use(inp.destinations, usable, top)
+
+
+def _tw_reuse_effect(inp: DoctorInput, peer: str) -> str:
+    reuse = _int(inp.settings, "net.ipv4.tcp_tw_reuse")
+    timestamps = _int(inp.settings, "net.ipv4.tcp_timestamps")
+    loopback = peer.startswith("127.") or peer == "::1"
+    if timestamps == 0:
+        return "tcp_timestamps=0: tcp_tw_reuse cannot act (it needs timestamps, for PAWS), TIME_WAIT ports stay taken"
+    delay = _int(inp.settings, "net.ipv4.tcp_tw_reuse_delay")
+    # before 6.14 the delay is a fixed second (tcp_twsk_unique(): time_after32(now, ts_recent_stamp))
+    older = f"older than tcp_tw_reuse_delay ({delay} ms)" if delay is not None else "more than 1 s old"
+    if reuse == 1 or (reuse == 2 and loopback):
+        return (
+            f"tcp_tw_reuse={reuse} with timestamps: connect() may take over a 4-tuple in TIME_WAIT once it is "
+            f"{older}, when the peer sent timestamps too"
+        )
+    return (
+        f"tcp_tw_reuse={reuse}: TIME_WAIT 4-tuples to this peer are not reused"
+        + (" (2 reuses loopback only)" if reuse == 2 else "")
+        + f"; tcp_tw_reuse=1 (with tcp_timestamps on both ends) lets connect() take over ones {older}"
+    )
+
+
+def check_ephemeral_ports(inp: DoctorInput) -> list[Finding]:
+    used = ephemeral_port_use(inp, PORT_EVIDENCE)
+    near = [u for u in used if u.ratio >= NEAR]
+    if not near:
+        return []
+    worst = near[0]
+    evidence = [
+        Evidence(
+            f"{u.local} -> {u.peer}:{u.peer_port}: {u.in_use} sockets hold ephemeral ports, {u.ratio:.0%} of the "
+            f"{u.usable} usable",
+            "sock_diag dump: sockets per (local address, peer address, peer port) with a local port in "
+            "ip_local_port_range, TIME_WAIT included",
+        )
+        for u in near
+    ]
+    evidence += [_setting(inp, "net.ipv4.ip_local_port_range"), _setting(inp, "net.ipv4.ip_local_reserved_ports")]
+    evidence.append(
+        Evidence(
+            f"sustainable: {worst.usable} ports / {TIME_WAIT_SECONDS} s of TIME_WAIT = "
+            f"{worst.usable / TIME_WAIT_SECONDS:.1f} new connections/s "
+            "to one destination when this side closes first",
+            "include/net/tcp.h TCP_TIMEWAIT_LEN (60 s, fixed)",
+        )
+    )
+    evidence.append(
+        Evidence(_tw_reuse_effect(inp, worst.peer), "net/ipv4/tcp_ipv4.c tcp_twsk_unique(); ip-sysctl.rst tcp_tw_reuse")
+    )
+    evidence += [_setting(inp, "net.ipv4.tcp_tw_reuse"), _setting(inp, "net.ipv4.tcp_timestamps")]
+    full = worst.in_use >= worst.usable
+    return [
+        Finding(
+            "ephemeral-ports",
+            CRITICAL if full else WARNING,
+            f"{worst.local} -> {worst.peer}:{worst.peer_port} uses {worst.in_use} of {worst.usable} usable ephemeral "
+            "ports" + ("; further connect()s to it fail with EADDRNOTAVAIL" if full else ""),
+            tuple(evidence),
+            (
+                "net.ipv4.ip_local_port_range",
+                "net.ipv4.ip_local_reserved_ports",
+                "net.ipv4.tcp_tw_reuse",
+                "the client program's connection reuse",
+            ),
+            "reuse connections (keep-alive, pooling); widen ip_local_port_range or add local addresses or peer "
+            "ports; a client that bind()s before connect() takes its port without knowing the destination and "
+            "cannot share it: set IP_BIND_ADDRESS_NO_PORT before bind()",
+            "__inet_hash_connect() and __inet_check_established() in net/ipv4/inet_hashtables.c; ip-sysctl.rst "
+            "ip_local_port_range, IP_BIND_ADDRESS_NO_PORT in ip(7)",
+        )
+    ]
+
+
+def _fds(p: ProcessSockets) -> Evidence:
+    share = f" ({p.open_fds / p.fd_limit:.0%})" if p.open_fds is not None and p.fd_limit else ""
+    return Evidence(
+        f"{p.label}: {p.open_fds} open fds of RLIMIT_NOFILE {p.fd_limit}{share}",
+        "psutil Process.num_fds() and rlimit(RLIMIT_NOFILE)",
+    )
+
+
+def check_close_wait(inp: DoctorInput) -> list[Finding]:
+    out = []
+    for p in inp.close_wait_owners:
+        if not close_wait_leak(p.close_wait, p.sockets):
+            continue
+        stayed = (
+            f"; all {p.close_wait} were in CLOSE_WAIT {inp.window_seconds_cw:.1f} s earlier too (same socket cookies)"
+            if p.persisted
+            else " (one sample: not followed over time)"
+        )
+        evidence = [
+            Evidence(
+                f"{p.label}: {p.close_wait} CLOSE_WAIT sockets, {p.close_wait / max(p.sockets, 1):.0%} of its "
+                f"{p.sockets} sockets{stayed}",
+                "sock_diag dumps of CLOSE_WAIT (idiag_cookie, idiag_inode) joined with /proc/PID/fd",
+            ),
+            _fds(p),
+        ]
+        out.append(
+            Finding(
+                "close-wait",
+                CRITICAL if near_fd_limit(p.open_fds, p.fd_limit) else WARNING,
+                f"{p.label} leaks CLOSE_WAIT sockets: {p.close_wait} peers closed and it never called close(); "
+                "the kernel never expires these",
+                tuple(evidence),
+                (f"the program {p.label}",),
+                "fix the program to close() when read() returns 0 (the peer's FIN); restarting it frees them now. "
+                "No sysctl reclaims CLOSE_WAIT (tcp_fin_timeout is FIN_WAIT2's)",
+                "tcp_fin() in net/ipv4/tcp_input.c: ESTABLISHED -> CLOSE_WAIT, left only by the program's close()",
+            )
+        )
+    return out
+
+
+def check_receiver_not_reading(inp: DoctorInput) -> list[Finding]:
+    drop = _moved(inp, "TcpExt", "TCPZeroWindowDrop")
+    to_zero = _moved(inp, "TcpExt", "TCPToZeroWindowAdv")
+    unread = [s for s in inp.stalls if s.role == UNREAD]
+    waiting = [s for s in inp.stalls if s.role == ZERO_WINDOW]
+    # A large Recv-Q alone is any busy receiver between two reads; it counts when a window
+    # actually closed: a sender here probing, a zero window advertised or data dropped on one.
+    if not (waiting or drop or (unread and to_zero)):
+        return []
+    evidence = [
+        Evidence(
+            f"{s.label}: {s.sockets} socket(s) with unread data (up to {s.largest} bytes in Recv-Q), e.g. {s.example}",
+            "sock_diag idiag_rqueue (rcv_nxt - copied_seq) >= 64 KiB",
+        )
+        for s in unread
+    ]
+    evidence += [
+        Evidence(
+            f"{s.label}: {s.sockets} socket(s) sending zero-window probes (up to {s.largest} bytes waiting in "
+            f"Send-Q), e.g. {s.example}",
+            "sock_diag idiag_timer 4 (ICSK_TIME_PROBE0: the peer advertised a zero window)",
+        )
+        for s in waiting
+    ]
+    moved = [_moved(inp, "TcpExt", n) for n in ("TCPToZeroWindowAdv", "TCPZeroWindowDrop", "TCPFromZeroWindowAdv")]
+    evidence += [_ev(d) for d in moved if d]
+    if unread:
+        top = max(unread, key=lambda s: (s.largest, s.sockets))
+        summary = f"{top.label} is not reading: {top.sockets} socket(s) hold up to {top.largest} unread bytes"
+    elif waiting:
+        summary = (
+            f"{sum(s.sockets for s in waiting)} socket(s) wait on a peer's zero window (the receiver does not read)"
+        )
+    else:
+        summary = f"{drop.change} segments dropped on a zero receive window"
+    return [
+        Finding(
+            "receiver-not-reading",
+            WARNING if waiting or drop else INFO,
+            summary,
+            tuple(evidence),
+            tuple(dict.fromkeys(f"the program {s.label}" for s in unread or waiting)) or ("the receiving programs",),
+            "the receiving program reads too slowly or not at all (blocked, overloaded, a deadlock); a bigger "
+            "tcp_rmem only delays the stall. The sender keeps probing and never times out while the peer answers",
+            "tcp_probe_timer() and tcp_send_probe0() in net/ipv4/tcp_timer.c and tcp_output.c; tcp_select_window()",
+        )
+    ]
+
+
+def check_settings(inp: DoctorInput) -> list[Finding]:
+    """audit's verdicts as findings: each risky value; the values a reboot would change; sysctl.d lines that do nothing."""
+    out = [
+        Finding(
+            "settings",
+            WARNING,
+            f"{i.key} = {i.value} is risky: {i.reason}",
+            (Evidence(f"{i.key} = {i.value}", f"/proc/sys/{i.key.replace('.', '/')}"), Evidence(i.reason, i.source)),
+            (i.key,),
+            f"set {i.key} back (tcptune explain {i.key} gives the default and why), with tcptune apply --persist",
+            i.source,
+        )
+        for i in inp.setting_issues
+        if i.kind == RISKY
+    ]
+    lost = [i for i in inp.setting_issues if i.kind == NOT_PERSISTED]
+    if lost:
+        out.append(
+            Finding(
+                "settings",
+                INFO,
+                f"{len(lost)} running value(s) will not survive a reboot: "
+                + ", ".join(i.key for i in lost[:5])
+                + (", ..." if len(lost) > 5 else ""),
+                tuple(
+                    Evidence(
+                        f"{i.key} = {i.value}, the next boot sets {i.expected} ({i.reason})",
+                        i.source or "tcptune audit --persisted",
+                    )
+                    for i in lost
+                ),
+                tuple(i.key for i in lost),
+                "persist what was meant (tcptune apply --persist, or a sysctl.d file), or set back what was a "
+                "test; `tcptune audit --persisted` lists them",
+                "sysctl.d(5); tcptune audit --persisted",
+            )
+        )
+    ignored = [i for i in inp.setting_issues if i.kind == BOOT_LINE_IGNORED]
+    if ignored:
+        out.append(
+            Finding(
+                "settings",
+                INFO,
+                f"{len(ignored)} sysctl.d line(s) set keys this kernel does not have: "
+                + ", ".join(i.key for i in ignored[:5]),
+                tuple(Evidence(f"{i.key}: {i.reason}", i.source or "sysctl.d") for i in ignored),
+                tuple(i.key for i in ignored),
+                "remove the lines (the key was removed or renamed; `tcptune explain KEY` says since when)",
+                "sysctl.d(5); tcptune audit --persisted",
+            )
+        )
+    return out
+
+
+def check_fd_limit(inp: DoctorInput) -> list[Finding]:
+    return [
+        Finding(
+            "fd-limit",
+            CRITICAL if p.open_fds is not None and p.fd_limit and p.open_fds >= p.fd_limit else WARNING,
+            f"{p.label} holds sockets and is at {p.open_fds} of its {p.fd_limit} open files: accept() and "
+            "socket() fail with EMFILE at the limit (the listener's queue then fills)",
+            (
+                _fds(p),
+                Evidence(f"{p.label} holds sockets in this network namespace", "/proc/PID/fd socket:[inode] links"),
+            ),
+            (f"the program {p.label}", "its LimitNOFILE= (systemd) or ulimit -n"),
+            "raise the program's RLIMIT_NOFILE (systemd LimitNOFILE=, or ulimit -n before it starts), or find "
+            "what it leaks (close-wait, idle connections); fs.file-max is the system-wide cap, rarely the one hit",
+            "alloc_fd() in fs/file.c (EMFILE past RLIMIT_NOFILE); getrlimit(2)",
+        )
+        for p in inp.fd_heavy
+        if near_fd_limit(p.open_fds, p.fd_limit)
     ]
 
 
@@ -396,10 +783,15 @@ CHECKS: dict[str, Callable[[DoctorInput], list[Finding]]] = {
     "accept-queue": check_accept_queue,
     "syn-queue": check_syn_queue,
     "time-wait": check_time_wait,
+    "ephemeral-ports": check_ephemeral_ports,
     "orphans-memory": check_orphans_and_memory,
     "retransmissions": check_retransmissions,
     "resets": check_resets,
     "syn-sent": check_syn_sent,
+    "close-wait": check_close_wait,
+    "fd-limit": check_fd_limit,
+    "receiver-not-reading": check_receiver_not_reading,
+    "settings": check_settings,
     "conntrack": check_conntrack,
     "dead-peers": check_dead_peers,
 }

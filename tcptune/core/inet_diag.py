@@ -67,6 +67,7 @@ OFF_SPORT = 20
 OFF_DPORT = 22
 OFF_SRC = 24
 OFF_DST = 40
+OFF_COOKIE = 60  # idiag_cookie[2]: sock_gen_cookie(), unique per socket for the boot (net/core/sock_diag.c)
 OFF_RQUEUE = 72
 OFF_WQUEUE = 76
 OFF_INODE = 84
@@ -82,6 +83,18 @@ LISTEN_MASK = 1 << TcpState.LISTEN
 # How far into each message a view reads (the record holds bytes 4 .. end).
 _RECORD_END = {None: OFF_DPORT, "state": OFF_DPORT, "local-port": OFF_DPORT, "peer": OFF_DST + 16}
 _RECORD_END["process"] = OFF_INODE + 4
+# One socket followed across samples (doctor's CLOSE_WAIT check): cookie and inode.
+_RECORD_END["cookies"] = OFF_INODE + 4
+# Doctor's view: both ports and both addresses (ephemeral-port use per destination), and the
+# timer, Recv-Q and inode of the few sockets whose receiver is not reading.
+_RECORD_END["dest"] = OFF_INODE + 4
+TIMER_PROBE0 = 4  # idiag_timer of a socket in zero-window probing (inet_sk_diag_fill(): ICSK_TIME_PROBE0)
+_IS_PROBE0 = bytes(1 if i == TIMER_PROBE0 else 0 for i in range(256))
+_NONZERO = bytes([0]) + bytes([1]) * 255
+# idiag_rqueue is a native u32: the bytes that are nonzero from 64 KiB up
+_RQUEUE_HIGH = (2, 3) if sys.byteorder == "little" else (0, 1)
+RQUEUE_FULLISH = 1 << 16  # Recv-Q from this many bytes up counts as a receiver not reading
+DEST_KEY = OFF_DST + 16 - OFF_FAMILY  # idiag_family .. the end of the peer address (40 bytes)
 _SYN_STATES = (TcpState.SYN_RECV, TCP_NEW_SYN_RECV)
 _KNOWN = {*map(int, TcpState), TCP_NEW_SYN_RECV}
 _SELECT = {code: bytes(1 if i == code else 0 for i in range(256)) for code in _SYN_STATES}
@@ -111,6 +124,23 @@ class Listener:
     inode: int
 
 
+@dataclass(frozen=True)
+class Stalled:
+    """A socket whose data is not moving: its peer's window is zero (timer 4), it is retransmitting
+    (idiag_retrans > 0), or its Recv-Q is large."""
+
+    state: int
+    local: str
+    local_port: int
+    peer: str
+    peer_port: int
+    timer: int  # idiag_timer: 4 = zero-window probe
+    retrans: int  # idiag_retrans: icsk_retransmits, consecutive retransmissions of the oldest unacked data
+    rqueue: int  # bytes received and not read (tcp_diag_get_info(): rcv_nxt - copied_seq)
+    wqueue: int  # bytes not yet acknowledged (write_seq - snd_una)
+    inode: int
+
+
 @dataclass
 class DiagTable:
     """What one pass over the kernel's TCP table found (values only; rendering is tcptune.render.states)."""
@@ -125,6 +155,45 @@ class DiagTable:
     # (a dict or Counter keyed per socket would cost ~200 bytes each at a million).
     sock_states: bytearray = field(default_factory=bytearray)
     sock_inodes: array = field(default_factory=lambda: array("I"))
+    # by='cookies': each socket's idiag_cookie (native u64), in the order of sock_inodes
+    sock_cookies: array = field(default_factory=lambda: array("Q"))
+    # by='dest': (local address, peer address, peer port) -> sockets whose local port is in the
+    # port range asked for (LISTEN not counted: it has no peer)
+    destinations: Counter = field(default_factory=Counter)
+    # by='dest': sockets in zero-window probing or with Recv-Q >= RQUEUE_FULLISH (few)
+    stalled: list = field(default_factory=list)  # Stalled
+
+
+def _port_selectors(port_range: tuple[int, int]) -> tuple[bytes, ...]:
+    """translate() tables that mark, per socket, the high and low byte tests of lo <= port <= hi.
+
+    (inside, at_lo, low_ge, at_hi, low_le): a port is in the range when its high byte is
+    strictly inside, or equals lo's and the low byte is >= lo's, or equals hi's and the low
+    byte is <= hi's.  Each test is one bytes.translate() over a column, combined as big
+    integers: C loops, no Python step per socket.
+    """
+    lo, hi = port_range
+    lo_h, lo_l, hi_h, hi_l = lo >> 8, lo & 0xFF, hi >> 8, hi & 0xFF
+
+    def table(test) -> bytes:
+        return bytes(1 if test(i) else 0 for i in range(256))
+
+    return (
+        table(lambda h: lo_h < h < hi_h),
+        table(lambda h: h == lo_h),
+        table(lambda b: b >= lo_l),
+        table(lambda h: h == hi_h),
+        table(lambda b: b <= hi_l),
+    )
+
+
+def _in_range(high: bytes, low: bytes, tables: tuple[bytes, ...], same_high: bool) -> bytes:
+    """One byte per socket, 1 where the port (high, low byte columns) is in the range."""
+    inside, at_lo, low_ge, at_hi, low_le = (
+        int.from_bytes(col.translate(t), "little") for col, t in zip((high, high, low, high, low), tables, strict=True)
+    )
+    sel = at_lo & low_ge & at_hi & low_le if same_high else inside | (at_lo & low_ge) | (at_hi & low_le)
+    return sel.to_bytes(len(high), "little")
 
 
 def request(family: int, states: int, seq: int) -> bytes:
@@ -226,9 +295,21 @@ class DumpCounter:
     always collected, for the listen-backlog warning.
     """
 
-    def __init__(self, rtype: int, seq: int, portid: int, by: str | None = None, listeners: bool = False):
+    def __init__(
+        self,
+        rtype: int,
+        seq: int,
+        portid: int,
+        by: str | None = None,
+        listeners: bool = False,
+        port_range: tuple[int, int] | None = None,
+    ):
         if by not in _RECORD_END:
             raise ValueError(f"unknown grouping {by!r}")
+        if by == "dest" and port_range is None:
+            raise ValueError("by='dest' counts the sockets in a port range: give port_range")
+        self.port_tables = _port_selectors(port_range) if by == "dest" else ()
+        self.same_high = port_range is not None and port_range[0] >> 8 == port_range[1] >> 8
         self.rtype = rtype
         self.by = by
         self.listeners = [] if listeners else None
@@ -249,6 +330,8 @@ class DumpCounter:
         self.keys: Counter = Counter()  # local-port: state|port packed in a u32; peer: 20-byte keys
         self.sock_states = bytearray()
         self.sock_inodes = array("I")
+        self.sock_cookies = array("Q")
+        self.stalled_records: list = []
         self.interrupted = False
 
     def feed(self, buf, end: int) -> None:
@@ -295,8 +378,50 @@ class DumpCounter:
         elif by == "process":
             self.sock_states += st
             self.sock_inodes.frombytes(memoryview(rec).cast("I")[(OFF_INODE - 4) // 4 :: R // 4].tobytes())
+        elif by == "cookies":
+            self.sock_inodes.frombytes(memoryview(rec).cast("I")[(OFF_INODE - 4) // 4 :: R // 4].tobytes())
+            cookies = bytearray(8 * m)
+            for i in range(8):
+                cookies[i::8] = rec[OFF_COOKIE - 4 + i :: R]
+            self.sock_cookies.frombytes(cookies)
+        elif by == "dest" and self.listeners is None:
+            self._pick_stalled(rec, m)
+            self._count_destinations(rec, m)
         if self.listeners is not None:
             self.listeners.extend(_listener(rec, i * R) for i in range(m))
+
+    def _count_destinations(self, rec: bytes, m: int) -> None:
+        """(family, local address, peer address, peer port) keys of the sockets whose local port is in range."""
+        R = self.rec_len
+        sport = OFF_SPORT - 4
+        sel = _in_range(rec[sport::R], rec[sport + 1 :: R], self.port_tables, self.same_high)
+        n = sel.count(1)
+        if not n:
+            return
+        # The key is the record's bytes from idiag_family to the end of the peer address, with
+        # the bytes that differ per socket (state, timer, retrans, local port) zeroed: a copy
+        # and five strided writes, not one write per key byte.
+        keys = bytearray(rec)
+        zeros = bytes(m)
+        for off in range(OFF_STATE - 4, OFF_DPORT - 4):
+            keys[off::R] = zeros
+        unpacked = struct.iter_unpack(f"{OFF_FAMILY - 4}x{DEST_KEY}s{R - (OFF_FAMILY - 4) - DEST_KEY}x", keys)
+        self.keys.update(unpacked if n == m else compress(unpacked, sel))
+
+    def _pick_stalled(self, rec: bytes, m: int) -> None:
+        """Keep the records of sockets in zero-window probing, retransmitting, or with Recv-Q >= 64 KiB (C tests per column)."""
+        R = self.rec_len
+        rq = OFF_RQUEUE - 4
+        probe0 = rec[OFF_STATE - 3 :: R].translate(_IS_PROBE0)
+        retrans = rec[OFF_STATE - 2 :: R]
+        if 1 not in probe0 and not retrans.strip(b"\0"):
+            hi, lo = (rec[rq + i :: R].translate(_NONZERO) for i in _RQUEUE_HIGH)
+            if 1 not in hi and 1 not in lo:
+                return  # the common buffer: nothing stalled, a few C scans
+        sel = int.from_bytes(probe0, "little") | int.from_bytes(retrans.translate(_NONZERO), "little")
+        for i in _RQUEUE_HIGH:
+            sel |= int.from_bytes(rec[rq + i :: R].translate(_NONZERO), "little")
+        self.stalled_records.extend(compress(struct.iter_unpack(f"{R}s", rec), sel.to_bytes(m, "little")))
 
     def _framed(self, buf, end: int, m: int) -> bool:
         """Do the m header matches frame buf[:end]: first message at 0, last one ending at ``end``?"""
@@ -356,6 +481,20 @@ class DumpCounter:
         elif self.by == "process":
             table.sock_states += self.sock_states
             table.sock_inodes.extend(self.sock_inodes)
+        elif self.by == "cookies":
+            table.sock_inodes.extend(self.sock_inodes)
+            table.sock_cookies.extend(self.sock_cookies)
+        elif self.by == "dest":
+            src, dst, dport = OFF_SRC - OFF_FAMILY, OFF_DST - OFF_FAMILY, OFF_DPORT - OFF_FAMILY
+            for (raw,), c in self.keys.items():  # one step per destination, not per socket
+                family = raw[0]
+                key = (
+                    _fmt_addr(family, raw[src : src + 16]),
+                    _fmt_addr(family, raw[dst : dst + 16]),
+                    (raw[dport] << 8) | raw[dport + 1],
+                )
+                table.destinations[key] += c
+            table.stalled.extend(_stalled(raw) for (raw,) in self.stalled_records)
         if self.listeners:
             table.listeners.extend(self.listeners)
         table.interrupted |= self.interrupted
@@ -415,6 +554,25 @@ def _fmt_src(family: int, raw: bytes) -> str:
     if family == socket.AF_INET6:
         return socket.inet_ntop(socket.AF_INET6, raw)
     return _fmt_addr(family, raw)
+
+
+def _stalled(rec: bytes) -> Stalled:
+    """One record (message bytes 4 .. 88) as a Stalled socket."""
+    family = rec[OFF_FAMILY - 4]
+    src, dst = OFF_SRC - 4, OFF_DST - 4
+    rqueue, wqueue = struct.unpack_from("=II", rec, OFF_RQUEUE - 4)
+    return Stalled(
+        state=rec[OFF_STATE - 4],
+        local=_fmt_addr(family, rec[src : src + 16]),
+        local_port=int.from_bytes(rec[OFF_SPORT - 4 : OFF_SPORT - 2], "big"),
+        peer=_fmt_addr(family, rec[dst : dst + 16]),
+        peer_port=int.from_bytes(rec[OFF_DPORT - 4 : OFF_DPORT - 2], "big"),
+        timer=rec[OFF_STATE - 3],
+        retrans=rec[OFF_STATE - 2],
+        rqueue=rqueue,
+        wqueue=wqueue,
+        inode=struct.unpack_from("=I", rec, OFF_INODE - 4)[0],
+    )
 
 
 def _listener(rec: bytes, o: int) -> Listener:

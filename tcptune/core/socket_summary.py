@@ -57,6 +57,10 @@ class Summary:
     orphans: int | None = None  # sockets the kernel counts against tcp_max_orphans
     group_totals: Counter | None = None  # key -> sockets, when the source counted them (netlink)
     notes: list = field(default_factory=list)  # strings: malformed /proc lines, interrupted dumps
+    # (local address, peer address, peer port) -> sockets with a local port in the ephemeral
+    # range, when asked for (doctor's port-exhaustion check); LISTEN not counted
+    destinations: Counter | None = None
+    stalled: list = field(default_factory=list)  # tcptune.core.inet_diag.Stalled, with destinations (netlink)
 
 
 @dataclass(frozen=True)
@@ -78,22 +82,33 @@ def normalize_counts(raw) -> dict[TcpState, int]:
     return out
 
 
-def summarize_rows(rows: Iterable, by: str | None, states: set | None = None, source: str = "/proc") -> Summary:
+def summarize_rows(
+    rows: Iterable,
+    by: str | None,
+    states: set | None = None,
+    source: str = "/proc",
+    port_range: tuple[int, int] | None = None,
+) -> Summary:
     """Aggregate tcptune.core.procfs.TcpRow rows (both files) into a Summary.
 
     ``states``: a set of TcpState to keep (None = all).  ``by``: None, 'state', 'local-port', 'peer' or 'process'; for
-    'process' groups are keyed by inode (the caller maps inodes to owners).
+    'process' groups are keyed by inode (the caller maps inodes to owners).  ``port_range``: also count
+    Summary.destinations, as the netlink 'dest' view does.
     """
     counts: Counter = Counter()
     groups: Counter = Counter()
     syn_recv: Counter = Counter()
     listeners = []
     orphans = 0
+    destinations: Counter | None = None if port_range is None else Counter()
+    lo, hi = port_range or (1, 0)
     for r in rows:
         s = state_from_kernel(r.state)
         if s is None or (states and s not in states):
             continue
         counts[s] += 1
+        if destinations is not None and s != TcpState.LISTEN and lo <= r.local_port <= hi:
+            destinations[(r.local_address, r.remote_address, r.remote_port)] += 1
         if s == TcpState.LISTEN:
             listeners.append(ListenerInfo(r.local_address, r.local_port, r.rx_queue, None, r.inode))
         elif s == TcpState.SYN_RECV:
@@ -104,7 +119,9 @@ def summarize_rows(rows: Iterable, by: str | None, states: set | None = None, so
             continue
         key = {"local-port": r.local_port, "peer": r.remote_address, "process": r.inode}[by]
         groups[(s, key)] += 1
-    return Summary(source, normalize_counts(counts), groups, listeners, syn_recv, orphans)
+    summary = Summary(source, normalize_counts(counts), groups, listeners, syn_recv, orphans)
+    summary.destinations = destinations
+    return summary
 
 
 def _int(value) -> int | None:

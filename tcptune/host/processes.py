@@ -6,6 +6,7 @@ is right for one owner and wrong for a million sockets (the /proc/*/fd index doe
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -52,3 +53,76 @@ def process_facts(pid: int) -> ProcessFacts | None:
         get(p.num_fds),
         limit[0] if limit else None,
     )
+
+
+def _soft_nofile(pid: int, proc: str) -> int | None:
+    """The soft 'Max open files' of /proc/PID/limits (fs/proc/base.c proc_pid_limits); None: unlimited/unreadable."""
+    try:
+        with open(f"{proc}/{pid}/limits", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Max open files"):
+                    soft = line[len("Max open files") :].split()[0]
+                    return int(soft) if soft.isdigit() else None
+    except OSError:
+        return None
+    return None
+
+
+def _fd_table_size(pid: int, proc: str) -> int | None:
+    try:
+        with open(f"{proc}/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("FDSize:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def socket_owners_near_fd_limit(share: float, proc: str = "/proc") -> list[tuple[int, int, int]]:
+    """(pid, open fds, soft RLIMIT_NOFILE) of the processes in this network namespace
+    whose open fds reach ``share`` of their limit and that hold at least one socket.
+
+    A screen over every process that costs a listdir of its fd directory and one small read
+    of its limits (no psutil object per process); only the few that pass have their fd
+    links read, up to the first socket.  "In this network namespace" is /proc/PID/ns/net against our own: the
+    processes whose sockets doctor's dump sees.
+    """
+    try:
+        own = os.stat(f"{proc}/self/ns/net").st_ino
+        pids = [int(p) for p in os.listdir(proc) if p.isdigit()]
+    except OSError:
+        return []
+    out = []
+    for pid in sorted(pids):
+        try:
+            if os.stat(f"{proc}/{pid}/ns/net").st_ino != own:
+                continue
+        except OSError:
+            continue
+        limit = _soft_nofile(pid, proc)
+        if not limit:
+            continue
+        # FDSize (the fd table's size, fs/proc/array.c task_state()) bounds the open fds from
+        # above: a process whose table is below the mark cannot be near its limit, and its fd
+        # directory (a million entries, for a big server) is not listed.
+        fdsize = _fd_table_size(pid, proc)
+        if fdsize is not None and fdsize < share * limit:
+            continue
+        try:
+            names = os.listdir(f"{proc}/{pid}/fd")
+        except OSError:
+            continue
+        if len(names) < share * limit:
+            continue
+        # the first socket link is enough: counting them all is a readlink per fd (2 s at a million)
+        if any(_is_socket(f"{proc}/{pid}/fd/{name}") for name in names):
+            out.append((pid, len(names), limit))
+    return out
+
+
+def _is_socket(link: str) -> bool:
+    try:
+        return os.readlink(link).startswith("socket:")
+    except OSError:
+        return False

@@ -40,14 +40,18 @@ def open_diag_socket() -> socket.socket:
 
 
 def dump_table(
-    families=(socket.AF_INET, socket.AF_INET6), states: int = ALL_STATES_MASK, by: str | None = None
+    families=(socket.AF_INET, socket.AF_INET6),
+    states: int = ALL_STATES_MASK,
+    by: str | None = None,
+    port_range: tuple[int, int] | None = None,
 ) -> DiagTable:
     """Count TCP sockets per state (and per group when ``by`` is given) in the current network namespace.
 
     ``states`` is an inet_diag idiag_states bitmask (tcptune.kernel.states.states_mask).
     ``by``: None or 'state' (counts only), 'local-port', 'peer' or 'process' (groups keyed by
     local port or peer address string; for 'process' the state and inode columns, for the
-    caller to join with the owners).
+    caller to join with the owners; for 'dest' the sockets with a local port in ``port_range``
+    per (local address, peer address, peer port), in table.destinations).
     Raises SockDiagUnavailable when netlink sock_diag is not usable (the caller falls back to /proc).
     """
     kinds = [(True, LISTEN_MASK & states), (False, states & ~LISTEN_MASK)]
@@ -60,7 +64,7 @@ def dump_table(
             table = DiagTable()
             try:
                 for seq, (listen, mask) in enumerate(kinds, seq0):
-                    _dump(sock, socket.AF_UNSPEC, mask, seq, by, listen, table)
+                    _dump(sock, socket.AF_UNSPEC, mask, seq, by, listen, table, port_range)
                 return table
             except SockDiagUnavailable:
                 pass  # a kernel without the compat request: per family below
@@ -69,16 +73,16 @@ def dump_table(
         for family in families:
             for listen, mask in kinds:
                 seq += 1
-                _dump(sock, family, mask, seq, by, listen, table)
+                _dump(sock, family, mask, seq, by, listen, table, port_range)
     return table
 
 
-def _dump(sock, family: int, mask: int, seq: int, by, listen: bool, table: DiagTable) -> None:
+def _dump(sock, family: int, mask: int, seq: int, by, listen: bool, table: DiagTable, port_range=None) -> None:
     try:
         sock.send(request(family, mask, seq))
     except OSError as exc:
         raise SockDiagUnavailable(f"netlink sock_diag send: {exc.strerror}") from exc
-    counter = DumpCounter(reply_type(family), seq, sock.getsockname()[0], by, listeners=listen)
+    counter = DumpCounter(reply_type(family), seq, sock.getsockname()[0], by, listeners=listen, port_range=port_range)
     consume(received(sock, counter.tail), counter, family)
     counter.finish(table)
 
@@ -135,3 +139,15 @@ def received(sock, tail: bytes, pool: int = 8):
         # A reader blocked in recv() on an abandoned dump (the caller stopped early on a
         # bad reply) is a daemon thread; do not wait for it.
         reader.join(timeout=1.0)
+
+
+def sockets_in_state(state: int) -> dict[int, int]:
+    """socket cookie -> inode of every TCP socket in ``state`` (a TcpState), both families.
+
+    The kernel filters by state while it walks (inet_diag_dump_icsk() checks idiag_states
+    before filling a message), so a dump of a rare state is a walk of the hash and a few
+    messages.  A cookie names one socket for the whole boot, where an inode or a 4-tuple
+    may be reused: two of these dumps tell which sockets stayed.
+    """
+    table = dump_table(states=1 << state, by="cookies")
+    return dict(zip(table.sock_cookies, table.sock_inodes, strict=True))

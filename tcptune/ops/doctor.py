@@ -10,12 +10,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tcptune.core.counters import delta, merge, parse_snmp_text
-from tcptune.core.diagnoses import CHECKS, DoctorInput, Finding, Listener, diagnose
+from tcptune.core.diagnoses import (
+    BOOT_LINE_IGNORED,
+    CHECKS,
+    CLOSE_WAIT_MIN,
+    FD_NEAR,
+    NOT_PERSISTED,
+    RISKY,
+    SYN_SENT_PILE,
+    UNREAD,
+    ZERO_WINDOW,
+    DoctorInput,
+    Finding,
+    Listener,
+    ProcessSockets,
+    SettingIssue,
+    Stall,
+    close_wait_leak,
+    diagnose,
+    ephemeral_port_use,
+    usable_ephemeral_ports,
+)
+from tcptune.core.ports import PortUse, parse_port_range
 from tcptune.core.procfs import parse_sockstat
 from tcptune.core.socket_summary import accept_queue_full
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host import clock
 from tcptune.host.source import Source, SourceKind
+from tcptune.kernel.states import TcpState
 
 # Settings the checks read (absent keys are None: e.g. conntrack without nf_conntrack loaded).
 SETTING_KEYS = (
@@ -27,12 +49,18 @@ SETTING_KEYS = (
     "net.ipv4.tcp_max_orphans",
     "net.ipv4.tcp_mem",
     "net.ipv4.tcp_syn_retries",
+    "net.ipv4.tcp_synack_retries",
     "net.ipv4.tcp_syn_linear_timeouts",
     "net.ipv4.tcp_rto_max_ms",
     "net.ipv4.tcp_keepalive_time",
     "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
     "net.ipv4.tcp_retries2",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_tw_reuse_delay",
+    "net.ipv4.tcp_timestamps",
     "net.netfilter.nf_conntrack_count",
     "net.netfilter.nf_conntrack_max",
 )
@@ -51,6 +79,8 @@ class DoctorReport:
     settings: dict[str, str | None]
     states: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    busiest_destination: PortUse | None = None  # the largest share of the ephemeral ports (metrics export it)
+    usable_ephemeral_ports: int | None = None  # the range minus the reserved ports; None: range unreadable
 
     @property
     def exit_code(self) -> int:
@@ -94,25 +124,189 @@ def _syn_timeout(settings: dict[str, str | None]) -> float | None:
     ).give_up
 
 
-def _listeners(found, live: bool) -> list[Listener]:
+class _Owners:
+    """The /proc/*/fd walk (socket inode -> process), done at most once and only when a check names an owner."""
+
+    def __init__(self) -> None:
+        self._index = None
+
+    def index(self):
+        if self._index is None:
+            from tcptune.host.owners import socket_owner_index
+
+            self._index = socket_owner_index()
+        return self._index
+
+    @staticmethod
+    def facts(pid: int, name: str):
+        from tcptune.host.processes import ProcessFacts, process_facts
+
+        return process_facts(pid) or ProcessFacts(pid, name, None, None, None, None)
+
+
+def _synack_timeout(settings: dict[str, str | None]) -> float | None:
+    from tcptune.kernel.timers.synack import predict_synack
+
+    retries = settings.get("net.ipv4.tcp_synack_retries")
+    cookies = settings.get("net.ipv4.tcp_syncookies")
+    if not (retries and retries.isdigit()) or int(retries) > 63:
+        return None
+    return predict_synack(int(retries), syncookies=int(cookies) if cookies and cookies.isdigit() else None).give_up
+
+
+def _listeners(found, live: bool, owners: _Owners) -> list[Listener]:
     """The dump's listeners; the owner of each full one (the /proc/*/fd walk runs only then)."""
     full = [x for x in found if accept_queue_full(x.accept_queue, x.backlog)]
-    owners: dict[int, str] = {}
+    named: dict[int, str] = {}
     if full and live:
-        from tcptune.host.owners import socket_owner_index
-        from tcptune.host.processes import process_facts
-
-        index, procs, _ = socket_owner_index()
+        index, procs, _ = owners.index()
         for x in full:
             if x.inode in index:
-                pid, name = procs[index[x.inode]]
-                facts = process_facts(pid)
-                owners[x.inode] = facts.label() if facts else f"{name} (pid {pid})"
+                named[x.inode] = owners.facts(*procs[index[x.inode]]).label()
     return [
-        Listener(x.address, x.port, x.accept_queue, x.backlog, owners.get(x.inode))
+        Listener(x.address, x.port, x.accept_queue, x.backlog, named.get(x.inode))
         for x in found
         if x.backlog is not None
     ]
+
+
+def _close_wait_sample() -> dict[int, int] | None:
+    """cookie -> inode of the CLOSE_WAIT sockets now (None when sock_diag is unavailable)."""
+    from tcptune.core.inet_diag import SockDiagUnavailable
+    from tcptune.host.sockdiag import sockets_in_state
+    from tcptune.kernel.states import TcpState
+
+    try:
+        return sockets_in_state(TcpState.CLOSE_WAIT)
+    except SockDiagUnavailable:
+        return None
+
+
+def _close_wait_owners(before: dict[int, int] | None, owners: _Owners) -> list[ProcessSockets]:
+    """The processes holding CLOSE_WAIT sockets that close_wait_leak() names; with a first sample,
+    only the sockets (by cookie) that were in CLOSE_WAIT then too."""
+    after = _close_wait_sample()
+    if not after:
+        return []
+    stayed = after if before is None else {c: i for c, i in after.items() if c in before}
+    if len(stayed) < CLOSE_WAIT_MIN:
+        return []
+    from collections import Counter
+
+    index, procs, _ = owners.index()
+    per_owner = Counter(index[i] for i in stayed.values() if i in index)
+    if not per_owner:
+        return []
+    sockets = Counter(index.values())  # socket fds per owner, for the share
+    out = []
+    for idx, n in per_owner.most_common():
+        if close_wait_leak(n, sockets[idx]):
+            facts = owners.facts(*procs[idx])
+            out.append(
+                ProcessSockets(
+                    facts.label(), facts.pid, n, sockets[idx], facts.open_fds, facts.fd_limit, before is not None
+                )
+            )
+    return out
+
+
+def _stalls(stalled, owners: _Owners) -> list[Stall]:
+    """The dump's stalled sockets by owner and role (not reading; waiting on a zero window)."""
+    from tcptune.core.inet_diag import RQUEUE_FULLISH, TIMER_PROBE0
+
+    if not stalled:
+        return []
+    index, procs, _ = owners.index()
+    groups: dict = {}
+    for s in stalled:
+        for role, hit, size in (
+            (UNREAD, s.rqueue >= RQUEUE_FULLISH, s.rqueue),
+            (ZERO_WINDOW, s.timer == TIMER_PROBE0, s.wqueue),
+        ):
+            if hit:
+                g = groups.setdefault(
+                    (index.get(s.inode), role), [0, 0, f"{s.local}:{s.local_port} <- {s.peer}:{s.peer_port}"]
+                )
+                g[0] += 1
+                g[1] = max(g[1], size)
+    out = []
+    for (idx, role), (n, largest, example) in sorted(groups.items(), key=lambda kv: (-kv[1][1], kv[0][1])):
+        label = "(no owner)" if idx is None else owners.facts(*procs[idx]).label()
+        out.append(Stall(label, role, n, largest, example))
+    return out
+
+
+def _in_initial_netns() -> bool | None:
+    """sysctl.d is applied at boot in the initial network namespace; another one starts from the defaults.
+    None: cannot tell (/proc/1/ns/net unreadable, as inside some containers)."""
+    import os
+
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def _setting_issues(source: Source, notes: list[str]) -> list[SettingIssue]:
+    """What `tcptune audit` (kernel-default: the risky values) and `audit --persisted` say, as issues."""
+    from pathlib import Path
+
+    from tcptune.ops.audit import audit_persisted, audit_profile
+
+    try:
+        risky = [
+            SettingIssue(f.key, RISKY, f.actual, None, f.risky_reason or f.reason, f.source)
+            for f in audit_profile(source).findings
+            if f.risky
+        ]
+    except TcptuneError as exc:
+        notes.append(f"settings not audited: {exc}")
+        return []
+    if source.kind is SourceKind.ROOT:
+        root = Path(source.root)  # the tree's /, holding its etc/sysctl.d
+    elif source.kind is SourceKind.LIVE and (initial := _in_initial_netns()):
+        root = Path("/")
+    else:
+        why = (
+            "cannot tell whether this is the initial network namespace (/proc/1/ns/net unreadable)"
+            if source.kind is SourceKind.LIVE and initial is None
+            else "not the initial network namespace: sysctl.d does not apply here at boot"
+        )
+        notes.append(f"{why}, so what a reboot keeps (audit --persisted) is not judged")
+        return risky
+    try:
+        persisted = audit_persisted(source, root).findings
+    except TcptuneError as exc:
+        notes.append(f"boot values not compared: {exc}")
+        return risky
+    lost = [
+        SettingIssue(f.key, NOT_PERSISTED, f.actual, f.expected, f.reason.split(";")[0], f.source)
+        for f in persisted
+        if f.verdict == "drift"
+    ]
+    ignored = [
+        SettingIssue(f.key, BOOT_LINE_IGNORED, None, f.expected, f.reason, f.source)
+        for f in persisted
+        if f.verdict == "unsupported"
+    ]
+    return risky + lost + ignored
+
+
+def _retransmitting(stalled) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(Counter(s.peer for s in stalled if s.retrans))
+
+
+def _fd_heavy() -> list[ProcessSockets]:
+    from tcptune.host.processes import process_facts, socket_owners_near_fd_limit
+
+    out = []
+    for pid, open_fds, limit in socket_owners_near_fd_limit(FD_NEAR):
+        facts = process_facts(pid)  # psutil for the few the screen found: name, user, and the numbers again
+        if facts is not None:
+            out.append(ProcessSockets(facts.label(), pid, 0, 0, facts.open_fds or open_fds, facts.fd_limit or limit))
+    return out
 
 
 BUNDLE_META = "tcptune-bundle.json"
@@ -157,6 +351,23 @@ def _counters(texts: dict[str, str]):
     return merge(*(parse_snmp_text(text, f"proc/{rel}") for rel, text in texts.items()))
 
 
+def _text_or_none(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _process_row(row: list) -> ProcessSockets:
+    label, pid, close_wait, sockets, open_fds, fd_limit, persisted = row
+    return ProcessSockets(
+        str(label),
+        int(pid),
+        int(close_wait),
+        int(sockets),
+        None if open_fds is None else int(open_fds),
+        None if fd_limit is None else int(fd_limit),
+        bool(persisted),
+    )
+
+
 def _bundle_meta(source: Source) -> dict | None:
     """The bundle's own record (window, listener rows), when the --root tree is a doctor bundle."""
     if source.kind is not SourceKind.ROOT:
@@ -172,7 +383,13 @@ def _bundle_meta(source: Source) -> dict | None:
             raise ValueError("not a tcptune bundle record")
         meta["window_seconds"] = float(meta["window_seconds"])
         meta["listeners"] = [Listener(str(x[0]), int(x[1]), int(x[2]), int(x[3]), x[4]) for x in meta["listeners"]]
-    except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+        for key in ("close_wait", "fd_heavy"):  # absent in bundles from before these checks
+            meta[key] = [_process_row(row) for row in meta.get(key, [])]
+        meta["close_wait_seconds"] = float(meta.get("close_wait_seconds", 0.0))
+        meta["setting_issues"] = [SettingIssue(*map(_text_or_none, row)) for row in meta.get("setting_issues", [])]
+        meta["retransmitting"] = {str(k): int(v) for k, v in meta.get("retransmitting", {}).items()}
+        meta["stalls"] = [Stall(str(a), str(b), int(c), int(d), str(e)) for a, b, c, d, e in meta.get("stalls", [])]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
         raise TcptuneError(f"{BUNDLE_META} in {source.label}: {exc}", ExitCode.BAD_INPUT) from None
     return meta
 
@@ -196,9 +413,19 @@ def run_doctor(
 
     notes: list[str] = []
     meta = _bundle_meta(source)
+    live = source.is_live and meta is None
+
+    def wanted(check: str) -> bool:  # what only one check needs is read only when it runs
+        return not checks or check in checks
+
+    # the first CLOSE_WAIT sample goes with the first counter sample: the second, after the
+    # window, keeps only the sockets (by cookie) that stayed
+    cw_before = _close_wait_sample() if live and interval > 0 and wanted("close-wait") else None
+    cw_start = clock.now()
     window = _window(source, interval, meta, notes)
-    summary = collect_summary(source)
     settings = source.read_sysctls(SETTING_KEYS)
+    # the port groups come from the same single dump as the state counts (the 'dest' view)
+    summary = collect_summary(source, port_range=parse_port_range(settings.get("net.ipv4.ip_local_port_range")))
     hidden = [k for k in GLOBAL_KEYS if settings.get(k) is None]
     if hidden:
         notes.append(
@@ -206,7 +433,30 @@ def run_doctor(
             "the orphan and TCP memory limits are judged only where they can be read"
         )
     sockstat_text = source.read_proc_text("net/sockstat") or ""
-    listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live)
+    syn_sent = {}
+    # past the pile-up threshold only: a dump of that one state, by destination
+    if wanted("syn-sent") and summary.counts.get(TcpState.SYN_SENT, 0) >= SYN_SENT_PILE:
+        syn_sent = collect_summary(source, states={TcpState.SYN_SENT}, port_range=(1, 65535)).destinations or {}
+    owners = _Owners()
+    listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live, owners)
+    retransmitting = meta["retransmitting"] if meta is not None else _retransmitting(summary.stalled)
+    if meta is not None:  # a bundle: what the live run found about processes and settings
+        setting_issues, stalls = meta["setting_issues"], meta["stalls"]
+        close_wait, fd_heavy, cw_seconds = meta["close_wait"], meta["fd_heavy"], meta["close_wait_seconds"]
+    elif live:
+        setting_issues = _setting_issues(source, notes) if wanted("settings") else []
+        stalls = _stalls(summary.stalled, owners) if wanted("receiver-not-reading") else []
+        # the second CLOSE_WAIT dump only when enough could have stayed (the main dump's count, the first sample)
+        enough = summary.counts.get(TcpState.CLOSE_WAIT, 0) >= CLOSE_WAIT_MIN and (
+            cw_before is None or len(cw_before) >= CLOSE_WAIT_MIN
+        )
+        close_wait = _close_wait_owners(cw_before, owners) if wanted("close-wait") and enough else []
+        fd_heavy = _fd_heavy() if wanted("fd-limit") else []
+        cw_seconds = clock.now() - cw_start if cw_before is not None else 0.0
+    else:  # a saved tree that is no bundle
+        setting_issues = _setting_issues(source, notes) if wanted("settings") else []
+        stalls, close_wait, fd_heavy, cw_seconds = [], [], [], 0.0
+        notes.append("a saved tree has no processes: the close-wait and fd-limit checks need the live host")
     inp = DoctorInput(
         counter=delta(_counters(window.first), _counters(window.second), window.seconds),
         seconds=window.seconds,
@@ -215,8 +465,19 @@ def run_doctor(
         listeners=listeners,
         sockstat=parse_sockstat(sockstat_text),
         syn_sent_timeout=_syn_timeout(settings),
+        synack_timeout=_synack_timeout(settings),
+        syn_recv_by_port=dict(summary.syn_recv_by_port),
         idle_timeout=idle_timeout,
+        destinations=summary.destinations or {},
+        syn_sent_destinations=syn_sent,
+        setting_issues=setting_issues,
+        stalls=stalls,
+        retransmitting=retransmitting,
+        close_wait_owners=close_wait,
+        fd_heavy=fd_heavy,
+        window_seconds_cw=cw_seconds,
     )
+    busiest = ephemeral_port_use(inp, 1)
     report = DoctorReport(
         source=source.label,
         seconds=round(window.seconds, 3),
@@ -224,13 +485,15 @@ def run_doctor(
         settings=dict(settings),
         states={s.name: n for s, n in summary.counts.items()},
         notes=notes + list(summary.notes),
+        busiest_destination=busiest[0] if busiest else None,
+        usable_ephemeral_ports=usable_ephemeral_ports(settings),
     )
     if bundle is not None:
-        _save_bundle(bundle, source, window, listeners, sockstat_text, report)
+        _save_bundle(bundle, source, window, inp, sockstat_text, report)
     return report
 
 
-def _save_bundle(path: str, source: Source, window: _Window, listeners, sockstat_text: str, report) -> None:
+def _save_bundle(path: str, source: Source, window: _Window, inp: DoctorInput, sockstat_text: str, report) -> None:
     """Everything doctor read, shaped like / so that `doctor --root` on it gives the same findings."""
     import json
 
@@ -258,13 +521,32 @@ def _save_bundle(path: str, source: Source, window: _Window, listeners, sockstat
     build = source.kernel_build()
     if build:  # the stable patch level where osrelease names only the ABI (Debian's 6.1.0-57-amd64)
         files["proc/sys/kernel/version"] = (build + "\n").encode()
+    if source.kind is SourceKind.LIVE:  # the sysctl.d tree, for whoever reads the bundle
+        from pathlib import Path
+
+        from tcptune.host.sysctld_files import read_config_files
+
+        try:
+            for conf, text in read_config_files(Path("/")):
+                if text is not None:
+                    files[conf.lstrip("/")] = text.encode()
+        except TcptuneError as exc:
+            report.notes.append(f"sysctl.d not saved in the bundle: {exc}")
     meta = {
         "format": BUNDLE_FORMAT,
         "tcptune": __version__,
         "source": source.label,
         "window_seconds": window.seconds,
         # the dump's LISTEN rows: /proc/net/tcp does not print a listener's backlog
-        "listeners": [[x.address, x.port, x.accept_queue, x.backlog, x.owner] for x in listeners],
+        "listeners": [[x.address, x.port, x.accept_queue, x.backlog, x.owner] for x in inp.listeners],
+        # the processes the close-wait and fd-limit checks named (a bundle has no processes)
+        "close_wait": [p.to_row() for p in inp.close_wait_owners],
+        "fd_heavy": [p.to_row() for p in inp.fd_heavy],
+        "close_wait_seconds": inp.window_seconds_cw,
+        "stalls": [s.to_row() for s in inp.stalls],
+        "retransmitting": dict(inp.retransmitting),
+        # what audit and audit --persisted said (the sysctl.d tree below is saved for reading)
+        "setting_issues": [i.to_row() for i in inp.setting_issues],
         "findings": [f.check for f in report.findings],
     }
     files[BUNDLE_META] = (json.dumps(meta, indent=1) + "\n").encode()

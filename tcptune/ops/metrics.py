@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass, field
 
 from tcptune.core.diagnoses import Finding
+from tcptune.core.ports import PortUse
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.source import Source, kernel_version
 
@@ -38,6 +39,9 @@ class MetricsData:
     drift: dict[str, bool] = field(default_factory=dict)  # key -> differs from the profile
     verdicts: dict[str, int] = field(default_factory=dict)  # audit verdict -> findings
     findings: list[Finding] = field(default_factory=list)
+    # the destination holding the largest share of the ephemeral ports (None: no socket holds one)
+    busiest_destination: PortUse | None = None
+    usable_ephemeral_ports: int | None = None  # None: ip_local_port_range unreadable, or doctor failed
     success: bool = True
     error: str | None = None
 
@@ -100,7 +104,10 @@ def collect_metrics(
     try:
         _states_and_listeners(source, ports, top, data)
         _audit(source, prof, kb, data)
-        data.findings = run_doctor(source, interval).findings
+        report = run_doctor(source, interval)
+        data.findings = report.findings
+        data.busiest_destination = report.busiest_destination
+        data.usable_ephemeral_ports = report.usable_ephemeral_ports
     except TcptuneError as exc:
         data.success, data.error = False, str(exc)
     return data

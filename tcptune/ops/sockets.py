@@ -41,10 +41,15 @@ def sample(host, by: str | None = None, states=None, families=BOTH_FAMILIES) -> 
     return StatesSample(summary, warnings)
 
 
-def collect_summary(host, by: str | None = None, states=None, families=BOTH_FAMILIES) -> Summary:
+def collect_summary(
+    host, by: str | None = None, states=None, families=BOTH_FAMILIES, port_range: tuple[int, int] | None = None
+) -> Summary:
     """Read the socket table ``host`` stands for: netlink for the live host (or --netns),
     /proc/net/tcp{,6} for a --root snapshot or when netlink is unavailable.
 
+    ``port_range`` (ip_local_port_range; only without ``by``): also count Summary.destinations,
+    the sockets per (local address, peer address, peer port) holding a port of the range, from
+    the same single dump.
     ``states``: a set of TcpState (None = all).  For by='process' the groups come back
     keyed by owner ((pid, name), tcptune.core.socket_summary.NO_OWNER, or None when not visible).
     """
@@ -63,14 +68,16 @@ def collect_summary(host, by: str | None = None, states=None, families=BOTH_FAMI
             ExitCode.BAD_INPUT,
             hint="use --by local-port or --by peer with --root",
         )
+    if port_range is not None and by is not None:
+        raise ValueError("port_range is counted by its own view: not together with by")
     if not host.is_live:
-        return summary_from_proc(host, by, states, families)
+        return summary_from_proc(host, by, states, families, port_range)
     from tcptune.host.sockdiag import dump_table
 
     try:
-        table = dump_table(families, states_mask(states or ()), by)
+        table = dump_table(families, states_mask(states or ()), "dest" if port_range else by, port_range)
     except SockDiagUnavailable as exc:
-        summary = summary_from_proc(host, by, states, families)
+        summary = summary_from_proc(host, by, states, families, port_range)
         summary.notes.insert(0, f"netlink sock_diag unavailable ({exc}); read /proc/net/tcp and tcp6 instead")
         if by == "process":
             index, owners = _owners()
@@ -83,6 +90,8 @@ def collect_summary(host, by: str | None = None, states=None, families=BOTH_FAMI
         listeners=[ListenerInfo(x.address, x.port, x.accept_queue, x.backlog, x.inode) for x in table.listeners],
         syn_recv_by_port=table.syn_recv_by_port,
         group_totals=table.group_totals if by in ("local-port", "peer") else None,
+        destinations=table.destinations if port_range else None,
+        stalled=table.stalled,
     )
     # /proc/net/sockstat "orphan" is tcp_orphan_count, the host-wide number the
     # kernel compares with tcp_max_orphans (net/ipv4/tcp.c tcp_check_oom).
@@ -109,7 +118,7 @@ def _sockstat_orphans(host) -> int | None:
     return None if text is None else parse_sockstat(text).get("TCP", {}).get("orphan")
 
 
-def summary_from_proc(host, by, states, families) -> Summary:
+def summary_from_proc(host, by, states, families, port_range=None) -> Summary:
     """The Summary of ROOT/proc/net/tcp and tcp6 (the families asked for)."""
     from tcptune.core.procfs import parse_proc_net_tcp
 
@@ -131,6 +140,6 @@ def summary_from_proc(host, by, states, families) -> Summary:
             ExitCode.BAD_INPUT,
             hint="a --root snapshot needs proc/net/tcp (copy /proc/net/tcp and tcp6 into DIR/proc/net/)",
         )
-    summary = summarize_rows(rows, by, states, source=" + ".join(read))
+    summary = summarize_rows(rows, by, states, source=" + ".join(read), port_range=port_range)
     summary.notes.extend(notes)
     return summary

@@ -14,7 +14,12 @@ def render_doctor_json(report: DoctorReport) -> dict:
         "source": report.source,
         "window_seconds": report.seconds,
         "findings": [f.to_json() for f in report.findings],
-        "inputs": {"settings": report.settings, "states": report.states},
+        "inputs": {
+            "settings": report.settings,
+            "states": report.states,
+            "busiest_destination": report.busiest_destination.to_json() if report.busiest_destination else None,
+            "usable_ephemeral_ports": report.usable_ephemeral_ports,
+        },
         "notes": report.notes,
     }
 

@@ -77,6 +77,27 @@ def render_prometheus(data: MetricsData, now: float) -> str:
         "A listener's accept-queue limit: min(listen() backlog, net.core.somaxconn).",
         [({"address": x.address, "port": x.port}, x.backlog) for x in data.listeners],
     )
+    usable, busiest = data.usable_ephemeral_ports, data.busiest_destination
+    # One series each, never per peer: the busiest destination is the one that runs out first.
+    w.family(
+        "ephemeral_port_use_ratio",
+        "gauge",
+        "Share (0-1) of the usable ephemeral ports held by the busiest (local address, peer, peer port), "
+        "TIME_WAIT included; at 1 connect() to it fails with EADDRNOTAVAIL.",
+        [] if usable is None else [({}, round(busiest.ratio, 6) if busiest else 0.0)],
+    )
+    w.family(
+        "ephemeral_ports_in_use",
+        "gauge",
+        "Sockets holding an ephemeral port for the busiest (local address, peer, peer port).",
+        [] if usable is None else [({}, busiest.in_use if busiest else 0)],
+    )
+    w.family(
+        "ephemeral_ports_usable",
+        "gauge",
+        "Ports connect() can pick: net.ipv4.ip_local_port_range minus ip_local_reserved_ports.",
+        [] if usable is None else [({}, usable)],
+    )
     w.family(
         "sysctl_drift",
         "gauge",

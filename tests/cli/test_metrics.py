@@ -108,6 +108,33 @@ def test_a_full_listener_is_exported_with_its_queue_and_a_doctor_finding(tmp_pat
     assert ("accept-queue", "critical") in findings or ("accept-queue", "warning") in findings
 
 
+def test_the_busiest_destinations_share_of_the_ephemeral_ports_is_one_unlabelled_series(tmp_path):
+    code = (
+        "import socket, subprocess, sys\n"
+        "open('/proc/sys/net/ipv4/ip_local_port_range', 'w').write('40000 40009')\n"
+        "open('/proc/sys/net/ipv4/ip_local_reserved_ports', 'w').write('40009')\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 5000)); s.listen(64)\n"
+        "t = socket.socket(); t.bind(('127.0.0.1', 5001)); t.listen(64)\n"
+        "cs = [socket.create_connection(('127.0.0.1', 5000)) for _ in range(6)]\n"
+        "cs += [socket.create_connection(('127.0.0.1', 5001)) for _ in range(2)]\n"
+        f"r = subprocess.run([sys.executable, '-m', 'tcptune', 'metrics', '--interval', '0', '--textfile', {str(tmp_path)!r}])\n"
+        "sys.exit(r.returncode)\n"
+    )
+    r = subprocess.run(netns_argv([sys.executable, "-c", code]), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    fams = families((tmp_path / "tcptune.prom").read_text())
+    values = {
+        name: [(s.labels, s.value) for s in fams[f"tcptune_{name}"].samples]
+        for name in ("ephemeral_port_use_ratio", "ephemeral_ports_in_use", "ephemeral_ports_usable")
+    }
+    # 6 of the 9 usable ports (40009 reserved) go to :5000, the busiest; :5001's 2 are not a series of their own
+    assert values == {
+        "ephemeral_port_use_ratio": [({}, pytest.approx(6 / 9))],
+        "ephemeral_ports_in_use": [({}, 6)],
+        "ephemeral_ports_usable": [({}, 9)],
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

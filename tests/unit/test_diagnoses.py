@@ -139,3 +139,91 @@ def test_keepalive_after_the_idle_timeout_warns_and_the_retries2_budget_uses_the
     capped = diagnose(make(settings=ka | {"net.ipv4.tcp_rto_max_ms": "1000"}, idle_timeout=10), ("dead-peers",))
     assert "14.4 s" in capped[1].summary  # since 6.15 the budget uses the socket's own cap
     assert diagnose(make(settings=ka | {"net.ipv4.tcp_keepalive_time": "60"}, idle_timeout=4000)) == []
+
+
+PORTS = {"net.ipv4.ip_local_port_range": "40000\t40099", "net.ipv4.tcp_tw_reuse": "2", "net.ipv4.tcp_timestamps": "1"}
+
+
+@pytest.mark.parametrize(
+    ("in_use", "reserved", "severity"),
+    [(79, "", None), (80, "", WARNING), (99, "", WARNING), (90, "40000-40009", CRITICAL)],
+)
+def test_ephemeral_ports_per_destination_against_the_usable_ports(in_use, reserved, severity):
+    dest = {("10.0.0.1", "10.0.0.9", 443): in_use, ("10.0.0.1", "10.0.0.8", 443): 5}
+    settings = PORTS | {"net.ipv4.ip_local_reserved_ports": reserved}
+    found = diagnose(make(settings=settings, destinations=dest), ("ephemeral-ports",))
+    assert [f.severity for f in found] == ([severity] if severity else [])
+    if found:
+        usable = 90 if reserved else 100
+        assert found[0].summary.startswith(f"10.0.0.1 -> 10.0.0.9:443 uses {in_use} of {usable} usable")
+        assert (severity == CRITICAL) == ("EADDRNOTAVAIL" in found[0].summary)
+        what = [e.what for e in found[0].evidence]
+        assert f"sustainable: {usable} ports / 60 s of TIME_WAIT = {usable / 60:.1f} new connections/s" in what[3]
+        assert "tcp_tw_reuse=2: TIME_WAIT 4-tuples to this peer are not reused (2 reuses loopback only)" in what[4]
+        assert "IP_BIND_ADDRESS_NO_PORT" in found[0].fix
+
+
+def test_ephemeral_ports_without_timestamps_say_tw_reuse_cannot_act():
+    settings = PORTS | {"net.ipv4.tcp_timestamps": "0", "net.ipv4.tcp_tw_reuse": "1"}
+    (f,) = diagnose(make(settings=settings, destinations={("::1", "::1", 80): 100}), ("ephemeral-ports",))
+    assert any(e.what.startswith("tcp_timestamps=0: tcp_tw_reuse cannot act") for e in f.evidence)
+
+
+def test_ephemeral_ports_with_an_unreadable_range_are_not_judged():
+    settings = PORTS | {"net.ipv4.ip_local_port_range": None}
+    assert diagnose(make(settings=settings, destinations={("a", "b", 1): 10**6}), ("ephemeral-ports",)) == []
+
+
+@pytest.mark.parametrize(
+    ("close_wait", "sockets", "fires"),
+    [(100, 5000, True), (99, 5000, False), (16, 32, True), (16, 33, False), (15, 15, False)],
+)
+def test_close_wait_is_a_leak_by_count_or_by_share_of_the_process_sockets(close_wait, sockets, fires):
+    from tcptune.core.diagnoses import ProcessSockets
+
+    p = ProcessSockets("app (pid 7)", 7, close_wait, sockets, 40, 1024, True)
+    found = diagnose(make(close_wait_owners=[p], window_seconds_cw=2.0), ("close-wait",))
+    assert [f.severity for f in found] == ([WARNING] if fires else [])
+    if fires:
+        assert "were in CLOSE_WAIT 2.0 s earlier too" in found[0].evidence[0].what
+
+
+def test_close_wait_near_the_fd_limit_is_critical_and_fd_limit_fires_at_90_percent():
+    from tcptune.core.diagnoses import ProcessSockets
+
+    leak = ProcessSockets("app (pid 7)", 7, 500, 600, 950, 1000, False)
+    (f,) = diagnose(make(close_wait_owners=[leak]), ("close-wait",))
+    assert f.severity == CRITICAL and "one sample: not followed over time" in f.evidence[0].what
+    heavy = [ProcessSockets("a (pid 1)", 1, 0, 3, 899, 1000), ProcessSockets("b (pid 2)", 2, 0, 3, 900, 1000)]
+    heavy.append(ProcessSockets("c (pid 3)", 3, 0, 3, 1000, 1000))
+    found = diagnose(make(fd_heavy=heavy), ("fd-limit",))
+    assert [(f.summary.split()[0], f.severity) for f in found] == [("c", CRITICAL), ("b", WARNING)]
+
+
+def test_a_large_recv_q_alone_is_no_finding_until_a_window_closes():
+    from tcptune.core.diagnoses import UNREAD, ZERO_WINDOW, Stall
+
+    unread = Stall("app (pid 7)", UNREAD, 2, 900_000, "10.0.0.1:80 <- 10.0.0.2:40000")
+    assert diagnose(make(stalls=[unread]), ("receiver-not-reading",)) == []
+    moved = make(counters(TcpExt_TCPToZeroWindowAdv=0), counters(TcpExt_TCPToZeroWindowAdv=3), stalls=[unread])
+    (f,) = diagnose(moved, ("receiver-not-reading",))
+    assert f.severity == INFO and f.summary == "app (pid 7) is not reading: 2 socket(s) hold up to 900000 unread bytes"
+    probing = Stall("client (pid 9)", ZERO_WINDOW, 4, 5000, "10.0.0.2:40000 <- 10.0.0.1:80")
+    (f,) = diagnose(make(stalls=[probing]), ("receiver-not-reading",))
+    assert f.severity == WARNING and f.summary.startswith("4 socket(s) wait on a peer's zero window")
+    assert f.look_at == ("the program client (pid 9)",)
+    dropped = make(counters(TcpExt_TCPZeroWindowDrop=0), counters(TcpExt_TCPZeroWindowDrop=5))
+    (f,) = diagnose(dropped, ("receiver-not-reading",))
+    assert f.severity == WARNING and f.summary == "5 segments dropped on a zero receive window"
+
+
+def test_retransmissions_name_the_peers_whose_sockets_are_retransmitting_at_the_dump():
+    busy = make(counters(Tcp_OutSegs=0, Tcp_RetransSegs=0), counters(Tcp_OutSegs=1000, Tcp_RetransSegs=50))
+    busy.retransmitting = {"10.0.0.9": 3, "10.0.0.8": 1}
+    (f,) = diagnose(busy, ("retransmissions",))
+    assert f.summary == "5.0% of sent segments were retransmissions; most retransmitting sockets go to 10.0.0.9"
+    assert [e.what for e in f.evidence][-2:] == [
+        "10.0.0.9: 3 socket(s) retransmitting at the dump",
+        "10.0.0.8: 1 socket(s) retransmitting at the dump",
+    ]
+    assert f.look_at == ("the path to 10.0.0.9",)

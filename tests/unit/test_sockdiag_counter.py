@@ -155,3 +155,85 @@ def test_any_mix_of_lengths_and_bodies_counts_exactly(messages, pieces):
     assert dict(table.counts) == dict(truth)
     assert dict(table.syn_recv_by_port) == dict(ports)
     assert c.exact_buffers == 0
+
+
+def dest_msg(state: int, length: int, sport: int, src: bytes, dst: bytes, dport: int, family: int = 2) -> bytes:
+    hdr = struct.pack("=IHHII", length, TCPDIAG_GETSOCK, NLM_F_MULTI, SEQ, PORTID)
+    diag = struct.pack("=BBBB", family, state, 0, 0) + struct.pack(">HH", sport, dport)
+    diag += src.ljust(16, b"\0") + dst.ljust(16, b"\0")
+    return hdr + diag + bytes(length - len(hdr) - len(diag))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 65535).flatmap(lambda lo: st.tuples(st.just(lo), st.integers(lo, 65535))),
+    st.lists(
+        st.tuples(
+            st.sampled_from(STATES),
+            st.integers(1, 65535),
+            st.sampled_from([b"\x0a\0\0\x01", b"\x7f\0\0\x01"]),
+            st.sampled_from([b"\x0a\0\0\x09", b"\xc0\xa8\0\x01"]),
+            st.sampled_from([80, 443, 5000]),
+        ),
+        max_size=200,
+    ),
+)
+def test_the_dest_view_counts_exactly_the_sockets_whose_local_port_is_in_range(port_range, socks):
+    """Against the per-socket truth: the translate/big-integer selection has no off-by-one at either end."""
+    import socket
+
+    lo, hi = port_range
+    socks = socks + [(1, lo, b"\x0a\0\0\x01", b"\x0a\0\0\x09", 80), (1, hi, b"\x0a\0\0\x01", b"\x0a\0\0\x09", 80)]
+    socks += [(1, p, b"\x0a\0\0\x01", b"\x0a\0\0\x09", 80) for p in (lo - 1, hi + 1) if 0 < p < 65536]
+    truth = Counter()
+    buf = b""
+    for state, sport, src, dst, dport in socks:
+        buf += dest_msg(state, {6: 88, 3: 96}.get(state, 124), sport, src, dst, dport)
+        if lo <= sport <= hi:
+            truth[(socket.inet_ntoa(src), socket.inet_ntoa(dst), dport)] += 1
+    c = DumpCounter(TCPDIAG_GETSOCK, SEQ, PORTID, "dest", port_range=port_range)
+    c.feed(bytearray(buf), len(buf))
+    table = DiagTable()
+    c.finish(table)
+    assert table.destinations == truth
+
+
+def test_the_dest_view_names_v4_mapped_ipv6_sockets_as_their_ipv4_peer():
+    mapped = b"\0" * 10 + b"\xff\xff" + b"\x7f\0\0\x01"
+    buf = dest_msg(1, 124, 40001, mapped, mapped, 80, family=10) + dest_msg(
+        1, 124, 40002, b"\x7f\0\0\x01", b"\x7f\0\0\x01", 80
+    )
+    c = DumpCounter(TCPDIAG_GETSOCK, SEQ, PORTID, "dest", port_range=(40000, 40009))
+    c.feed(bytearray(buf), len(buf))
+    table = DiagTable()
+    c.finish(table)
+    assert table.destinations == {("127.0.0.1", "127.0.0.1", 80): 2}
+    with pytest.raises(ValueError):
+        DumpCounter(TCPDIAG_GETSOCK, SEQ, PORTID, "dest")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 2, 4]), st.sampled_from([0, 1, 65535, 65536, 1 << 24]), st.sampled_from([0, 0, 3])
+        ),
+        max_size=120,
+    )
+)
+def test_the_dest_view_keeps_exactly_the_probing_the_retransmitting_and_the_unread_sockets(socks):
+    buf, truth = b"", []
+    for i, (timer, rqueue, retrans) in enumerate(socks):
+        m = bytearray(dest_msg(1, 124, 40000 + i, b"\x0a\0\0\x01", b"\x0a\0\0\x09", 80))
+        m[18], m[19] = timer, retrans  # idiag_timer, idiag_retrans
+        struct.pack_into("=III", m, 72, rqueue, 7, 0)  # idiag_rqueue, idiag_wqueue, idiag_uid
+        struct.pack_into("=I", m, 84, 1000 + i)  # idiag_inode
+        buf += bytes(m)
+        if timer == 4 or rqueue >= 65536 or retrans:
+            truth.append((40000 + i, timer, rqueue, 1000 + i))
+    c = DumpCounter(TCPDIAG_GETSOCK, SEQ, PORTID, "dest", port_range=(40000, 40200))
+    c.feed(bytearray(buf), len(buf))
+    table = DiagTable()
+    c.finish(table)
+    assert [(s.local_port, s.timer, s.rqueue, s.inode) for s in table.stalled] == truth
+    assert all((s.local, s.peer, s.peer_port, s.wqueue) == ("10.0.0.1", "10.0.0.9", 80, 7) for s in table.stalled)
