@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tcptune.core.counters import delta, merge, parse_snmp_text
-from tcptune.core.diagnoses import (
+from tcptune.core.diagnoses import CHECKS, diagnose
+from tcptune.core.diagnoses.ephemeral import ephemeral_port_use, usable_ephemeral_ports
+from tcptune.core.diagnoses.model import (
     BOOT_LINE_IGNORED,
-    CHECKS,
     CLOSE_WAIT_MIN,
     FD_NEAR,
     NOT_PERSISTED,
@@ -27,9 +28,6 @@ from tcptune.core.diagnoses import (
     SettingIssue,
     Stall,
     close_wait_leak,
-    diagnose,
-    ephemeral_port_use,
-    usable_ephemeral_ports,
 )
 from tcptune.core.ports import PortUse, parse_port_range
 from tcptune.core.procfs import parse_sockstat

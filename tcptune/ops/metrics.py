@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
-from tcptune.core.diagnoses import Finding
+from tcptune.core.diagnoses.model import Finding
 from tcptune.core.ports import PortUse
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.source import Source, kernel_version

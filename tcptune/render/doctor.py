@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tcptune.core.diagnoses import SEVERITIES
+from tcptune.core.diagnoses.model import SEVERITIES
 from tcptune.ops.doctor import DoctorReport
 from tcptune.render.output import Output
 

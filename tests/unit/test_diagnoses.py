@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tcptune.core.counters import delta, merge, parse_snmp_text
-from tcptune.core.diagnoses import CHECKS, CRITICAL, INFO, WARNING, DoctorInput, Listener, diagnose
+from tcptune.core.diagnoses import CHECKS, diagnose
+from tcptune.core.diagnoses.model import CRITICAL, INFO, WARNING, DoctorInput, Listener
 from tcptune.kernel.states import TcpState
 
 DATA = Path(__file__).resolve().parents[1] / "data/proc_net_snmp"
@@ -179,7 +180,7 @@ def test_ephemeral_ports_with_an_unreadable_range_are_not_judged():
     [(100, 5000, True), (99, 5000, False), (16, 32, True), (16, 33, False), (15, 15, False)],
 )
 def test_close_wait_is_a_leak_by_count_or_by_share_of_the_process_sockets(close_wait, sockets, fires):
-    from tcptune.core.diagnoses import ProcessSockets
+    from tcptune.core.diagnoses.model import ProcessSockets
 
     p = ProcessSockets("app (pid 7)", 7, close_wait, sockets, 40, 1024, True)
     found = diagnose(make(close_wait_owners=[p], window_seconds_cw=2.0), ("close-wait",))
@@ -189,7 +190,7 @@ def test_close_wait_is_a_leak_by_count_or_by_share_of_the_process_sockets(close_
 
 
 def test_close_wait_near_the_fd_limit_is_critical_and_fd_limit_fires_at_90_percent():
-    from tcptune.core.diagnoses import ProcessSockets
+    from tcptune.core.diagnoses.model import ProcessSockets
 
     leak = ProcessSockets("app (pid 7)", 7, 500, 600, 950, 1000, False)
     (f,) = diagnose(make(close_wait_owners=[leak]), ("close-wait",))
@@ -201,7 +202,7 @@ def test_close_wait_near_the_fd_limit_is_critical_and_fd_limit_fires_at_90_perce
 
 
 def test_a_large_recv_q_alone_is_no_finding_until_a_window_closes():
-    from tcptune.core.diagnoses import UNREAD, ZERO_WINDOW, Stall
+    from tcptune.core.diagnoses.model import UNREAD, ZERO_WINDOW, Stall
 
     unread = Stall("app (pid 7)", UNREAD, 2, 900_000, "10.0.0.1:80 <- 10.0.0.2:40000")
     assert diagnose(make(stalls=[unread]), ("receiver-not-reading",)) == []
