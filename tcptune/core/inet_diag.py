@@ -27,6 +27,7 @@ message by message (same records, slower).
 from __future__ import annotations
 
 import errno
+import heapq
 import os
 import re
 import socket
@@ -89,8 +90,22 @@ _RECORD_END["cookies"] = OFF_INODE + 4
 # timer, Recv-Q and inode of the few sockets whose receiver is not reading.
 _RECORD_END["dest"] = OFF_INODE + 4
 TIMER_PROBE0 = 4  # idiag_timer of a socket in zero-window probing (inet_sk_diag_fill(): ICSK_TIME_PROBE0)
+_IS_SYN_SENT = bytes(1 if i == TcpState.SYN_SENT else 0 for i in range(256))
 _IS_PROBE0 = bytes(1 if i == TIMER_PROBE0 else 0 for i in range(256))
 _NONZERO = bytes([0]) + bytes([1]) * 255
+# States whose retransmissions are data or FIN (icsk_retransmits): ESTABLISHED, FIN_WAIT1,
+# CLOSE_WAIT, LAST_ACK, CLOSING.  SYN_SENT and SYN_RECV ones are SYNs and SYN-ACKs, which the
+# syn-sent and syn-queue checks judge by destination and listener; counting them here made
+# 10^5 "retransmitting" records out of a half-open population.
+_DATA_STATE = bytes(
+    1
+    if i in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.CLOSE_WAIT, TcpState.LAST_ACK, TcpState.CLOSING)
+    else 0
+    for i in range(256)
+)
+# by='dest': the destinations kept, busiest first; the rest are counted, never formatted (at a
+# million sockets there can be 10^6 of them, mostly of one socket each).
+DEST_KEEP = 64
 # idiag_rqueue is a native u32: the bytes that are nonzero from 64 KiB up
 _RQUEUE_HIGH = (2, 3) if sys.byteorder == "little" else (0, 1)
 RQUEUE_FULLISH = 1 << 16  # Recv-Q from this many bytes up counts as a receiver not reading
@@ -158,8 +173,10 @@ class DiagTable:
     # by='cookies': each socket's idiag_cookie (native u64), in the order of sock_inodes
     sock_cookies: array = field(default_factory=lambda: array("Q"))
     # by='dest': (local address, peer address, peer port) -> sockets whose local port is in the
-    # port range asked for (LISTEN not counted: it has no peer)
+    # port range asked for and no listener's (LISTEN not counted: it has no peer), the DEST_KEEP
+    # busiest only
     destinations: Counter = field(default_factory=Counter)
+    syn_sent_destinations: Counter = field(default_factory=Counter)  # by='dest': every SYN_SENT socket, kept alike
     # by='dest': sockets in zero-window probing or with Recv-Q >= RQUEUE_FULLISH (few)
     stalled: list = field(default_factory=list)  # Stalled
 
@@ -184,6 +201,19 @@ def _port_selectors(port_range: tuple[int, int]) -> tuple[bytes, ...]:
         table(lambda b: b >= lo_l),
         table(lambda h: h == hi_h),
         table(lambda b: b <= hi_l),
+    )
+
+
+def _port_set_selectors(ports) -> tuple[tuple[bytes, bytes], ...]:
+    """(high-byte table, low-byte table) pairs, one per distinct high byte of ``ports``: a port
+    is in the set when, for one pair, its high byte marks 1 in the first and its low byte in
+    the second (at most 256 pairs, whatever the number of ports)."""
+    lows: dict[int, set[int]] = {}
+    for p in ports:
+        lows.setdefault(p >> 8, set()).add(p & 0xFF)
+    return tuple(
+        (bytes(1 if i == h else 0 for i in range(256)), bytes(1 if i in low else 0 for i in range(256)))
+        for h, low in sorted(lows.items())
     )
 
 
@@ -303,6 +333,7 @@ class DumpCounter:
         by: str | None = None,
         listeners: bool = False,
         port_range: tuple[int, int] | None = None,
+        exclude_ports=frozenset(),
     ):
         if by not in _RECORD_END:
             raise ValueError(f"unknown grouping {by!r}")
@@ -310,6 +341,7 @@ class DumpCounter:
             raise ValueError("by='dest' counts the sockets in a port range: give port_range")
         self.port_tables = _port_selectors(port_range) if by == "dest" else ()
         self.same_high = port_range is not None and port_range[0] >> 8 == port_range[1] >> 8
+        self.exclude_tables = _port_set_selectors(exclude_ports) if by == "dest" else ()
         self.rtype = rtype
         self.by = by
         self.listeners = [] if listeners else None
@@ -332,6 +364,7 @@ class DumpCounter:
         self.sock_inodes = array("I")
         self.sock_cookies = array("Q")
         self.stalled_records: list = []
+        self.syn_sent_keys: Counter = Counter()  # by='dest': SYN_SENT sockets by destination
         self.interrupted = False
 
     def feed(self, buf, end: int) -> None:
@@ -386,17 +419,28 @@ class DumpCounter:
             self.sock_cookies.frombytes(cookies)
         elif by == "dest" and self.listeners is None:
             self._pick_stalled(rec, m)
-            self._count_destinations(rec, m)
+            self._count_destinations(rec, m, st)
         if self.listeners is not None:
             self.listeners.extend(_listener(rec, i * R) for i in range(m))
 
-    def _count_destinations(self, rec: bytes, m: int) -> None:
-        """(family, local address, peer address, peer port) keys of the sockets whose local port is in range."""
+    def _count_destinations(self, rec: bytes, m: int, st: bytes) -> None:
+        """(family, local address, peer address, peer port) keys of the sockets whose local port is
+        in range, and apart those of every SYN_SENT socket."""
         R = self.rec_len
         sport = OFF_SPORT - 4
-        sel = _in_range(rec[sport::R], rec[sport + 1 :: R], self.port_tables, self.same_high)
+        high, low = rec[sport::R], rec[sport + 1 :: R]
+        sel = _in_range(high, low, self.port_tables, self.same_high)
+        if self.exclude_tables:
+            taken = 0
+            for t_high, t_low in self.exclude_tables:
+                taken |= int.from_bytes(high.translate(t_high), "little") & int.from_bytes(
+                    low.translate(t_low), "little"
+                )
+            if taken:
+                sel = (int.from_bytes(sel, "little") & ~taken).to_bytes(m, "little")
         n = sel.count(1)
-        if not n:
+        syn_sent = st.translate(_IS_SYN_SENT) if TcpState.SYN_SENT in st else None
+        if not n and syn_sent is None:
             return
         # The key is the record's bytes from idiag_family to the end of the peer address, with
         # the bytes that differ per socket (state, timer, retrans, local port) zeroed: a copy
@@ -405,8 +449,12 @@ class DumpCounter:
         zeros = bytes(m)
         for off in range(OFF_STATE - 4, OFF_DPORT - 4):
             keys[off::R] = zeros
-        unpacked = struct.iter_unpack(f"{OFF_FAMILY - 4}x{DEST_KEY}s{R - (OFF_FAMILY - 4) - DEST_KEY}x", keys)
-        self.keys.update(unpacked if n == m else compress(unpacked, sel))
+        layout = f"{OFF_FAMILY - 4}x{DEST_KEY}s{R - (OFF_FAMILY - 4) - DEST_KEY}x"
+        if n:
+            unpacked = struct.iter_unpack(layout, keys)
+            self.keys.update(unpacked if n == m else compress(unpacked, sel))
+        if syn_sent is not None:  # whatever their port: doctor's syn-sent check, from this same dump
+            self.syn_sent_keys.update(compress(struct.iter_unpack(layout, keys), syn_sent))
 
     def _pick_stalled(self, rec: bytes, m: int) -> None:
         """Keep the records of sockets in zero-window probing, retransmitting, or with Recv-Q >= 64 KiB (C tests per column)."""
@@ -414,11 +462,13 @@ class DumpCounter:
         rq = OFF_RQUEUE - 4
         probe0 = rec[OFF_STATE - 3 :: R].translate(_IS_PROBE0)
         retrans = rec[OFF_STATE - 2 :: R]
-        if 1 not in probe0 and not retrans.strip(b"\0"):
+        data = int.from_bytes(rec[OFF_STATE - 4 :: R].translate(_DATA_STATE), "little")
+        retrans_sel = int.from_bytes(retrans.translate(_NONZERO), "little") & data
+        if 1 not in probe0 and not retrans_sel:
             hi, lo = (rec[rq + i :: R].translate(_NONZERO) for i in _RQUEUE_HIGH)
             if 1 not in hi and 1 not in lo:
                 return  # the common buffer: nothing stalled, a few C scans
-        sel = int.from_bytes(probe0, "little") | int.from_bytes(retrans.translate(_NONZERO), "little")
+        sel = int.from_bytes(probe0, "little") | retrans_sel
         for i in _RQUEUE_HIGH:
             sel |= int.from_bytes(rec[rq + i :: R].translate(_NONZERO), "little")
         self.stalled_records.extend(compress(struct.iter_unpack(f"{R}s", rec), sel.to_bytes(m, "little")))
@@ -486,14 +536,16 @@ class DumpCounter:
             table.sock_cookies.extend(self.sock_cookies)
         elif self.by == "dest":
             src, dst, dport = OFF_SRC - OFF_FAMILY, OFF_DST - OFF_FAMILY, OFF_DPORT - OFF_FAMILY
-            for (raw,), c in self.keys.items():  # one step per destination, not per socket
-                family = raw[0]
-                key = (
-                    _fmt_addr(family, raw[src : src + 16]),
-                    _fmt_addr(family, raw[dst : dst + 16]),
-                    (raw[dport] << 8) | raw[dport + 1],
-                )
-                table.destinations[key] += c
+            for into, counted in ((table.destinations, self.keys), (table.syn_sent_destinations, self.syn_sent_keys)):
+                busiest = heapq.nlargest(DEST_KEEP, counted.items(), key=itemgetter(1))
+                for (raw,), c in busiest:  # one step per kept destination, not per socket
+                    family = raw[0]
+                    key = (
+                        _fmt_addr(family, raw[src : src + 16]),
+                        _fmt_addr(family, raw[dst : dst + 16]),
+                        (raw[dport] << 8) | raw[dport + 1],
+                    )
+                    into[key] += c
             table.stalled.extend(_stalled(raw) for (raw,) in self.stalled_records)
         if self.listeners:
             table.listeners.extend(self.listeners)

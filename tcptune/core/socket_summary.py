@@ -60,6 +60,7 @@ class Summary:
     # (local address, peer address, peer port) -> sockets with a local port in the ephemeral
     # range, when asked for (doctor's port-exhaustion check); LISTEN not counted
     destinations: Counter | None = None
+    syn_sent_destinations: Counter | None = None  # with destinations: the SYN_SENT sockets, whatever their port
     stalled: list = field(default_factory=list)  # tcptune.core.inet_diag.Stalled, with destinations (netlink)
 
 
@@ -101,14 +102,21 @@ def summarize_rows(
     listeners = []
     orphans = 0
     destinations: Counter | None = None if port_range is None else Counter()
+    syn_sent_destinations: Counter | None = None if port_range is None else Counter()
     lo, hi = port_range or (1, 0)
+    taken: set[int] = set()  # listeners' ports, never ephemeral (as the netlink 'dest' view)
+    if destinations is not None:
+        rows = list(rows)
+        taken = {r.local_port for r in rows if state_from_kernel(r.state) == TcpState.LISTEN}
     for r in rows:
         s = state_from_kernel(r.state)
         if s is None or (states and s not in states):
             continue
         counts[s] += 1
-        if destinations is not None and s != TcpState.LISTEN and lo <= r.local_port <= hi:
+        if destinations is not None and s != TcpState.LISTEN and lo <= r.local_port <= hi and r.local_port not in taken:
             destinations[(r.local_address, r.remote_address, r.remote_port)] += 1
+        if syn_sent_destinations is not None and s == TcpState.SYN_SENT:
+            syn_sent_destinations[(r.local_address, r.remote_address, r.remote_port)] += 1
         if s == TcpState.LISTEN:
             listeners.append(ListenerInfo(r.local_address, r.local_port, r.rx_queue, None, r.inode))
         elif s == TcpState.SYN_RECV:
@@ -121,6 +129,7 @@ def summarize_rows(
         groups[(s, key)] += 1
     summary = Summary(source, normalize_counts(counts), groups, listeners, syn_recv, orphans)
     summary.destinations = destinations
+    summary.syn_sent_destinations = syn_sent_destinations
     return summary
 
 

@@ -19,13 +19,17 @@ from tcptune.errors import ExitCode, TcptuneError
 _SOCKET_LINK = re.compile(r"socket:\[(\d+)\]")
 
 
-def socket_owner_index(proc: str = "/proc") -> tuple[dict[int, int], list[tuple[int, str]], int]:
+def socket_owner_index(
+    proc: str = "/proc", fd_counts: dict[int, int] | None = None
+) -> tuple[dict[int, int], list[tuple[int, str]], int]:
     """(inode -> owner number, owners [(pid, name)], unreadable pids), one pass over /proc/*/fd.
 
     Built for a million sockets: per process the fd links are read with readlinkat()
     mapped in C, the socket inodes pulled out by one regex over the joined links, and
     the dict updated from a zip: no Python step per fd.  Pids are visited highest
     first so that a socket shared by several processes ends up credited to the lowest.
+    ``fd_counts``: also filled with each readable pid's number of open fds (the listing is
+    already made; doctor's fd-limit screen and process facts need not list them again).
     """
     index: dict[int, int] = {}
     pids_owning: list[int] = []
@@ -44,6 +48,8 @@ def socket_owner_index(proc: str = "/proc") -> tuple[dict[int, int], list[tuple[
             continue
         try:
             names = os.listdir(dfd)
+            if fd_counts is not None:
+                fd_counts[pid] = len(names)
             try:
                 links = list(map(partial(readlink, dir_fd=dfd), names))
             except OSError:  # an fd closed meanwhile: again, one by one

@@ -82,7 +82,13 @@ def _dump(sock, family: int, mask: int, seq: int, by, listen: bool, table: DiagT
         sock.send(request(family, mask, seq))
     except OSError as exc:
         raise SockDiagUnavailable(f"netlink sock_diag send: {exc.strerror}") from exc
-    counter = DumpCounter(reply_type(family), seq, sock.getsockname()[0], by, listeners=listen, port_range=port_range)
+    # A listener's port is no ephemeral port: connect() never picks a port bound by bind()
+    # (__inet_hash_connect() skips buckets with fastreuse >= 0), and the sockets accept()
+    # made share it.  The LISTEN dump runs first, so the listeners are known here.
+    taken = frozenset(x.port for x in table.listeners) if by == "dest" and not listen else frozenset()
+    counter = DumpCounter(
+        reply_type(family), seq, sock.getsockname()[0], by, listeners=listen, port_range=port_range, exclude_ports=taken
+    )
     consume(received(sock, counter.tail), counter, family)
     counter.finish(table)
 

@@ -123,23 +123,62 @@ def _syn_timeout(settings: dict[str, str | None]) -> float | None:
 
 
 class _Owners:
-    """The /proc/*/fd walk (socket inode -> process), done at most once and only when a check names an owner."""
+    """The /proc/*/fd walk (socket inode -> process), done at most once and only when a check names an owner.
+
+    start() runs it on a thread as soon as a check is sure to need it (CLOSE_WAIT sockets that
+    may have leaked): listdir() and readlink() release the GIL, so at a million sockets the
+    walk's ~2 s of system calls overlap the window's sleep or the dump's kernel time instead
+    of following them.
+    """
 
     def __init__(self) -> None:
         self._index = None
+        self._thread = None
+        self._outcome: list = []  # the thread's (index) or (exception)
+        self._facts: dict = {}  # pid -> ProcessFacts: one psutil look per process, however many findings name it
+        self.fd_counts: dict[int, int] = {}  # pid -> open fds, as the walk listed them
+
+    def _walk(self) -> None:
+        from tcptune.host.owners import socket_owner_index
+
+        try:
+            self._outcome.append(socket_owner_index(fd_counts=self.fd_counts))
+        except BaseException as exc:  # noqa: BLE001 - raised again in index()
+            self._outcome.append(exc)
+
+    def start(self) -> None:
+        import threading
+
+        if self._index is None and self._thread is None:
+            self._thread = threading.Thread(target=self._walk, name="tcptune-owners", daemon=True)
+            self._thread.start()
 
     def index(self):
         if self._index is None:
-            from tcptune.host.owners import socket_owner_index
-
-            self._index = socket_owner_index()
+            if self._thread is None:
+                self._walk()
+            else:
+                self._thread.join()
+            (outcome,) = self._outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
+            self._index = outcome
         return self._index
 
-    @staticmethod
-    def facts(pid: int, name: str):
+    def walked(self) -> tuple[dict[int, int], set[int]] | None:
+        """(pid -> open fds, pids holding sockets) when the walk ran or runs, for the fd-limit screen."""
+        if self._index is None and self._thread is None:
+            return None
+        self.index()
+        return self.fd_counts, {pid for pid, _name in self._index[1]}
+
+    def facts(self, pid: int, name: str):
         from tcptune.host.processes import ProcessFacts, process_facts
 
-        return process_facts(pid) or ProcessFacts(pid, name, None, None, None, None)
+        if pid not in self._facts:
+            known = self.fd_counts.get(pid)
+            self._facts[pid] = process_facts(pid, known) or ProcessFacts(pid, name, None, None, None, None)
+        return self._facts[pid]
 
 
 def _synack_timeout(settings: dict[str, str | None]) -> float | None:
@@ -180,10 +219,14 @@ def _close_wait_sample() -> dict[int, int] | None:
         return None
 
 
-def _close_wait_owners(before: dict[int, int] | None, owners: _Owners) -> list[ProcessSockets]:
+def _close_wait_owners(
+    before: dict[int, int] | None, owners: _Owners, after: dict[int, int] | None = None
+) -> list[ProcessSockets]:
     """The processes holding CLOSE_WAIT sockets that close_wait_leak() names; with a first sample,
-    only the sockets (by cookie) that were in CLOSE_WAIT then too."""
-    after = _close_wait_sample()
+    only the sockets (by cookie) that were in CLOSE_WAIT then too.  ``after``: the second sample
+    when it was taken already (with no window, the only one)."""
+    if after is None:
+        after = _close_wait_sample()
     if not after:
         return []
     stayed = after if before is None else {c: i for c, i in after.items() if c in before}
@@ -296,12 +339,12 @@ def _retransmitting(stalled) -> dict[str, int]:
     return dict(Counter(s.peer for s in stalled if s.retrans))
 
 
-def _fd_heavy() -> list[ProcessSockets]:
+def _fd_heavy(owners: _Owners) -> list[ProcessSockets]:
     from tcptune.host.processes import process_facts, socket_owners_near_fd_limit
 
     out = []
-    for pid, open_fds, limit in socket_owners_near_fd_limit(FD_NEAR):
-        facts = process_facts(pid)  # psutil for the few the screen found: name, user, and the numbers again
+    for pid, open_fds, limit in socket_owners_near_fd_limit(FD_NEAR, walked=owners.walked()):
+        facts = process_facts(pid, open_fds)  # psutil for the few the screen found: name, user, the limit
         if facts is not None:
             out.append(ProcessSockets(facts.label(), pid, 0, 0, facts.open_fds or open_fds, facts.fd_limit or limit))
     return out
@@ -418,7 +461,15 @@ def run_doctor(
 
     # the first CLOSE_WAIT sample goes with the first counter sample: the second, after the
     # window, keeps only the sockets (by cookie) that stayed
-    cw_before = _close_wait_sample() if live and interval > 0 and wanted("close-wait") else None
+    owners = _Owners()
+    cw_before = cw_now = None
+    if live and wanted("close-wait"):
+        if interval > 0:
+            cw_before = _close_wait_sample()
+        else:  # no window: the one sample, taken first so the walk can start at once
+            cw_now = _close_wait_sample()
+        if len(cw_before or cw_now or ()) >= CLOSE_WAIT_MIN:
+            owners.start()  # close_wait_owners() will need the owners: walk while the rest is read
     cw_start = clock.now()
     window = _window(source, interval, meta, notes)
     settings = source.read_sysctls(SETTING_KEYS)
@@ -431,11 +482,10 @@ def run_doctor(
             "the orphan and TCP memory limits are judged only where they can be read"
         )
     sockstat_text = source.read_proc_text("net/sockstat") or ""
+    # past the pile-up threshold only: the SYN_SENT sockets by destination, from the same dump
     syn_sent = {}
-    # past the pile-up threshold only: a dump of that one state, by destination
     if wanted("syn-sent") and summary.counts.get(TcpState.SYN_SENT, 0) >= SYN_SENT_PILE:
-        syn_sent = collect_summary(source, states={TcpState.SYN_SENT}, port_range=(1, 65535)).destinations or {}
-    owners = _Owners()
+        syn_sent = summary.syn_sent_destinations or {}
     listeners = meta["listeners"] if meta is not None else _listeners(summary.listeners, source.is_live, owners)
     retransmitting = meta["retransmitting"] if meta is not None else _retransmitting(summary.stalled)
     if meta is not None:  # a bundle: what the live run found about processes and settings
@@ -448,8 +498,8 @@ def run_doctor(
         enough = summary.counts.get(TcpState.CLOSE_WAIT, 0) >= CLOSE_WAIT_MIN and (
             cw_before is None or len(cw_before) >= CLOSE_WAIT_MIN
         )
-        close_wait = _close_wait_owners(cw_before, owners) if wanted("close-wait") and enough else []
-        fd_heavy = _fd_heavy() if wanted("fd-limit") else []
+        close_wait = _close_wait_owners(cw_before, owners, cw_now) if wanted("close-wait") and enough else []
+        fd_heavy = _fd_heavy(owners) if wanted("fd-limit") else []
         cw_seconds = clock.now() - cw_start if cw_before is not None else 0.0
     else:  # a saved tree that is no bundle
         setting_issues = _setting_issues(source, notes) if wanted("settings") else []

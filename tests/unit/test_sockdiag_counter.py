@@ -177,25 +177,31 @@ def dest_msg(state: int, length: int, sport: int, src: bytes, dst: bytes, dport:
         ),
         max_size=200,
     ),
+    st.frozensets(st.integers(1, 65535), max_size=12),
 )
-def test_the_dest_view_counts_exactly_the_sockets_whose_local_port_is_in_range(port_range, socks):
-    """Against the per-socket truth: the translate/big-integer selection has no off-by-one at either end."""
+def test_the_dest_view_counts_exactly_the_sockets_whose_local_port_is_in_range(port_range, socks, listening):
+    """Against the per-socket truth: the translate/big-integer selection has no off-by-one at either end,
+    and no socket on a listener's port counts (connect() never picks a port bind() holds)."""
     import socket
 
     lo, hi = port_range
     socks = socks + [(1, lo, b"\x0a\0\0\x01", b"\x0a\0\0\x09", 80), (1, hi, b"\x0a\0\0\x01", b"\x0a\0\0\x09", 80)]
     socks += [(1, p, b"\x0a\0\0\x01", b"\x0a\0\0\x09", 80) for p in (lo - 1, hi + 1) if 0 < p < 65536]
-    truth = Counter()
+    socks += [(1, p, b"\x7f\0\0\x01", b"\x0a\0\0\x09", 443) for p in listening]  # accepted on a listener's port
+    truth, syn_sent = Counter(), Counter()
     buf = b""
     for state, sport, src, dst, dport in socks:
         buf += dest_msg(state, {6: 88, 3: 96}.get(state, 124), sport, src, dst, dport)
-        if lo <= sport <= hi:
+        if lo <= sport <= hi and sport not in listening:
             truth[(socket.inet_ntoa(src), socket.inet_ntoa(dst), dport)] += 1
-    c = DumpCounter(TCPDIAG_GETSOCK, SEQ, PORTID, "dest", port_range=port_range)
+        if state == 2:  # SYN_SENT, whatever its port
+            syn_sent[(socket.inet_ntoa(src), socket.inet_ntoa(dst), dport)] += 1
+    c = DumpCounter(TCPDIAG_GETSOCK, SEQ, PORTID, "dest", port_range=port_range, exclude_ports=listening)
     c.feed(bytearray(buf), len(buf))
     table = DiagTable()
     c.finish(table)
     assert table.destinations == truth
+    assert table.syn_sent_destinations == syn_sent
 
 
 def test_the_dest_view_names_v4_mapped_ipv6_sockets_as_their_ipv4_peer():
@@ -216,20 +222,24 @@ def test_the_dest_view_names_v4_mapped_ipv6_sockets_as_their_ipv4_peer():
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from([0, 1, 2, 4]), st.sampled_from([0, 1, 65535, 65536, 1 << 24]), st.sampled_from([0, 0, 3])
+            st.sampled_from([0, 1, 2, 4]),
+            st.sampled_from([0, 1, 65535, 65536, 1 << 24]),
+            st.sampled_from([0, 0, 3]),
+            st.sampled_from([1, 1, 2, 3, 4, 12]),  # ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT1, NEW_SYN_RECV
         ),
         max_size=120,
     )
 )
 def test_the_dest_view_keeps_exactly_the_probing_the_retransmitting_and_the_unread_sockets(socks):
     buf, truth = b"", []
-    for i, (timer, rqueue, retrans) in enumerate(socks):
-        m = bytearray(dest_msg(1, 124, 40000 + i, b"\x0a\0\0\x01", b"\x0a\0\0\x09", 80))
+    for i, (timer, rqueue, retrans, state) in enumerate(socks):
+        m = bytearray(dest_msg(state, 124, 40000 + i, b"\x0a\0\0\x01", b"\x0a\0\0\x09", 80))
         m[18], m[19] = timer, retrans  # idiag_timer, idiag_retrans
         struct.pack_into("=III", m, 72, rqueue, 7, 0)  # idiag_rqueue, idiag_wqueue, idiag_uid
         struct.pack_into("=I", m, 84, 1000 + i)  # idiag_inode
         buf += bytes(m)
-        if timer == 4 or rqueue >= 65536 or retrans:
+        # a SYN or SYN-ACK retransmitted is the syn-sent and syn-queue checks' business, not this one's
+        if timer == 4 or rqueue >= 65536 or (retrans and state in (1, 4)):
             truth.append((40000 + i, timer, rqueue, 1000 + i))
     c = DumpCounter(TCPDIAG_GETSOCK, SEQ, PORTID, "dest", port_range=(40000, 40200))
     c.feed(bytearray(buf), len(buf))
@@ -237,3 +247,21 @@ def test_the_dest_view_keeps_exactly_the_probing_the_retransmitting_and_the_unre
     c.finish(table)
     assert [(s.local_port, s.timer, s.rqueue, s.inode) for s in table.stalled] == truth
     assert all((s.local, s.peer, s.peer_port, s.wqueue) == ("10.0.0.1", "10.0.0.9", 80, 7) for s in table.stalled)
+
+
+def test_the_dest_view_keeps_the_busiest_destinations_only():
+    """A million sockets can make 10^6 destinations: DEST_KEEP of them are formatted, the busiest."""
+    from tcptune.core.inet_diag import DEST_KEEP
+
+    buf = b""
+    for peer in range(DEST_KEEP + 40):
+        for i in range(1 + peer % 7):
+            buf += dest_msg(1, 124, 40000 + i, b"\x0a\0\0\x01", bytes([10, 0, 1, peer]), 80)
+    c = DumpCounter(TCPDIAG_GETSOCK, SEQ, PORTID, "dest", port_range=(40000, 40009))
+    c.feed(bytearray(buf), len(buf))
+    table = DiagTable()
+    c.finish(table)
+    assert len(table.destinations) == DEST_KEEP
+    kept = sorted(table.destinations.values(), reverse=True)
+    everyone = sorted((1 + peer % 7 for peer in range(DEST_KEEP + 40)), reverse=True)
+    assert kept == everyone[:DEST_KEEP]

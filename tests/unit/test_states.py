@@ -243,3 +243,19 @@ def test_local_port_groups_carry_their_listeners():
     s.listeners = [ListenerInfo("0.0.0.0", 80, 1, 0)]
     (g,) = build_report(s, [], by="local-port")["groups"]
     assert g["listeners"] == [{"address": "0.0.0.0", "accept_queue": 1, "backlog": 0}]
+
+
+def test_summarize_rows_destinations_leave_out_the_listeners_ports():
+    """The /proc path counts port use as the netlink 'dest' view does: a socket accept() made
+    shares its listener's port, which connect() never picks (__inet_hash_connect())."""
+    rows = [
+        row(10, lport=40005, peer="0.0.0.0", inode=9),  # a listener inside the ephemeral range
+        row(1, lport=40005, peer="10.0.0.7"),  # accepted on it
+        row(1, lport=40001, peer="10.0.0.1"),  # connect()ed: an ephemeral port
+        row(6, lport=40002, peer="10.0.0.1", inode=0),  # TIME_WAIT still holds its port
+        row(1, lport=39999, peer="10.0.0.1"),  # outside the range
+        row(2, lport=30000, peer="10.0.0.3"),  # SYN_SENT outside the range: in the SYN_SENT groups only
+    ]
+    s = summarize_rows(rows, None, port_range=(40000, 40009))
+    assert s.destinations == Counter({("10.0.0.2", "10.0.0.1", 5555): 2})
+    assert s.syn_sent_destinations == Counter({("10.0.0.2", "10.0.0.3", 5555): 1})
