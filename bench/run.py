@@ -37,6 +37,12 @@ FLOOR_UNSPEC = [PY, str(HERE / "floor.py")]
 # The tcptune under test: `python -m tcptune` of the interpreter running this script, so
 # PYTHONPATH (or the install) decides which tree is timed, never a stale `tcptune` on PATH.
 TCPTUNE = [PY, "-m", "tcptune"]
+NO_OWNER_CHECKS = [
+    arg
+    for check in ("accept-queue", "syn-queue", "time-wait", "ephemeral-ports", "orphans-memory", "retransmissions")
+    + ("resets", "syn-sent", "settings", "conntrack", "dead-peers")
+    for arg in ("--check", check)
+]
 
 
 def tools_fast() -> list:
@@ -50,6 +56,9 @@ def tools_fast() -> list:
         # doctor reads the same dump plus the counters, sockstat and sysctls (issue 12: <= 2x states)
         ("tcptune doctor --interval 0", [*TCPTUNE, "doctor", "--interval", "0"]),
         ("tcptune doctor --interval 0 --json", [*TCPTUNE, "doctor", "--interval", "0", "--json"]),
+        # the same without the checks that name processes (close-wait, fd-limit, receiver-not-reading):
+        # what the /proc/*/fd walk they need costs, by difference
+        ("tcptune doctor --interval 0, no owner checks", [*TCPTUNE, "doctor", "--interval", "0", *NO_OWNER_CHECKS]),
         ("ss -tan | wc -l", ["sh", "-c", "ss -tan | wc -l >/dev/null"]),
         ("ss -s", ["sh", "-c", "ss -s >/dev/null"]),
     ]
