@@ -255,3 +255,22 @@ def _tcp(data: bytes, off: int, tcp_len: int, src: str, dst: str, t: float) -> S
     if hlen < 20:
         return None
     return Segment(t, src, sport, dst, dport, flags, seq, ack, window, max(0, tcp_len - hlen))
+
+
+class PcapWriter:
+    """Classic pcap (microsecond magic, this machine's byte order), one record per frame, as
+    tcpdump -w writes it: readable by ``read_segments``, tcpdump and Wireshark.  Pure: it writes
+    to a binary stream it is handed."""
+
+    def __init__(self, stream: BinaryIO, linktype: int = LINK_ETHERNET, snaplen: int = 262144):
+        self.stream = stream
+        self.count = 0
+        self._rec = struct.Struct("=IIII")
+        stream.write(struct.pack("=IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))  # pcap_file_header
+
+    def write(self, t: float, frame: bytes, orig_len: int | None = None) -> None:
+        sec = int(t)
+        usec = min(999999, round((t - sec) * 1e6))
+        self.stream.write(self._rec.pack(sec, usec, len(frame), orig_len or len(frame)))
+        self.stream.write(frame)
+        self.count += 1

@@ -56,28 +56,49 @@ class Annotated:
     label: str
     marks: list[str]
     retransmission: int  # 0: first transmission, n: the n-th resend
-    states_after: dict[str, str]
-    states_source: str = "inferred"
+    states_after: dict[str, str]  # inferred from the packets
+    kernel_states: dict[str, str] | None = None  # read from the kernel after this segment, where it could be
 
-    def to_json(self, rel: bool = True) -> dict:
+    @property
+    def states_source(self) -> str:
+        return "inferred" if self.kernel_states is None else "kernel"
+
+    @property
+    def disagreements(self) -> list[str]:
+        """Ends whose inferred state is known and not the kernel's (shown, never hidden)."""
+        if self.kernel_states is None:
+            return []
+        return [e for e, st in self.states_after.items() if st != UNKNOWN and self.kernel_states.get(e) != st]
+
+    def to_json(self, absolute: bool = False) -> dict:
         s = self.segment
+        ack = s.flags & ACK
         return {
             "t": round(self.t, 6),
             "from": self.sender,
             "flags": s.letters,
-            "seq_rel": self._rel_seq if rel else s.seq,
-            "ack_rel": (self._rel_ack if rel else s.ack) if s.flags & ACK else None,
+            "seq_rel": self._rel_seq,
+            "ack_rel": self._rel_ack if ack else None,
+            "seq": s.seq,
+            "ack": s.ack if ack else None,
             "len": s.length,
             "window": s.window,
-            "label": self.label,
+            "label": self.label_text(absolute),
             "marks": self.marks,
             "retransmission": self.retransmission,
             "states_after": dict(self.states_after),
             "states_source": self.states_source,
+            "kernel_states": None if self.kernel_states is None else dict(self.kernel_states),
+            "disagrees": self.disagreements,
         }
+
+    def label_text(self, absolute: bool = False) -> str:
+        """The label; with ``absolute`` the raw sequence numbers instead of J+n / K+n."""
+        return self.label_absolute if absolute else self.label
 
     _rel_seq: int = 0
     _rel_ack: int = 0
+    label_absolute: str = ""
 
 
 @dataclass
@@ -96,12 +117,12 @@ class Connection:
             return []
         return [end for end, st in self.final_states.items() if self.kernel_states.get(end) != st]
 
-    def to_json(self) -> dict:
+    def to_json(self, absolute: bool = False) -> dict:
         return {
             "client": self.client,
             "server": self.server,
             "joined_mid_connection": self.joined_mid,
-            "packets": [p.to_json() for p in self.packets],
+            "packets": [p.to_json(absolute) for p in self.packets],
             "final_states": dict(self.final_states),
             "kernel_final_states": None if self.kernel_states is None else dict(self.kernel_states),
         }
@@ -135,10 +156,11 @@ class _Tracker:
         sender = self.addr.get((seg.src, seg.sport), "client")
         me, peer = self.ends[sender], self.ends["server" if sender == "client" else "client"]
         if self.pending is not None:
+            client_syn = self.pending.sender == "client" and self.pending.segment.flags & (SYN | ACK) == SYN
             # the reply to a SYN tells what the SYN did to the server: RST -> it had no listener
-            if self.pending.label.startswith("SYN J") and sender == "server" and seg.flags & RST:
+            if client_syn and sender == "server" and seg.flags & RST:
                 self.pending.states_after["server"] = CLOSED
-            elif self.pending.label.startswith("SYN J") and sender == "client" and seg.flags & SYN:
+            elif client_syn and sender == "client" and seg.flags & SYN:
                 # the client sent its SYN again: the server never answered the first
                 self.pending.states_after["server"] = self.ends["server"].state = UNKNOWN
             yield self.pending
@@ -167,7 +189,8 @@ class _Tracker:
         if me.isn is None:
             me.isn = seg.seq if not self.conn.joined_mid or seg.flags & SYN else (seg.seq - 1) % MOD
         retrans = self._retransmission(seg, me, marks)
-        label = self._label(seg, me, peer, retrans)
+        label = self._label(seg, me, peer)
+        label_abs = self._label(seg, me, peer, absolute=True)
         if not self.conn.joined_mid:
             self._transition(seg, me, peer, marks)
         elif seg.flags & RST:
@@ -188,6 +211,7 @@ class _Tracker:
             retransmission=retrans,
             states_after={k: e.state for k, e in self.ends.items()},
         )
+        ann.label_absolute = label_abs
         ann._rel_seq = (seg.seq - me.isn) % MOD
         ann._rel_ack = (seg.ack - peer.isn) % MOD if peer.isn is not None else seg.ack
         return ann
@@ -215,26 +239,32 @@ class _Tracker:
             marks.append(f"retransmission {count}, {seg.t - last:.3f} s after the previous")
         return count
 
-    def _rel(self, end: _End, value: int) -> str:
+    def _rel(self, end: _End, value: int, absolute: bool = False) -> str:
+        if absolute:
+            return str(value % MOD)
         if end.isn is None:
             return str(value)
         off = (value - end.isn) % MOD
         return end.letter if off == 0 else f"{end.letter}+{off}"
 
-    def _label(self, seg: Segment, me: _End, peer: _End, retrans: int) -> str:
+    def _label(self, seg: Segment, me: _End, peer: _End, absolute: bool = False) -> str:
         f = seg.flags
-        ack = f", ack {self._rel(peer, seg.ack)}" if f & ACK else ""
+
+        def rel(end: _End, value: int) -> str:
+            return self._rel(end, value, absolute)
+
+        ack = f", ack {rel(peer, seg.ack)}" if f & ACK else ""
         if f & RST:
             return "RST" + ack
         if f & SYN:
-            return f"SYN-ACK {self._rel(me, seg.seq)}{ack}" if f & ACK else f"SYN {self._rel(me, seg.seq)}"
+            return f"SYN-ACK {rel(me, seg.seq)}{ack}" if f & ACK else f"SYN {rel(me, seg.seq)}"
         if f & FIN:
             data = f", {seg.length} bytes" if seg.length else ""
-            return f"FIN {self._rel(me, seg.seq + seg.length)}{ack}{data}"
+            return f"FIN {rel(me, seg.seq + seg.length)}{ack}{data}"
         if seg.length:
-            start, stop = self._rel(me, seg.seq), self._rel(me, seg.seq + seg.length)
+            start, stop = rel(me, seg.seq), rel(me, seg.seq + seg.length)
             return f"data {start}:{stop} ({seg.length} bytes){ack}"
-        return f"ACK {self._rel(peer, seg.ack)}" if f & ACK else "segment with no flags"
+        return f"ACK {rel(peer, seg.ack)}" if f & ACK else "segment with no flags"
 
     def _transition(self, seg: Segment, me: _End, peer: _End, marks: list[str]) -> None:
         """RFC 9293 3.3.2 for both ends: ``me`` sent ``seg``, ``peer`` received it."""
@@ -290,21 +320,44 @@ def _after(a: int, b: int) -> bool:
     return 0 < (a - b) % MOD < (1 << 31)
 
 
+class Tracer:
+    """Push form of ``annotate``: feed segments one at a time (a live capture), then finish."""
+
+    def __init__(self) -> None:
+        self.trackers: dict[tuple, _Tracker] = {}
+        self.order: list[_Tracker] = []
+
+    def feed(self, seg: Segment) -> list[tuple[Connection, Annotated]]:
+        key = tuple(sorted(((seg.src, seg.sport), (seg.dst, seg.dport))))
+        tr = self.trackers.get(key)
+        if tr is None or (seg.flags & SYN and not seg.flags & ACK and tr.conn.final_states):
+            tr = self.trackers[key] = _Tracker(seg)
+            self.order.append(tr)
+        return [(tr.conn, ann) for ann in tr.feed(seg)]
+
+    def finish(self) -> list[tuple[Connection, Annotated]]:
+        out = []
+        for tr in self.order:
+            out.extend((tr.conn, ann) for ann in tr.finish())
+        return out
+
+
 def annotate(segments: Iterable[Segment]) -> Iterator[tuple[Connection, Annotated]]:
     """Each segment, as soon as it can be annotated, with the connection it belongs to."""
-    trackers: dict[tuple, _Tracker] = {}
-    order: list[_Tracker] = []
+    tracer = Tracer()
     for seg in segments:
-        key = tuple(sorted(((seg.src, seg.sport), (seg.dst, seg.dport))))
-        tr = trackers.get(key)
-        if tr is None or (seg.flags & SYN and not seg.flags & ACK and tr.conn.final_states):
-            tr = trackers[key] = _Tracker(seg)
-            order.append(tr)
-        for ann in tr.feed(seg):
-            yield tr.conn, ann
-    for tr in order:
-        for ann in tr.finish():
-            yield tr.conn, ann
+        yield from tracer.feed(seg)
+    yield from tracer.finish()
+
+
+def connection_ends(conn: Connection) -> tuple[tuple[str, int], tuple[str, int]]:
+    """(address, port) of the client and of the server."""
+    return _split(conn.client), _split(conn.server)
+
+
+def _split(endpoint: str) -> tuple[str, int]:
+    addr, _, port = endpoint.rpartition(":")
+    return addr.strip("[]"), int(port)
 
 
 def connections_of(items: Iterable[tuple[Connection, Annotated]]) -> list[Connection]:
