@@ -104,7 +104,7 @@ def trace_cmd(
     else:
         from tcptune.ops.trace import LiveOptions
 
-        _live(LiveOptions(interface or "lo", port, host, count, duration, pcap), json_out, absolute)
+        _live(LiveOptions(interface or "lo", absolute, port, host, count, duration, pcap), json_out, absolute)
 
 
 def _read(path: str, port: int | None, host: str | None, json_out: bool, absolute: bool) -> None:
@@ -114,7 +114,7 @@ def _read(path: str, port: int | None, host: str | None, json_out: bool, absolut
     from tcptune.render.output import Output
     from tcptune.render.trace import render_trace_json, render_trace_text
 
-    run = read_trace(path, TraceFilter(port, host))
+    run = read_trace(path, TraceFilter(port, host), packets=json_out, absolute=absolute)
     if json_out:
         emit_json(render_trace_json(connections_of(run.items), run.source, run.stats, absolute))
         return
@@ -160,7 +160,7 @@ def _scenario(name: str, json_out: bool, absolute: bool) -> None:
     if name == "list":
         typer.echo(render_scenario_list(scenario_names(), out))
         return
-    run = run_scenario(name)
+    run = run_scenario(name, absolute)
     if json_out:
         emit_json({**render_trace_json(run.connections, f"scenario {name}", run.stats, absolute), "notes": run.notes})
         return

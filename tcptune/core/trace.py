@@ -31,6 +31,7 @@ FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT = (
 )
 TIME_WAIT_LEN = 60.0  # TCP_TIMEWAIT_LEN (include/net/tcp.h): not a sysctl, whatever tutorials say
 MOD = 1 << 32
+SENT_KEEP = 4096  # segments per end remembered to recognise retransmissions
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Annotated:
 
     def label_text(self, absolute: bool = False) -> str:
         """The label; with ``absolute`` the raw sequence numbers instead of J+n / K+n."""
-        return self.label_absolute if absolute else self.label
+        return self.label_absolute if absolute and self.label_absolute else self.label
 
     _rel_seq: int = 0
     _rel_ack: int = 0
@@ -135,7 +136,8 @@ def _endpoint(addr: str, port: int) -> str:
 class _Tracker:
     """The state of one connection, fed its segments in order."""
 
-    def __init__(self, first: Segment):
+    def __init__(self, first: Segment, keep: bool = True, absolute: bool = False):
+        self.keep, self.absolute = keep, absolute
         self.start = first.t
         syn_only = first.flags & SYN and not first.flags & ACK
         synack = first.flags & SYN and first.flags & ACK
@@ -166,7 +168,9 @@ class _Tracker:
             yield self.pending
             self.pending = None
         ann = self._annotate(seg, sender, me, peer)
-        self.conn.packets.append(ann)
+        if self.keep:
+            self.conn.packets.append(ann)
+        self.last = ann
         if seg.flags & SYN and not seg.flags & ACK:
             self.pending = ann
         else:
@@ -190,7 +194,7 @@ class _Tracker:
             me.isn = seg.seq if not self.conn.joined_mid or seg.flags & SYN else (seg.seq - 1) % MOD
         retrans = self._retransmission(seg, me, marks)
         label = self._label(seg, me, peer)
-        label_abs = self._label(seg, me, peer, absolute=True)
+        label_abs = self._label(seg, me, peer, absolute=True) if self.absolute else ""
         if not self.conn.joined_mid:
             self._transition(seg, me, peer, marks)
         elif seg.flags & RST:
@@ -235,6 +239,8 @@ class _Tracker:
         key = (seg.seq, seg.flags & (SYN | FIN), seg.length)
         count, last = me.sent.get(key, (0, seg.t))
         me.sent[key] = (count + 1, seg.t)
+        if len(me.sent) > SENT_KEEP:  # bounded: a resend of something sent that long ago is not looked for
+            del me.sent[next(iter(me.sent))]
         if count:
             marks.append(f"retransmission {count}, {seg.t - last:.3f} s after the previous")
         return count
@@ -320,31 +326,56 @@ def _after(a: int, b: int) -> bool:
     return 0 < (a - b) % MOD < (1 << 31)
 
 
-class Tracer:
-    """Push form of ``annotate``: feed segments one at a time (a live capture), then finish."""
+DONE_STATES = frozenset((CLOSED, TIME_WAIT))
+KEEP_DONE = 1024  # finished connections still followed when packets are not kept (late ACKs, retransmissions)
 
-    def __init__(self) -> None:
+
+class Tracer:
+    """Push form of ``annotate``: feed segments one at a time (a live capture), then finish.
+
+    ``keep``: each connection keeps its annotated segments (for JSON).  Without it (text,
+    streamed) memory is bounded: a connection whose ends are both CLOSED or TIME_WAIT is
+    followed while it is one of the last KEEP_DONE to finish, then forgotten (a later segment
+    of it starts a connection "joined mid-connection").
+    ``absolute``: also label with raw sequence numbers (--absolute).
+    """
+
+    def __init__(self, keep: bool = True, absolute: bool = False) -> None:
+        self.keep, self.absolute = keep, absolute
         self.trackers: dict[tuple, _Tracker] = {}
         self.order: list[_Tracker] = []
+        self._done: dict[tuple, None] = {}  # insertion-ordered: the oldest finished first
 
     def feed(self, seg: Segment) -> list[tuple[Connection, Annotated]]:
-        key = tuple(sorted(((seg.src, seg.sport), (seg.dst, seg.dport))))
+        a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
+        key = (a, b) if a < b else (b, a)
         tr = self.trackers.get(key)
         if tr is None or (seg.flags & SYN and not seg.flags & ACK and tr.conn.final_states):
-            tr = self.trackers[key] = _Tracker(seg)
-            self.order.append(tr)
-        return [(tr.conn, ann) for ann in tr.feed(seg)]
+            tr = self.trackers[key] = _Tracker(seg, self.keep, self.absolute)
+            if self.keep:
+                self.order.append(tr)
+        out = [(tr.conn, ann) for ann in tr.feed(seg)]
+        if not self.keep and tr.pending is None and tr.ends["client"].state in DONE_STATES:
+            if tr.ends["server"].state in DONE_STATES:
+                self._done[key] = None
+                if len(self._done) > KEEP_DONE:
+                    old = next(iter(self._done))
+                    del self._done[old]
+                    self.trackers.pop(old, None)
+        return out
 
     def finish(self) -> list[tuple[Connection, Annotated]]:
         out = []
-        for tr in self.order:
+        for tr in self.order if self.keep else list(self.trackers.values()):
             out.extend((tr.conn, ann) for ann in tr.finish())
         return out
 
 
-def annotate(segments: Iterable[Segment]) -> Iterator[tuple[Connection, Annotated]]:
+def annotate(
+    segments: Iterable[Segment], keep: bool = True, absolute: bool = False
+) -> Iterator[tuple[Connection, Annotated]]:
     """Each segment, as soon as it can be annotated, with the connection it belongs to."""
-    tracer = Tracer()
+    tracer = Tracer(keep, absolute)
     for seg in segments:
         yield from tracer.feed(seg)
     yield from tracer.finish()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tcptune.core.pcap import ReadStats, Segment, read_segments
-from tcptune.core.trace import Annotated, Connection, annotate, connection_ends, trace_connections
+from tcptune.core.trace import Annotated, Connection, annotate, connection_ends, connections_of
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.tree import open_regular
 
@@ -36,7 +36,9 @@ class TraceRun:
     stats: ReadStats = field(default_factory=ReadStats)
 
 
-def read_trace(path: str, keep: TraceFilter | None = None) -> TraceRun:
+def read_trace(path: str, keep: TraceFilter | None = None, packets: bool = True, absolute: bool = False) -> TraceRun:
+    """``packets``: the connections keep their annotated segments (JSON); without, memory is
+    bounded however long the file (text, printed as it is read)."""
     keep = keep or TraceFilter()
     try:
         fd = open_regular(path, "--read")
@@ -47,7 +49,10 @@ def read_trace(path: str, keep: TraceFilter | None = None) -> TraceRun:
 
     def items() -> Iterator[tuple[Connection, Annotated]]:
         with os.fdopen(fd, "rb", buffering=1 << 20) as stream:
-            yield from annotate(s for s in read_segments(stream, path, stats) if keep.keeps(s))
+            segments = read_segments(stream, path, stats)
+            if keep.port is not None or keep.host is not None:
+                segments = (s for s in segments if keep.keeps(s))
+            yield from annotate(segments, packets, absolute)
         if stats.records and not stats.tcp:
             raise TcptuneError(f"{path}: {stats.records} packets, none of them TCP", ExitCode.BAD_INPUT)
 
@@ -120,6 +125,7 @@ class KernelStates:
 @dataclass
 class LiveOptions:
     interface: str = "lo"
+    absolute: bool = False
     port: int | None = None
     host: str | None = None
     count: int | None = None
@@ -149,7 +155,7 @@ class LiveRun:
         from tcptune.probe.capture import LiveCapture
 
         o = self.opts
-        tracer = Tracer()
+        tracer = Tracer(absolute=o.absolute)
         kernel = KernelStates()
         seen: dict[int, Connection] = {}
         writer = out = None
@@ -230,7 +236,7 @@ def live_trace(opts: LiveOptions) -> LiveRun:
     return LiveRun(opts)
 
 
-def run_scenario(name: str) -> ScenarioRun:
+def run_scenario(name: str, absolute: bool = False) -> ScenarioRun:
     """Run a tutorial's experiment in a new private network namespace and trace it.
 
     This process moves into that namespace for good (it is a one-shot command): the
@@ -255,7 +261,7 @@ def run_scenario(name: str) -> ScenarioRun:
         seg = decode_frame(LINK_ETHERNET, frame, t)
         stats.tcp += seg is not None
         segments.append(seg)
-    conns = trace_connections(s for s in segments if s is not None)
+    conns = connections_of(annotate((s for s in segments if s is not None), absolute=absolute))
     by_segment = {id(a.segment): (c, a) for c in conns for a in c.packets}
     for cp in checkpoints:
         # the states read after the experiment's step belong to the last segment captured by then
