@@ -108,15 +108,14 @@ def trace_cmd(
 
 
 def _read(path: str, port: int | None, host: str | None, json_out: bool, absolute: bool) -> None:
-    from tcptune.cli.common import emit_json
-    from tcptune.core.trace import connections_of
     from tcptune.ops.trace import TraceFilter, read_trace
     from tcptune.render.output import Output
-    from tcptune.render.trace import render_trace_json, render_trace_text
+    from tcptune.render.trace import render_trace_json_stream, render_trace_text
 
     run = read_trace(path, TraceFilter(port, host), packets=json_out, absolute=absolute)
     if json_out:
-        emit_json(render_trace_json(connections_of(run.items), run.source, run.stats, absolute))
+        for chunk in render_trace_json_stream(run.connections, run.source, run.stats, absolute):
+            sys.stdout.write(chunk)
         return
     out = Output.detect(sys.stdout)
     for line in render_trace_text(run.items, out, absolute):

@@ -333,17 +333,19 @@ KEEP_DONE = 1024  # finished connections still followed when packets are not kep
 class Tracer:
     """Push form of ``annotate``: feed segments one at a time (a live capture), then finish.
 
-    ``keep``: each connection keeps its annotated segments (for JSON).  Without it (text,
-    streamed) memory is bounded: a connection whose ends are both CLOSED or TIME_WAIT is
-    followed while it is one of the last KEEP_DONE to finish, then forgotten (a later segment
-    of it starts a connection "joined mid-connection").
+    ``keep``: each connection keeps its annotated segments (for JSON).
+    ``forget``: memory is bounded however long the capture (--read): a connection whose ends
+    are both CLOSED or TIME_WAIT is followed while it is one of the last KEEP_DONE to finish,
+    then finished and handed over in ``forgotten`` (a later segment of it starts a connection
+    "joined mid-connection").
     ``absolute``: also label with raw sequence numbers (--absolute).
     """
 
-    def __init__(self, keep: bool = True, absolute: bool = False) -> None:
-        self.keep, self.absolute = keep, absolute
+    def __init__(self, keep: bool = True, absolute: bool = False, forget: bool = False) -> None:
+        self.keep, self.absolute, self.forget = keep, absolute, forget
         self.trackers: dict[tuple, _Tracker] = {}
         self.order: list[_Tracker] = []
+        self.forgotten: list[Connection] = []  # finished and no longer followed; the caller empties it
         self._done: dict[tuple, None] = {}  # insertion-ordered: the oldest finished first
 
     def feed(self, seg: Segment) -> list[tuple[Connection, Annotated]]:
@@ -351,34 +353,60 @@ class Tracer:
         key = (a, b) if a < b else (b, a)
         tr = self.trackers.get(key)
         if tr is None or (seg.flags & SYN and not seg.flags & ACK and tr.conn.final_states):
+            old_tr = self.trackers.get(key)
+            if old_tr is not None and self.forget:  # a new connection on the same 4-tuple
+                self._done.pop(key, None)
+                self.forgotten.append(old_tr.conn)
             tr = self.trackers[key] = _Tracker(seg, self.keep, self.absolute)
-            if self.keep:
+            if not self.forget:
                 self.order.append(tr)
         out = [(tr.conn, ann) for ann in tr.feed(seg)]
-        if not self.keep and tr.pending is None and tr.ends["client"].state in DONE_STATES:
-            if tr.ends["server"].state in DONE_STATES:
+        if self.forget and tr.pending is None and tr.ends["client"].state in DONE_STATES:
+            if tr.ends["server"].state in DONE_STATES and key not in self._done:
                 self._done[key] = None
                 if len(self._done) > KEEP_DONE:
                     old = next(iter(self._done))
                     del self._done[old]
-                    self.trackers.pop(old, None)
+                    gone = self.trackers.pop(old)
+                    for _ in gone.finish():
+                        pass  # nothing pending: both ends are done
+                    self.forgotten.append(gone.conn)
         return out
 
     def finish(self) -> list[tuple[Connection, Annotated]]:
         out = []
-        for tr in self.order if self.keep else list(self.trackers.values()):
+        trackers = list(self.trackers.values()) if self.forget else self.order
+        for tr in trackers:
             out.extend((tr.conn, ann) for ann in tr.finish())
+        if self.forget:
+            self.forgotten.extend(tr.conn for tr in trackers)
+            self.trackers.clear()
         return out
 
 
 def annotate(
-    segments: Iterable[Segment], keep: bool = True, absolute: bool = False
+    segments: Iterable[Segment], keep: bool = True, absolute: bool = False, forget: bool = False
 ) -> Iterator[tuple[Connection, Annotated]]:
     """Each segment, as soon as it can be annotated, with the connection it belongs to."""
-    tracer = Tracer(keep, absolute)
+    tracer = Tracer(keep, absolute, forget)
     for seg in segments:
         yield from tracer.feed(seg)
+        tracer.forgotten.clear()
     yield from tracer.finish()
+
+
+def finished_connections(segments: Iterable[Segment], absolute: bool = False) -> Iterator[Connection]:
+    """Each connection with its annotated segments once it is finished (both ends CLOSED or
+    TIME_WAIT and KEEP_DONE others finished since, or the capture's end): in the order they
+    finish, in memory bounded by the connections open at once, not by the capture's length."""
+    tracer = Tracer(keep=True, absolute=absolute, forget=True)
+    for seg in segments:
+        tracer.feed(seg)
+        if tracer.forgotten:
+            yield from tracer.forgotten
+            tracer.forgotten.clear()
+    tracer.finish()
+    yield from tracer.forgotten
 
 
 def connection_ends(conn: Connection) -> tuple[tuple[str, int], tuple[str, int]]:

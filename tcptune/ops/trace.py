@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tcptune.core.pcap import ReadStats, Segment, read_segments
-from tcptune.core.trace import Annotated, Connection, annotate, connection_ends, connections_of
+from tcptune.core.trace import Annotated, Connection, annotate, connection_ends, connections_of, finished_connections
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.tree import open_regular
 
@@ -32,13 +32,14 @@ class TraceRun:
     """The annotated segments as they come (``items``), then ``stats`` once they are consumed."""
 
     source: str
-    items: Iterator[tuple[Connection, Annotated]]
+    items: Iterator[tuple[Connection, Annotated]] | None
     stats: ReadStats = field(default_factory=ReadStats)
+    connections: Iterator[Connection] | None = None  # --json: each once finished, in the order they finish
 
 
 def read_trace(path: str, keep: TraceFilter | None = None, packets: bool = True, absolute: bool = False) -> TraceRun:
-    """``packets``: the connections keep their annotated segments (JSON); without, memory is
-    bounded however long the file (text, printed as it is read)."""
+    """Text (``packets`` False): ``items``, each segment as it is read; JSON: ``connections``,
+    each with its segments once finished.  Either way memory does not grow with the file."""
     keep = keep or TraceFilter()
     try:
         fd = open_regular(path, "--read")
@@ -47,16 +48,18 @@ def read_trace(path: str, keep: TraceFilter | None = None, packets: bool = True,
         raise TcptuneError(f"--read {path}: {exc.strerror}", code) from None
     stats = ReadStats()
 
-    def items() -> Iterator[tuple[Connection, Annotated]]:
+    def segments() -> Iterator[Segment]:
         with os.fdopen(fd, "rb", buffering=1 << 20) as stream:
-            segments = read_segments(stream, path, stats)
+            segs = read_segments(stream, path, stats)
             if keep.port is not None or keep.host is not None:
-                segments = (s for s in segments if keep.keeps(s))
-            yield from annotate(segments, packets, absolute)
+                segs = (s for s in segs if keep.keeps(s))
+            yield from segs
         if stats.records and not stats.tcp:
             raise TcptuneError(f"{path}: {stats.records} packets, none of them TCP", ExitCode.BAD_INPUT)
 
-    return TraceRun(path, items(), stats)
+    if packets:
+        return TraceRun(path, None, stats, finished_connections(segments(), absolute))
+    return TraceRun(path, annotate(segments(), False, absolute, forget=True), stats)
 
 
 def scenario_names() -> dict[str, str]:

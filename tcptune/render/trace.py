@@ -102,3 +102,24 @@ def render_trace_json(connections: list[Connection], source: str, stats, absolut
         "sequence_numbers": "absolute" if absolute else "relative",
         "connections": [c.to_json(absolute) for c in connections],
     }
+
+
+def render_trace_json_stream(connections: Iterable[Connection], source: str, stats, absolute: bool = False):
+    """The same document as ``render_trace_json``, written a connection at a time (so a capture
+    of millions of packets is never held whole); the counts come last, once the file is read."""
+    import json
+
+    def dump(value) -> str:
+        return json.dumps(value, indent=2, allow_nan=False).replace("\n", "\n  ")
+
+    # the head goes out with the first connection: a file with no TCP at all is an error, not half a document
+    head = f'{{\n  "source": {json.dumps(source)},\n'
+    head += f'  "sequence_numbers": "{"absolute" if absolute else "relative"}",\n  "connections": ['
+    sep = "\n    "
+    for conn in connections:
+        yield head + sep + dump(conn.to_json(absolute)).replace("\n", "\n  ")
+        head, sep = "", ",\n    "
+    yield head + ("\n  ]" if sep != "\n    " else "]") + ",\n"
+    yield f'  "packets_read": {stats.records},\n'
+    yield f'  "tcp_segments": {stats.tcp}\n'
+    yield "}\n"
