@@ -130,6 +130,27 @@ def _fin_wait1(srv, port, step):
     return None, [a]
 
 
+SO_DETACH_FILTER = 27  # include/uapi/asm-generic/socket.h
+
+
+def _simultaneous_close(srv, port, step):
+    c = _connect(port)
+    a, _ = srv.accept()
+    step()
+    # Each end's socket drops whatever reaches it, so both FINs are on the wire before either
+    # is taken in (on loopback a FIN is otherwise delivered inside the close() that sends it):
+    # the capture shows them cross, as RFC 9293 figure 13 draws it.
+    _drop_all(c)
+    _drop_all(a)
+    c.shutdown(socket.SHUT_WR)
+    a.shutdown(socket.SHUT_WR)
+    for s in (c, a):
+        s.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+    time.sleep(1.0)  # the FINs' retransmissions (RTO >= 200 ms, TCP_RTO_MIN) are taken in: both end in TIME_WAIT
+    step()
+    return c, [a]
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -137,6 +158,12 @@ SCENARIOS = {
         Scenario("teardown", "the four-segment close: FIN M, ACK M+1, FIN N, ACK N+1", (), _teardown),
         Scenario("time-wait", "the three-segment close and the client's 60 s in TIME_WAIT", (), _time_wait),
         Scenario("half-close", "shutdown(SHUT_WR): the client holds FIN_WAIT2, the server CLOSE_WAIT", (), _half_close),
+        Scenario(
+            "simultaneous-close",
+            "both ends close at once: the FINs cross, each end goes through CLOSING, both end in TIME_WAIT",
+            (),
+            _simultaneous_close,
+        ),
         Scenario("refused", "a SYN to a port with no listener is answered with RST", (), _refused),
         Scenario(
             "syn-sent",

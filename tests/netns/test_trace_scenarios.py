@@ -79,7 +79,26 @@ def test_a_fin_never_acknowledged_is_retransmitted_from_fin_wait1():
     assert all(p["states_after"]["client"] == "FIN_WAIT1" for p in fins)
 
 
-AGREE_AFTER_EACH_STEP = ["handshake", "teardown", "time-wait", "half-close", "refused", "syn-sent"]
+AGREE_AFTER_EACH_STEP = [
+    "handshake",
+    "teardown",
+    "time-wait",
+    "half-close",
+    "refused",
+    "syn-sent",
+    "simultaneous-close",
+]
+
+
+def test_simultaneous_close_the_fins_cross_and_both_ends_end_in_time_wait():
+    c = scenario("simultaneous-close")
+    fins = [p for p in c["packets"] if "F" in p["flags"]]
+    # the first FIN of each end: neither acknowledges the other's (both left before either arrived)
+    first_c = next(p for p in fins if p["from"] == "client")
+    first_s = next(p for p in fins if p["from"] == "server")
+    assert first_c["label"] == "FIN J+1, ack K+1" and first_s["label"] == "FIN K+1, ack J+1"
+    assert first_s["states_after"] == {"client": "CLOSING", "server": "CLOSING"}
+    assert c["final_states"] == c["kernel_final_states"] == {"client": "TIME_WAIT", "server": "TIME_WAIT"}
 
 
 @pytest.mark.parametrize("name", AGREE_AFTER_EACH_STEP)
