@@ -427,6 +427,6 @@ def connections_of(items: Iterable[tuple[Connection, Annotated]]) -> list[Connec
     return list(seen.values())
 
 
-def trace_connections(segments: Iterable[Segment]) -> list[Connection]:
-    """Every connection with all its annotated segments (for --json and tests)."""
-    return connections_of(annotate(segments))
+def trace_connections(segments: Iterable[Segment], absolute: bool = False) -> list[Connection]:
+    """Every connection with all its annotated segments (scenarios, tests)."""
+    return connections_of(annotate(segments, absolute=absolute))

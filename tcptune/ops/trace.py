@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tcptune.core.pcap import ReadStats, Segment, read_segments
-from tcptune.core.trace import Annotated, Connection, annotate, connection_ends, connections_of, finished_connections
+from tcptune.core.trace import Annotated, Connection, annotate, connection_ends, finished_connections, trace_connections
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.tree import open_regular
 
@@ -264,7 +264,7 @@ def run_scenario(name: str, absolute: bool = False) -> ScenarioRun:
         seg = decode_frame(LINK_ETHERNET, frame, t)
         stats.tcp += seg is not None
         segments.append(seg)
-    conns = connections_of(annotate((s for s in segments if s is not None), absolute=absolute))
+    conns = trace_connections((s for s in segments if s is not None), absolute)
     by_segment = {id(a.segment): (c, a) for c in conns for a in c.packets}
     for cp in checkpoints:
         # the states read after the experiment's step belong to the last segment captured by then
