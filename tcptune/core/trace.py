@@ -154,6 +154,15 @@ class _Tracker:
             self.ends["server"].state = LISTEN
         self.pending: Annotated | None = None
 
+    @property
+    def done(self) -> bool:
+        """Both ends CLOSED or TIME_WAIT, nothing waiting for its reply."""
+        return (
+            self.pending is None
+            and self.ends["client"].state in DONE_STATES
+            and self.ends["server"].state in DONE_STATES
+        )
+
     def feed(self, seg: Segment) -> Iterator[Annotated]:
         sender = self.addr.get((seg.src, seg.sport), "client")
         me, peer = self.ends[sender], self.ends["server" if sender == "client" else "client"]
@@ -352,7 +361,9 @@ class Tracer:
         a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
         key = (a, b) if a < b else (b, a)
         tr = self.trackers.get(key)
-        if tr is None or (seg.flags & SYN and not seg.flags & ACK and tr.conn.final_states):
+        if tr is None or (seg.flags & SYN and not seg.flags & ACK and tr.done and seg.seq != tr.ends["client"].isn):
+            # a new SYN on a 4-tuple whose connection is over (CLOSED or TIME_WAIT: RFC 9293
+            # 3.6.1 lets a SYN reopen it) is a new connection, not a segment of the old one
             old_tr = self.trackers.get(key)
             if old_tr is not None and self.forget:  # a new connection on the same 4-tuple
                 self._done.pop(key, None)
@@ -361,16 +372,15 @@ class Tracer:
             if not self.forget:
                 self.order.append(tr)
         out = [(tr.conn, ann) for ann in tr.feed(seg)]
-        if self.forget and tr.pending is None and tr.ends["client"].state in DONE_STATES:
-            if tr.ends["server"].state in DONE_STATES and key not in self._done:
-                self._done[key] = None
-                if len(self._done) > KEEP_DONE:
-                    old = next(iter(self._done))
-                    del self._done[old]
-                    gone = self.trackers.pop(old)
-                    for _ in gone.finish():
-                        pass  # nothing pending: both ends are done
-                    self.forgotten.append(gone.conn)
+        if self.forget and tr.done and key not in self._done:
+            self._done[key] = None
+            if len(self._done) > KEEP_DONE:
+                old = next(iter(self._done))
+                del self._done[old]
+                gone = self.trackers.pop(old)
+                for _ in gone.finish():
+                    pass  # nothing pending: both ends are done
+                self.forgotten.append(gone.conn)
         return out
 
     def finish(self) -> list[tuple[Connection, Annotated]]:

@@ -11,10 +11,18 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from nsutil import netns_argv, run_in_netns
 
 TCPTUNE = [sys.executable, "-m", "tcptune", "trace"]
+SCHEMA = Path(__file__).resolve().parents[1] / "data/json-schema/trace.schema.json"
+
+
+def validate(stdout: str) -> None:
+    import jsonschema
+
+    jsonschema.validate(json.loads(stdout), json.loads(SCHEMA.read_text()), cls=jsonschema.Draft202012Validator)
 
 
 def _capturing() -> bool:
@@ -62,6 +70,7 @@ def test_live_json_labels_states_and_the_kernels_agree(tmp_path):
     pcap = str(tmp_path / "live.pcap")
     rc, out, err, rrc, rout = run_in_netns(_live_and_read, pcap)
     assert rc == 0, err
+    validate(out)  # the live document has the shape --read's has
     data = json.loads(out)
     (c,) = data["connections"]
     assert [p["label"] for p in c["packets"]] == [
@@ -113,6 +122,7 @@ def test_the_port_and_host_filters_keep_only_their_connection_ipv4_and_ipv6():
     out, err, out6, err6 = run_in_netns(_filtered)
     (c,) = json.loads(out)["connections"]
     assert c["server"] == "127.0.0.2:8889" and len(c["packets"]) == 3, err
+    validate(out6)
     d6 = json.loads(out6)
     (c6,) = d6["connections"]
     assert c6["server"] == "[::1]:8891", err6

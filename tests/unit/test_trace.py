@@ -303,3 +303,21 @@ def test_absolute_labels_carry_the_raw_numbers():
     assert [p.label_text(True) for p in c.packets] == ["SYN 10", "SYN-ACK 50, ack 11"]
     assert [p.label for p in c.packets] == ["SYN J", "SYN-ACK K, ack J+1"]
     assert c.packets[1].to_json(absolute=True)["label"] == "SYN-ACK 50, ack 11"
+
+
+def test_a_new_syn_on_a_finished_4_tuple_is_a_new_connection():
+    close = [
+        seg(0, "c", SYN, 10),
+        seg(0.1, "s", SYN | ACK, 50, 11),
+        seg(0.2, "c", ACK, 11, 51),
+        seg(0.3, "c", FIN | ACK, 11, 51),
+        seg(0.4, "s", FIN | ACK, 51, 12),
+        seg(0.5, "c", ACK, 12, 52),
+    ]
+    again = [seg(1.0, "c", SYN, 9000), seg(1.1, "s", SYN | ACK, 700, 9001)]
+    first, second = trace_connections(close + again)
+    assert first.final_states == {"client": "TIME_WAIT", "server": "CLOSED"}
+    assert [p.label for p in second.packets] == ["SYN J", "SYN-ACK K, ack J+1"]
+    # a SYN retransmitted on a live connection is not one
+    (only,) = trace_connections([seg(0, "c", SYN, 10), seg(1, "c", SYN, 10)])
+    assert [p.retransmission for p in only.packets] == [0, 1]
