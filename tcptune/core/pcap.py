@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from tcptune.errors import ExitCode, TcptuneError
 
@@ -35,8 +35,10 @@ LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LINUX_SLL, LINK_IPV4, LINK_IPV6, LINK_L
 _RAW_ALIASES = {12, 14}  # DLT_RAW on some BSDs
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):
+    """One TCP segment.  A NamedTuple, not a frozen dataclass: it is made once per packet, and a
+    frozen dataclass's __init__ (object.__setattr__ per field) costs three times as much."""
+
     t: float  # seconds since the epoch, as the capture says
     src: str
     sport: int
@@ -54,8 +56,15 @@ class Segment:
     @property
     def letters(self) -> str:
         """tcpdump's flag letters: S, S., ., P., F., R., R. ..."""
-        out = "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (PSH, "P"), (RST, "R"), (URG, "U")) if self.flags & bit)
-        return out + ("." if self.flags & ACK else "") or "none"
+        return _LETTERS[self.flags & 0xFF]
+
+
+def _letters(flags: int) -> str:
+    out = "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (PSH, "P"), (RST, "R"), (URG, "U")) if flags & bit)
+    return out + ("." if flags & ACK else "") or "none"
+
+
+_LETTERS = tuple(_letters(f) for f in range(256))  # per segment, twice (text and JSON): worked out once
 
 
 @dataclass

@@ -321,3 +321,15 @@ def test_a_new_syn_on_a_finished_4_tuple_is_a_new_connection():
     # a SYN retransmitted on a live connection is not one
     (only,) = trace_connections([seg(0, "c", SYN, 10), seg(1, "c", SYN, 10)])
     assert [p.retransmission for p in only.packets] == [0, 1]
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_the_streamed_json_is_the_same_document(absolute):
+    from tcptune.render.trace import render_trace_json, render_trace_json_stream
+
+    conns = [c for p in CASES for c in _trace(p)]
+    stats = ReadStats(records=7, tcp=5)
+    streamed = json.loads("".join(render_trace_json_stream(conns, "x.pcap", stats, absolute)))
+    assert streamed == render_trace_json(conns, "x.pcap", stats, absolute)
+    empty = json.loads("".join(render_trace_json_stream([], "x.pcap", stats)))
+    assert empty["connections"] == []
