@@ -14,6 +14,10 @@ from tcptune.errors import ExitCode, TcptuneError
 EXAMPLE = """
 Examples:
 
+  tcptune trace --port 8888 --count 10       # live on lo (root), both ends' states
+
+  tcptune trace -i eth0 --host 192.0.2.7 --duration 30 --pcap seen.pcap --json
+
   tcpdump -i lo -w hs.pcap 'tcp port 8888'   # then, in another shell: nc -l 8888 / nc 127.0.0.1 8888
 
   tcptune trace --read hs.pcap               # SYN J, SYN-ACK K ack J+1, ACK K+1 ... with states
@@ -50,43 +54,102 @@ def trace_cmd(
     host: Annotated[
         str | None, typer.Option("--host", metavar="ADDR", help="Only connections with this address.")
     ] = None,
+    interface: Annotated[
+        str | None,
+        typer.Option("--interface", "-i", metavar="IF", help="Live: the interface to capture on (default lo)."),
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", "-c", metavar="N", help="Live: stop after N TCP segments.")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", metavar="S", help="Live: stop after S seconds.")
+    ] = None,
+    pcap: Annotated[
+        str | None,
+        typer.Option(
+            "--pcap", metavar="FILE", help="Live: also write what was captured as a pcap (tcpdump -r, --read)."
+        ),
+    ] = None,
+    absolute: Annotated[
+        bool, typer.Option("--absolute", help="Raw sequence numbers in the labels, not relative to each ISN.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Group a capture's TCP segments into connections and label each as the tutorials do
     (SYN J, SYN-ACK K, ack J+1, ACK K+1, FIN M, ACK M+1), with the state of both ends after it.
 
+    Without --read or --scenario it captures live (root or CAP_NET_RAW; Ctrl-C ends it and
+    prints what was seen), with a kernel-side filter, and reads each local end's state from the
+    kernel (sock_diag) after each burst of segments: a disagreement is shown.
     States are inferred with the TCP state machine (RFC 9293 3.3.2); sequence numbers are
-    relative to each side's ISN (J: client, K: server).
+    relative to each side's ISN (J: client, K: server) unless --absolute.
     """
-    if (read is None) == (scenario is None):
+    live = {"--interface": interface, "--count": count, "--duration": duration, "--pcap": pcap}
+    given = [opt for opt, v in live.items() if v is not None]
+    if read is not None and scenario is not None:
+        raise TcptuneError("give --read FILE or --scenario NAME, not both", ExitCode.BAD_INPUT)
+    if (read is not None or scenario is not None) and given:
+        what = "--read" if read is not None else "--scenario"
         raise TcptuneError(
-            "give --read FILE or --scenario NAME", ExitCode.BAD_INPUT, hint="tcptune trace --scenario list"
+            f"{', '.join(given)}: live-capture options, not for {what}",
+            ExitCode.BAD_INPUT,
+            hint="drop them, or drop " + what + " to capture live",
         )
     if scenario is not None:
-        _scenario(scenario, json_out)
+        if port is not None or host is not None:
+            raise TcptuneError("--port/--host: not for --scenario (it picks its own)", ExitCode.BAD_INPUT)
+        _scenario(scenario, json_out, absolute)
+    elif read is not None:
+        _read(read, port, host, json_out, absolute)
     else:
-        _read(read, port, host, json_out)
+        from tcptune.ops.trace import LiveOptions
+
+        _live(LiveOptions(interface or "lo", absolute, port, host, count, duration, pcap), json_out, absolute)
 
 
-def _read(path: str, port: int | None, host: str | None, json_out: bool) -> None:
-    from tcptune.cli.common import emit_json
-    from tcptune.core.trace import connections_of
+def _read(path: str, port: int | None, host: str | None, json_out: bool, absolute: bool) -> None:
     from tcptune.ops.trace import TraceFilter, read_trace
     from tcptune.render.output import Output
-    from tcptune.render.trace import render_trace_json, render_trace_text
+    from tcptune.render.trace import render_trace_json_stream, render_trace_text
 
-    run = read_trace(path, TraceFilter(port, host))
+    run = read_trace(path, TraceFilter(port, host), packets=json_out, absolute=absolute)
     if json_out:
-        emit_json(render_trace_json(connections_of(run.items), run.source, run.stats))
+        for chunk in render_trace_json_stream(run.connections, run.source, run.stats, absolute):
+            sys.stdout.write(chunk)
         return
     out = Output.detect(sys.stdout)
-    for line in render_trace_text(run.items, out):
+    for line in render_trace_text(run.items, out, absolute):
         sys.stdout.write(line + "\n")
     summary = f"{run.stats.tcp} TCP segments of {run.stats.records} packets read from {path}"
     sys.stdout.write("\n" + out.line(summary) + "\n")
 
 
-def _scenario(name: str, json_out: bool) -> None:
+def _live(opts, json_out: bool, absolute: bool) -> None:
+    from tcptune.cli.common import emit_json
+    from tcptune.core.trace import connections_of
+    from tcptune.ops.trace import live_trace
+    from tcptune.render.output import Output
+    from tcptune.render.trace import render_kernel_check, render_trace_json, render_trace_text
+
+    run = live_trace(opts)
+    if json_out:
+        conns = connections_of(run.items())
+        emit_json({**render_trace_json(conns, run.source, run.stats, absolute), "notes": run.notes})
+        return
+    out = Output.detect(sys.stdout)
+    for line in render_trace_text(run.items(), out, absolute):
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()  # as each segment arrives
+    for c in run.connections:
+        for line in render_kernel_check(c, out):
+            sys.stdout.write(line + "\n")
+    summary = f"{run.stats.tcp} TCP segments captured {run.source}"
+    sys.stdout.write("\n" + out.line(summary) + "\n")
+    for note in run.notes:
+        sys.stdout.write(out.line(f"note: {note}") + "\n")
+
+
+def _scenario(name: str, json_out: bool, absolute: bool) -> None:
     from tcptune.cli.common import emit_json
     from tcptune.ops.trace import run_scenario, scenario_names
     from tcptune.render.output import Output
@@ -96,11 +159,11 @@ def _scenario(name: str, json_out: bool) -> None:
     if name == "list":
         typer.echo(render_scenario_list(scenario_names(), out))
         return
-    run = run_scenario(name)
+    run = run_scenario(name, absolute)
     if json_out:
-        emit_json({**render_trace_json(run.connections, f"scenario {name}", run.stats), "notes": run.notes})
+        emit_json({**render_trace_json(run.connections, f"scenario {name}", run.stats, absolute), "notes": run.notes})
         return
-    for line in render_trace_text([(c, a) for c in run.connections for a in c.packets], out):
+    for line in render_trace_text([(c, a) for c in run.connections for a in c.packets], out, absolute):
         typer.echo(line)
     for c in run.connections:
         for line in render_kernel_check(c, out):

@@ -242,18 +242,41 @@ def request(family: int, states: int, seq: int) -> bytes:
 INET_DIAG_NOCOOKIE = 0xFFFFFFFF  # include/uapi/linux/inet_diag.h: "no cookie, match the 4-tuple"
 
 
-def lookup_request(local_port: int, remote_port: int, address: bytes, seq: int = 1) -> bytes:
-    """An exact lookup of one IPv4 4-tuple (both ends at ``address``): SOCK_DIAG_BY_FAMILY
-    without NLM_F_DUMP, so the kernel does one hash lookup (inet_diag_find_one_icsk())."""
-    addr = address + bytes(16 - len(address))
+def lookup_request(
+    local_port: int, remote_port: int, address: bytes, seq: int = 1, remote: bytes | None = None
+) -> bytes:
+    """An exact lookup of one 4-tuple (both ends at ``address`` unless ``remote`` is given; 4 bytes:
+    IPv4, 16: IPv6): SOCK_DIAG_BY_FAMILY without NLM_F_DUMP, so the kernel does one hash lookup
+    (inet_diag_find_one_icsk())."""
+    family = socket.AF_INET if len(address) == 4 else socket.AF_INET6
+    src = address + bytes(16 - len(address))
+    dst = (address if remote is None else remote) + bytes(16 - len(remote or address))
     sockid = (
         struct.pack(">HH", local_port, remote_port)
-        + addr
-        + addr
+        + src
+        + dst
         + struct.pack("=III", 0, INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE)
     )
-    body = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+    body = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
     return struct.pack("=IHHII", 16 + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0) + body
+
+
+def lookup_reply(data: bytes) -> tuple[int, int, int] | None:
+    """(kernel state, local port, remote port) from the answer to ``lookup_request``; None when
+    the kernel has no socket for the 4-tuple (ENOENT).  Other errors raise OSError."""
+    if len(data) < 20:
+        return None
+    mtype = struct.unpack_from("=H", data, 4)[0]
+    if mtype == NLMSG_ERROR:
+        err = -struct.unpack_from("=i", data, 16)[0]
+        if err in (0, errno.ENOENT):
+            return None
+        raise OSError(err, os.strerror(err))
+    if len(data) < OFF_DPORT + 2:
+        raise _malformed("a sock_diag lookup reply shorter than its header")
+    state = data[OFF_STATE]
+    lport, rport = struct.unpack_from(">HH", data, OFF_SPORT)
+    return state, lport, rport
 
 
 def reply_type(family: int) -> int:

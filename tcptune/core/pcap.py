@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from tcptune.errors import ExitCode, TcptuneError
 
@@ -35,8 +35,10 @@ LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LINUX_SLL, LINK_IPV4, LINK_IPV6, LINK_L
 _RAW_ALIASES = {12, 14}  # DLT_RAW on some BSDs
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):
+    """One TCP segment.  A NamedTuple, not a frozen dataclass: it is made once per packet, and a
+    frozen dataclass's __init__ (object.__setattr__ per field) costs three times as much."""
+
     t: float  # seconds since the epoch, as the capture says
     src: str
     sport: int
@@ -54,8 +56,15 @@ class Segment:
     @property
     def letters(self) -> str:
         """tcpdump's flag letters: S, S., ., P., F., R., R. ..."""
-        out = "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (PSH, "P"), (RST, "R"), (URG, "U")) if self.flags & bit)
-        return out + ("." if self.flags & ACK else "") or "none"
+        return _LETTERS[self.flags & 0xFF]
+
+
+def _letters(flags: int) -> str:
+    out = "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (PSH, "P"), (RST, "R"), (URG, "U")) if flags & bit)
+    return out + ("." if flags & ACK else "") or "none"
+
+
+_LETTERS = tuple(_letters(f) for f in range(256))  # per segment, twice (text and JSON): worked out once
 
 
 @dataclass
@@ -224,14 +233,26 @@ def decode_frame(linktype: int, data: bytes, t: float, order: str = "<") -> Segm
     return None
 
 
+_V4_NAMES: dict[bytes, str] = {}
+
+
+def _v4(raw: bytes) -> str:
+    """Dotted quad, remembered: a capture repeats few addresses, and formatting is a third of decoding."""
+    name = _V4_NAMES.get(raw)
+    if name is None:
+        if len(_V4_NAMES) > 65536:
+            _V4_NAMES.clear()
+        name = _V4_NAMES[raw] = ".".join(map(str, raw))
+    return name
+
+
 def _ip(data: bytes, off: int, ethertype: int, t: float) -> Segment | None:
     if ethertype == 0x0800 and len(data) >= off + 20 and data[off] >> 4 == 4:
         ihl = (data[off] & 0x0F) * 4
         total = int.from_bytes(data[off + 2 : off + 4], "big")
         if data[off + 9] != 6 or ihl < 20 or int.from_bytes(data[off + 6 : off + 8], "big") & 0x1FFF:
             return None  # not TCP, or a later fragment
-        src = ".".join(map(str, data[off + 12 : off + 16]))
-        dst = ".".join(map(str, data[off + 16 : off + 20]))
+        src, dst = _v4(data[off + 12 : off + 16]), _v4(data[off + 16 : off + 20])
         return _tcp(data, off + ihl, total - ihl, src, dst, t)
     if ethertype == 0x86DD and len(data) >= off + 40 and data[off] >> 4 == 6:
         if data[off + 6] != 6:
@@ -255,3 +276,22 @@ def _tcp(data: bytes, off: int, tcp_len: int, src: str, dst: str, t: float) -> S
     if hlen < 20:
         return None
     return Segment(t, src, sport, dst, dport, flags, seq, ack, window, max(0, tcp_len - hlen))
+
+
+class PcapWriter:
+    """Classic pcap (microsecond magic, this machine's byte order), one record per frame, as
+    tcpdump -w writes it: readable by ``read_segments``, tcpdump and Wireshark.  Pure: it writes
+    to a binary stream it is handed."""
+
+    def __init__(self, stream: BinaryIO, linktype: int = LINK_ETHERNET, snaplen: int = 262144):
+        self.stream = stream
+        self.count = 0
+        self._rec = struct.Struct("=IIII")
+        stream.write(struct.pack("=IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))  # pcap_file_header
+
+    def write(self, t: float, frame: bytes, orig_len: int | None = None) -> None:
+        sec = int(t)
+        usec = min(999999, round((t - sec) * 1e6))
+        self.stream.write(self._rec.pack(sec, usec, len(frame), orig_len or len(frame)))
+        self.stream.write(frame)
+        self.count += 1

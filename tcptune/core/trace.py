@@ -31,6 +31,7 @@ FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT = (
 )
 TIME_WAIT_LEN = 60.0  # TCP_TIMEWAIT_LEN (include/net/tcp.h): not a sysctl, whatever tutorials say
 MOD = 1 << 32
+SENT_KEEP = 4096  # segments per end remembered to recognise retransmissions
 
 
 @dataclass
@@ -56,28 +57,49 @@ class Annotated:
     label: str
     marks: list[str]
     retransmission: int  # 0: first transmission, n: the n-th resend
-    states_after: dict[str, str]
-    states_source: str = "inferred"
+    states_after: dict[str, str]  # inferred from the packets
+    kernel_states: dict[str, str] | None = None  # read from the kernel after this segment, where it could be
 
-    def to_json(self, rel: bool = True) -> dict:
+    @property
+    def states_source(self) -> str:
+        return "inferred" if self.kernel_states is None else "kernel"
+
+    @property
+    def disagreements(self) -> list[str]:
+        """Ends whose inferred state is known and not the kernel's (shown, never hidden)."""
+        if self.kernel_states is None:
+            return []
+        return [e for e, st in self.states_after.items() if st != UNKNOWN and self.kernel_states.get(e) != st]
+
+    def to_json(self, absolute: bool = False) -> dict:
         s = self.segment
+        ack = s.flags & ACK
         return {
             "t": round(self.t, 6),
             "from": self.sender,
             "flags": s.letters,
-            "seq_rel": self._rel_seq if rel else s.seq,
-            "ack_rel": (self._rel_ack if rel else s.ack) if s.flags & ACK else None,
+            "seq_rel": self._rel_seq,
+            "ack_rel": self._rel_ack if ack else None,
+            "seq": s.seq,
+            "ack": s.ack if ack else None,
             "len": s.length,
             "window": s.window,
-            "label": self.label,
+            "label": self.label_text(absolute),
             "marks": self.marks,
             "retransmission": self.retransmission,
             "states_after": dict(self.states_after),
             "states_source": self.states_source,
+            "kernel_states": None if self.kernel_states is None else dict(self.kernel_states),
+            "disagrees": self.disagreements,
         }
+
+    def label_text(self, absolute: bool = False) -> str:
+        """The label; with ``absolute`` the raw sequence numbers instead of J+n / K+n."""
+        return self.label_absolute if absolute and self.label_absolute else self.label
 
     _rel_seq: int = 0
     _rel_ack: int = 0
+    label_absolute: str = ""
 
 
 @dataclass
@@ -96,12 +118,12 @@ class Connection:
             return []
         return [end for end, st in self.final_states.items() if self.kernel_states.get(end) != st]
 
-    def to_json(self) -> dict:
+    def to_json(self, absolute: bool = False) -> dict:
         return {
             "client": self.client,
             "server": self.server,
             "joined_mid_connection": self.joined_mid,
-            "packets": [p.to_json() for p in self.packets],
+            "packets": [p.to_json(absolute) for p in self.packets],
             "final_states": dict(self.final_states),
             "kernel_final_states": None if self.kernel_states is None else dict(self.kernel_states),
         }
@@ -114,7 +136,8 @@ def _endpoint(addr: str, port: int) -> str:
 class _Tracker:
     """The state of one connection, fed its segments in order."""
 
-    def __init__(self, first: Segment):
+    def __init__(self, first: Segment, keep: bool = True, absolute: bool = False):
+        self.keep, self.absolute = keep, absolute
         self.start = first.t
         syn_only = first.flags & SYN and not first.flags & ACK
         synack = first.flags & SYN and first.flags & ACK
@@ -131,20 +154,32 @@ class _Tracker:
             self.ends["server"].state = LISTEN
         self.pending: Annotated | None = None
 
+    @property
+    def done(self) -> bool:
+        """Both ends CLOSED or TIME_WAIT, nothing waiting for its reply."""
+        return (
+            self.pending is None
+            and self.ends["client"].state in DONE_STATES
+            and self.ends["server"].state in DONE_STATES
+        )
+
     def feed(self, seg: Segment) -> Iterator[Annotated]:
         sender = self.addr.get((seg.src, seg.sport), "client")
         me, peer = self.ends[sender], self.ends["server" if sender == "client" else "client"]
         if self.pending is not None:
+            client_syn = self.pending.sender == "client" and self.pending.segment.flags & (SYN | ACK) == SYN
             # the reply to a SYN tells what the SYN did to the server: RST -> it had no listener
-            if self.pending.label.startswith("SYN J") and sender == "server" and seg.flags & RST:
+            if client_syn and sender == "server" and seg.flags & RST:
                 self.pending.states_after["server"] = CLOSED
-            elif self.pending.label.startswith("SYN J") and sender == "client" and seg.flags & SYN:
+            elif client_syn and sender == "client" and seg.flags & SYN:
                 # the client sent its SYN again: the server never answered the first
                 self.pending.states_after["server"] = self.ends["server"].state = UNKNOWN
             yield self.pending
             self.pending = None
         ann = self._annotate(seg, sender, me, peer)
-        self.conn.packets.append(ann)
+        if self.keep:
+            self.conn.packets.append(ann)
+        self.last = ann
         if seg.flags & SYN and not seg.flags & ACK:
             self.pending = ann
         else:
@@ -167,7 +202,8 @@ class _Tracker:
         if me.isn is None:
             me.isn = seg.seq if not self.conn.joined_mid or seg.flags & SYN else (seg.seq - 1) % MOD
         retrans = self._retransmission(seg, me, marks)
-        label = self._label(seg, me, peer, retrans)
+        label = self._label(seg, me, peer)
+        label_abs = self._label(seg, me, peer, absolute=True) if self.absolute else ""
         if not self.conn.joined_mid:
             self._transition(seg, me, peer, marks)
         elif seg.flags & RST:
@@ -188,6 +224,7 @@ class _Tracker:
             retransmission=retrans,
             states_after={k: e.state for k, e in self.ends.items()},
         )
+        ann.label_absolute = label_abs
         ann._rel_seq = (seg.seq - me.isn) % MOD
         ann._rel_ack = (seg.ack - peer.isn) % MOD if peer.isn is not None else seg.ack
         return ann
@@ -211,30 +248,38 @@ class _Tracker:
         key = (seg.seq, seg.flags & (SYN | FIN), seg.length)
         count, last = me.sent.get(key, (0, seg.t))
         me.sent[key] = (count + 1, seg.t)
+        if len(me.sent) > SENT_KEEP:  # bounded: a resend of something sent that long ago is not looked for
+            del me.sent[next(iter(me.sent))]
         if count:
             marks.append(f"retransmission {count}, {seg.t - last:.3f} s after the previous")
         return count
 
-    def _rel(self, end: _End, value: int) -> str:
+    def _rel(self, end: _End, value: int, absolute: bool = False) -> str:
+        if absolute:
+            return str(value % MOD)
         if end.isn is None:
             return str(value)
         off = (value - end.isn) % MOD
         return end.letter if off == 0 else f"{end.letter}+{off}"
 
-    def _label(self, seg: Segment, me: _End, peer: _End, retrans: int) -> str:
+    def _label(self, seg: Segment, me: _End, peer: _End, absolute: bool = False) -> str:
         f = seg.flags
-        ack = f", ack {self._rel(peer, seg.ack)}" if f & ACK else ""
+
+        def rel(end: _End, value: int) -> str:
+            return self._rel(end, value, absolute)
+
+        ack = f", ack {rel(peer, seg.ack)}" if f & ACK else ""
         if f & RST:
             return "RST" + ack
         if f & SYN:
-            return f"SYN-ACK {self._rel(me, seg.seq)}{ack}" if f & ACK else f"SYN {self._rel(me, seg.seq)}"
+            return f"SYN-ACK {rel(me, seg.seq)}{ack}" if f & ACK else f"SYN {rel(me, seg.seq)}"
         if f & FIN:
             data = f", {seg.length} bytes" if seg.length else ""
-            return f"FIN {self._rel(me, seg.seq + seg.length)}{ack}{data}"
+            return f"FIN {rel(me, seg.seq + seg.length)}{ack}{data}"
         if seg.length:
-            start, stop = self._rel(me, seg.seq), self._rel(me, seg.seq + seg.length)
+            start, stop = rel(me, seg.seq), rel(me, seg.seq + seg.length)
             return f"data {start}:{stop} ({seg.length} bytes){ack}"
-        return f"ACK {self._rel(peer, seg.ack)}" if f & ACK else "segment with no flags"
+        return f"ACK {rel(peer, seg.ack)}" if f & ACK else "segment with no flags"
 
     def _transition(self, seg: Segment, me: _End, peer: _End, marks: list[str]) -> None:
         """RFC 9293 3.3.2 for both ends: ``me`` sent ``seg``, ``peer`` received it."""
@@ -290,21 +335,98 @@ def _after(a: int, b: int) -> bool:
     return 0 < (a - b) % MOD < (1 << 31)
 
 
-def annotate(segments: Iterable[Segment]) -> Iterator[tuple[Connection, Annotated]]:
+DONE_STATES = frozenset((CLOSED, TIME_WAIT))
+KEEP_DONE = 1024  # finished connections still followed when packets are not kept (late ACKs, retransmissions)
+
+
+class Tracer:
+    """Push form of ``annotate``: feed segments one at a time (a live capture), then finish.
+
+    ``keep``: each connection keeps its annotated segments (for JSON).
+    ``forget``: memory is bounded however long the capture (--read): a connection whose ends
+    are both CLOSED or TIME_WAIT is followed while it is one of the last KEEP_DONE to finish,
+    then finished and handed over in ``forgotten`` (a later segment of it starts a connection
+    "joined mid-connection").
+    ``absolute``: also label with raw sequence numbers (--absolute).
+    """
+
+    def __init__(self, keep: bool = True, absolute: bool = False, forget: bool = False) -> None:
+        self.keep, self.absolute, self.forget = keep, absolute, forget
+        self.trackers: dict[tuple, _Tracker] = {}
+        self.order: list[_Tracker] = []
+        self.forgotten: list[Connection] = []  # finished and no longer followed; the caller empties it
+        self._done: dict[tuple, None] = {}  # insertion-ordered: the oldest finished first
+
+    def feed(self, seg: Segment) -> list[tuple[Connection, Annotated]]:
+        a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
+        key = (a, b) if a < b else (b, a)
+        tr = self.trackers.get(key)
+        if tr is None or (seg.flags & SYN and not seg.flags & ACK and tr.done and seg.seq != tr.ends["client"].isn):
+            # a new SYN on a 4-tuple whose connection is over (CLOSED or TIME_WAIT: RFC 9293
+            # 3.6.1 lets a SYN reopen it) is a new connection, not a segment of the old one
+            old_tr = self.trackers.get(key)
+            if old_tr is not None and self.forget:  # a new connection on the same 4-tuple
+                self._done.pop(key, None)
+                self.forgotten.append(old_tr.conn)
+            tr = self.trackers[key] = _Tracker(seg, self.keep, self.absolute)
+            if not self.forget:
+                self.order.append(tr)
+        out = [(tr.conn, ann) for ann in tr.feed(seg)]
+        if self.forget and tr.done and key not in self._done:
+            self._done[key] = None
+            if len(self._done) > KEEP_DONE:
+                old = next(iter(self._done))
+                del self._done[old]
+                gone = self.trackers.pop(old)
+                for _ in gone.finish():
+                    pass  # nothing pending: both ends are done
+                self.forgotten.append(gone.conn)
+        return out
+
+    def finish(self) -> list[tuple[Connection, Annotated]]:
+        out = []
+        trackers = list(self.trackers.values()) if self.forget else self.order
+        for tr in trackers:
+            out.extend((tr.conn, ann) for ann in tr.finish())
+        if self.forget:
+            self.forgotten.extend(tr.conn for tr in trackers)
+            self.trackers.clear()
+        return out
+
+
+def annotate(
+    segments: Iterable[Segment], keep: bool = True, absolute: bool = False, forget: bool = False
+) -> Iterator[tuple[Connection, Annotated]]:
     """Each segment, as soon as it can be annotated, with the connection it belongs to."""
-    trackers: dict[tuple, _Tracker] = {}
-    order: list[_Tracker] = []
+    tracer = Tracer(keep, absolute, forget)
     for seg in segments:
-        key = tuple(sorted(((seg.src, seg.sport), (seg.dst, seg.dport))))
-        tr = trackers.get(key)
-        if tr is None or (seg.flags & SYN and not seg.flags & ACK and tr.conn.final_states):
-            tr = trackers[key] = _Tracker(seg)
-            order.append(tr)
-        for ann in tr.feed(seg):
-            yield tr.conn, ann
-    for tr in order:
-        for ann in tr.finish():
-            yield tr.conn, ann
+        yield from tracer.feed(seg)
+        tracer.forgotten.clear()
+    yield from tracer.finish()
+
+
+def finished_connections(segments: Iterable[Segment], absolute: bool = False) -> Iterator[Connection]:
+    """Each connection with its annotated segments once it is finished (both ends CLOSED or
+    TIME_WAIT and KEEP_DONE others finished since, or the capture's end): in the order they
+    finish, in memory bounded by the connections open at once, not by the capture's length."""
+    tracer = Tracer(keep=True, absolute=absolute, forget=True)
+    for seg in segments:
+        tracer.feed(seg)
+        if tracer.forgotten:
+            yield from tracer.forgotten
+            tracer.forgotten.clear()
+    tracer.finish()
+    yield from tracer.forgotten
+
+
+def connection_ends(conn: Connection) -> tuple[tuple[str, int], tuple[str, int]]:
+    """(address, port) of the client and of the server."""
+    return _split(conn.client), _split(conn.server)
+
+
+def _split(endpoint: str) -> tuple[str, int]:
+    addr, _, port = endpoint.rpartition(":")
+    return addr.strip("[]"), int(port)
 
 
 def connections_of(items: Iterable[tuple[Connection, Annotated]]) -> list[Connection]:
@@ -315,6 +437,6 @@ def connections_of(items: Iterable[tuple[Connection, Annotated]]) -> list[Connec
     return list(seen.values())
 
 
-def trace_connections(segments: Iterable[Segment]) -> list[Connection]:
-    """Every connection with all its annotated segments (for --json and tests)."""
-    return connections_of(annotate(segments))
+def trace_connections(segments: Iterable[Segment], absolute: bool = False) -> list[Connection]:
+    """Every connection with all its annotated segments (scenarios, tests)."""
+    return connections_of(annotate(segments, absolute=absolute))

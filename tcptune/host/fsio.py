@@ -108,3 +108,14 @@ def fsync_dir(d) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def create_output(path: str, what: str):
+    """A new or truncated regular file opened for binary writing (trace --pcap); one clear
+    error (exit 2) when it cannot be."""
+    from tcptune.errors import ExitCode, TcptuneError
+
+    try:
+        return open(path, "wb", buffering=1 << 16)  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        raise TcptuneError(f"{what} {path}: cannot write: {exc.strerror}", ExitCode.BAD_INPUT) from None

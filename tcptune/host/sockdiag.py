@@ -25,6 +25,8 @@ from tcptune.core.inet_diag import (
     SockDiagUnavailable,
     consume,
     is_last_buffer,
+    lookup_reply,
+    lookup_request,
     reply_type,
     request,
 )
@@ -157,3 +159,41 @@ def sockets_in_state(state: int) -> dict[int, int]:
     """
     table = dump_table(states=1 << state, by="cookies")
     return dict(zip(table.sock_cookies, table.sock_inodes, strict=True))
+
+
+def lookup_states(tuples: list[tuple[str, int, str, int]]) -> list[int | None]:
+    """The kernel's state number of each socket (local address, port, remote address, port),
+    by one exact sock_diag lookup each (inet_diag_find_one_icsk(): one hash lookup, not a dump;
+    it finds request and timewait sockets too).  None: no socket for that 4-tuple here.
+
+    When the 4-tuple matches nothing the kernel may answer with the listener on the local port
+    (its lookup falls back to the listening hash); that socket is not this connection's end, so
+    it counts as none.  Raises SockDiagUnavailable when netlink sock_diag cannot be used.
+    """
+    out: list[int | None] = []
+    with open_diag_socket() as sock:
+        for seq, (laddr, lport, raddr, rport) in enumerate(tuples, 1):
+            try:
+                local, remote = _packed(laddr), _packed(raddr)
+                sock.send(lookup_request(lport, rport, local, seq, remote))
+                reply = lookup_reply(sock.recv(8192))
+            except OSError as exc:
+                raise SockDiagUnavailable(f"netlink sock_diag lookup: {exc.strerror}") from exc
+            out.append(None if reply is None or reply[1:] != (lport, rport) else reply[0])
+    return out
+
+
+def _packed(addr: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
+
+
+def is_local_address(addr: str) -> bool:
+    """Whether ``addr`` is one of this network namespace's addresses: a UDP socket can bind to
+    it (bind fails with EADDRNOTAVAIL otherwise; nothing is sent)."""
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((addr, 0))
+    except OSError:
+        return False
+    return True

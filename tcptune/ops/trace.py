@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tcptune.core.pcap import ReadStats, Segment, read_segments
-from tcptune.core.trace import Annotated, Connection, annotate, trace_connections
+from tcptune.core.trace import Annotated, Connection, annotate, connection_ends, finished_connections, trace_connections
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.tree import open_regular
 
@@ -32,11 +32,14 @@ class TraceRun:
     """The annotated segments as they come (``items``), then ``stats`` once they are consumed."""
 
     source: str
-    items: Iterator[tuple[Connection, Annotated]]
+    items: Iterator[tuple[Connection, Annotated]] | None
     stats: ReadStats = field(default_factory=ReadStats)
+    connections: Iterator[Connection] | None = None  # --json: each once finished, in the order they finish
 
 
-def read_trace(path: str, keep: TraceFilter | None = None) -> TraceRun:
+def read_trace(path: str, keep: TraceFilter | None = None, packets: bool = True, absolute: bool = False) -> TraceRun:
+    """Text (``packets`` False): ``items``, each segment as it is read; JSON: ``connections``,
+    each with its segments once finished.  Either way memory does not grow with the file."""
     keep = keep or TraceFilter()
     try:
         fd = open_regular(path, "--read")
@@ -45,13 +48,18 @@ def read_trace(path: str, keep: TraceFilter | None = None) -> TraceRun:
         raise TcptuneError(f"--read {path}: {exc.strerror}", code) from None
     stats = ReadStats()
 
-    def items() -> Iterator[tuple[Connection, Annotated]]:
+    def segments() -> Iterator[Segment]:
         with os.fdopen(fd, "rb", buffering=1 << 20) as stream:
-            yield from annotate(s for s in read_segments(stream, path, stats) if keep.keeps(s))
+            segs = read_segments(stream, path, stats)
+            if keep.port is not None or keep.host is not None:
+                segs = (s for s in segs if keep.keeps(s))
+            yield from segs
         if stats.records and not stats.tcp:
             raise TcptuneError(f"{path}: {stats.records} packets, none of them TCP", ExitCode.BAD_INPUT)
 
-    return TraceRun(path, items(), stats)
+    if packets:
+        return TraceRun(path, None, stats, finished_connections(segments(), absolute))
+    return TraceRun(path, annotate(segments(), False, absolute, forget=True), stats)
 
 
 def scenario_names() -> dict[str, str]:
@@ -76,7 +84,162 @@ def _state_name(number: int | None) -> str:
     return "CLOSED" if state is None else state.name
 
 
-def run_scenario(name: str) -> ScenarioRun:
+class KernelStates:
+    """Both ends' states of connections as the kernel has them, by sock_diag lookups on the
+    4-tuple (host/sockdiag.py).  Only ends whose address is this host's are asked for: a socket
+    elsewhere has no state here.  ``None`` when no end is local or sock_diag is unusable."""
+
+    def __init__(self) -> None:
+        self._local: dict[str, bool] = {}
+        self.usable = True
+
+    def _is_local(self, addr: str) -> bool:
+        from tcptune.host.sockdiag import is_local_address
+
+        if addr not in self._local:
+            self._local[addr] = is_local_address(addr)
+        return self._local[addr]
+
+    def read(self, conns: list[Connection]) -> list[dict[str, str] | None]:
+        from tcptune.core.inet_diag import SockDiagUnavailable
+        from tcptune.core.trace import connection_ends
+        from tcptune.host.sockdiag import lookup_states
+
+        asks: list[tuple[int, str, tuple[str, int, str, int]]] = []
+        for i, conn in enumerate(conns):
+            (ca, cp), (sa, sp) = connection_ends(conn)
+            if self._is_local(ca):
+                asks.append((i, "client", (ca, cp, sa, sp)))
+            if self._is_local(sa):
+                asks.append((i, "server", (sa, sp, ca, cp)))
+        out: list[dict[str, str] | None] = [None] * len(conns)
+        if not asks or not self.usable:
+            return out
+        try:
+            states = lookup_states([t for _, _, t in asks])
+        except SockDiagUnavailable:
+            self.usable = False
+            return out
+        for (i, end, _), number in zip(asks, states, strict=True):
+            out[i] = {**(out[i] or {}), end: _state_name(number)}
+        return out
+
+
+@dataclass
+class LiveOptions:
+    interface: str = "lo"
+    absolute: bool = False
+    port: int | None = None
+    host: str | None = None
+    count: int | None = None
+    duration: float | None = None
+    pcap: str | None = None
+
+
+class LiveRun:
+    """A live capture being traced: ``items()`` yields each annotated segment as it arrives,
+    the kernel's states of both ends read after each burst of segments (when no later segment
+    had arrived meanwhile), and ends on --count, --duration or Ctrl-C; then ``connections``,
+    ``stats`` and ``notes`` are filled."""
+
+    def __init__(self, opts: LiveOptions):
+        self.opts = opts
+        self.source = f"live on {opts.interface}"
+        self.stats = ReadStats()
+        self.notes: list[str] = []
+        self.connections: list[Connection] = []
+        self.interrupted = False
+
+    def items(self) -> Iterator[tuple[Connection, Annotated]]:
+        import time
+
+        from tcptune.core.pcap import PcapWriter, decode_frame
+        from tcptune.core.trace import Tracer
+        from tcptune.probe.capture import LiveCapture
+
+        o = self.opts
+        tracer = Tracer(absolute=o.absolute)
+        kernel = KernelStates()
+        seen: dict[int, Connection] = {}
+        writer = out = None
+        with LiveCapture(o.interface, o.port, o.host) as cap:
+            if o.pcap is not None:
+                from tcptune.host.fsio import create_output
+
+                out = create_output(o.pcap, "--pcap")
+                writer = PcapWriter(out, cap.linktype)
+            try:
+                deadline = None if o.duration is None else time.monotonic() + o.duration
+                while not cap.interrupted:
+                    left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+                    if left <= 0:
+                        break
+                    ready: list[tuple[Connection, Annotated]] = []
+                    touched: dict[int, Connection] = {}
+                    for t, frame in cap.burst(left):
+                        if o.count is not None and self.stats.tcp >= o.count:
+                            break
+                        self.stats.records += 1
+                        if writer is not None:
+                            writer.write(t, frame)
+                        seg = decode_frame(cap.linktype, frame, t)
+                        if seg is None:
+                            self.stats.skipped += 1
+                            continue
+                        self.stats.tcp += 1
+                        for conn, ann in tracer.feed(seg):
+                            ready.append((conn, ann))
+                        conn = tracer.trackers[tuple(sorted(((seg.src, seg.sport), (seg.dst, seg.dport))))].conn
+                        touched[id(conn)] = conn
+                        seen.setdefault(id(conn), conn)
+                    if touched:
+                        conns = list(touched.values())
+                        states = kernel.read(conns)
+                        if not cap.pending():  # nothing arrived while reading: the states follow the last segment
+                            for conn, ks in zip(conns, states, strict=True):
+                                if ks is not None:
+                                    conn.packets[-1].kernel_states = ks
+                    if out is not None:
+                        out.flush()
+                    yield from ready
+                    if o.count is not None and self.stats.tcp >= o.count:
+                        break
+                self.interrupted = cap.interrupted
+            finally:
+                if out is not None:
+                    out.close()
+        yield from tracer.finish()
+        self.connections = list(seen.values())
+        for conn, ks in zip(self.connections, kernel.read(self.connections), strict=True):
+            if ks is not None and len(ks) == 2:
+                conn.kernel_states = ks
+        if cap.stats is not None and cap.stats.drops:
+            self.notes.append(f"the capture lost {cap.stats.drops} frame(s): the trace may miss segments")
+        if self.interrupted:
+            self.notes.append("interrupted (Ctrl-C): what was captured until then")
+        if writer is not None:
+            self.notes.append(f"{writer.count} frame(s) written to {o.pcap}")
+
+
+def live_trace(opts: LiveOptions) -> LiveRun:
+    """Check the options (exit 2 on a bad one) before anything is opened."""
+    import ipaddress
+
+    if opts.host is not None:
+        try:
+            ipaddress.ip_address(opts.host)
+        except ValueError:
+            raise TcptuneError(
+                f"--host {opts.host}: not an IPv4 or IPv6 address", ExitCode.BAD_INPUT, hint="e.g. --host 127.0.0.1"
+            ) from None
+    if opts.count is not None and opts.count < 1:
+        raise TcptuneError(f"--count {opts.count}: must be at least 1", ExitCode.BAD_INPUT)
+    if opts.duration is not None and not opts.duration > 0:
+        raise TcptuneError(f"--duration {opts.duration}: must be more than 0 seconds", ExitCode.BAD_INPUT)
+    return LiveRun(opts)
+
+
+def run_scenario(name: str, absolute: bool = False) -> ScenarioRun:
     """Run a tutorial's experiment in a new private network namespace and trace it.
 
     This process moves into that namespace for good (it is a one-shot command): the
@@ -93,18 +256,29 @@ def run_scenario(name: str) -> ScenarioRun:
             f"--scenario {name}: no such scenario", ExitCode.BAD_INPUT, hint=f"one of {', '.join(SCENARIOS)}, or list"
         )
     enter_private_netns()
-    frames, kernel, cap_stats = play(name, Capture)
+    frames, kernel, cap_stats, checkpoints = play(name, Capture)
     stats = ReadStats()
-    segments = []
+    segments: list[Segment | None] = []
     for t, frame in frames:
         stats.records += 1
         seg = decode_frame(LINK_ETHERNET, frame, t)
-        if seg is not None:
-            stats.tcp += 1
-            segments.append(seg)
-    conns = trace_connections(segments)
+        stats.tcp += seg is not None
+        segments.append(seg)
+    conns = trace_connections((s for s in segments if s is not None), absolute)
+    by_segment = {id(a.segment): (c, a) for c in conns for a in c.packets}
+    for cp in checkpoints:
+        # the states read after the experiment's step belong to the last segment captured by then
+        last = next((s for s in reversed(segments[: cp.frames]) if s is not None), None)
+        if last is None:
+            continue
+        conn, ann = by_segment[id(last)]
+        (ca, cport), (sa, sport) = connection_ends(conn)
+        ann.kernel_states = {
+            "client": _state_name(cp.states.get((ca, cport, sa, sport))),
+            "server": _state_name(cp.states.get((sa, sport, ca, cport))),
+        }
     for c in conns:
-        (caddr, cport), (saddr, sport) = (_split(c.client), _split(c.server))
+        (caddr, cport), (saddr, sport) = connection_ends(c)
         c.kernel_states = {
             "client": _state_name(kernel.get((caddr, cport, saddr, sport))),
             "server": _state_name(kernel.get((saddr, sport, caddr, cport))),
@@ -113,8 +287,3 @@ def run_scenario(name: str) -> ScenarioRun:
     if cap_stats is not None and cap_stats.drops:
         notes.append(f"the capture lost {cap_stats.drops} frame(s): the trace may miss segments")
     return ScenarioRun(name, conns, stats, notes)
-
-
-def _split(endpoint: str) -> tuple[str, int]:
-    addr, _, port = endpoint.rpartition(":")
-    return addr.strip("[]"), int(port)

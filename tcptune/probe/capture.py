@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tcptune.core.pcap import LINK_ETHERNET, Segment, decode_frame
+from tcptune.core.pcap import LINK_ETHERNET, LINK_RAW, Segment, decode_frame
 from tcptune.errors import ExitCode, TcptuneError
 
 ETH_P_ALL = 0x0003
@@ -242,3 +242,200 @@ def write_pcap(path, frames: list[tuple[float, bytes]]) -> int:
     except OSError as exc:
         raise TcptuneError(f"--pcap {path}: cannot write: {exc.strerror}", ExitCode.BAD_INPUT) from exc
     return len(pkts)
+
+
+# --- trace's live capture: any interface, a port and/or a host, streamed ---------------------
+
+BPF_LD_W_ABS = 0x20
+BPF_AND_K = 0x54
+BPF_JA = 0x05
+ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE = 1, 772, 0xFFFE  # include/uapi/linux/if_arp.h
+ETH_P_IPV6 = 0x86DD
+
+
+def _assemble(items: list) -> list[tuple[int, int, int, int]]:
+    """Classic BPF with named jump targets: an item is a label (str) or (code, jt, jf, k) where
+    jt/jf are labels or 0 (the next instruction)."""
+    where, n = {}, 0
+    for it in items:
+        if isinstance(it, str):
+            where[it] = n
+        else:
+            n += 1
+    prog: list[tuple[int, int, int, int]] = []
+    for it in items:
+        if isinstance(it, str):
+            continue
+        code, jt, jf, k = it
+        here = len(prog) + 1
+        jt, jf = (where[j] - here if isinstance(j, str) else j for j in (jt, jf))
+        if code == BPF_JA:
+            k, jt, jf = jt, 0, 0
+        prog.append((code, jt, jf, k))
+    return prog
+
+
+def trace_filter_program(link_offset: int, port: int | None, host: str | None) -> list[tuple[int, int, int, int]]:
+    """A classic-BPF program accepting IPv4/IPv6 TCP segments (unfragmented IPv4; IPv6 with TCP as
+    the first next header) to or from ``port`` and ``host`` when given; ``link_offset`` is the
+    link header's length (14 Ethernet and lo, 0 raw IP).  As tcpdump's 'tcp port N and host A'."""
+    L = link_offset
+    v4host = v6host = None
+    if host is not None:
+        import ipaddress
+
+        ip = ipaddress.ip_address(host)
+        if ip.version == 4:
+            v4host = int(ip)
+        else:
+            v6host = [int.from_bytes(ip.packed[i : i + 4], "big") for i in range(0, 16, 4)]
+    p: list = []
+    if L == 14:
+        p += [(BPF_LD_H_ABS, 0, 0, 12), (BPF_JEQ_K, "v4", 0, ETH_P_IP), (BPF_JEQ_K, "v6", "drop", ETH_P_IPV6)]
+    else:
+        p += [
+            (BPF_LD_B_ABS, 0, 0, L),
+            (BPF_AND_K, 0, 0, 0xF0),
+            (BPF_JEQ_K, "v4", 0, 0x40),
+            (BPF_JEQ_K, "v6", "drop", 0x60),
+        ]
+    p += ["v4", (BPF_LD_B_ABS, 0, 0, L + 9), (BPF_JEQ_K, 0, "drop", socket.IPPROTO_TCP)]
+    p += [(BPF_LD_H_ABS, 0, 0, L + 6), (BPF_JSET_K, "drop", 0, 0x1FFF)]
+    if v6host is not None:
+        p += [(BPF_JA, "drop", 0, 0)]  # an IPv6 host: no IPv4 segment matches
+    if v4host is not None:
+        p += [(BPF_LD_W_ABS, 0, 0, L + 12), (BPF_JEQ_K, "v4host", 0, v4host)]
+        p += [(BPF_LD_W_ABS, 0, 0, L + 16), (BPF_JEQ_K, "v4host", "drop", v4host), "v4host"]
+    if port is not None:
+        p += [(BPF_LDX_B_MSH, 0, 0, L), (BPF_LD_H_IND, 0, 0, L), (BPF_JEQ_K, "keep", 0, port)]
+        p += [(BPF_LD_H_IND, 0, 0, L + 2), (BPF_JEQ_K, "keep", "drop", port)]
+    else:
+        p += [(BPF_JA, "keep", 0, 0)]
+    p += ["v6", (BPF_LD_B_ABS, 0, 0, L + 6), (BPF_JEQ_K, 0, "drop", socket.IPPROTO_TCP)]
+    if v4host is not None:
+        p += [(BPF_JA, "drop", 0, 0)]
+    if v6host is not None:
+        for base, name in ((L + 8, "src"), (L + 24, "dst")):
+            for i, word in enumerate(v6host):
+                last = i == 3
+                p += [(BPF_LD_W_ABS, 0, 0, base + 4 * i)]
+                p += [(BPF_JEQ_K, "v6host" if last else 0, f"not-{name}", word)]
+            p += [f"not-{name}"]
+        p += [(BPF_JA, "drop", 0, 0), "v6host"]
+    if port is not None:
+        p += [(BPF_LD_H_ABS, 0, 0, L + 40), (BPF_JEQ_K, "keep", 0, port)]
+        p += [(BPF_LD_H_ABS, 0, 0, L + 42), (BPF_JEQ_K, "keep", "drop", port)]
+    p += ["keep", (BPF_RET_K, 0, 0, 0x40000), "drop", (BPF_RET_K, 0, 0, 0)]
+    return _assemble(p)
+
+
+class LiveCapture:
+    """trace's live capture: an AF_PACKET socket on one interface with ``trace_filter_program``
+    attached before it receives anything, read in the caller's thread in bursts (what has arrived
+    until the wire is quiet for ``QUIET`` s), so the caller can read the kernel's socket states
+    between bursts.  Ctrl-C (SIGINT) sets ``interrupted`` instead of raising, so the caller ends
+    cleanly with what it has.  On a loopback device each segment is seen twice; like libpcap only
+    the arriving copy is kept.  Needs CAP_NET_RAW."""
+
+    QUIET = 0.01
+
+    def __init__(self, ifname: str, port: int | None, host: str | None):
+        self.ifname, self.port, self.host = ifname, port, host
+        self.interrupted = False
+        self._sock: socket.socket | None = None
+        self._old_handler = None
+        self.linktype = LINK_ETHERNET
+        self._loopback = False
+        self.stats: CaptureStats | None = None
+
+    def __enter__(self) -> LiveCapture:
+        import signal
+
+        try:
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing yet
+        except PermissionError as exc:
+            raise TcptuneError(
+                "live capture needs root or CAP_NET_RAW", ExitCode.PRIVILEGES, hint="run as root, or use --read FILE"
+            ) from exc
+        try:
+            try:
+                s.bind((self.ifname, 0))  # to learn the link type; still receives nothing
+            except OSError as exc:
+                raise TcptuneError(
+                    f"--interface {self.ifname}: {exc.strerror}", ExitCode.BAD_INPUT, hint="see `ip link`"
+                ) from None
+            hatype = s.getsockname()[3]
+            if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+                offset = 14
+            elif hatype == ARPHRD_NONE:
+                offset, self.linktype = 0, LINK_RAW
+            else:
+                raise TcptuneError(
+                    f"--interface {self.ifname}: link type {hatype} is not Ethernet, loopback or raw IP",
+                    ExitCode.BAD_INPUT,
+                )
+            self._loopback = hatype == ARPHRD_LOOPBACK
+            attach_filter(s, trace_filter_program(offset, self.port, self.host))
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            s.bind((self.ifname, ETH_P_ALL))  # only now do packets flow, already filtered
+        except BaseException:
+            s.close()
+            raise
+        self._sock = s
+        if threading.current_thread() is threading.main_thread():
+            self._old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, _signum, _frame) -> None:
+        self.interrupted = True
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._old_handler is not None:
+            signal.signal(signal.SIGINT, self._old_handler)
+            self._old_handler = None
+        if self._sock is not None:
+            try:
+                packets, drops = struct.unpack("II", self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+                self.stats = CaptureStats(packets, drops)
+            except OSError:
+                pass
+            self._sock.close()
+            self._sock = None
+
+    def pending(self) -> bool:
+        """Whether a frame is waiting (the wire was not quiet)."""
+        assert self._sock is not None
+        try:
+            return bool(select.select([self._sock], [], [], 0)[0])
+        except InterruptedError:
+            return True
+
+    def burst(self, timeout: float) -> list[tuple[float, bytes]]:
+        """The frames that arrive within ``timeout`` s, read until the wire is quiet; [] if none."""
+        s = self._sock
+        assert s is not None
+        out: list[tuple[float, bytes]] = []
+        wait = timeout
+        cmsg_space = socket.CMSG_SPACE(16)
+        while not self.interrupted:
+            ready, _, _ = select.select([s], [], [], wait)
+            if not ready:
+                break
+            while True:
+                try:
+                    data, anc, _flags, addr = s.recvmsg(65535, cmsg_space, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if self._loopback and len(addr) > 2 and addr[2] == PACKET_OUTGOING:
+                    continue
+                ts = time.time()
+                for level, ctype, cdata in anc:
+                    if level == socket.SOL_SOCKET and ctype == SCM_TIMESTAMPNS and len(cdata) >= 16:
+                        sec, nsec = struct.unpack("qq", cdata[:16])
+                        ts = sec + nsec / 1e9
+                out.append((ts, data))
+            wait = self.QUIET
+        return out

@@ -23,7 +23,8 @@ class Scenario:
     name: str
     shows: str  # what the tutorial uses it to show
     settings: tuple[tuple[str, str], ...]  # sysctls set in the private namespace first
-    run: Callable[[socket.socket, int], tuple[socket.socket | None, list]]  # (listener, port) -> (client, keep-alive)
+    # (listener, port, step) -> (client, keep-alive); step() after each action reads the kernel's states
+    run: Callable[[socket.socket, int, Callable[[], None]], tuple[socket.socket | None, list]]
 
 
 def _sysctl(key: str, value: str) -> None:
@@ -37,44 +38,54 @@ def _connect(port: int) -> socket.socket:
     return c
 
 
-def _handshake(srv, port):
+def _handshake(srv, port, step):
     c = _connect(port)
     a, _ = srv.accept()
+    step()
     return c, [a]
 
 
-def _teardown(srv, port):
+def _teardown(srv, port, step):
     c = _connect(port)
     a, _ = srv.accept()
+    step()
     c.sendall(b"hello\n")
     a.recv(100)
+    step()
     c.close()  # FIN from the client ...
     time.sleep(0.3)  # ... the server acknowledges it at once and closes later: four segments
+    step()
     a.close()
+    step()
     return None, []
 
 
-def _time_wait(srv, port):
+def _time_wait(srv, port, step):
     c = _connect(port)
     a, _ = srv.accept()
+    step()
     c.close()
     a.recv(1)
     a.close()  # the FIN answers at once: the three-segment close, the client in TIME_WAIT
+    step()
     return None, []
 
 
-def _half_close(srv, port):
+def _half_close(srv, port, step):
     c = _connect(port)
     a, _ = srv.accept()
+    step()
     c.shutdown(socket.SHUT_WR)  # the client is done sending; the server never closes
     a.recv(1)
+    step()
     return c, [a]
 
 
-def _refused(srv, port):
+def _refused(srv, port, step):
     srv.close()  # nobody listens on the port any more: the SYN meets a RST
     c = socket.socket()
     c.connect_ex((SERVER, port))
+    step()
     return c, []
 
 
@@ -85,34 +96,59 @@ def _drop_all(sock: socket.socket) -> None:
     attach_filter(sock, DROP_ALL)
 
 
-def _syn_sent(srv, port):
+def _syn_sent(srv, port, step):
     _drop_all(srv)  # the listener's filter drops every SYN: as an iptables DROP on the server
     c = socket.socket()
-    c.settimeout(10)
-    try:
-        c.connect((SERVER, port))
-    except OSError:
-        pass  # ETIMEDOUT after tcp_syn_retries
+    c.setblocking(False)
+    c.connect_ex((SERVER, port))  # EINPROGRESS: the SYN is out, the client in SYN_SENT
+    step()
+    time.sleep(1.5)  # the retransmission at the first RTO (1 s) ...
+    step()
+    time.sleep(2.3)  # ... and at 1 + 2 s the client gives up (tcp_syn_retries=1): nothing on the wire
     return c, []
 
 
-def _syn_recv(srv, port):
+def _syn_recv(srv, port, step):
     from tcptune.probe.base import DROP_ACK
     from tcptune.probe.capture import attach_filter
 
     attach_filter(srv, DROP_ACK)  # the client's final ACK never arrives: the server stays in SYN_RECV
     c = _connect(port)
+    step()  # the kernel's server end is SYN_RECV where the packets say ESTABLISHED: shown
     time.sleep(3.5)  # tcp_synack_retries=1: one SYN-ACK retransmission, then the request is dropped
     return c, []
 
 
-def _fin_wait1(srv, port):
+def _fin_wait1(srv, port, step):
     c = _connect(port)
     a, _ = srv.accept()
+    step()
     _drop_all(a)  # the server's socket now drops everything: the client's FIN is never acknowledged
     c.close()  # orphaned in FIN_WAIT1, retransmitting its FIN until tcp_orphan_retries
+    step()  # the server never took the FIN: ESTABLISHED in the kernel, CLOSE_WAIT from the packets
     time.sleep(3.0)
     return None, [a]
+
+
+SO_DETACH_FILTER = 27  # include/uapi/asm-generic/socket.h
+
+
+def _simultaneous_close(srv, port, step):
+    c = _connect(port)
+    a, _ = srv.accept()
+    step()
+    # Each end's socket drops whatever reaches it, so both FINs are on the wire before either
+    # is taken in (on loopback a FIN is otherwise delivered inside the close() that sends it):
+    # the capture shows them cross, as RFC 9293 figure 13 draws it.
+    _drop_all(c)
+    _drop_all(a)
+    c.shutdown(socket.SHUT_WR)
+    a.shutdown(socket.SHUT_WR)
+    for s in (c, a):
+        s.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+    time.sleep(1.0)  # the FINs' retransmissions (RTO >= 200 ms, TCP_RTO_MIN) are taken in: both end in TIME_WAIT
+    step()
+    return c, [a]
 
 
 SCENARIOS = {
@@ -122,6 +158,12 @@ SCENARIOS = {
         Scenario("teardown", "the four-segment close: FIN M, ACK M+1, FIN N, ACK N+1", (), _teardown),
         Scenario("time-wait", "the three-segment close and the client's 60 s in TIME_WAIT", (), _time_wait),
         Scenario("half-close", "shutdown(SHUT_WR): the client holds FIN_WAIT2, the server CLOSE_WAIT", (), _half_close),
+        Scenario(
+            "simultaneous-close",
+            "both ends close at once: the FINs cross, each end goes through CLOSING, both end in TIME_WAIT",
+            (),
+            _simultaneous_close,
+        ),
         Scenario("refused", "a SYN to a port with no listener is answered with RST", (), _refused),
         Scenario(
             "syn-sent",
@@ -158,10 +200,43 @@ def kernel_states(server_port: int) -> dict[tuple[str, int, str, int], int]:
     }
 
 
-def run_scenario(name: str, capture_frames: Callable) -> tuple[list[tuple[float, bytes]], dict, object]:
+@dataclass(frozen=True)
+class Checkpoint:
+    """After ``frames`` captured frames, the kernel's state number of each socket seen so far,
+    keyed (local address, port, remote address, port); None: no such socket."""
+
+    frames: int
+    states: dict[tuple[str, int, str, int], int | None]
+
+
+def _checkpoint(cap) -> Checkpoint | None:
+    """The kernel's states of every socket the capture has seen, read by sock_diag lookups
+    when the wire is quiet; None if a frame arrived while they were read (the states would
+    follow a segment not yet counted)."""
+    from tcptune.core.pcap import LINK_ETHERNET, decode_frame
+    from tcptune.host.sockdiag import lookup_states
+
+    cap.drain()
+    frames = cap.snapshot()
+    tuples = set()
+    for t, frame in frames:
+        seg = decode_frame(LINK_ETHERNET, frame, t)
+        if seg is not None:
+            tuples.add((seg.src, seg.sport, seg.dst, seg.dport))
+            tuples.add((seg.dst, seg.dport, seg.src, seg.sport))
+    keys = sorted(tuples)
+    states = dict(zip(keys, lookup_states(keys), strict=True))
+    cap.drain(0.02)
+    if len(cap.snapshot()) != len(frames):
+        return None
+    return Checkpoint(len(frames), states)
+
+
+def run_scenario(name: str, capture_frames: Callable) -> tuple[list[tuple[float, bytes]], dict, object, list]:
     """Run one scenario under ``capture_frames(port)`` (a context manager yielding a capture).
 
-    Returns the captured frames, the kernel's states at the end and the capture's stats.
+    Returns the captured frames, the kernel's states at the end, the capture's stats and the
+    checkpoints (the kernel's states after each step of the experiment).
     Sockets stay open until the states are read, then close with the namespace.
     """
     sc = SCENARIOS[name]
@@ -172,8 +247,15 @@ def run_scenario(name: str, capture_frames: Callable) -> tuple[list[tuple[float,
     srv.bind((SERVER, 0))
     srv.listen(8)
     port = srv.getsockname()[1]
+    checkpoints: list[Checkpoint] = []
     with capture_frames(port) as cap:
-        client, keep = sc.run(srv, port)
+
+        def step() -> None:
+            cp = _checkpoint(cap)
+            if cp is not None:
+                checkpoints.append(cp)
+
+        client, keep = sc.run(srv, port, step)
         time.sleep(0.2)
         cap.drain()
         states = kernel_states(port)
@@ -181,4 +263,4 @@ def run_scenario(name: str, capture_frames: Callable) -> tuple[list[tuple[float,
     for s in [client, *keep, srv]:
         if s is not None:
             s.close()
-    return frames, states, cap.stats
+    return frames, states, cap.stats, checkpoints

@@ -77,3 +77,56 @@ def test_a_fin_never_acknowledged_is_retransmitted_from_fin_wait1():
     fins = [p for p in c["packets"] if p["label"].startswith("FIN")]
     assert len(fins) >= 2 and fins[-1]["retransmission"] >= 1
     assert all(p["states_after"]["client"] == "FIN_WAIT1" for p in fins)
+
+
+AGREE_AFTER_EACH_STEP = [
+    "handshake",
+    "teardown",
+    "time-wait",
+    "half-close",
+    "refused",
+    "syn-sent",
+    "simultaneous-close",
+]
+
+
+def test_simultaneous_close_the_fins_cross_and_both_ends_end_in_time_wait():
+    c = scenario("simultaneous-close")
+    fins = [p for p in c["packets"] if "F" in p["flags"]]
+    # the first FIN of each end: neither acknowledges the other's (both left before either arrived)
+    first_c = next(p for p in fins if p["from"] == "client")
+    first_s = next(p for p in fins if p["from"] == "server")
+    assert first_c["label"] == "FIN J+1, ack K+1" and first_s["label"] == "FIN K+1, ack J+1"
+    assert first_s["states_after"] == {"client": "CLOSING", "server": "CLOSING"}
+    assert c["final_states"] == c["kernel_final_states"] == {"client": "TIME_WAIT", "server": "TIME_WAIT"}
+
+
+@pytest.mark.parametrize("name", AGREE_AFTER_EACH_STEP)
+def test_the_inferred_states_are_the_kernels_after_each_step(name):
+    """The scenario reads both ends' states by sock_diag after each of its steps (connect, send,
+    close ...); they belong to the last segment on the wire by then and must equal the inferred."""
+    c = scenario(name)
+    checked = [p for p in c["packets"] if p["states_source"] == "kernel"]
+    assert checked, "no step was read from the kernel"
+    for p in checked:
+        known = {end: st for end, st in p["states_after"].items() if st != "?"}
+        assert {end: p["kernel_states"][end] for end in known} == known, p
+        assert p["disagrees"] == []
+    if name == "teardown":  # every pause of the close: after the ACK of the data, of each FIN
+        assert [p["label"] for p in checked] == ["ACK K+1", "ACK J+7", "ACK J+8", "ACK K+2"]
+
+
+@pytest.mark.parametrize(
+    "name,label,inferred,kernel",
+    [
+        # the server's filter dropped the final ACK: the kernel still has the request in SYN_RECV
+        ("syn-recv", "ACK K+1", "ESTABLISHED", "SYN_RECV"),
+        # the server's socket dropped the FIN: it never left ESTABLISHED
+        ("fin-wait1", "FIN J+1, ack K+1", "CLOSE_WAIT", "ESTABLISHED"),
+    ],
+)
+def test_a_segment_the_receiver_dropped_shows_as_a_disagreement(name, label, inferred, kernel):
+    c = scenario(name)
+    (p,) = [p for p in c["packets"] if p["states_source"] == "kernel" and p["disagrees"]]
+    assert p["label"] == label and p["disagrees"] == ["server"]
+    assert p["states_after"]["server"] == inferred and p["kernel_states"]["server"] == kernel

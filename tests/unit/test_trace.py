@@ -210,3 +210,126 @@ def test_any_bytes_after_a_valid_header_read_or_fail_cleanly(tail):
             pass
     except TcptuneError as exc:
         assert exc.exit_code == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 2e9, allow_nan=False),
+            st.integers(0, 0x3F),
+            st.integers(0, 2**32 - 1),
+            st.integers(0, 2**32 - 1),
+            st.integers(0, 1400),
+        ),
+        max_size=20,
+    )
+)
+def test_pcap_writer_output_reads_back_segment_for_segment(records):
+    from framebuild import frame
+
+    from tcptune.core.pcap import PcapWriter
+
+    buf = io.BytesIO()
+    w = PcapWriter(buf)
+    for t, flags, seq, ack, length in records:
+        w.write(t, frame(flags, seq, ack, length))
+    buf.seek(0)
+    got = list(read_segments(buf, "written"))
+    assert [(s.flags, s.seq, s.ack, s.length) for s in got] == [(f, s, a, n) for _, f, s, a, n in records]
+    assert all(abs(s.t - r[0]) <= 1e-6 * max(1.0, r[0]) for s, r in zip(got, records, strict=True))
+
+
+def _many_connections(n):
+    out, t = [], 0.0
+    for i in range(n):
+        a, b = ("10.0.0.1", 1024 + i % 60000), ("10.0.0.2", 80)
+        for frm, flags, seq, ack in [
+            ("c", SYN, 0, 0),
+            ("s", SYN | ACK, 100, 1),
+            ("c", ACK, 1, 101),
+            ("c", FIN | ACK, 1, 101),
+            ("s", FIN | ACK, 101, 2),
+            ("c", ACK, 2, 102),
+        ]:
+            t += 0.001
+            (src, sport), (dst, dport) = (a, b) if frm == "c" else (b, a)
+            out.append(Segment(t, src, sport, dst, dport, flags, seq, ack, 100, 0))
+    return out
+
+
+def test_forgetting_finished_connections_bounds_memory_and_changes_no_annotation():
+    from tcptune.core.trace import KEEP_DONE, Tracer, finished_connections
+
+    segs = _many_connections(3 * KEEP_DONE)
+    tracer = Tracer(keep=False, forget=True)
+    most = 0
+    for s in segs:
+        tracer.feed(s)
+        tracer.forgotten.clear()
+        most = max(most, len(tracer.trackers))
+    assert most == KEEP_DONE + 1
+    kept = trace_connections(segs)
+    streamed = list(finished_connections(segs))
+    assert len(streamed) == len(kept) == 3 * KEEP_DONE
+    assert sorted((c.client, [p.label for p in c.packets], c.final_states["client"]) for c in streamed) == sorted(
+        (c.client, [p.label for p in c.packets], c.final_states["client"]) for c in kept
+    )
+
+
+def test_a_kernel_disagreement_is_in_the_json_and_the_text():
+    from tcptune.render.output import Output
+    from tcptune.render.trace import render_packet
+
+    (c,) = trace_connections([seg(0, "c", SYN, 10), seg(0.1, "s", SYN | ACK, 50, 11), seg(0.2, "c", ACK, 11, 51)])
+    ack = c.packets[-1]
+    ack.kernel_states = {"client": "ESTABLISHED", "server": "SYN_RECV"}
+    j = ack.to_json()
+    assert j["states_source"] == "kernel" and j["disagrees"] == ["server"]
+    assert j["states_after"] == {"client": "ESTABLISHED", "server": "ESTABLISHED"}
+    lines = "\n".join(render_packet(ack, Output(width=80))).splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    text = " ".join(" ".join(lines).split())
+    assert "DIFFERS from the packets (server ESTABLISHED)" in text
+    ack.kernel_states = {"client": "ESTABLISHED", "server": "ESTABLISHED"}
+    assert "agrees" in "\n".join(render_packet(ack, Output(width=80))) and ack.to_json()["disagrees"] == []
+    assert c.packets[0].to_json()["states_source"] == "inferred"
+
+
+def test_absolute_labels_carry_the_raw_numbers():
+    from tcptune.core.trace import annotate, connections_of
+
+    (c,) = connections_of(annotate([seg(0, "c", SYN, 10), seg(0.1, "s", SYN | ACK, 50, 11)], absolute=True))
+    assert [p.label_text(True) for p in c.packets] == ["SYN 10", "SYN-ACK 50, ack 11"]
+    assert [p.label for p in c.packets] == ["SYN J", "SYN-ACK K, ack J+1"]
+    assert c.packets[1].to_json(absolute=True)["label"] == "SYN-ACK 50, ack 11"
+
+
+def test_a_new_syn_on_a_finished_4_tuple_is_a_new_connection():
+    close = [
+        seg(0, "c", SYN, 10),
+        seg(0.1, "s", SYN | ACK, 50, 11),
+        seg(0.2, "c", ACK, 11, 51),
+        seg(0.3, "c", FIN | ACK, 11, 51),
+        seg(0.4, "s", FIN | ACK, 51, 12),
+        seg(0.5, "c", ACK, 12, 52),
+    ]
+    again = [seg(1.0, "c", SYN, 9000), seg(1.1, "s", SYN | ACK, 700, 9001)]
+    first, second = trace_connections(close + again)
+    assert first.final_states == {"client": "TIME_WAIT", "server": "CLOSED"}
+    assert [p.label for p in second.packets] == ["SYN J", "SYN-ACK K, ack J+1"]
+    # a SYN retransmitted on a live connection is not one
+    (only,) = trace_connections([seg(0, "c", SYN, 10), seg(1, "c", SYN, 10)])
+    assert [p.retransmission for p in only.packets] == [0, 1]
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_the_streamed_json_is_the_same_document(absolute):
+    from tcptune.render.trace import render_trace_json, render_trace_json_stream
+
+    conns = [c for p in CASES for c in _trace(p)]
+    stats = ReadStats(records=7, tcp=5)
+    streamed = json.loads("".join(render_trace_json_stream(conns, "x.pcap", stats, absolute)))
+    assert streamed == render_trace_json(conns, "x.pcap", stats, absolute)
+    empty = json.loads("".join(render_trace_json_stream([], "x.pcap", stats)))
+    assert empty["connections"] == []
