@@ -261,9 +261,9 @@ def lookup_request(
     return struct.pack("=IHHII", 16 + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0) + body
 
 
-def lookup_reply(data: bytes) -> tuple[int, int, int] | None:
-    """(kernel state, local port, remote port) from the answer to ``lookup_request``; None when
-    the kernel has no socket for the 4-tuple (ENOENT).  Other errors raise OSError."""
+def lookup_reply(data: bytes) -> tuple[int, int, int, int] | None:
+    """(kernel state, local port, remote port, idiag_retrans) from the answer to ``lookup_request``;
+    None when the kernel has no socket for the 4-tuple (ENOENT).  Other errors raise OSError."""
     if len(data) < 20:
         return None
     mtype = struct.unpack_from("=H", data, 4)[0]
@@ -274,9 +274,9 @@ def lookup_reply(data: bytes) -> tuple[int, int, int] | None:
         raise OSError(err, os.strerror(err))
     if len(data) < OFF_DPORT + 2:
         raise _malformed("a sock_diag lookup reply shorter than its header")
-    state = data[OFF_STATE]
+    state, retrans = data[OFF_STATE], data[OFF_STATE + 2]  # idiag_state, idiag_timer, idiag_retrans
     lport, rport = struct.unpack_from(">HH", data, OFF_SPORT)
-    return state, lport, rport
+    return state, lport, rport, retrans
 
 
 def reply_type(family: int) -> int:

@@ -179,7 +179,7 @@ def lookup_states(tuples: list[tuple[str, int, str, int]]) -> list[int | None]:
                 reply = lookup_reply(sock.recv(8192))
             except OSError as exc:
                 raise SockDiagUnavailable(f"netlink sock_diag lookup: {exc.strerror}") from exc
-            out.append(None if reply is None or reply[1:] != (lport, rport) else reply[0])
+            out.append(None if reply is None or reply[1:3] != (lport, rport) else reply[0])
     return out
 
 

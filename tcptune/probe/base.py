@@ -10,7 +10,6 @@ no privileges) on the probe's own socket is what makes the kernel drop segments.
 from __future__ import annotations
 
 import contextlib
-import errno
 import gzip
 import os
 import socket
@@ -264,22 +263,16 @@ def diag_lookup(local_port: int, remote_port: int, addr: str = LOOPBACK) -> Tabl
     finds timewait and request sockets.  When nothing matches the 4-tuple the kernel
     may answer with a listener on the local port, or ENOENT (-> None).
     """
-    from tcptune.core.inet_diag import NETLINK_SOCK_DIAG, NLMSG_ERROR, lookup_request
+    from tcptune.core.inet_diag import NETLINK_SOCK_DIAG, lookup_reply, lookup_request
 
     msg = lookup_request(local_port, remote_port, socket.inet_aton(addr))
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
         nl.send(msg)
         data = nl.recv(8192)
-    if len(data) < 20:
+    reply = lookup_reply(data)
+    if reply is None:
         return None
-    mtype = struct.unpack_from("=H", data, 4)[0]
-    if mtype == NLMSG_ERROR:
-        err = -struct.unpack_from("=i", data, 16)[0]
-        if err in (0, errno.ENOENT):
-            return None
-        raise OSError(err, os.strerror(err))
-    _fam, state, _timer, retrans = struct.unpack_from("=BBBB", data, 16)
-    lport, rport = struct.unpack_from(">HH", data, 20)
+    state, lport, rport, retrans = reply
     return TableEntry(lport, rport, state, retrans)
 
 
