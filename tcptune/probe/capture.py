@@ -100,6 +100,15 @@ def parse_frame(t: float, frame: bytes) -> Segment | None:
     return decode_frame(LINK_ETHERNET, frame, t)
 
 
+def start_filtered(s: socket.socket, program, ifname: str) -> None:
+    """Filter, timestamp and size the AF_PACKET socket ``s``, then bind it to ``ifname``: the
+    filter is attached before the bind, so no packet is ever seen unfiltered."""
+    attach_filter(s, program)
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind((ifname, ETH_P_ALL))  # only now do packets flow, already filtered
+
+
 @dataclass(frozen=True)
 class CaptureStats:
     """The kernel's counters for the capture socket (packet_getsockopt() PACKET_STATISTICS):
@@ -139,10 +148,7 @@ class Capture:
         except PermissionError as exc:
             raise TcptuneError("packet capture needs CAP_NET_RAW", ExitCode.PRIVILEGES, hint="run as root") from exc
         try:
-            attach_filter(s, port_filter_program(self.port))
-            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            s.bind((self.ifname, ETH_P_ALL))  # only now do packets flow, already filtered
+            start_filtered(s, port_filter_program(self.port), self.ifname)
         except BaseException:
             s.close()
             raise
@@ -375,10 +381,7 @@ class LiveCapture:
                     ExitCode.BAD_INPUT,
                 )
             self._loopback = hatype == ARPHRD_LOOPBACK
-            attach_filter(s, trace_filter_program(offset, self.port, self.host))
-            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            s.bind((self.ifname, ETH_P_ALL))  # only now do packets flow, already filtered
+            start_filtered(s, trace_filter_program(offset, self.port, self.host), self.ifname)
         except BaseException:
             s.close()
             raise
