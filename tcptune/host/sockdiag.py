@@ -86,7 +86,9 @@ def _dump(sock, family: int, mask: int, seq: int, by, listen: bool, table: DiagT
         raise SockDiagUnavailable(f"netlink sock_diag send: {exc.strerror}") from exc
     # A listener's port is no ephemeral port: connect() never picks a port bound by bind()
     # (__inet_hash_connect() skips buckets with fastreuse >= 0), and the sockets accept()
-    # made share it.  The LISTEN dump runs first, so the listeners are known here.
+    # made share it.  Measured on 6.18 in a private netns: ip_local_port_range 40000-40001 and a
+    # listener on 40000 (with or without SO_REUSEADDR): connect() takes 40001, then EADDRNOTAVAIL.
+    # The LISTEN dump runs first, so the listeners are known here.
     taken = frozenset(x.port for x in table.listeners) if by == "dest" and not listen else frozenset()
     counter = DumpCounter(
         reply_type(family), seq, sock.getsockname()[0], by, listeners=listen, port_range=port_range, exclude_ports=taken
