@@ -91,6 +91,7 @@ _RECORD_END["cookies"] = OFF_INODE + 4
 _RECORD_END["dest"] = OFF_INODE + 4
 TIMER_PROBE0 = 4  # idiag_timer of a socket in zero-window probing (inet_sk_diag_fill(): ICSK_TIME_PROBE0)
 _IS_SYN_SENT = bytes(1 if i == TcpState.SYN_SENT else 0 for i in range(256))
+_IS_CLOSE_WAIT = bytes(1 if i == TcpState.CLOSE_WAIT else 0 for i in range(256))
 _IS_PROBE0 = bytes(1 if i == TIMER_PROBE0 else 0 for i in range(256))
 _NONZERO = bytes([0]) + bytes([1]) * 255
 # States whose retransmissions are data or FIN (icsk_retransmits): ESTABLISHED, FIN_WAIT1,
@@ -109,7 +110,8 @@ DEST_KEEP = 64
 # idiag_rqueue is a native u32: the bytes that are nonzero from 64 KiB up
 _RQUEUE_HIGH = (2, 3) if sys.byteorder == "little" else (0, 1)
 RQUEUE_FULLISH = 1 << 16  # Recv-Q from this many bytes up counts as a receiver not reading
-DEST_KEY = OFF_DST + 16 - OFF_FAMILY  # idiag_family .. the end of the peer address (40 bytes)
+_IS_INET = bytes(1 if i == socket.AF_INET else 0 for i in range(256))
+_IS_INET6 = bytes(0 if i == socket.AF_INET else 1 for i in range(256))  # what is not AF_INET: 16-byte addresses
 _SYN_STATES = (TcpState.SYN_RECV, TCP_NEW_SYN_RECV)
 _KNOWN = {*map(int, TcpState), TCP_NEW_SYN_RECV}
 _SELECT = {code: bytes(1 if i == code else 0 for i in range(256)) for code in _SYN_STATES}
@@ -179,51 +181,31 @@ class DiagTable:
     syn_sent_destinations: Counter = field(default_factory=Counter)  # by='dest': every SYN_SENT socket, kept alike
     # by='dest': sockets in zero-window probing or with Recv-Q >= RQUEUE_FULLISH (few)
     stalled: list = field(default_factory=list)  # Stalled
+    # by='dest': cookie -> inode of each CLOSE_WAIT socket (what sockets_in_state() gives, without a second dump)
+    close_wait: dict = field(default_factory=dict)
 
 
-def _port_selectors(port_range: tuple[int, int]) -> tuple[bytes, ...]:
-    """translate() tables that mark, per socket, the high and low byte tests of lo <= port <= hi.
-
-    (inside, at_lo, low_ge, at_hi, low_le): a port is in the range when its high byte is
-    strictly inside, or equals lo's and the low byte is >= lo's, or equals hi's and the low
-    byte is <= hi's.  Each test is one bytes.translate() over a column, combined as big
-    integers: C loops, no Python step per socket.
-    """
+def _port_table(port_range: tuple[int, int], exclude=frozenset()) -> bytes:
+    """65536 bytes, 1 at each port in ``port_range`` and not in ``exclude``, indexed by the
+    port's two network-order bytes read as a native u16 (as memoryview.cast("H") reads a
+    column of idiag_sport)."""
     lo, hi = port_range
-    lo_h, lo_l, hi_h, hi_l = lo >> 8, lo & 0xFF, hi >> 8, hi & 0xFF
-
-    def table(test) -> bytes:
-        return bytes(1 if test(i) else 0 for i in range(256))
-
-    return (
-        table(lambda h: lo_h < h < hi_h),
-        table(lambda h: h == lo_h),
-        table(lambda b: b >= lo_l),
-        table(lambda h: h == hi_h),
-        table(lambda b: b <= hi_l),
-    )
-
-
-def _port_set_selectors(ports) -> tuple[tuple[bytes, bytes], ...]:
-    """(high-byte table, low-byte table) pairs, one per distinct high byte of ``ports``: a port
-    is in the set when, for one pair, its high byte marks 1 in the first and its low byte in
-    the second (at most 256 pairs, whatever the number of ports)."""
-    lows: dict[int, set[int]] = {}
-    for p in ports:
-        lows.setdefault(p >> 8, set()).add(p & 0xFF)
-    return tuple(
-        (bytes(1 if i == h else 0 for i in range(256)), bytes(1 if i in low else 0 for i in range(256)))
-        for h, low in sorted(lows.items())
-    )
+    net = bytearray(65536)  # indexed by the port itself
+    net[lo : hi + 1] = bytes([1]) * (hi - lo + 1)
+    for port in exclude:
+        net[port] = 0
+    if sys.byteorder == "big":
+        return bytes(net)
+    # little-endian: bytes (h, l) read as l << 8 | h, so the table is net transposed as 256 x 256
+    out = bytearray(65536)
+    for h in range(256):
+        out[h::256] = net[h * 256 : (h + 1) * 256]
+    return bytes(out)
 
 
-def _in_range(high: bytes, low: bytes, tables: tuple[bytes, ...], same_high: bool) -> bytes:
-    """One byte per socket, 1 where the port (high, low byte columns) is in the range."""
-    inside, at_lo, low_ge, at_hi, low_le = (
-        int.from_bytes(col.translate(t), "little") for col, t in zip((high, high, low, high, low), tables, strict=True)
-    )
-    sel = at_lo & low_ge & at_hi & low_le if same_high else inside | (at_lo & low_ge) | (at_hi & low_le)
-    return sel.to_bytes(len(high), "little")
+def _both(a: bytes, b: bytes) -> bytes:
+    """Per socket, 1 where both 0/1 columns are 1 (as big integers: one C step)."""
+    return (int.from_bytes(a, "little") & int.from_bytes(b, "little")).to_bytes(len(a), "little")
 
 
 def request(family: int, states: int, seq: int) -> bytes:
@@ -362,9 +344,7 @@ class DumpCounter:
             raise ValueError(f"unknown grouping {by!r}")
         if by == "dest" and port_range is None:
             raise ValueError("by='dest' counts the sockets in a port range: give port_range")
-        self.port_tables = _port_selectors(port_range) if by == "dest" else ()
-        self.same_high = port_range is not None and port_range[0] >> 8 == port_range[1] >> 8
-        self.exclude_tables = _port_set_selectors(exclude_ports) if by == "dest" else ()
+        self.port_ok = _port_table(port_range, exclude_ports) if by == "dest" else b""
         self.rtype = rtype
         self.by = by
         self.listeners = [] if listeners else None
@@ -435,49 +415,74 @@ class DumpCounter:
             self.sock_states += st
             self.sock_inodes.frombytes(memoryview(rec).cast("I")[(OFF_INODE - 4) // 4 :: R // 4].tobytes())
         elif by == "cookies":
-            self.sock_inodes.frombytes(memoryview(rec).cast("I")[(OFF_INODE - 4) // 4 :: R // 4].tobytes())
-            cookies = bytearray(8 * m)
-            for i in range(8):
-                cookies[i::8] = rec[OFF_COOKIE - 4 + i :: R]
-            self.sock_cookies.frombytes(cookies)
+            self._take_cookies(rec, m, None)
         elif by == "dest" and self.listeners is None:
             self._pick_stalled(rec, m)
             self._count_destinations(rec, m, st)
+            if TcpState.CLOSE_WAIT in st:  # doctor's CLOSE_WAIT check, from this same dump
+                self._take_cookies(rec, m, st.translate(_IS_CLOSE_WAIT))
         if self.listeners is not None:
             self.listeners.extend(_listener(rec, i * R) for i in range(m))
 
+    def _take_cookies(self, rec: bytes, m: int, sel: bytes | None) -> None:
+        """Append the inode and cookie of each socket (of those ``sel`` marks 1) to sock_inodes/sock_cookies."""
+        R = self.rec_len
+        inodes = memoryview(rec).cast("I")[(OFF_INODE - 4) // 4 :: R // 4]
+        cookies = bytearray(8 * m)
+        for i in range(8):
+            cookies[i::8] = rec[OFF_COOKIE - 4 + i :: R]
+        if sel is None:
+            self.sock_inodes.frombytes(inodes.tobytes())
+            self.sock_cookies.frombytes(cookies)
+        else:
+            self.sock_inodes.extend(compress(inodes, sel))
+            self.sock_cookies.extend(compress(memoryview(cookies).cast("Q"), sel))
+
     def _count_destinations(self, rec: bytes, m: int, st: bytes) -> None:
-        """(family, local address, peer address, peer port) keys of the sockets whose local port is
-        in range, and apart those of every SYN_SENT socket."""
+        """(family, peer port, local address, peer address) keys of the sockets whose local port is
+        in range (and no listener's), and apart those of every SYN_SENT socket."""
         R = self.rec_len
         sport = OFF_SPORT - 4
-        high, low = rec[sport::R], rec[sport + 1 :: R]
-        sel = _in_range(high, low, self.port_tables, self.same_high)
-        if self.exclude_tables:
-            taken = 0
-            for t_high, t_low in self.exclude_tables:
-                taken |= int.from_bytes(high.translate(t_high), "little") & int.from_bytes(
-                    low.translate(t_low), "little"
-                )
-            if taken:
-                sel = (int.from_bytes(sel, "little") & ~taken).to_bytes(m, "little")
+        # the local port as a u16 per socket, looked up in a 64 Ki table: one C pass (map over a
+        # memoryview), where range and exclusion tests per port byte took two translate()s per
+        # listener port high byte (150 per buffer with the bench's listeners)
+        ports = bytearray(2 * m)
+        ports[0::2] = rec[sport::R]
+        ports[1::2] = rec[sport + 1 :: R]
+        sel = bytes(map(self.port_ok.__getitem__, memoryview(ports).cast("H")))
         n = sel.count(1)
         syn_sent = st.translate(_IS_SYN_SENT) if TcpState.SYN_SENT in st else None
         if not n and syn_sent is None:
             return
-        # The key is the record's bytes from idiag_family to the end of the peer address, with
-        # the bytes that differ per socket (state, timer, retrans, local port) zeroed: a copy
-        # and five strided writes, not one write per key byte.
-        keys = bytearray(rec)
-        zeros = bytes(m)
-        for off in range(OFF_STATE - 4, OFF_DPORT - 4):
-            keys[off::R] = zeros
-        layout = f"{OFF_FAMILY - 4}x{DEST_KEY}s{R - (OFF_FAMILY - 4) - DEST_KEY}x"
-        if n:
-            unpacked = struct.iter_unpack(layout, keys)
-            self.keys.update(unpacked if n == m else compress(unpacked, sel))
-        if syn_sent is not None:  # whatever their port: doctor's syn-sent check, from this same dump
-            self.syn_sent_keys.update(compress(struct.iter_unpack(layout, keys), syn_sent))
+        # Keys are built column by column (strided copies, C loops) and cut by iter_unpack:
+        # short keys hash and compare faster.  IPv4 sockets get 11-byte keys (the
+        # addresses' first 4 bytes; the rest is zero for AF_INET), IPv6 ones 35: one key per
+        # destination whichever buffer it is in.
+        fam = rec[OFF_FAMILY - 4 :: R]
+        if fam.count(socket.AF_INET) == m:
+            parts = ((4, sel, syn_sent),)
+        else:
+            v4, v6 = fam.translate(_IS_INET), fam.translate(_IS_INET6)
+            parts = (
+                (4, _both(sel, v4), syn_sent and _both(syn_sent, v4)),
+                (16, _both(sel, v6), syn_sent and _both(syn_sent, v6)),
+            )
+        for width, pick, pick_syn in parts:
+            wanted, wanted_syn = 1 in pick, pick_syn is not None and 1 in pick_syn
+            if not (wanted or wanted_syn):
+                continue
+            cols = [OFF_FAMILY - 4, OFF_DPORT - 4, OFF_DPORT - 3]
+            cols += range(OFF_SRC - 4, OFF_SRC - 4 + width)
+            cols += range(OFF_DST - 4, OFF_DST - 4 + width)
+            k = len(cols)
+            keys = bytearray(k * m)
+            for i, col in enumerate(cols):
+                keys[i::k] = rec[col::R]
+            cut = list(struct.iter_unpack(f"{k}s", keys))  # 1-tuples: cheaper to make and count than slices
+            if wanted:
+                self.keys.update(cut if pick is sel and n == m else compress(cut, pick))
+            if wanted_syn:  # whatever their port: doctor's syn-sent check, from this same dump
+                self.syn_sent_keys.update(compress(cut, pick_syn))
 
     def _pick_stalled(self, rec: bytes, m: int) -> None:
         """Keep the records of sockets in zero-window probing, retransmitting, or with Recv-Q >= 64 KiB (C tests per column)."""
@@ -558,15 +563,15 @@ class DumpCounter:
             table.sock_inodes.extend(self.sock_inodes)
             table.sock_cookies.extend(self.sock_cookies)
         elif self.by == "dest":
-            src, dst, dport = OFF_SRC - OFF_FAMILY, OFF_DST - OFF_FAMILY, OFF_DPORT - OFF_FAMILY
+            table.close_wait.update(zip(self.sock_cookies, self.sock_inodes, strict=True))
             for into, counted in ((table.destinations, self.keys), (table.syn_sent_destinations, self.syn_sent_keys)):
                 busiest = heapq.nlargest(DEST_KEEP, counted.items(), key=itemgetter(1))
                 for (raw,), c in busiest:  # one step per kept destination, not per socket
-                    family = raw[0]
+                    width = (len(raw) - 3) // 2  # family, peer port, local address, peer address
                     key = (
-                        _fmt_addr(family, raw[src : src + 16]),
-                        _fmt_addr(family, raw[dst : dst + 16]),
-                        (raw[dport] << 8) | raw[dport + 1],
+                        _fmt_addr(raw[0], raw[3 : 3 + width]),
+                        _fmt_addr(raw[0], raw[3 + width :]),
+                        (raw[1] << 8) | raw[2],
                     )
                     into[key] += c
             table.stalled.extend(_stalled(raw) for (raw,) in self.stalled_records)
