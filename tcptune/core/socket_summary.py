@@ -61,6 +61,7 @@ class Summary:
     # range, when asked for (doctor's port-exhaustion check); LISTEN not counted
     destinations: Counter | None = None
     syn_sent_destinations: Counter | None = None  # with destinations: the SYN_SENT sockets, whatever their port
+    close_wait: dict | None = None  # with destinations, from netlink: CLOSE_WAIT socket cookie -> inode
     stalled: list = field(default_factory=list)  # tcptune.core.inet_diag.Stalled, with destinations (netlink)
 
 

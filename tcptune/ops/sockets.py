@@ -92,6 +92,7 @@ def collect_summary(
         group_totals=table.group_totals if by in ("local-port", "peer") else None,
         destinations=table.destinations if port_range else None,
         syn_sent_destinations=table.syn_sent_destinations if port_range else None,
+        close_wait=table.close_wait if port_range else None,
         stalled=table.stalled,
     )
     # /proc/net/sockstat "orphan" is tcp_orphan_count, the host-wide number the
