@@ -72,7 +72,8 @@ def _soft_nofile(pid: int, proc: str) -> int | None:
     return None
 
 
-def _fd_table_size(pid: int, proc: str) -> int | None:
+def fd_table_size(pid: int, proc: str = "/proc") -> int | None:
+    """FDSize of /proc/PID/status: the size of its fd table, above its highest open fd (task_state())."""
     try:
         with open(f"{proc}/{pid}/status", encoding="ascii", errors="replace") as fh:
             for line in fh:
@@ -83,18 +84,14 @@ def _fd_table_size(pid: int, proc: str) -> int | None:
     return None
 
 
-def socket_owners_near_fd_limit(
-    share: float, proc: str = "/proc", walked: tuple[dict[int, int], set[int]] | None = None
-) -> list[tuple[int, int, int]]:
+def socket_owners_near_fd_limit(share: float, proc: str = "/proc") -> list[tuple[int, int, int]]:
     """(pid, open fds, soft RLIMIT_NOFILE) of the processes in this network namespace
     whose open fds reach ``share`` of their limit and that hold at least one socket.
 
-    A screen over every process that costs a listdir of its fd directory and one small read
-    of its limits (no psutil object per process); only the few that pass have their fd
+    A screen over every process that costs a stat of its fd directory and small reads of its
+    limits and status (no psutil object per process); only the few that pass have their fd
     links read, up to the first socket.  "In this network namespace" is /proc/PID/ns/net against our own: the
     processes whose sockets doctor's dump sees.
-    ``walked``: (pid -> open fds, pids holding sockets) from a /proc/*/fd walk just made
-    (tcptune.host.owners.socket_owner_index): those pids are judged from it, not listed again.
     """
     try:
         own = os.stat(f"{proc}/self/ns/net").st_ino
@@ -114,22 +111,27 @@ def socket_owners_near_fd_limit(
         # FDSize (the fd table's size, fs/proc/array.c task_state()) bounds the open fds from
         # above: a process whose table is below the mark cannot be near its limit, and its fd
         # directory (a million entries, for a big server) is not listed.
-        fdsize = _fd_table_size(pid, proc)
+        fdsize = fd_table_size(pid, proc)
         if fdsize is not None and fdsize < share * limit:
             continue
-        if walked is not None and pid in walked[0]:
-            if walked[0][pid] >= share * limit and pid in walked[1]:
-                out.append((pid, walked[0][pid], limit))
-            continue
+        fd_dir = f"{proc}/{pid}/fd"
         try:
-            names = os.listdir(f"{proc}/{pid}/fd")
+            # the count without a listing where the kernel gives it: st_size is the number of
+            # open fds (proc_fd_getattr() in fs/proc/fd.c, 6.2+; 0 before)
+            open_fds = os.stat(fd_dir).st_size
+            names = os.listdir(fd_dir) if open_fds == 0 else None
         except OSError:
             continue
-        if len(names) < share * limit:
+        if names is not None:
+            open_fds = len(names)
+        if open_fds < share * limit:
             continue
-        # the first socket link is enough: counting them all is a readlink per fd (2 s at a million)
-        if any(_is_socket(f"{proc}/{pid}/fd/{name}") for name in names):
-            out.append((pid, len(names), limit))
+        # the first socket link is enough: counting them all is a readlink per fd (2 s at a
+        # million); without a listing, fd numbers in order (holes just fail) up to the table's end
+        if names is None:
+            names = map(str, range(fdsize if fdsize is not None else open_fds))
+        if any(_is_socket(f"{fd_dir}/{name}") for name in names):
+            out.append((pid, open_fds, limit))
     return out
 
 

@@ -123,60 +123,68 @@ def _syn_timeout(settings: dict[str, str | None]) -> float | None:
 
 
 class _Owners:
-    """The /proc/*/fd walk (socket inode -> process), done at most once and only when a check names an owner.
+    """Who holds the sockets a check names, from /proc/*/fd, looked up only when a check needs it.
 
-    start() runs it on a thread as soon as a check is sure to need it (CLOSE_WAIT sockets that
-    may have leaked): listdir() and readlink() release the GIL, so at a million sockets the
-    walk's ~2 s of system calls overlap the window's sleep or the dump's kernel time instead
-    of following them.
+    Two lookups: ``samples()`` for the CLOSE_WAIT check (per process, the socket inodes among
+    a sample of its fds when it has many: reading every fd cost 4-5 s at a million sockets)
+    and ``index()`` for the few single sockets others name (full listeners, stalled sockets:
+    exact, the walk stops when all are found).  ``start_samples()`` runs the first on a thread
+    while the dump is read: listdir() and readlink() release the GIL, so its system calls
+    overlap the dump's kernel time.
     """
 
     def __init__(self) -> None:
         self._index = None
+        self._indexed: set[int] = set()  # the inodes the last index() was asked for
+        self._samples = None
         self._thread = None
-        self._outcome: list = []  # the thread's (index) or (exception)
+        self._outcome: list = []  # the thread's samples, or its exception
         self._facts: dict = {}  # pid -> ProcessFacts: one psutil look per process, however many findings name it
-        self.fd_counts: dict[int, int] = {}  # pid -> open fds, as the walk listed them
+        self._open_fds: dict[int, int] = {}  # pid -> open fds, as the samples counted them
 
-    def _walk(self) -> None:
-        from tcptune.host.owners import socket_owner_index
+    def _sample(self) -> None:
+        from tcptune.host.owners import sample_socket_fds
 
         try:
-            self._outcome.append(socket_owner_index(fd_counts=self.fd_counts))
-        except BaseException as exc:  # noqa: BLE001 - raised again in index()
+            self._outcome.append(sample_socket_fds())
+        except BaseException as exc:  # noqa: BLE001 - raised again in samples()
             self._outcome.append(exc)
 
-    def start(self) -> None:
+    def start_samples(self) -> None:
         import threading
 
-        if self._index is None and self._thread is None:
-            self._thread = threading.Thread(target=self._walk, name="tcptune-owners", daemon=True)
+        if self._thread is None and self._samples is None:
+            self._thread = threading.Thread(target=self._sample, name="tcptune-owners", daemon=True)
             self._thread.start()
 
-    def index(self):
-        if self._index is None:
+    def samples(self):
+        """Each socket-holding process's (sampled) socket inodes: tcptune.host.owners.SocketSample."""
+        if self._samples is None:
             if self._thread is None:
-                self._walk()
+                self._sample()
             else:
                 self._thread.join()
             (outcome,) = self._outcome
             if isinstance(outcome, BaseException):
                 raise outcome
-            self._index = outcome
+            self._samples = outcome
+            self._open_fds.update((h.pid, h.open_fds) for h in outcome)
+        return self._samples
+
+    def index(self, inodes: set[int]):
+        """(inode -> owner number, owners [(pid, name)], unreadable) covering ``inodes``."""
+        from tcptune.host.owners import socket_owner_index
+
+        if self._index is None or not inodes <= self._indexed:
+            self._indexed |= inodes
+            self._index = socket_owner_index(wanted=self._indexed)
         return self._index
 
-    def walked(self) -> tuple[dict[int, int], set[int]] | None:
-        """(pid -> open fds, pids holding sockets) when the walk ran or runs, for the fd-limit screen."""
-        if self._index is None and self._thread is None:
-            return None
-        self.index()
-        return self.fd_counts, {pid for pid, _name in self._index[1]}
-
-    def facts(self, pid: int, name: str):
+    def facts(self, pid: int, name: str, open_fds: int | None = None):
         from tcptune.host.processes import ProcessFacts, process_facts
 
         if pid not in self._facts:
-            known = self.fd_counts.get(pid)
+            known = open_fds if open_fds is not None else self._open_fds.get(pid)
             self._facts[pid] = process_facts(pid, known) or ProcessFacts(pid, name, None, None, None, None)
         return self._facts[pid]
 
@@ -196,7 +204,7 @@ def _listeners(found, live: bool, owners: _Owners) -> list[Listener]:
     full = [x for x in found if accept_queue_full(x.accept_queue, x.backlog)]
     named: dict[int, str] = {}
     if full and live:
-        index, procs, _ = owners.index()
+        index, procs, _ = owners.index({x.inode for x in full})
         for x in full:
             if x.inode in index:
                 named[x.inode] = owners.facts(*procs[index[x.inode]]).label()
@@ -219,12 +227,24 @@ def _close_wait_sample() -> dict[int, int] | None:
         return None
 
 
+def _may_hold_close_wait(texts: dict[str, str]) -> bool:
+    """Can this namespace hold CLOSE_WAIT_MIN CLOSE_WAIT sockets?  Tcp CurrEstab counts the
+    sockets in ESTABLISHED or CLOSE_WAIT (tcp_set_state() in net/ipv4/tcp.c decrements it only
+    on leaving one of the two; measured on 6.18: 500000 with 400000 ESTABLISHED and 100000
+    CLOSE_WAIT), so below the mark the owners need not be looked at."""
+    try:
+        established = _counters({k: v for k, v in texts.items() if k == "net/snmp"}).get("Tcp", {}).get("CurrEstab")
+    except TcptuneError:
+        return True  # an unreadable snmp file: look anyway
+    return established is None or established >= CLOSE_WAIT_MIN
+
+
 def _close_wait_owners(
     before: dict[int, int] | None, owners: _Owners, after: dict[int, int] | None = None
 ) -> list[ProcessSockets]:
     """The processes holding CLOSE_WAIT sockets that close_wait_leak() names; with a first sample,
     only the sockets (by cookie) that were in CLOSE_WAIT then too.  ``after``: the second sample
-    when it was taken already (with no window, the only one)."""
+    when the main dump took it already (None: a dump of its own)."""
     if after is None:
         after = _close_wait_sample()
     if not after:
@@ -232,23 +252,26 @@ def _close_wait_owners(
     stayed = after if before is None else {c: i for c, i in after.items() if c in before}
     if len(stayed) < CLOSE_WAIT_MIN:
         return []
-    from collections import Counter
-
-    index, procs, _ = owners.index()
-    per_owner = Counter(index[i] for i in stayed.values() if i in index)
-    if not per_owner:
-        return []
-    sockets = Counter(index.values())  # socket fds per owner, for the share
+    wanted = set(stayed.values())
     out = []
-    for idx, n in per_owner.most_common():
-        if close_wait_leak(n, sockets[idx]):
-            facts = owners.facts(*procs[idx])
+    for h in owners.samples():
+        n = len(h.sockets & wanted)
+        close_wait, sockets = h.scaled(n), h.scaled(len(h.sockets))
+        if n and close_wait_leak(close_wait, sockets):
+            facts = owners.facts(h.pid, "?")
             out.append(
                 ProcessSockets(
-                    facts.label(), facts.pid, n, sockets[idx], facts.open_fds, facts.fd_limit, before is not None
+                    facts.label(),
+                    facts.pid,
+                    close_wait,
+                    sockets,
+                    facts.open_fds,
+                    facts.fd_limit,
+                    before is not None,
+                    sampled_fds=h.read if h.sampled else 0,
                 )
             )
-    return out
+    return sorted(out, key=lambda p: (-p.close_wait, p.pid))
 
 
 def _stalls(stalled, owners: _Owners) -> list[Stall]:
@@ -257,7 +280,7 @@ def _stalls(stalled, owners: _Owners) -> list[Stall]:
 
     if not stalled:
         return []
-    index, procs, _ = owners.index()
+    index, procs, _ = owners.index({s.inode for s in stalled})
     groups: dict = {}
     for s in stalled:
         for role, hit, size in (
@@ -340,12 +363,12 @@ def _retransmitting(stalled) -> dict[str, int]:
 
 
 def _fd_heavy(owners: _Owners) -> list[ProcessSockets]:
-    from tcptune.host.processes import process_facts, socket_owners_near_fd_limit
+    from tcptune.host.processes import socket_owners_near_fd_limit
 
     out = []
-    for pid, open_fds, limit in socket_owners_near_fd_limit(FD_NEAR, walked=owners.walked()):
-        facts = process_facts(pid, open_fds)  # psutil for the few the screen found: name, user, the limit
-        if facts is not None:
+    for pid, open_fds, limit in socket_owners_near_fd_limit(FD_NEAR):
+        facts = owners.facts(pid, "?", open_fds)  # psutil for the few the screen found: name, user, the limit
+        if facts.open_fds is not None or facts.fd_limit is not None:
             out.append(ProcessSockets(facts.label(), pid, 0, 0, facts.open_fds or open_fds, facts.fd_limit or limit))
     return out
 
@@ -397,7 +420,7 @@ def _text_or_none(value) -> str | None:
 
 
 def _process_row(row: list) -> ProcessSockets:
-    label, pid, close_wait, sockets, open_fds, fd_limit, persisted = row
+    label, pid, close_wait, sockets, open_fds, fd_limit, persisted, *rest = row
     return ProcessSockets(
         str(label),
         int(pid),
@@ -406,6 +429,7 @@ def _process_row(row: list) -> ProcessSockets:
         None if open_fds is None else int(open_fds),
         None if fd_limit is None else int(fd_limit),
         bool(persisted),
+        int(rest[0]) if rest else 0,  # bundles before the sampled count had 7 fields
     )
 
 
@@ -462,16 +486,18 @@ def run_doctor(
     # the first CLOSE_WAIT sample goes with the first counter sample: the second, after the
     # window, keeps only the sockets (by cookie) that stayed
     owners = _Owners()
-    cw_before = cw_now = None
-    if live and wanted("close-wait"):
-        if interval > 0:
-            cw_before = _close_wait_sample()
-        else:  # no window: the one sample, taken first so the walk can start at once
-            cw_now = _close_wait_sample()
-        if len(cw_before or cw_now or ()) >= CLOSE_WAIT_MIN:
-            owners.start()  # close_wait_owners() will need the owners: walk while the rest is read
+    cw_before = None
+    cw_check = live and wanted("close-wait")
+    if cw_check and interval > 0:
+        cw_before = _close_wait_sample()
+        if len(cw_before or ()) >= CLOSE_WAIT_MIN:  # close_wait_owners() will need the owners
+            owners.start_samples()
     cw_start = clock.now()
     window = _window(source, interval, meta, notes)
+    if cw_check and interval <= 0 and _may_hold_close_wait(window.second):
+        # no window: the CLOSE_WAIT sockets come from the main dump below; the owners' fds
+        # are sampled meanwhile, on the chance that enough of them are CLOSE_WAIT
+        owners.start_samples()
     settings = source.read_sysctls(SETTING_KEYS)
     # the port groups come from the same single dump as the state counts (the 'dest' view)
     summary = collect_summary(source, port_range=parse_port_range(settings.get("net.ipv4.ip_local_port_range")))
@@ -498,7 +524,9 @@ def run_doctor(
         enough = summary.counts.get(TcpState.CLOSE_WAIT, 0) >= CLOSE_WAIT_MIN and (
             cw_before is None or len(cw_before) >= CLOSE_WAIT_MIN
         )
-        close_wait = _close_wait_owners(cw_before, owners, cw_now) if wanted("close-wait") and enough else []
+        close_wait = (
+            _close_wait_owners(cw_before, owners, summary.close_wait) if wanted("close-wait") and enough else []
+        )
         fd_heavy = _fd_heavy(owners) if wanted("fd-limit") else []
         cw_seconds = clock.now() - cw_start if cw_before is not None else 0.0
     else:  # a saved tree that is no bundle

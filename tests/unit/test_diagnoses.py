@@ -228,3 +228,21 @@ def test_retransmissions_name_the_peers_whose_sockets_are_retransmitting_at_the_
         "10.0.0.8: 1 socket(s) retransmitting at the dump",
     ]
     assert f.look_at == ("the path to 10.0.0.9",)
+
+
+def test_a_sampled_close_wait_count_says_it_is_an_estimate_with_its_margin():
+    """A process whose fds were sampled (1024 of 19714): 'about', how it was estimated, the 95 % margin."""
+    from tcptune.core.diagnoses.model import ProcessSockets
+    from tcptune.core.diagnoses.owners import check_close_wait, sample_margin
+
+    p = ProcessSockets("app (pid 7)", 7, 3116, 19695, 19714, 20000, False, sampled_fds=1024)
+    (f,) = check_close_wait(make(close_wait_owners=[p]))
+    assert "about 3116 peers closed" in f.summary
+    text = f.evidence[0].what
+    assert "about 3116 CLOSE_WAIT sockets, 16% of its sockets (about 19695)" in text
+    assert "1024 of its 19714 fds read" in text and "± 429 at 95 %" in text
+    assert sample_margin(3116, 1024, 19714) == 429  # 1.96 * sqrt(.158 * .842 / 1024 * (1 - 1024 / 19714)) * 19714
+    assert sample_margin(3116, 19714, 19714) == 0  # everything read: no margin
+    exact = ProcessSockets("app (pid 7)", 7, 30, 31, 36, 20000, False)
+    (g,) = check_close_wait(make(close_wait_owners=[exact]))
+    assert "about" not in g.summary and "30 CLOSE_WAIT sockets, 97% of its 31 sockets" in g.evidence[0].what

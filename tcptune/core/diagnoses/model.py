@@ -67,9 +67,19 @@ class ProcessSockets:
     open_fds: int | None = None
     fd_limit: int | None = None  # RLIMIT_NOFILE soft limit
     persisted: bool = False  # the CLOSE_WAIT sockets were matched by cookie across two samples
+    sampled_fds: int = 0  # fds read when close_wait and sockets are estimates from a sample (0: all read, exact)
 
     def to_row(self) -> list:
-        return [self.label, self.pid, self.close_wait, self.sockets, self.open_fds, self.fd_limit, self.persisted]
+        return [
+            self.label,
+            self.pid,
+            self.close_wait,
+            self.sockets,
+            self.open_fds,
+            self.fd_limit,
+            self.persisted,
+            self.sampled_fds,
+        ]
 
 
 @dataclass(frozen=True)

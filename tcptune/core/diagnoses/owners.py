@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from tcptune.core.diagnoses.model import (
     CRITICAL,
     INFO,
@@ -27,20 +29,36 @@ def _fds(p: ProcessSockets) -> Evidence:
     )
 
 
+def sample_margin(estimate: int, read: int, total: int) -> int:
+    """Half the 95 % interval of a count estimated from ``read`` of ``total`` fds (a simple random
+    sample without replacement: normal approximation with the finite population correction)."""
+    p = min(max(estimate / total, 0.0), 1.0)
+    return round(1.96 * math.sqrt(p * (1 - p) / read * (1 - read / total)) * total)
+
+
 def check_close_wait(inp: DoctorInput) -> list[Finding]:
     out = []
     for p in inp.close_wait_owners:
         if not close_wait_leak(p.close_wait, p.sockets):
             continue
         stayed = (
-            f"; all {p.close_wait} were in CLOSE_WAIT {inp.window_seconds_cw:.1f} s earlier too (same socket cookies)"
+            f"; {'each' if p.sampled_fds else f'all {p.close_wait}'} were in CLOSE_WAIT "
+            f"{inp.window_seconds_cw:.1f} s earlier too (same socket cookies)"
             if p.persisted
             else " (one sample: not followed over time)"
         )
+        about = "about " if p.sampled_fds else ""
+        how = (
+            f" (estimated: {p.sampled_fds} of its {p.open_fds} fds read, at evenly spaced fd numbers; "
+            f"± {sample_margin(p.close_wait, p.sampled_fds, p.open_fds)} at 95 %)"
+            if p.sampled_fds and p.open_fds
+            else ""
+        )
         evidence = [
             Evidence(
-                f"{p.label}: {p.close_wait} CLOSE_WAIT sockets, {p.close_wait / max(p.sockets, 1):.0%} of its "
-                f"{p.sockets} sockets{stayed}",
+                f"{p.label}: {about}{p.close_wait} CLOSE_WAIT sockets, {p.close_wait / max(p.sockets, 1):.0%} of its "
+                + (f"sockets (about {p.sockets}){how}" if p.sampled_fds else f"{p.sockets} sockets")
+                + stayed,
                 "sock_diag dumps of CLOSE_WAIT (idiag_cookie, idiag_inode) joined with /proc/PID/fd",
             ),
             _fds(p),
@@ -49,7 +67,8 @@ def check_close_wait(inp: DoctorInput) -> list[Finding]:
             Finding(
                 "close-wait",
                 CRITICAL if near_fd_limit(p.open_fds, p.fd_limit) else WARNING,
-                f"{p.label} leaks CLOSE_WAIT sockets: {p.close_wait} peers closed and it never called close(); "
+                f"{p.label} leaks CLOSE_WAIT sockets: {'about ' if p.sampled_fds else ''}{p.close_wait} peers "
+                "closed and it never called close(); "
                 "the kernel never expires these",
                 tuple(evidence),
                 (f"the program {p.label}",),
