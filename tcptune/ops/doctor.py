@@ -128,47 +128,34 @@ class _Owners:
     Two lookups: ``samples()`` for the CLOSE_WAIT check (per process, the socket inodes among
     a sample of its fds when it has many: reading every fd cost 4-5 s at a million sockets)
     and ``index()`` for the few single sockets others name (full listeners, stalled sockets:
-    exact, the walk stops when all are found).  ``start_samples()`` runs the first on a thread
-    while the dump is read: listdir() and readlink() release the GIL, so its system calls
-    overlap the dump's kernel time.
+    exact, the walk stops when all are found).  ``start_samples()`` runs the first in a forked
+    child while the dump is read (tcptune.host.owners.SampleInChild says why not a thread).
     """
 
     def __init__(self) -> None:
         self._index = None
         self._indexed: set[int] = set()  # the inodes the last index() was asked for
         self._samples = None
-        self._thread = None
-        self._outcome: list = []  # the thread's samples, or its exception
+        self._child = None  # the forked sampler, once started
         self._facts: dict = {}  # pid -> ProcessFacts: one psutil look per process, however many findings name it
         self._open_fds: dict[int, int] = {}  # pid -> open fds, as the samples counted them
 
-    def _sample(self) -> None:
-        from tcptune.host.owners import sample_socket_fds
-
-        try:
-            self._outcome.append(sample_socket_fds())
-        except BaseException as exc:  # noqa: BLE001 - raised again in samples()
-            self._outcome.append(exc)
-
     def start_samples(self) -> None:
-        import threading
+        from tcptune.host.owners import SampleInChild
 
-        if self._thread is None and self._samples is None:
-            self._thread = threading.Thread(target=self._sample, name="tcptune-owners", daemon=True)
-            self._thread.start()
+        if self._child is None and self._samples is None:
+            self._child = SampleInChild()
 
     def samples(self):
         """Each socket-holding process's (sampled) socket inodes: tcptune.host.owners.SocketSample."""
         if self._samples is None:
-            if self._thread is None:
-                self._sample()
+            if self._child is None:
+                from tcptune.host.owners import sample_socket_fds
+
+                self._samples = sample_socket_fds()
             else:
-                self._thread.join()
-            (outcome,) = self._outcome
-            if isinstance(outcome, BaseException):
-                raise outcome
-            self._samples = outcome
-            self._open_fds.update((h.pid, h.open_fds) for h in outcome)
+                self._samples = self._child.result()
+            self._open_fds.update((h.pid, h.open_fds) for h in self._samples)
         return self._samples
 
     def index(self, inodes: set[int]):
