@@ -110,12 +110,13 @@ def sample_socket_fds(proc: str = "/proc", sample: int = SAMPLE_FDS) -> list[Soc
     """Per process holding sockets: the socket inodes among (a sample of) its fds.
 
     A process with up to ``sample`` open fds has every link read (exact).  A bigger one has
-    ``sample`` fds read at evenly spaced fd numbers over its fd table (FDSize in
-    /proc/PID/status): a systematic sample, so fds opened in phases (the oldest, leaked
-    connections at the low numbers) are each represented in proportion; ``scaled()`` turns
-    counts among them into estimates.  The open fd count is the fd directory's st_size
-    (proc_fd_getattr() in fs/proc/fd.c reports the number of open fds since 6.2); a kernel
-    that reports 0 there has every link read.  Names are left to the caller: only the few
+    ``sample`` fds read at evenly spaced fd numbers: a systematic sample, so fds opened in
+    phases (the oldest, leaked connections at the low numbers) are each represented in
+    proportion; ``scaled()`` turns counts among them into estimates.  Where the fd table
+    (FDSize in /proc/PID/status) is at most twice the open fds, the numbers are probed
+    without listing the directory (a hole just fails; the open fd count is the directory's
+    st_size: proc_fd_getattr() in fs/proc/fd.c, 6.2+); a sparser table, or a kernel that
+    reports 0 there, is listed and every k-th fd read.  Names are left to the caller: only the few
     processes a finding names need one.
     """
     out: list[SocketSample] = []
@@ -132,12 +133,18 @@ def sample_socket_fds(proc: str = "/proc", sample: int = SAMPLE_FDS) -> list[Soc
         try:
             open_fds = os.fstat(dfd).st_size
             table = fd_table_size(pid, proc) if open_fds > sample else None
-            if table and table > sample:
+            if table and sample < open_fds <= table <= 2 * open_fds:
+                # a dense table: probe evenly spaced fd numbers (a hole just fails), no listing
                 probes = min(table, -(-sample * table // open_fds))
                 links = _fd_links(dfd, [str(i * table // probes) for i in range(probes)])
             else:
-                links = _fd_links(dfd, os.listdir(dfd))
-                open_fds = len(links)
+                names = os.listdir(dfd)  # in fd order
+                open_fds = len(names)
+                if open_fds > sample:  # a sparse table (fds closed since it grew): every k-th fd
+                    names = [names[i * open_fds // sample] for i in range(sample)]
+                links = _fd_links(dfd, names)
+                if open_fds <= sample:  # all read: as many as could be (one may have closed meanwhile)
+                    open_fds = len(links)
         except OSError:
             continue
         finally:
