@@ -37,14 +37,9 @@ def socket_owner_index(
     index: dict[int, int] = {}
     pids_owning: list[int] = []
     unreadable = 0
-    try:
-        pids = sorted((int(p) for p in os.listdir(proc) if p.isdigit()), reverse=True)
-    except OSError as exc:
-        raise TcptuneError(f"cannot list {proc}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-    for pid in pids:
+    for pid in _pids(proc, highest_first=True):
         try:
-            dfd = os.open(f"{proc}/{pid}/fd", flags)
+            dfd = os.open(f"{proc}/{pid}/fd", _FD_DIR)
         except OSError:
             unreadable += 1
             continue
@@ -62,6 +57,16 @@ def socket_owner_index(
             if wanted is not None and wanted <= index.keys():
                 break
     return index, [(pid, process_name(pid, proc)) for pid in pids_owning], unreadable
+
+
+_FD_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _pids(proc: str, highest_first: bool = False) -> list[int]:
+    try:
+        return sorted((int(p) for p in os.listdir(proc) if p.isdigit()), reverse=highest_first)
+    except OSError as exc:
+        raise TcptuneError(f"cannot list {proc}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
 
 
 def _fd_links(dfd: int, names) -> list[str]:
@@ -120,14 +125,9 @@ def sample_socket_fds(proc: str = "/proc", sample: int = SAMPLE_FDS) -> list[Soc
     processes a finding names need one.
     """
     out: list[SocketSample] = []
-    try:
-        pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
-    except OSError as exc:
-        raise TcptuneError(f"cannot list {proc}: {exc.strerror}", ExitCode.BAD_INPUT) from exc
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-    for pid in pids:
+    for pid in _pids(proc):
         try:
-            dfd = os.open(f"{proc}/{pid}/fd", flags)
+            dfd = os.open(f"{proc}/{pid}/fd", _FD_DIR)
         except OSError:
             continue
         try:
