@@ -321,6 +321,39 @@ def raise_nlmsg_error(buf, family: int):
     raise TcptuneError(f"netlink sock_diag dump failed: {why}", ExitCode.BAD_INPUT)
 
 
+class DestKeys:
+    """Counts the dest view's keys: per key width, the sockets whose local port is in range and,
+    apart, the SYN_SENT ones; ``busiest()`` keeps the DEST_KEEP most frequent of each.
+
+    A separate object so that the host can run it elsewhere (tcptune.host.sockdiag counts a
+    big dump's keys in a forked child, in parallel with the decoding): ``add`` receives only
+    bytes, ``busiest`` returns only bytes and ints.
+    """
+
+    def __init__(self) -> None:
+        self.counted: dict[int, tuple[Counter, Counter]] = {}
+
+    def add(self, k: int, keys: bytes, in_range: bytes, syn_sent: bytes) -> None:
+        """``keys``: one k-byte key per socket; ``in_range``/``syn_sent``: 0/1 per socket (b"": none)."""
+        dest, syn = self.counted.setdefault(k, (Counter(), Counter()))
+        cut = list(struct.iter_unpack(f"{k}s", keys))  # 1-tuples: cheaper to make and count than slices
+        n = in_range.count(1)
+        if n:
+            dest.update(cut if n == len(cut) else compress(cut, in_range))
+        if 1 in syn_sent:  # whatever their port: doctor's syn-sent check, from this same dump
+            syn.update(compress(cut, syn_sent))
+
+    def busiest(self) -> dict[int, tuple[list, list]]:
+        """key width -> ([(key, sockets)] in range, [(key, sockets)] SYN_SENT), DEST_KEEP each at most."""
+        return {
+            k: tuple(
+                [(raw, c) for (raw,), c in heapq.nlargest(DEST_KEEP, counted.items(), key=itemgetter(1))]
+                for counted in pair
+            )
+            for k, pair in self.counted.items()
+        }
+
+
 class DumpCounter:
     """Per-state counts, and the columns a view needs, of one dump's buffers; see the module docstring.
 
@@ -339,6 +372,7 @@ class DumpCounter:
         listeners: bool = False,
         port_range: tuple[int, int] | None = None,
         exclude_ports=frozenset(),
+        dest_keys=None,
     ):
         if by not in _RECORD_END:
             raise ValueError(f"unknown grouping {by!r}")
@@ -367,7 +401,8 @@ class DumpCounter:
         self.sock_inodes = array("I")
         self.sock_cookies = array("Q")
         self.stalled_records: list = []
-        self.syn_sent_keys: Counter = Counter()  # by='dest': SYN_SENT sockets by destination
+        # by='dest': the destination keys' counter (DestKeys, or what the host gives, e.g. one in a child)
+        self.dest_keys = (dest_keys if dest_keys is not None else DestKeys()) if by == "dest" else None
         self.interrupted = False
 
     def feed(self, buf, end: int) -> None:
@@ -478,11 +513,7 @@ class DumpCounter:
             keys = bytearray(k * m)
             for i, col in enumerate(cols):
                 keys[i::k] = rec[col::R]
-            cut = list(struct.iter_unpack(f"{k}s", keys))  # 1-tuples: cheaper to make and count than slices
-            if wanted:
-                self.keys.update(cut if pick is sel and n == m else compress(cut, pick))
-            if wanted_syn:  # whatever their port: doctor's syn-sent check, from this same dump
-                self.syn_sent_keys.update(compress(cut, pick_syn))
+            self.dest_keys.add(k, keys, pick, pick_syn if pick_syn is not None else b"")
 
     def _pick_stalled(self, rec: bytes, m: int) -> None:
         """Keep the records of sockets in zero-window probing, retransmitting, or with Recv-Q >= 64 KiB (C tests per column)."""
@@ -564,16 +595,16 @@ class DumpCounter:
             table.sock_cookies.extend(self.sock_cookies)
         elif self.by == "dest":
             table.close_wait.update(zip(self.sock_cookies, self.sock_inodes, strict=True))
-            for into, counted in ((table.destinations, self.keys), (table.syn_sent_destinations, self.syn_sent_keys)):
-                busiest = heapq.nlargest(DEST_KEEP, counted.items(), key=itemgetter(1))
-                for (raw,), c in busiest:  # one step per kept destination, not per socket
-                    width = (len(raw) - 3) // 2  # family, peer port, local address, peer address
-                    key = (
-                        _fmt_addr(raw[0], raw[3 : 3 + width]),
-                        _fmt_addr(raw[0], raw[3 + width :]),
-                        (raw[1] << 8) | raw[2],
-                    )
-                    into[key] += c
+            for k, tops in self.dest_keys.busiest().items():
+                width = (k - 3) // 2  # family, peer port, local address, peer address
+                for into, top in zip((table.destinations, table.syn_sent_destinations), tops, strict=True):
+                    for raw, c in top:  # one step per kept destination, not per socket
+                        key = (
+                            _fmt_addr(raw[0], raw[3 : 3 + width]),
+                            _fmt_addr(raw[0], raw[3 + width :]),
+                            (raw[1] << 8) | raw[2],
+                        )
+                        into[key] += c
             table.stalled.extend(_stalled(raw) for (raw,) in self.stalled_records)
         if self.listeners:
             table.listeners.extend(self.listeners)

@@ -9,7 +9,6 @@ gives the full program name where /proc/PID/comm cuts it at 15 characters.
 
 from __future__ import annotations
 
-import marshal
 import os
 import re
 from dataclasses import dataclass
@@ -157,69 +156,29 @@ def sample_socket_fds(proc: str = "/proc", sample: int = SAMPLE_FDS) -> list[Soc
 
 
 class SampleInChild:
-    """sample_socket_fds() run in a forked child while the caller goes on (doctor: during its dump).
-
-    A process, not a thread: the sampler makes tens of thousands of short system calls and the
-    dump's decoding holds the GIL, so on a thread each readlink() waited for the GIL again (the
-    switch interval, 5 ms): at a million sockets doctor took 1.3 s longer in wall time than
-    its CPU time.  Fork before any thread is started (the child runs only code already
-    imported and leaves with os._exit()); the result comes back marshalled through a pipe.
-    """
+    """sample_socket_fds() in a forked child while doctor reads its dump (tcptune.host.forked says
+    why not a thread: here the readlink() calls each waited for the GIL, and at a million sockets
+    doctor took 1.3 s longer in wall time than its CPU time)."""
 
     def __init__(self, proc: str = "/proc", sample: int = SAMPLE_FDS) -> None:
-        self._proc, self._sample = proc, sample
-        self._pid = None
-        read_end, write_end = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:  # no fork (limits): result() samples in this process
-            os.close(read_end)
-            os.close(write_end)
-            return
-        if pid == 0:  # the child
-            code = 0
-            try:
-                os.close(read_end)
-                try:
-                    rows = [(x.pid, x.open_fds, x.read, tuple(x.sockets)) for x in sample_socket_fds(proc, sample)]
-                    payload = ("ok", rows)
-                except TcptuneError as exc:
-                    payload = ("error", str(exc), int(exc.code))
-                data = marshal.dumps(payload)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(write_end, view) :]
-            except BaseException:  # noqa: BLE001 - the parent sees an empty pipe and samples itself
-                code = 70
-            finally:
-                os._exit(code)
-        os.close(write_end)
-        self._pid, self._read_end = pid, read_end
+        from tcptune.host.forked import Forked
 
-    def __del__(self) -> None:
-        # never asked for (an error on the way): no zombie; closing our end ends its write
-        if self._pid is not None:
-            try:
-                os.close(self._read_end)
-                os.waitpid(self._pid, 0)
-            except OSError:
-                pass
-            self._pid = None
+        self._proc, self._sample = proc, sample
+        self._child = Forked(self._rows)
+
+    def _rows(self, _input) -> tuple:
+        try:
+            return (
+                "ok",
+                [(x.pid, x.open_fds, x.read, tuple(x.sockets)) for x in sample_socket_fds(self._proc, self._sample)],
+            )
+        except TcptuneError as exc:
+            return ("error", exc.message, exc.exit_code, exc.hint)
 
     def result(self) -> list[SocketSample]:
-        if self._pid is None:
-            return sample_socket_fds(self._proc, self._sample)
-        chunks = []
-        with os.fdopen(self._read_end, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                chunks.append(chunk)
-        os.waitpid(self._pid, 0)
-        self._pid = None
-        if not chunks:  # the child failed: once more, here
-            return sample_socket_fds(self._proc, self._sample)
-        payload = marshal.loads(b"".join(chunks))
+        payload = self._child.result() or self._rows(None)  # no child, or it failed: here
         if payload[0] == "error":
-            raise TcptuneError(payload[1], ExitCode(payload[2]))
+            raise TcptuneError(payload[1], ExitCode(payload[2]), hint=payload[3])
         return [SocketSample(pid, open_fds, read, frozenset(socks)) for pid, open_fds, read, socks in payload[1]]
 
 
