@@ -112,6 +112,7 @@ def test_sigkilled_tcptune_apply_is_undone_by_rollback(tmp_path):
             stdin=subprocess.DEVNULL,
             text=True,
             env=env,
+            preexec_fn=_default_signals,
         )
         seen = _wait_for(p.stderr, "paused after 1 writes")
         p.send_signal(signal.SIGKILL)
@@ -306,6 +307,7 @@ def test_ctrl_c_mid_apply_puts_everything_back(tmp_path):
             stdin=subprocess.DEVNULL,
             text=True,
             env=env,
+            preexec_fn=_default_signals,
         )
         seen = _wait_for(p.stderr, "paused after 1 writes")
         mid = all_values()
@@ -336,7 +338,15 @@ def _paused_apply(state: str, after: int, seconds: str = "60", profile: str = "f
         stdin=subprocess.DEVNULL,
         text=True,
         env=env,
+        # the signals as a login shell's child gets them: a suite started under nohup (SIGHUP
+        # ignored, which apply rightly keeps ignored) must not turn the SIGHUP case into a hang
+        preexec_fn=_default_signals,
     )
+
+
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])

@@ -158,6 +158,9 @@ def _interrupt_and_list_sockets(probe: str, sysctls: dict, after: float, pcap: s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # SIGINT as a terminal's Ctrl-C delivers it: a suite run as a background job starts
+        # with SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(after)
     p.send_signal(signal.SIGINT)
