@@ -153,6 +153,13 @@ class Connection:
     packets: list[Annotated] = field(default_factory=list)
     final_states: dict[str, str] = field(default_factory=dict)
     kernel_states: dict[str, str] | None = None  # the kernel's own, where the sockets were local
+    # --read --json keeps steps (S_*; their S_CONN is None: no cycle back to this object, so
+    # a connection is freed as soon as it is written) instead of an Annotated per segment
+    steps: list[list] = field(default_factory=list, repr=False)
+
+    def annotated(self) -> list[Annotated]:
+        """Its segments as Annotated, whichever way they were kept."""
+        return self.packets if self.packets or not self.steps else [step_annotated(st) for st in self.steps]
 
     @property
     def disagreements(self) -> list[str]:
@@ -166,7 +173,7 @@ class Connection:
             "client": self.client,
             "server": self.server,
             "joined_mid_connection": self.joined_mid,
-            "packets": [p.to_json(absolute) for p in self.packets],
+            "packets": [p.to_json(absolute) for p in self.annotated()],
             "final_states": dict(self.final_states),
             "kernel_final_states": None if self.kernel_states is None else dict(self.kernel_states),
         }
@@ -356,7 +363,8 @@ class Tracer:
     """Push form of ``annotate``: feed segments one at a time (a live capture) or a batch at a
     time (``feed_batch``: --read), then finish.
 
-    ``keep``: each connection keeps its annotated segments (for JSON).
+    ``keep``: each connection keeps its annotated segments (live, scenarios); ``keep_steps``:
+    it keeps its steps instead (--read --json: a list per segment, not an object).
     ``forget``: memory is bounded however long the capture (--read): a connection whose ends
     are both CLOSED or TIME_WAIT is followed while it is one of the last KEEP_DONE to finish,
     then finished and handed over in ``forgotten`` (a later segment of it starts a connection
@@ -364,8 +372,10 @@ class Tracer:
     ``absolute``: also label with raw sequence numbers (--absolute).
     """
 
-    def __init__(self, keep: bool = True, absolute: bool = False, forget: bool = False) -> None:
-        self.keep, self.absolute, self.forget = keep, absolute, forget
+    def __init__(
+        self, keep: bool = True, absolute: bool = False, forget: bool = False, keep_steps: bool = False
+    ) -> None:
+        self.keep, self.absolute, self.forget, self.keep_steps = keep, absolute, forget, keep_steps
         self.trackers: dict[tuple, _Tracker] = {}  # by the sorted pair of (address, port)
         self._by_way: dict[tuple, tuple[_Tracker, bool]] = {}  # (src, sport, dst, dport) -> tracker, from client
         self.order: list[_Tracker] = []
@@ -389,6 +399,7 @@ class Tracer:
         # 3.6.1 lets a SYN reopen it) is a new connection, not a segment of the old one
         if old is not None and self.forget:
             self._done.pop(key, None)
+            old.finish([])  # its final states (it is done: nothing pending)
             self.forgotten.append(old.conn)
         tr = self.trackers[key] = _Tracker(seg, self.keep)
         tr.key = key
@@ -418,7 +429,13 @@ class Tracer:
         """Annotate ``segs`` (Segments, or plain tuples in Segment's field order) and append
         each step, once it can be annotated, to ``out``.  The whole per-segment path in one
         loop with its names bound locally: it runs a million times on a large capture."""
-        by_way, forget, keep, absolute = self._by_way, self.forget, self.keep, self.absolute
+        by_way, forget, keep, absolute, keep_steps = (
+            self._by_way,
+            self.forget,
+            self.keep,
+            self.absolute,
+            self.keep_steps,
+        )
         emit = out.append
         steps, labels = _STEPS, _LABELS
         done_states, keepalive_states = DONE_STATES, _KEEPALIVE_STATES
@@ -508,7 +525,7 @@ class Tracer:
                 marks.append("zero window")
             cs, ss = tr.client.state, tr.server.state
             st = [
-                conn,
+                None if keep_steps else conn,
                 t - tr.start,
                 sender,
                 seg,
@@ -526,6 +543,8 @@ class Tracer:
             tr.steps += 1
             if keep:
                 conn.packets.append(step_annotated(st))
+            elif keep_steps:
+                conn.steps.append(st)
             if f & 0x12 == SYN:
                 tr.pending = st
             else:
@@ -579,7 +598,7 @@ def finished_connections(batches: Iterable[list], absolute: bool = False) -> Ite
     TIME_WAIT and KEEP_DONE others finished since, or the capture's end): in the order they
     finish, in memory bounded by the connections open at once, not by the capture's length.
     Fed a batch of segments at a time (read_batches)."""
-    tracer = Tracer(keep=True, absolute=absolute, forget=True)
+    tracer = Tracer(keep=False, absolute=absolute, forget=True, keep_steps=True)
     sink: list[list] = []
     for batch in batches:
         tracer.feed_batch(batch, sink)

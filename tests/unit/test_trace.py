@@ -273,7 +273,7 @@ def test_forgetting_finished_connections_bounds_memory_and_changes_no_annotation
     kept = trace_connections(segs)
     streamed = list(finished_connections([segs[:1000], segs[1000:]]))
     assert len(streamed) == len(kept) == 3 * KEEP_DONE
-    assert sorted((c.client, [p.label for p in c.packets], c.final_states["client"]) for c in streamed) == sorted(
+    assert sorted((c.client, [p.label for p in c.annotated()], c.final_states["client"]) for c in streamed) == sorted(
         (c.client, [p.label for p in c.packets], c.final_states["client"]) for c in kept
     )
 
@@ -395,3 +395,41 @@ def test_each_connection_on_a_reused_4_tuple_gets_its_header_in_the_cli(tmp_path
     r = run_cli("trace", "--read", str(path))
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("\nconnection ") == 40
+
+
+_MARKED = [
+    seg(0, "c", SYN, 10),
+    seg(0.1, "s", SYN | ACK, 50, 11),
+    seg(0.2, "c", ACK, 11, 51),
+    seg(0.3, "c", ACK, 11, 51, length=100),
+    seg(0.9, "c", ACK, 11, 51, length=100),  # resent
+    seg(1.0, "s", ACK, 51, 111, window=0),
+    seg(1.0, "s", ACK, 51, 111),  # dup ACK
+    seg(9.0, "c", ACK, 110, 51),  # keepalive probe
+    seg(9.5, "c", RST | ACK, 111, 51),
+]
+
+
+@pytest.mark.parametrize(
+    "segs",
+    [_reopened(), _CROSSED_SYNS, _MARKED, *(list(read_segments(open(p, "rb"), p.name)) for p in CASES)],
+    ids=["reopened", "crossed-syns", "marked", *(p.name for p in CASES)],
+)
+@pytest.mark.parametrize("absolute", [False, True])
+def test_the_json_written_from_steps_is_json_dumps_of_to_json(segs, absolute):
+    """--read --json formats each kept step by hand: byte for byte what the encoder makes of
+    Annotated.to_json (float repr, null, key order, escaped labels and marks)."""
+    from tcptune.core.trace import finished_connections
+    from tcptune.render.trace import render_trace_json_stream
+
+    def text(conns):
+        conns = sorted(conns, key=lambda c: (c.client, c.server, c.annotated()[0].segment.t))
+        return "".join(render_trace_json_stream(conns, "x", ReadStats(), absolute))
+
+    from_steps = list(finished_connections([segs], absolute))
+    assert all(c.steps and not c.packets for c in from_steps)
+    assert text(from_steps) == text(trace_connections(segs, absolute))
+    assert (
+        any(p["marks"] for c in json.loads(text(from_steps))["connections"] for p in c["packets"])
+        or segs is not _MARKED
+    )
