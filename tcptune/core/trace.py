@@ -37,7 +37,6 @@ SENT_KEEP = 4096  # segments per end remembered to recognise retransmissions
 @dataclass(slots=True)
 class _End:
     name: str  # "client" | "server"
-    letter: str  # J | K
     state: str = UNKNOWN
     isn: int | None = None
     next_seq: int | None = None  # one past the highest sequence number sent (SYN and FIN count)
@@ -187,11 +186,10 @@ class _Tracker:
     """The state of one connection (the Tracer feeds it)."""
 
     __slots__ = (
-        "keep",
         "start",
-        "addr",
+        "server_end",
+        "joined",
         "conn",
-        "ends",
         "client",
         "server",
         "pending",
@@ -201,24 +199,22 @@ class _Tracker:
         "server_sent",
     )
 
-    def __init__(self, first: tuple, keep: bool = True):
+    def __init__(self, first: tuple):
         t, src, sport, dst, dport, flags = first[:6]
-        self.keep = keep
         self.start = t
-        syn_only = flags & SYN and not flags & ACK
-        synack = flags & SYN and flags & ACK
+        syn_only = flags & 0x12 == SYN
         # The client sends the first SYN; a SYN-ACK first means the SYN was missed.
-        if syn_only or not synack:
+        if syn_only or flags & 0x12 != SYN | ACK:
             c, s = (src, sport), (dst, dport)
         else:
             c, s = (dst, dport), (src, sport)
-        self.addr = {c: "client", s: "server"}
-        self.conn = Connection(_endpoint(*c), _endpoint(*s), joined_mid=not syn_only)
-        self.client, self.server = _End("client", "J"), _End("server", "K")
-        self.ends = {"client": self.client, "server": self.server}
+        self.server_end = s  # (address, port): a segment from anything else is the client's
+        self.joined = not syn_only
+        self.conn = Connection(_endpoint(*c), _endpoint(*s), not syn_only)
         if syn_only:
-            self.client.state = CLOSED
-            self.server.state = LISTEN
+            self.client, self.server = _End("client", CLOSED), _End("server", LISTEN)
+        else:
+            self.client, self.server = _End("client"), _End("server")
         self.pending: list | None = None  # a SYN's step, held until its reply says what it did
         self.key: tuple = ()
         self.steps = 0
@@ -253,10 +249,11 @@ def _rel(letter: str, off: int) -> str:
     return letter if off == 0 else f"{letter}+{off}"
 
 
-def _label(flags: int, me: str, peer: str, seq_off: int, ack_key: int, length: int) -> str:
-    """The tutorials' label, sequence numbers relative to each side's ISN (``me``/``peer``: J or K).
+def _label(flags: int, from_client: bool, seq_off: int, ack_key: int, length: int) -> str:
+    """The tutorials' label, sequence numbers relative to each side's ISN (J: the client's, K: the server's).
     ``ack_key``: the ack relative to the peer's ISN, or ~ack when that ISN is not known yet
     (then the raw number is shown)."""
+    me, peer = ("J", "K") if from_client else ("K", "J")
     ack = f", ack {_rel(peer, ack_key) if ack_key >= 0 else ~ack_key}" if flags & ACK else ""
     if flags & RST:
         return "RST" + ack
@@ -401,12 +398,14 @@ class Tracer:
             self._done.pop(key, None)
             old.finish([])  # its final states (it is done: nothing pending)
             self.forgotten.append(old.conn)
-        tr = self.trackers[key] = _Tracker(seg, self.keep)
+        tr = self.trackers[key] = _Tracker(seg)
         tr.key = key
         if not self.forget:
             self.order.append(tr)
-        way_back = self._by_way[(dst, dport, src, sport)] = (tr, tr.addr.get(b, "client") == "client")
-        way = self._by_way[(src, sport, dst, dport)] = (tr, tr.addr.get(a, "client") == "client")
+        # from the client: from anything but the server's end (both, when a socket talks to itself)
+        s = tr.server_end
+        way_back = self._by_way[(dst, dport, src, sport)] = (tr, b != s)
+        way = self._by_way[(src, sport, dst, dport)] = (tr, a != s)
         return way if a != b else way_back
 
     def _retire(self, tr: _Tracker) -> None:
@@ -449,6 +448,7 @@ class Tracer:
                 me, peer, sender = tr.client, tr.server, "client"
             else:
                 me, peer, sender = tr.server, tr.client, "server"
+                tr.server_sent = True
             p = tr.pending
             if p is not None:
                 if p[S_SENDER] == "client":  # a pending step is a bare SYN
@@ -461,10 +461,8 @@ class Tracer:
                         tr.server.state = UNKNOWN
                 emit(p)
                 tr.pending = None
-            if not from_client:
-                tr.server_sent = True
             conn = tr.conn
-            joined = conn.joined_mid
+            joined = tr.joined
             marks: list[str] = []
             isn = me.isn
             if isn is None:
@@ -498,7 +496,7 @@ class Tracer:
             seq_off = (seq - isn) % MOD
             pisn = peer.isn
             rel_ack = ((ack - pisn) % MOD if pisn is not None else ack) if f & ACK else 0
-            label = labels[fl, me.letter, peer.letter, seq_off, rel_ack if pisn is not None else ~ack, length]
+            label = labels[fl, from_client, seq_off, rel_ack if pisn is not None else ~ack, length]
             label_abs = _label_absolute(f, seq, ack, length) if absolute else ""
             # states
             if not joined:

@@ -433,3 +433,30 @@ def test_the_json_written_from_steps_is_json_dumps_of_to_json(segs, absolute):
         any(p["marks"] for c in json.loads(text(from_steps))["connections"] for p in c["packets"])
         or segs is not _MARKED
     )
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_reading_a_capture_makes_no_reference_cycles(json_out):
+    """--read runs with the cycle collector off (ops/trace.read_trace): memory stays flat only
+    if the path leaves nothing for the collector to find."""
+    import gc
+
+    from tcptune.core.trace import annotate_batches, finished_connections
+    from tcptune.render.output import Output
+    from tcptune.render.trace import render_steps, render_trace_json_stream
+
+    segs = _reopened(30) + _MARKED + _CROSSED_SYNS + [s for p in CASES for s in read_segments(open(p, "rb"), p.name)]
+    batches = [segs[i : i + 7] for i in range(0, len(segs), 7)]
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        if json_out:
+            written = "".join(render_trace_json_stream(finished_connections(batches), "x", ReadStats()))
+        else:
+            written = "".join(render_steps(annotate_batches(batches), Output()))
+        assert gc.collect() == 0
+    finally:
+        if was:
+            gc.enable()
+    assert "SYN-ACK K, ack J+1" in written
