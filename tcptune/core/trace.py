@@ -480,7 +480,9 @@ class Tracer:
                         me.last_ack = ack
             else:
                 sent = me.sent
-                rkey = (seq, f & 0x03, length)
+                # a SYN-ACK after the same end's bare SYN (simultaneous open, RFC 9293 figure 8)
+                # is its SYN sent on with an ACK, not a resend: the ACK bit is in the key for SYNs
+                rkey = (seq, f & 0x12 if f & SYN else f & 0x03, length)
                 before = sent.get(rkey)
                 if before is None:
                     sent[rkey] = (1, t)

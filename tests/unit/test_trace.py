@@ -124,6 +124,43 @@ def test_simultaneous_open_reaches_established_on_both_sides():
     assert ("SYN_RECV", "SYN_RECV") in states(c)
 
 
+def test_simultaneous_open_as_the_kernel_does_it_on_loopback():
+    """The SYNs cross, each end answers the other's SYN with its own SYN-ACK (its SYN sent on
+    with an ACK: tcp_rcv_synsent_state_process, then tcp_send_synack), then each end ACKs the
+    SYN-ACK it took as a duplicate: what `trace --scenario simultaneous-open` captures."""
+    (c,) = trace_connections(
+        [
+            seg(0.0, "c", SYN, 100),
+            seg(0.2, "s", SYN, 500),
+            seg(0.4, "s", SYN | ACK, 500, 101),
+            seg(0.6, "c", SYN | ACK, 100, 501),
+            seg(0.8, "c", ACK, 101, 501),
+            seg(1.0, "s", ACK, 501, 101),
+        ]
+    )
+    assert [(p.sender, p.label) for p in c.packets] == [
+        ("client", "SYN J"),
+        ("server", "SYN K"),
+        ("server", "SYN-ACK K, ack J+1"),
+        ("client", "SYN-ACK J, ack K+1"),
+        ("client", "ACK K+1"),
+        ("server", "ACK J+1"),
+    ]
+    assert states(c) == [
+        ("SYN_SENT", "SYN_RECV"),
+        ("SYN_RECV", "SYN_RECV"),
+        ("ESTABLISHED", "SYN_RECV"),
+        ("ESTABLISHED", "ESTABLISHED"),
+        ("ESTABLISHED", "ESTABLISHED"),
+        ("ESTABLISHED", "ESTABLISHED"),
+    ]
+    # the SYN-ACK is not a resend of the same end's SYN (same sequence number, new segment)
+    assert [p.retransmission for p in c.packets] == [0] * 6 and not any(p.marks for p in c.packets)
+    # a SYN-ACK sent again is one
+    (h,) = trace_connections([seg(0, "c", SYN, 10), seg(0.1, "s", SYN | ACK, 50, 11), seg(1.1, "s", SYN | ACK, 50, 11)])
+    assert [p.retransmission for p in h.packets] == [0, 0, 1]
+
+
 def test_a_capture_without_the_syn_says_joined_mid_connection_and_does_not_guess():
     (c,) = trace_connections([seg(0, "c", ACK, 101, 501, length=10), seg(0.1, "s", ACK, 501, 111)])
     assert c.joined_mid
