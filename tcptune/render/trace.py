@@ -188,10 +188,20 @@ def render_trace_json_stream(connections: Iterable[Connection], source: str, sta
     packet_lines = _json_packets(dumps, absolute)
 
     def connection(conn: Connection) -> str:
+        if conn.steps:  # --read: the same fields as Connection.to_json, written directly
+            kernel = None if conn.kernel_states is None else dict(conn.kernel_states)
+            body = ",\n        ".join(packet_lines(conn.steps))
+            return (
+                f'{{\n      "client": {dumps(conn.client)},\n      "server": {dumps(conn.server)},\n'
+                f'      "joined_mid_connection": {"true" if conn.joined_mid else "false"},\n'
+                f'      "packets": [\n        {body}\n      ],\n'
+                f'      "final_states": {dumps(dict(conn.final_states))},\n'
+                f'      "kernel_final_states": {dumps(kernel)}\n    }}'
+            )
         fields = []
-        for key, value in conn.to_json(absolute).items() if not conn.steps else _json_head(conn):
-            if key == "packets" and (value or conn.steps):
-                body = ",\n        ".join(packet_lines(conn.steps) if conn.steps else map(dumps, value))
+        for key, value in conn.to_json(absolute).items():
+            if key == "packets" and value:
+                body = ",\n        ".join(map(dumps, value))
                 fields.append(f'      "packets": [\n        {body}\n      ]')
             else:
                 fields.append(f"      {dumps(key)}: {dumps(value)}")
@@ -210,29 +220,35 @@ def render_trace_json_stream(connections: Iterable[Connection], source: str, sta
     yield "}\n"
 
 
-def _json_head(conn: Connection):
-    """Connection.to_json's fields, the packets left to ``_json_packets``."""
-    yield "client", conn.client
-    yield "server", conn.server
-    yield "joined_mid_connection", conn.joined_mid
-    yield "packets", None
-    yield "final_states", dict(conn.final_states)
-    yield "kernel_final_states", None if conn.kernel_states is None else dict(conn.kernel_states)
-
-
 def _json_packets(dumps, absolute: bool):
     """Annotated.to_json of each kept step, encoded as json.dumps would (same keys, same
     order, floats by repr), by string formatting: the dict and the encoder were two thirds of
     --json's time.  Labels and marks go through ``dumps``; the names of states, senders and
     flags are plain ASCII words."""
     labels: dict[str, str] = {}
-    letters = LETTERS
+    times: dict[float, str] = {}  # repr(float) is 0.6 us: times that come back are written once
+    heads: dict[tuple, str] = {}
+    tails: dict[tuple, str] = {}
 
     def lines(steps: list[list]) -> list[str]:
         out = []
         add = out.append
         for st in steps:
             _t, _s, _sp, _d, _dp, f, seq, ack, win, length = st[S_SEG]
+            t = round(st[S_T], 6)
+            if t > 0:  # (not 0.0: -0.0 is equal to it and must stay "-0.0")
+                ts = times.get(t)
+                if ts is None:
+                    if len(times) > 1 << 16:
+                        times.clear()
+                    ts = times[t] = repr(t)
+            else:
+                ts = repr(t)
+            head = heads.get((st[S_SENDER], f))
+            if head is None:
+                head = heads[st[S_SENDER], f] = (
+                    f', "from": "{st[S_SENDER]}", "flags": "{LETTERS[f & 0xFF]}", "seq_rel": '
+                )
             label = st[S_LABEL_ABS] if absolute and st[S_LABEL_ABS] else st[S_LABEL]
             lj = labels.get(label)
             if lj is None:
@@ -240,17 +256,28 @@ def _json_packets(dumps, absolute: bool):
                     labels.clear()
                 lj = labels[label] = dumps(label)
             marks = st[S_MARKS]
+            tkey = (st[S_RETRANS], st[S_CLIENT], st[S_SERVER])
+            tail = None if marks else tails.get(tkey)
+            if tail is None:
+                tail = (
+                    f', "marks": {dumps(marks) if marks else "[]"}, "retransmission": {tkey[0]}, '
+                    f'"states_after": {{"client": "{tkey[1]}", "server": "{tkey[2]}"}}, '
+                    '"states_source": "inferred", "kernel_states": null, "disagrees": []}'
+                )
+                if not marks:
+                    if len(tails) > 4096:
+                        tails.clear()
+                    tails[tkey] = tail
             if f & ACK:
-                acks = f'"ack_rel": {st[S_REL_ACK]}, "seq": {seq}, "ack": {ack}'
+                add(
+                    f'{{"t": {ts}{head}{st[S_REL_SEQ]}, "ack_rel": {st[S_REL_ACK]}, "seq": {seq}, "ack": {ack}, '
+                    f'"len": {length}, "window": {win}, "label": {lj}{tail}'
+                )
             else:
-                acks = f'"ack_rel": null, "seq": {seq}, "ack": null'
-            add(
-                f'{{"t": {round(st[S_T], 6)!r}, "from": "{st[S_SENDER]}", "flags": "{letters[f & 0xFF]}", '
-                f'"seq_rel": {st[S_REL_SEQ]}, {acks}, "len": {length}, "window": {win}, "label": {lj}, '
-                f'"marks": {dumps(marks) if marks else "[]"}, "retransmission": {st[S_RETRANS]}, '
-                f'"states_after": {{"client": "{st[S_CLIENT]}", "server": "{st[S_SERVER]}"}}, '
-                '"states_source": "inferred", "kernel_states": null, "disagrees": []}'
-            )
+                add(
+                    f'{{"t": {ts}{head}{st[S_REL_SEQ]}, "ack_rel": null, "seq": {seq}, "ack": null, '
+                    f'"len": {length}, "window": {win}, "label": {lj}{tail}'
+                )
         return out
 
     return lines
