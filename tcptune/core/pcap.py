@@ -122,7 +122,8 @@ CHUNK = (
 # Ethernet + IPv4 without options + TCP, the common frame, in one unpack at fixed offsets:
 # ethertype, version/IHL, total length, fragment field, protocol, addresses, then TCP's
 # ports, seq, ack, data offset, flags, window.
-_ETH_V4_TCP = struct.Struct(">12xHBxH2xHxB2x4s4sHHIIBBH")
+_ETH_V4_TCP = struct.Struct(">12xHBxH2xHxB2x8sHHIIBBH")
+_V4_PAIRS: dict[bytes, tuple[str, str]] = {}  # the 8 address bytes -> both dotted quads: one lookup a packet
 _FAST_MIN = 54  # the frame must hold the 20-byte TCP header (decode_frame's own test)
 
 
@@ -133,7 +134,7 @@ def _pcap(stream: BinaryIO, order: str, tick: float, source: str, stats: ReadSta
     linktype = struct.unpack(order + "I", rest[16:20])[0] & 0x0FFFFFFF
     rec = struct.Struct(order + "IIII").unpack_from
     fast = _ETH_V4_TCP.unpack_from if linktype == LINK_ETHERNET else None
-    v4 = _V4_NAMES
+    pairs = _V4_PAIRS
     buf, off = b"", 0
     while True:
         chunk = stream.read(CHUNK)
@@ -162,10 +163,14 @@ def _pcap(stream: BinaryIO, order: str, tick: float, source: str, stats: ReadSta
             records += 1
             off = p + incl
             if fast is not None and incl >= _FAST_MIN:
-                etype, vihl, total, frag, proto, s4, d4, sport, dport, seq, ack, doff, flags, win = fast(buf, p)
+                etype, vihl, total, frag, proto, addrs, sport, dport, seq, ack, doff, flags, win = fast(buf, p)
                 if etype == 0x0800 and vihl == 0x45 and proto == 6 and not frag & 0x1FFF and doff >= 0x50:
-                    src = v4.get(s4) or _v4(s4)
-                    dst = v4.get(d4) or _v4(d4)
+                    names = pairs.get(addrs)
+                    if names is None:
+                        if len(pairs) > 65536:
+                            pairs.clear()
+                        names = pairs[addrs] = (_v4(addrs[:4]), _v4(addrs[4:]))
+                    src, dst = names
                     length = total - 20 - (doff >> 4) * 4
                     append(
                         (sec + frac * tick, src, sport, dst, dport, flags, seq, ack, win, length if length > 0 else 0)

@@ -340,10 +340,16 @@ class _Memo(dict):
         return value
 
 
-# The state machine as a table: (flags, my state, the peer's, does it ack the peer's FIN) ->
-# (my new state, the peer's, a refusal), filled from _next_states as combinations occur.
-_STEPS = _Memo(_next_states)
-_LABELS = _Memo(_label)
+def _shape(
+    flags: int, from_client: bool, seq_off: int, ack_key: int, length: int, me: str, peer: str, acks_fin: bool
+) -> tuple[str, str, str, bool]:
+    return (_label(flags, from_client, seq_off, ack_key, length), *_next_states(flags, me, peer, acks_fin))
+
+
+# The labels and the state machine as a table: (flags, from the client, seq and ack relative
+# to the ISNs, length, my state, the peer's, does it ack the peer's FIN) -> (label, my new
+# state, the peer's, a refusal), filled from _label and _next_states as combinations occur.
+_SHAPES = _Memo(_shape)
 _FLAG_BITS = RST | SYN | FIN | ACK  # all the state machine and the labels look at
 _KEEPALIVE_STATES = frozenset((ESTABLISHED, CLOSE_WAIT, FIN_WAIT2))
 _KEEPALIVE = "keepalive probe (seq = snd_una - 1)"
@@ -387,21 +393,22 @@ class Tracer:
         self.feed_batch((seg,), steps)
         return [(st[S_CONN], step_annotated(st)) for st in steps]
 
-    def _start(self, seg: tuple) -> tuple[_Tracker, bool]:
+    def _start(self, seg: tuple, hit: tuple | None) -> tuple[_Tracker, bool]:
+        """A tracker for the connection ``seg`` opens; ``hit``: the one its 4-tuple had."""
         src, sport, dst, dport = seg[1], seg[2], seg[3], seg[4]
         a, b = (src, sport), (dst, dport)
-        key = (a, b) if a < b else (b, a)
-        old = self.trackers.get(key)
-        # a new SYN on a 4-tuple whose connection is over (CLOSED or TIME_WAIT: RFC 9293
-        # 3.6.1 lets a SYN reopen it) is a new connection, not a segment of the old one
-        if old is not None and self.forget:
+        tr = _Tracker(seg)
+        key = tr.key = (a, b) if a < b else (b, a)
+        if hit is not None and self.forget:
+            # a new SYN on a 4-tuple whose connection is over (CLOSED or TIME_WAIT: RFC 9293
+            # 3.6.1 lets a SYN reopen it) is a new connection, not a segment of the old one
+            old = hit[0]
             self._done.pop(key, None)
             old.finish([])  # its final states (it is done: nothing pending)
             self.forgotten.append(old.conn)
-        tr = self.trackers[key] = _Tracker(seg)
-        tr.key = key
         if not self.forget:
             self.order.append(tr)
+        self.trackers[key] = tr  # (in the old one's place, if any: the order of finish())
         # from the client: from anything but the server's end (both, when a socket talks to itself)
         s = tr.server_end
         way_back = self._by_way[(dst, dport, src, sport)] = (tr, b != s)
@@ -436,13 +443,13 @@ class Tracer:
             self.keep_steps,
         )
         emit = out.append
-        steps, labels = _STEPS, _LABELS
+        shapes = _SHAPES
         done_states, keepalive_states = DONE_STATES, _KEEPALIVE_STATES
         for seg in segs:
             t, src, sport, dst, dport, f, seq, ack, win, length = seg
             hit = by_way.get((src, sport, dst, dport))
             if hit is None or (f & 0x12 == SYN and hit[0].done and seq != hit[0].client.isn):
-                hit = self._start(seg)
+                hit = self._start(seg, hit)
             tr, from_client = hit
             if from_client:
                 me, peer, sender = tr.client, tr.server, "client"
@@ -493,18 +500,18 @@ class Tracer:
                     marks.append(f"retransmission {retrans}, {t - last:.3f} s after the previous")
                 if len(sent) > SENT_KEEP:  # bounded: a resend of something sent that long ago is not looked for
                     del sent[next(iter(sent))]
-            # label
+            # label and states: one lookup in the memo of both
             fl = f & _FLAG_BITS
             seq_off = (seq - isn) % MOD
             pisn = peer.isn
             rel_ack = ((ack - pisn) % MOD if pisn is not None else ack) if f & ACK else 0
-            label = labels[fl, from_client, seq_off, rel_ack if pisn is not None else ~ack, length]
+            pfin = peer.fin_seq
+            acks_fin = bool(f & ACK) and pfin is not None and ack == (pfin + 1) % MOD
+            label, ms, ps, refused = shapes[
+                fl, from_client, seq_off, rel_ack if pisn is not None else ~ack, length, me.state, peer.state, acks_fin
+            ]
             label_abs = _label_absolute(f, seq, ack, length) if absolute else ""
-            # states
             if not joined:
-                pfin = peer.fin_seq
-                acks_fin = bool(f & ACK) and pfin is not None and ack == (pfin + 1) % MOD
-                ms, ps, refused = steps[fl, me.state, peer.state, acks_fin]
                 me.state, peer.state = ms, ps
                 if refused:
                     marks.append("connection refused: no listener on that port")

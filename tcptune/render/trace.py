@@ -34,12 +34,18 @@ def _lane_width(out: Output) -> int:
     return max(MIN_LANE, width - TIME_W - 2 * STATE_W - 6)
 
 
+_JOINED = "  joined mid-connection: the capture has no SYN, so the states are unknown"
+
+
+def _columns(lane: int) -> str:
+    return f"{'t (s)':>{TIME_W}} {'client':<{STATE_W}} {'':^{lane}}  {'server'}"
+
+
 def render_header(conn: Connection, out: Output) -> list[str]:
-    lane = _lane_width(out)
     lines = ["", out.line(f"connection {conn.client} (client) -> {conn.server} (server)")]
     if conn.joined_mid:
-        lines.append(out.line("  joined mid-connection: the capture has no SYN, so the states are unknown"))
-    lines.append(f"{'t (s)':>{TIME_W}} {'client':<{STATE_W}} {'':^{lane}}  {'server'}")
+        lines.append(out.line(_JOINED))
+    lines.append(_columns(_lane_width(out)))
     return lines
 
 
@@ -94,13 +100,19 @@ def render_steps(batches: Iterable[list[list]], out: Output, absolute: bool = Fa
     lane = _lane_width(out)
     bodies: dict[tuple, str] = {}
     marks: dict[str, str] = {}
-    letters, time_fmt = LETTERS, _TIME
+    letters, time_fmt, line_of = LETTERS, _TIME, out.line
+    columns, joined = _columns(lane), out.line(_JOINED)
     for steps in batches:
         lines: list[str] = []
         add = lines.append
         for st in steps:
-            if st[S_FIRST]:
-                lines.extend(render_header(st[S_CONN], out))
+            if st[S_FIRST]:  # render_header's lines, its two constant ones made once
+                conn = st[S_CONN]
+                add("")
+                add(line_of(f"connection {conn.client} (client) -> {conn.server} (server)"))
+                if conn.joined_mid:
+                    add(joined)
+                add(columns)
             seg = st[S_SEG]
             label = st[S_LABEL_ABS] if absolute and st[S_LABEL_ABS] else st[S_LABEL]
             key = (st[S_SENDER], seg[5], label, seg[9], st[S_CLIENT], st[S_SERVER])
