@@ -497,3 +497,43 @@ def test_reading_a_capture_makes_no_reference_cycles(json_out):
         if was:
             gc.enable()
     assert "SYN-ACK K, ack J+1" in written
+
+
+ISSUE_SCENARIOS = [
+    "handshake",
+    "teardown",
+    "refused",
+    "syn-sent",
+    "syn-recv",
+    "fin-wait1",
+    "half-close",
+    "simultaneous-open",
+    "simultaneous-close",
+    "time-wait",
+]
+
+
+def test_scenario_list_says_what_each_of_the_issues_scenarios_shows_and_the_man_page_has_them():
+    r = run_cli("trace", "--scenario", "list")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[2:] if line.strip()}
+    assert sorted(rows) == sorted(ISSUE_SCENARIOS)
+    assert "SYN_SENT -> SYN_RECV -> ESTABLISHED" in " ".join(r.stdout.split())
+    man = (Path(__file__).resolve().parents[2] / "man/tcptune.8").read_text().replace("\\-", "-")
+    assert all(name in man for name in ISSUE_SCENARIOS)
+
+
+def test_loopback_is_never_paced_outside_the_namespace_trace_made(monkeypatch):
+    """The simultaneous-open scenario puts a tbf qdisc on lo: only in the private namespace
+    enter_private_netns made, never in the one the tests (or a user) run in."""
+    import subprocess
+
+    from tcptune.probe import scenarios
+
+    def no_tc(*args, **kwargs):
+        raise AssertionError(f"tc was run: {args}")
+
+    monkeypatch.setattr(subprocess, "run", no_tc)
+    with pytest.raises(TcptuneError) as exc:
+        scenarios._pace_loopback()
+    assert "not in a private network namespace" in str(exc.value)
