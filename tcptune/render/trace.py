@@ -198,17 +198,23 @@ def render_trace_json_stream(connections: Iterable[Connection], source: str, sta
     dumps = json.JSONEncoder(allow_nan=False).encode
 
     packet_lines = _json_packets(dumps, absolute)
+    finals: dict[tuple, str] = {}  # both ends' final states come in few combinations
 
     def connection(conn: Connection) -> str:
         if conn.steps:  # --read: the same fields as Connection.to_json, written directly
-            kernel = None if conn.kernel_states is None else dict(conn.kernel_states)
+            kernel = "null" if conn.kernel_states is None else dumps(dict(conn.kernel_states))
+            fkey = tuple(conn.final_states.items())
+            final = finals.get(fkey)
+            if final is None:
+                final = finals[fkey] = dumps(dict(conn.final_states))
             body = ",\n        ".join(packet_lines(conn.steps))
             return (
-                f'{{\n      "client": {dumps(conn.client)},\n      "server": {dumps(conn.server)},\n'
+                f'{{\n      "client": {_json_word(conn.client, dumps)},\n'
+                f'      "server": {_json_word(conn.server, dumps)},\n'
                 f'      "joined_mid_connection": {"true" if conn.joined_mid else "false"},\n'
                 f'      "packets": [\n        {body}\n      ],\n'
-                f'      "final_states": {dumps(dict(conn.final_states))},\n'
-                f'      "kernel_final_states": {dumps(kernel)}\n    }}'
+                f'      "final_states": {final},\n'
+                f'      "kernel_final_states": {kernel}\n    }}'
             )
         fields = []
         for key, value in conn.to_json(absolute).items():
@@ -232,6 +238,14 @@ def render_trace_json_stream(connections: Iterable[Connection], source: str, sta
     yield "}\n"
 
 
+_PLAIN = frozenset("0123456789abcdefABCDEF.:[]")
+
+
+def _json_word(text: str, dumps) -> str:
+    """``dumps(text)``, without the encoder for an address:port (nothing in it needs escaping)."""
+    return f'"{text}"' if _PLAIN.issuperset(text) else dumps(text)
+
+
 def _json_packets(dumps, absolute: bool):
     """Annotated.to_json of each kept step, encoded as json.dumps would (same keys, same
     order, floats by repr), by string formatting: the dict and the encoder were two thirds of
@@ -239,8 +253,7 @@ def _json_packets(dumps, absolute: bool):
     flags are plain ASCII words."""
     labels: dict[str, str] = {}
     times: dict[float, str] = {}  # repr(float) is 0.6 us: times that come back are written once
-    heads: dict[tuple, str] = {}
-    tails: dict[tuple, str] = {}
+    pieces: dict[tuple, tuple[str, str]] = {}  # what comes before and after the numbers
 
     def lines(steps: list[list]) -> list[str]:
         out = []
@@ -256,11 +269,6 @@ def _json_packets(dumps, absolute: bool):
                     ts = times[t] = repr(t)
             else:
                 ts = repr(t)
-            head = heads.get((st[S_SENDER], f))
-            if head is None:
-                head = heads[st[S_SENDER], f] = (
-                    f', "from": "{st[S_SENDER]}", "flags": "{LETTERS[f & 0xFF]}", "seq_rel": '
-                )
             label = st[S_LABEL_ABS] if absolute and st[S_LABEL_ABS] else st[S_LABEL]
             lj = labels.get(label)
             if lj is None:
@@ -268,18 +276,20 @@ def _json_packets(dumps, absolute: bool):
                     labels.clear()
                 lj = labels[label] = dumps(label)
             marks = st[S_MARKS]
-            tkey = (st[S_RETRANS], st[S_CLIENT], st[S_SERVER])
-            tail = None if marks else tails.get(tkey)
-            if tail is None:
-                tail = (
-                    f', "marks": {dumps(marks) if marks else "[]"}, "retransmission": {tkey[0]}, '
-                    f'"states_after": {{"client": "{tkey[1]}", "server": "{tkey[2]}"}}, '
-                    '"states_source": "inferred", "kernel_states": null, "disagrees": []}'
+            key = (st[S_SENDER], f, st[S_RETRANS], st[S_CLIENT], st[S_SERVER])
+            ends = None if marks else pieces.get(key)
+            if ends is None:
+                ends = (
+                    f', "from": "{key[0]}", "flags": "{LETTERS[f & 0xFF]}", "seq_rel": ',
+                    f', "marks": {dumps(marks) if marks else "[]"}, "retransmission": {key[2]}, '
+                    f'"states_after": {{"client": "{key[3]}", "server": "{key[4]}"}}, '
+                    '"states_source": "inferred", "kernel_states": null, "disagrees": []}',
                 )
                 if not marks:
-                    if len(tails) > 4096:
-                        tails.clear()
-                    tails[tkey] = tail
+                    if len(pieces) > 4096:
+                        pieces.clear()
+                    pieces[key] = ends
+            head, tail = ends
             if f & ACK:
                 add(
                     f'{{"t": {ts}{head}{st[S_REL_SEQ]}, "ack_rel": {st[S_REL_ACK]}, "seq": {seq}, "ack": {ack}, '
