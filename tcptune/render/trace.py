@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from tcptune.core.pcap import ACK, LETTERS
 from tcptune.core.trace import (
+    MEMO_MAX,
     S_CLIENT,
     S_CONN,
     S_FIRST,
@@ -49,12 +50,30 @@ def render_header(conn: Connection, out: Output) -> list[str]:
     return lines
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """textwrap.wrap(text, width), without its regular expressions (15 us a line) in the case
+    the labels are: words of printable ASCII one space apart, no hyphen, none wider than the
+    line, where its greedy fill is this one (tests/unit/test_trace.py checks them equal)."""
+    words = text.split(" ")
+    if "-" in text or not text.isascii() or not all(0 < len(w) <= width and w.isprintable() for w in words):
+        return textwrap.wrap(text, width)
+    lines, line = [], words[0]
+    for w in words[1:]:
+        if len(line) + 1 + len(w) <= width:
+            line += " " + w
+        else:
+            lines.append(line)
+            line = w
+    lines.append(line)
+    return lines
+
+
 def _body(sender: str, letters: str, label: str, length: int, client: str, server: str, lane: int) -> str:
     """A packet's lines but the time column of its first: all of it repeats from packet to packet."""
     text = f"[{letters}] {label}"
     if length and "bytes" not in label:
         text += f" ({length} bytes)"
-    body = [text] if len(text) <= lane - 4 else textwrap.wrap(text, lane - 4)  # wrap() costs 15 us a line
+    body = [text] if len(text) <= lane - 4 else _wrap(text, lane - 4)
     lines = []
     for i, chunk in enumerate(body):
         last = i == len(body) - 1
@@ -118,7 +137,7 @@ def render_steps(batches: Iterable[list[list]], out: Output, absolute: bool = Fa
             key = (st[S_SENDER], seg[5], label, seg[9], st[S_CLIENT], st[S_SERVER])
             body = bodies.get(key)
             if body is None:
-                if len(bodies) > 1 << 16:
+                if len(bodies) > MEMO_MAX:
                     bodies.clear()
                 body = bodies[key] = _body(key[0], letters[key[1] & 0xFF], *key[2:], lane)
             add(time_fmt % st[S_T] + body)
@@ -264,7 +283,7 @@ def _json_packets(dumps, absolute: bool):
             if t > 0:  # (not 0.0: -0.0 is equal to it and must stay "-0.0")
                 ts = times.get(t)
                 if ts is None:
-                    if len(times) > 1 << 16:
+                    if len(times) > MEMO_MAX:
                         times.clear()
                     ts = times[t] = repr(t)
             else:
@@ -272,7 +291,7 @@ def _json_packets(dumps, absolute: bool):
             label = st[S_LABEL_ABS] if absolute and st[S_LABEL_ABS] else st[S_LABEL]
             lj = labels.get(label)
             if lj is None:
-                if len(labels) > 1 << 16:
+                if len(labels) > MEMO_MAX:
                     labels.clear()
                 lj = labels[label] = dumps(label)
             marks = st[S_MARKS]

@@ -537,3 +537,17 @@ def test_loopback_is_never_paced_outside_the_namespace_trace_made(monkeypatch):
     with pytest.raises(TcptuneError) as exc:
         scenarios._pace_loopback()
     assert "not in a private network namespace" in str(exc.value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.text(alphabet="SYNACKFIJ+:0123456789()[].,byteswhl-", min_size=1, max_size=14), min_size=1, max_size=9),
+    st.integers(8, 60),
+)
+def test_the_lane_wrap_is_textwrap(words, width):
+    import textwrap
+
+    from tcptune.render.trace import _wrap
+
+    text = " ".join(words)
+    assert _wrap(text, width) == textwrap.wrap(text, width)
