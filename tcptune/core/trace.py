@@ -32,6 +32,7 @@ FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT = (
 TIME_WAIT_LEN = 60.0  # TCP_TIMEWAIT_LEN (include/net/tcp.h): not a sysctl, whatever tutorials say
 MOD = 1 << 32
 SENT_KEEP = 4096  # segments per end remembered to recognise retransmissions
+SENT_AFTER_DONE = 64  # of them, once both ends are CLOSED or TIME_WAIT
 
 
 @dataclass(slots=True)
@@ -422,6 +423,12 @@ class Tracer:
     def _retire(self, tr: _Tracker) -> None:
         """``tr`` just finished: follow it while it is one of the last KEEP_DONE to, then forget it."""
         tr.retired = True
+        for end in (tr.client, tr.server):
+            # what a finished connection still resends is its last segments (a FIN whose ACK
+            # was lost): keep those, not up to SENT_KEEP of a bulk transfer's per connection
+            # followed (1024 of them held 100 MiB at 100 connections of 10 000 segments)
+            if len(end.sent) > SENT_AFTER_DONE:
+                end.sent = dict(list(end.sent.items())[-SENT_AFTER_DONE:])
         done = self._done
         done[tr.key] = None
         if len(done) > KEEP_DONE:

@@ -551,3 +551,21 @@ def test_the_lane_wrap_is_textwrap(words, width):
 
     text = " ".join(words)
     assert _wrap(text, width) == textwrap.wrap(text, width)
+
+
+def test_a_finished_connection_keeps_only_its_last_segments_for_resends():
+    """Text --read follows 1024 finished connections: each keeps 64 segments per end to know a
+    resend (its FIN again), not the 4096 of a bulk transfer (memory flat on bulk captures)."""
+    from tcptune.core.trace import SENT_AFTER_DONE, Tracer
+
+    segs = [seg(0, "c", SYN, 10), seg(0.1, "s", SYN | ACK, 50, 11), seg(0.2, "c", ACK, 11, 51)]
+    segs += [seg(0.3 + i / 1000, "c", ACK, 11 + 100 * i, 51, length=100) for i in range(500)]
+    end = 11 + 100 * 500
+    segs += [seg(1.0, "c", FIN | ACK, end, 51), seg(1.1, "s", FIN | ACK, 51, end + 1), seg(1.2, "c", ACK, end + 1, 52)]
+    tracer = Tracer(keep=False, forget=True)
+    for s in segs:
+        tracer.feed(s)
+    (tr,) = tracer.trackers.values()
+    assert tr.retired and len(tr.client.sent) == SENT_AFTER_DONE
+    (again,) = tracer.feed(seg(1.5, "s", FIN | ACK, 51, end + 1))  # the server's FIN resent
+    assert again[1].retransmission == 1
