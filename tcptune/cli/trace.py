@@ -110,7 +110,7 @@ def trace_cmd(
 def _read(path: str, port: int | None, host: str | None, json_out: bool, absolute: bool) -> None:
     from tcptune.ops.trace import TraceFilter, read_trace
     from tcptune.render.output import Output
-    from tcptune.render.trace import render_trace_json_stream, render_trace_text
+    from tcptune.render.trace import render_steps, render_trace_json_stream
 
     run = read_trace(path, TraceFilter(port, host), packets=json_out, absolute=absolute)
     if json_out:
@@ -118,8 +118,8 @@ def _read(path: str, port: int | None, host: str | None, json_out: bool, absolut
             sys.stdout.write(chunk)
         return
     out = Output.detect(sys.stdout)
-    for line in render_trace_text(run.items, out, absolute):
-        sys.stdout.write(line + "\n")
+    for chunk in render_steps(run.steps, out, absolute):  # one write per batch of packets
+        sys.stdout.write(chunk)
     summary = f"{run.stats.tcp} TCP segments of {run.stats.records} packets read from {path}"
     sys.stdout.write("\n" + out.line(summary) + "\n")
 

@@ -117,6 +117,15 @@ def unshare_netns() -> None:
         )
 
 
+_ENTERED: list[int] = []  # the inode of the namespace enter_private_netns made, once it has
+
+
+def in_entered_netns() -> bool:
+    """This process is in the private namespace enter_private_netns made (the guard of
+    anything that must never change the host's own network, e.g. a qdisc on lo)."""
+    return bool(_ENTERED) and netns_inode() == _ENTERED[0]
+
+
 def enter_private_netns() -> int:
     """Move this process into a new, empty network namespace with ``lo`` up; its inode.
 
@@ -139,4 +148,5 @@ def enter_private_netns() -> int:
         req = struct.pack("16sH", b"lo", 0)
         flags = struct.unpack("16sH", fcntl.ioctl(s, siocgifflags, req)[:18])[1]
         fcntl.ioctl(s, siocsifflags, struct.pack("16sH", b"lo", flags | iff_up))
+    _ENTERED[:] = [after]
     return after

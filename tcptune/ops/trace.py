@@ -6,12 +6,20 @@ millions of packets is read in constant memory when printed as text.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from tcptune.core.pcap import ReadStats, Segment, read_segments
-from tcptune.core.trace import Annotated, Connection, annotate, connection_ends, finished_connections, trace_connections
+from tcptune.core.pcap import ReadStats, Segment, read_batches
+from tcptune.core.trace import (
+    Annotated,
+    Connection,
+    annotate_batches,
+    connection_ends,
+    finished_connections,
+    trace_connections,
+)
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.tree import open_regular
 
@@ -21,18 +29,20 @@ class TraceFilter:
     port: int | None = None
     host: str | None = None
 
-    def keeps(self, seg: Segment) -> bool:
-        if self.port is not None and self.port not in (seg.sport, seg.dport):
+    def keeps(self, seg: tuple) -> bool:
+        """``seg``: a Segment or a tuple in its field order (t, src, sport, dst, dport, ...)."""
+        if self.port is not None and self.port not in (seg[2], seg[4]):
             return False
-        return self.host is None or self.host in (seg.src, seg.dst)
+        return self.host is None or self.host in (seg[1], seg[3])
 
 
 @dataclass
 class TraceRun:
-    """The annotated segments as they come (``items``), then ``stats`` once they are consumed."""
+    """Text: the annotated segments as they come, a batch of steps at a time (``steps``, see
+    core/trace.S_*); then ``stats`` once they are consumed."""
 
     source: str
-    items: Iterator[tuple[Connection, Annotated]] | None
+    steps: Iterator[list[list]] | None
     stats: ReadStats = field(default_factory=ReadStats)
     connections: Iterator[Connection] | None = None  # --json: each once finished, in the order they finish
 
@@ -48,18 +58,30 @@ def read_trace(path: str, keep: TraceFilter | None = None, packets: bool = True,
         raise TcptuneError(f"--read {path}: {exc.strerror}", code) from None
     stats = ReadStats()
 
-    def segments() -> Iterator[Segment]:
-        with os.fdopen(fd, "rb", buffering=1 << 20) as stream:
-            segs = read_segments(stream, path, stats)
-            if keep.port is not None or keep.host is not None:
-                segs = (s for s in segs if keep.keeps(s))
-            yield from segs
+    def batches() -> Iterator[list[tuple]]:
+        # The cycle collector off while reading: the path makes a few containers per packet
+        # (a step, its marks, the segment) and no reference cycles (tests/unit/test_trace.py
+        # checks), so its passes every 700 allocations found nothing and took a third of the
+        # text view's time.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            # read_batches reads 64 KiB at a time itself: no buffering under it
+            with os.fdopen(fd, "rb", buffering=0) as stream:
+                chunks = read_batches(stream, path, stats)
+                if keep.port is not None or keep.host is not None:
+                    keeps = keep.keeps
+                    chunks = ([s for s in batch if keeps(s)] for batch in chunks)
+                yield from chunks
+        finally:
+            if was_enabled:
+                gc.enable()
         if stats.records and not stats.tcp:
             raise TcptuneError(f"{path}: {stats.records} packets, none of them TCP", ExitCode.BAD_INPUT)
 
     if packets:
-        return TraceRun(path, None, stats, finished_connections(segments(), absolute))
-    return TraceRun(path, annotate(segments(), False, absolute, forget=True), stats)
+        return TraceRun(path, None, stats, finished_connections(batches(), absolute))
+    return TraceRun(path, annotate_batches(batches(), absolute), stats)
 
 
 def scenario_names() -> dict[str, str]:
@@ -189,7 +211,7 @@ class LiveRun:
                         self.stats.tcp += 1
                         for conn, ann in tracer.feed(seg):
                             ready.append((conn, ann))
-                        conn = tracer.trackers[tuple(sorted(((seg.src, seg.sport), (seg.dst, seg.dport))))].conn
+                        conn = tracer.tracker_of(seg).conn
                         touched[id(conn)] = conn
                         seen.setdefault(id(conn), conn)
                     if touched:

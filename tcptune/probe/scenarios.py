@@ -151,6 +151,60 @@ def _simultaneous_close(srv, port, step):
     return c, [a]
 
 
+PACE = ("rate", "3kbit", "burst", "1600", "limit", "30000")  # a 74-byte SYN every ~200 ms
+
+
+def _pace_loopback() -> None:
+    """A token-bucket qdisc (tbf) on lo of this private namespace, its bucket emptied: every
+    segment then waits ~200 ms before it goes out and arrives.  On loopback a segment is
+    otherwise taken in inside the call that sends it, so two SYNs can never cross: the
+    first would meet a port with nobody in SYN_SENT yet.  (netem would delay too, but this
+    kernel has no CONFIG_NET_SCH_NETEM; tbf is built in.)  The capture sees each segment as
+    it leaves the qdisc, so the trace shows the order they arrive in."""
+    import subprocess
+
+    from tcptune.errors import ExitCode, TcptuneError
+    from tcptune.host.netns import in_entered_netns
+
+    if not in_entered_netns():  # never shape the host's own loopback
+        raise TcptuneError("simultaneous-open: not in a private network namespace", ExitCode.INTERNAL)
+    try:
+        subprocess.run(["tc", "qdisc", "replace", "dev", "lo", "root", "tbf", *PACE], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        why = exc.stderr.decode(errors="replace").strip() if isinstance(exc, subprocess.CalledProcessError) else exc
+        raise TcptuneError(
+            f"simultaneous-open: cannot pace loopback with tc tbf: {why}",
+            ExitCode.PRIVILEGES,
+            hint="needs tc (iproute2) and the tbf qdisc (CONFIG_NET_SCH_TBF)",
+        ) from None
+    # the bucket starts full (burst bytes): a datagram of nearly that size to ourselves empties
+    # it (UDP: not captured, the capture keeps TCP only), so the first SYN waits too
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.bind((SERVER, 0))
+        u.sendto(b"\0" * 1500, u.getsockname())
+
+
+def _simultaneous_open(srv, port, step):
+    # The seed's experiment: A on port 7777 connects to B's 8888 while B, on 8888, connects
+    # to A's 7777 (here: the capture's port and an ephemeral one).  Neither listens.
+    srv.close()
+    a, b = socket.socket(), socket.socket()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    a.bind((SERVER, port))
+    b.bind((SERVER, 0))
+    _pace_loopback()
+    for s, peer in ((a, b), (b, a)):  # both SYNs are out (queued in the qdisc) before either arrives
+        s.setblocking(False)
+        s.connect_ex(peer.getsockname())  # EINPROGRESS: SYN_SENT
+    # each SYN meets a socket in SYN_SENT: SYN_RECV and a SYN-ACK (tcp_rcv_synsent_state_process,
+    # "simultaneous open"); each SYN-ACK then makes its receiver ESTABLISHED.  The kernel's
+    # states are read between the paced segments.
+    for _ in range(14):
+        time.sleep(0.1)
+        step()
+    return a, [b]
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -158,6 +212,13 @@ SCENARIOS = {
         Scenario("teardown", "the four-segment close: FIN M, ACK M+1, FIN N, ACK N+1", (), _teardown),
         Scenario("time-wait", "the three-segment close and the client's 60 s in TIME_WAIT", (), _time_wait),
         Scenario("half-close", "shutdown(SHUT_WR): the client holds FIN_WAIT2, the server CLOSE_WAIT", (), _half_close),
+        Scenario(
+            "simultaneous-open",
+            "both ends connect() to each other at once: the SYNs cross, each end goes SYN_SENT -> SYN_RECV -> "
+            "ESTABLISHED (loopback paced by a tbf qdisc so both SYNs leave before either arrives)",
+            (),
+            _simultaneous_open,
+        ),
         Scenario(
             "simultaneous-close",
             "both ends close at once: the FINs cross, each end goes through CLOSING, both end in TIME_WAIT",

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from tcptune.core.trace import Annotated, Connection
+from tcptune.core.pcap import ACK, LETTERS
+from tcptune.core.trace import (
+    MEMO_MAX,
+    S_CLIENT,
+    S_CONN,
+    S_FIRST,
+    S_LABEL,
+    S_LABEL_ABS,
+    S_MARKS,
+    S_REL_ACK,
+    S_REL_SEQ,
+    S_RETRANS,
+    S_SEG,
+    S_SENDER,
+    S_SERVER,
+    S_T,
+    Annotated,
+    Connection,
+)
 from tcptune.render.output import Output
 
 TIME_W, STATE_W = 9, 11
@@ -17,36 +35,121 @@ def _lane_width(out: Output) -> int:
     return max(MIN_LANE, width - TIME_W - 2 * STATE_W - 6)
 
 
+_JOINED = "  joined mid-connection: the capture has no SYN, so the states are unknown"
+
+
+def _columns(lane: int) -> str:
+    return f"{'t (s)':>{TIME_W}} {'client':<{STATE_W}} {'':^{lane}}  {'server'}"
+
+
 def render_header(conn: Connection, out: Output) -> list[str]:
-    lane = _lane_width(out)
     lines = ["", out.line(f"connection {conn.client} (client) -> {conn.server} (server)")]
     if conn.joined_mid:
-        lines.append(out.line("  joined mid-connection: the capture has no SYN, so the states are unknown"))
-    lines.append(f"{'t (s)':>{TIME_W}} {'client':<{STATE_W}} {'':^{lane}}  {'server'}")
+        lines.append(out.line(_JOINED))
+    lines.append(_columns(_lane_width(out)))
     return lines
 
 
-def render_packet(ann: Annotated, out: Output, absolute: bool = False) -> list[str]:
-    lane = _lane_width(out)
-    label = ann.label_text(absolute)
-    text = f"[{ann.segment.letters}] {label}"
-    if ann.segment.length and "bytes" not in label:
-        text += f" ({ann.segment.length} bytes)"
-    body = [text] if len(text) <= lane - 4 else textwrap.wrap(text, lane - 4)  # wrap() costs 15 us a line
+def _wrap(text: str, width: int) -> list[str]:
+    """textwrap.wrap(text, width), without its regular expressions (15 us a line) in the case
+    the labels are: words of printable ASCII one space apart, no hyphen, none wider than the
+    line, where its greedy fill is this one (tests/unit/test_trace.py checks them equal)."""
+    words = text.split(" ")
+    if "-" in text or not text.isascii() or not all(0 < len(w) <= width and w.isprintable() for w in words):
+        return textwrap.wrap(text, width)
+    lines, line = [], words[0]
+    for w in words[1:]:
+        if len(line) + 1 + len(w) <= width:
+            line += " " + w
+        else:
+            lines.append(line)
+            line = w
+    lines.append(line)
+    return lines
+
+
+def _body(sender: str, letters: str, label: str, length: int, client: str, server: str, lane: int) -> str:
+    """A packet's lines but the time column of its first: all of it repeats from packet to packet."""
+    text = f"[{letters}] {label}"
+    if length and "bytes" not in label:
+        text += f" ({length} bytes)"
+    body = [text] if len(text) <= lane - 4 else _wrap(text, lane - 4)
     lines = []
     for i, chunk in enumerate(body):
         last = i == len(body) - 1
-        if ann.sender == "client":
+        if sender == "client":
             arrow = f"{chunk} ".ljust(lane - 1, "-") + ">" if last else f"{chunk}".ljust(lane)
         else:
             arrow = "<" + f" {chunk}".rjust(lane - 1, "-") if last else f"{chunk}".rjust(lane)
-        t = f"{ann.t:{TIME_W}.6f}" if i == 0 else " " * TIME_W
-        left = ann.states_after["client"] if last else ""
-        right = ann.states_after["server"] if last else ""
-        lines.append(f"{t} {left:<{STATE_W}} {arrow}  {right}".rstrip())
+        left = client if last else ""
+        right = server if last else ""
+        lines.append(f" {left:<{STATE_W}} {arrow}  {right}".rstrip())
+    return ("\n" + " " * TIME_W).join(lines)
+
+
+def _mark_line(mark: str, out: Output) -> str:
+    return out.line(f"{'':{TIME_W}}   ^ {mark}", indent=" " * (TIME_W + 5))
+
+
+_TIME = f"%{TIME_W}.6f"  # the % operator: half the time of format() for the same digits
+
+
+def render_packet(ann: Annotated, out: Output, absolute: bool = False) -> list[str]:
+    s = ann.segment
+    body = _body(
+        ann.sender,
+        s.letters,
+        ann.label_text(absolute),
+        s.length,
+        ann.states_after["client"],
+        ann.states_after["server"],
+        _lane_width(out),
+    )
+    lines = (_TIME % ann.t + body).split("\n")
     for mark in [*ann.marks, *_kernel_mark(ann)]:
-        lines.append(out.line(f"{'':{TIME_W}}   ^ {mark}", indent=" " * (TIME_W + 5)))
+        lines.append(_mark_line(mark, out))
     return lines
+
+
+def render_steps(batches: Iterable[list[list]], out: Output, absolute: bool = False) -> Iterator[str]:
+    """--read as text: each batch of steps (core/trace.S_*) as one string of lines, a
+    connection's header before its first segment.  A packet's line is its time and a body
+    remembered by what it shows (sender, flags, label, length, states): on a large capture the
+    same few bodies come back again and again."""
+    lane = _lane_width(out)
+    bodies: dict[tuple, str] = {}
+    marks: dict[str, str] = {}
+    letters, time_fmt, line_of = LETTERS, _TIME, out.line
+    columns, joined = _columns(lane), out.line(_JOINED)
+    for steps in batches:
+        lines: list[str] = []
+        add = lines.append
+        for st in steps:
+            if st[S_FIRST]:  # render_header's lines, its two constant ones made once
+                conn = st[S_CONN]
+                add("")
+                add(line_of(f"connection {conn.client} (client) -> {conn.server} (server)"))
+                if conn.joined_mid:
+                    add(joined)
+                add(columns)
+            seg = st[S_SEG]
+            label = st[S_LABEL_ABS] if absolute and st[S_LABEL_ABS] else st[S_LABEL]
+            key = (st[S_SENDER], seg[5], label, seg[9], st[S_CLIENT], st[S_SERVER])
+            body = bodies.get(key)
+            if body is None:
+                if len(bodies) > MEMO_MAX:
+                    bodies.clear()
+                body = bodies[key] = _body(key[0], letters[key[1] & 0xFF], *key[2:], lane)
+            add(time_fmt % st[S_T] + body)
+            for mark in st[S_MARKS]:
+                line = marks.get(mark)
+                if line is None:
+                    if len(marks) > 4096:
+                        marks.clear()
+                    line = marks[mark] = _mark_line(mark, out)
+                add(line)
+        if lines:
+            yield "\n".join(lines) + "\n"
 
 
 def _kernel_mark(ann: Annotated) -> list[str]:
@@ -113,7 +216,25 @@ def render_trace_json_stream(connections: Iterable[Connection], source: str, sta
 
     dumps = json.JSONEncoder(allow_nan=False).encode
 
+    packet_lines = _json_packets(dumps, absolute)
+    finals: dict[tuple, str] = {}  # both ends' final states come in few combinations
+
     def connection(conn: Connection) -> str:
+        if conn.steps:  # --read: the same fields as Connection.to_json, written directly
+            kernel = "null" if conn.kernel_states is None else dumps(dict(conn.kernel_states))
+            fkey = tuple(conn.final_states.items())
+            final = finals.get(fkey)
+            if final is None:
+                final = finals[fkey] = dumps(dict(conn.final_states))
+            body = ",\n        ".join(packet_lines(conn.steps))
+            return (
+                f'{{\n      "client": {_json_word(conn.client, dumps)},\n'
+                f'      "server": {_json_word(conn.server, dumps)},\n'
+                f'      "joined_mid_connection": {"true" if conn.joined_mid else "false"},\n'
+                f'      "packets": [\n        {body}\n      ],\n'
+                f'      "final_states": {final},\n'
+                f'      "kernel_final_states": {kernel}\n    }}'
+            )
         fields = []
         for key, value in conn.to_json(absolute).items():
             if key == "packets" and value:
@@ -134,3 +255,70 @@ def render_trace_json_stream(connections: Iterable[Connection], source: str, sta
     yield f'  "packets_read": {stats.records},\n'
     yield f'  "tcp_segments": {stats.tcp}\n'
     yield "}\n"
+
+
+_PLAIN = frozenset("0123456789abcdefABCDEF.:[]")
+
+
+def _json_word(text: str, dumps) -> str:
+    """``dumps(text)``, without the encoder for an address:port (nothing in it needs escaping)."""
+    return f'"{text}"' if _PLAIN.issuperset(text) else dumps(text)
+
+
+def _json_packets(dumps, absolute: bool):
+    """Annotated.to_json of each kept step, encoded as json.dumps would (same keys, same
+    order, floats by repr), by string formatting: the dict and the encoder were two thirds of
+    --json's time.  Labels and marks go through ``dumps``; the names of states, senders and
+    flags are plain ASCII words."""
+    labels: dict[str, str] = {}
+    times: dict[float, str] = {}  # repr(float) is 0.6 us: times that come back are written once
+    pieces: dict[tuple, tuple[str, str]] = {}  # what comes before and after the numbers
+
+    def lines(steps: list[list]) -> list[str]:
+        out = []
+        add = out.append
+        for st in steps:
+            _t, _s, _sp, _d, _dp, f, seq, ack, win, length = st[S_SEG]
+            t = round(st[S_T], 6)
+            if t > 0:  # (not 0.0: -0.0 is equal to it and must stay "-0.0")
+                ts = times.get(t)
+                if ts is None:
+                    if len(times) > MEMO_MAX:
+                        times.clear()
+                    ts = times[t] = repr(t)
+            else:
+                ts = repr(t)
+            label = st[S_LABEL_ABS] if absolute and st[S_LABEL_ABS] else st[S_LABEL]
+            lj = labels.get(label)
+            if lj is None:
+                if len(labels) > MEMO_MAX:
+                    labels.clear()
+                lj = labels[label] = dumps(label)
+            marks = st[S_MARKS]
+            key = (st[S_SENDER], f, st[S_RETRANS], st[S_CLIENT], st[S_SERVER])
+            ends = None if marks else pieces.get(key)
+            if ends is None:
+                ends = (
+                    f', "from": "{key[0]}", "flags": "{LETTERS[f & 0xFF]}", "seq_rel": ',
+                    f', "marks": {dumps(marks) if marks else "[]"}, "retransmission": {key[2]}, '
+                    f'"states_after": {{"client": "{key[3]}", "server": "{key[4]}"}}, '
+                    '"states_source": "inferred", "kernel_states": null, "disagrees": []}',
+                )
+                if not marks:
+                    if len(pieces) > 4096:
+                        pieces.clear()
+                    pieces[key] = ends
+            head, tail = ends
+            if f & ACK:
+                add(
+                    f'{{"t": {ts}{head}{st[S_REL_SEQ]}, "ack_rel": {st[S_REL_ACK]}, "seq": {seq}, "ack": {ack}, '
+                    f'"len": {length}, "window": {win}, "label": {lj}{tail}'
+                )
+            else:
+                add(
+                    f'{{"t": {ts}{head}{st[S_REL_SEQ]}, "ack_rel": null, "seq": {seq}, "ack": null, '
+                    f'"len": {length}, "window": {win}, "label": {lj}{tail}'
+                )
+        return out
+
+    return lines

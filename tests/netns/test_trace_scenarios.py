@@ -87,7 +87,35 @@ AGREE_AFTER_EACH_STEP = [
     "refused",
     "syn-sent",
     "simultaneous-close",
+    "simultaneous-open",
 ]
+
+
+def test_simultaneous_open_the_syns_cross_and_each_end_goes_through_syn_recv():
+    """RFC 9293 3.3.2 / figure 8, the seed's drawing (A:7777 <-> B:8888, both connect()):
+    each end meets the other's bare SYN in SYN_SENT (tcp_rcv_synsent_state_process, the
+    simultaneous-open branch), goes SYN_RECV and sends its SYN-ACK; each SYN-ACK makes its
+    receiver ESTABLISHED.  The kernel's states are read after every segment."""
+    c = scenario("simultaneous-open")
+    assert labels(c)[:4] == [
+        ("client", "SYN J"),
+        ("server", "SYN K"),
+        ("server", "SYN-ACK K, ack J+1"),
+        ("client", "SYN-ACK J, ack K+1"),
+    ]
+    assert [tuple(p["states_after"].values()) for p in c["packets"][:4]] == [
+        ("SYN_SENT", "SYN_RECV"),
+        ("SYN_RECV", "SYN_RECV"),
+        ("ESTABLISHED", "SYN_RECV"),
+        ("ESTABLISHED", "ESTABLISHED"),
+    ]
+    # what follows is pure ACKs (each end's answer to the SYN-ACK it took as a duplicate)
+    assert all(p["flags"] == "." for p in c["packets"][4:])
+    assert all(p["retransmission"] == 0 for p in c["packets"])
+    # every one of the four was checked against the kernel, and agreed
+    assert [p["states_source"] for p in c["packets"][:4]] == ["kernel"] * 4
+    assert all(p["kernel_states"] == p["states_after"] for p in c["packets"][:4])
+    assert c["final_states"] == c["kernel_final_states"] == {"client": "ESTABLISHED", "server": "ESTABLISHED"}
 
 
 def test_simultaneous_close_the_fins_cross_and_both_ends_end_in_time_wait():

@@ -11,8 +11,9 @@ import pytest
 from clirunner import one_line_error, run_cli, run_tty
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pcaputil import read_segments
 
-from tcptune.core.pcap import ACK, FIN, RST, SYN, ReadStats, Segment, read_segments
+from tcptune.core.pcap import ACK, FIN, RST, SYN, ReadStats, Segment
 from tcptune.core.trace import trace_connections
 from tcptune.errors import TcptuneError
 
@@ -121,6 +122,43 @@ def test_simultaneous_open_reaches_established_on_both_sides():
     )
     assert states(c)[-1] == ("ESTABLISHED", "ESTABLISHED")
     assert ("SYN_RECV", "SYN_RECV") in states(c)
+
+
+def test_simultaneous_open_as_the_kernel_does_it_on_loopback():
+    """The SYNs cross, each end answers the other's SYN with its own SYN-ACK (its SYN sent on
+    with an ACK: tcp_rcv_synsent_state_process, then tcp_send_synack), then each end ACKs the
+    SYN-ACK it took as a duplicate: what `trace --scenario simultaneous-open` captures."""
+    (c,) = trace_connections(
+        [
+            seg(0.0, "c", SYN, 100),
+            seg(0.2, "s", SYN, 500),
+            seg(0.4, "s", SYN | ACK, 500, 101),
+            seg(0.6, "c", SYN | ACK, 100, 501),
+            seg(0.8, "c", ACK, 101, 501),
+            seg(1.0, "s", ACK, 501, 101),
+        ]
+    )
+    assert [(p.sender, p.label) for p in c.packets] == [
+        ("client", "SYN J"),
+        ("server", "SYN K"),
+        ("server", "SYN-ACK K, ack J+1"),
+        ("client", "SYN-ACK J, ack K+1"),
+        ("client", "ACK K+1"),
+        ("server", "ACK J+1"),
+    ]
+    assert states(c) == [
+        ("SYN_SENT", "SYN_RECV"),
+        ("SYN_RECV", "SYN_RECV"),
+        ("ESTABLISHED", "SYN_RECV"),
+        ("ESTABLISHED", "ESTABLISHED"),
+        ("ESTABLISHED", "ESTABLISHED"),
+        ("ESTABLISHED", "ESTABLISHED"),
+    ]
+    # the SYN-ACK is not a resend of the same end's SYN (same sequence number, new segment)
+    assert [p.retransmission for p in c.packets] == [0] * 6 and not any(p.marks for p in c.packets)
+    # a SYN-ACK sent again is one
+    (h,) = trace_connections([seg(0, "c", SYN, 10), seg(0.1, "s", SYN | ACK, 50, 11), seg(1.1, "s", SYN | ACK, 50, 11)])
+    assert [p.retransmission for p in h.packets] == [0, 0, 1]
 
 
 def test_a_capture_without_the_syn_says_joined_mid_connection_and_does_not_guess():
@@ -270,9 +308,9 @@ def test_forgetting_finished_connections_bounds_memory_and_changes_no_annotation
         most = max(most, len(tracer.trackers))
     assert most == KEEP_DONE + 1
     kept = trace_connections(segs)
-    streamed = list(finished_connections(segs))
+    streamed = list(finished_connections([segs[:1000], segs[1000:]]))
     assert len(streamed) == len(kept) == 3 * KEEP_DONE
-    assert sorted((c.client, [p.label for p in c.packets], c.final_states["client"]) for c in streamed) == sorted(
+    assert sorted((c.client, [p.label for p in c.annotated()], c.final_states["client"]) for c in streamed) == sorted(
         (c.client, [p.label for p in c.packets], c.final_states["client"]) for c in kept
     )
 
@@ -333,3 +371,201 @@ def test_the_streamed_json_is_the_same_document(absolute):
     assert streamed == render_trace_json(conns, "x.pcap", stats, absolute)
     empty = json.loads("".join(render_trace_json_stream([], "x.pcap", stats)))
     assert empty["connections"] == []
+
+
+def _reopened(times: int = 3):
+    """A connection closed, then the same 4-tuple used again (each time a new connection)."""
+    out = []
+    for n, t in enumerate(range(times)):
+        j, k = 10 + 1000 * n, 50 + 1000 * n
+        out += [
+            seg(t, "c", SYN, j),
+            seg(t + 0.1, "s", SYN | ACK, k, j + 1),
+            seg(t + 0.2, "c", ACK, j + 1, k + 1),
+            seg(t + 0.3, "c", FIN | ACK, j + 1, k + 1),
+            seg(t + 0.4, "s", FIN | ACK, k + 1, j + 2),
+            seg(t + 0.5, "c", ACK, j + 2, k + 2),
+        ]
+    return out
+
+
+# the server's SYN was seen, then the client's crossed it and the capture ends: an answer
+# (the server's SYN) was seen, so no "no answer seen" guess, in the text as in the JSON
+_CROSSED_SYNS = [seg(0, "c", SYN, 10), seg(0.01, "s", SYN, 50), seg(0.02, "c", SYN, 10)]
+
+
+@pytest.mark.parametrize(
+    "segs",
+    [_reopened(), _CROSSED_SYNS, *(list(read_segments(open(p, "rb"), p.name)) for p in CASES)],
+    ids=["reopened", "crossed-syns", *(p.name for p in CASES)],
+)
+@pytest.mark.parametrize("absolute", [False, True])
+def test_the_streamed_text_is_the_text_of_the_kept_connections(segs, absolute):
+    """--read's batch path (steps) prints what the Annotated path prints, a header per connection."""
+    from tcptune.core.trace import annotate_batches
+    from tcptune.render.output import Output
+    from tcptune.render.trace import render_steps, render_trace_text
+
+    out = Output(width=80)
+    streamed = "".join(render_steps(annotate_batches([segs[:2], segs[2:]], absolute), out, absolute))
+    conns = trace_connections(segs, absolute)
+    kept = "\n".join(render_trace_text([(c, a) for c in conns for a in c.packets], out, absolute)) + "\n"
+    assert streamed == kept
+    assert streamed.count("\nconnection ") == len(conns)
+
+
+def _frame(s: Segment) -> bytes:
+    tcp = struct.pack(">HHIIBBHHH", s.sport, s.dport, s.seq, s.ack, 5 << 4, s.flags, s.window, 0, 0)
+    addrs = bytes(map(int, s.src.split("."))) + bytes(map(int, s.dst.split(".")))
+    ip = struct.pack(">BBHHHBBH8s", 0x45, 0, 40 + s.length, 0, 0x4000, 64, 6, 0, addrs)
+    return b"\0" * 12 + b"\x08\x00" + ip + tcp + bytes(s.length)
+
+
+def test_each_connection_on_a_reused_4_tuple_gets_its_header_in_the_cli(tmp_path):
+    from tcptune.core.pcap import PcapWriter
+
+    path = tmp_path / "reused.pcap"
+    with open(path, "wb") as fh:
+        w = PcapWriter(fh)
+        for s in _reopened(40):  # a forgotten connection's id() was reused by a later one: no header
+            w.write(s.t, _frame(s))
+    r = run_cli("trace", "--read", str(path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("\nconnection ") == 40
+
+
+_MARKED = [
+    seg(0, "c", SYN, 10),
+    seg(0.1, "s", SYN | ACK, 50, 11),
+    seg(0.2, "c", ACK, 11, 51),
+    seg(0.3, "c", ACK, 11, 51, length=100),
+    seg(0.9, "c", ACK, 11, 51, length=100),  # resent
+    seg(1.0, "s", ACK, 51, 111, window=0),
+    seg(1.0, "s", ACK, 51, 111),  # dup ACK
+    seg(9.0, "c", ACK, 110, 51),  # keepalive probe
+    seg(9.5, "c", RST | ACK, 111, 51),
+]
+
+
+@pytest.mark.parametrize(
+    "segs",
+    [_reopened(), _CROSSED_SYNS, _MARKED, *(list(read_segments(open(p, "rb"), p.name)) for p in CASES)],
+    ids=["reopened", "crossed-syns", "marked", *(p.name for p in CASES)],
+)
+@pytest.mark.parametrize("absolute", [False, True])
+def test_the_json_written_from_steps_is_json_dumps_of_to_json(segs, absolute):
+    """--read --json formats each kept step by hand: byte for byte what the encoder makes of
+    Annotated.to_json (float repr, null, key order, escaped labels and marks)."""
+    from tcptune.core.trace import finished_connections
+    from tcptune.render.trace import render_trace_json_stream
+
+    def text(conns):
+        conns = sorted(conns, key=lambda c: (c.client, c.server, c.annotated()[0].segment.t))
+        return "".join(render_trace_json_stream(conns, "x", ReadStats(), absolute))
+
+    from_steps = list(finished_connections([segs], absolute))
+    assert all(c.steps and not c.packets for c in from_steps)
+    assert text(from_steps) == text(trace_connections(segs, absolute))
+    assert (
+        any(p["marks"] for c in json.loads(text(from_steps))["connections"] for p in c["packets"])
+        or segs is not _MARKED
+    )
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_reading_a_capture_makes_no_reference_cycles(json_out):
+    """--read runs with the cycle collector off (ops/trace.read_trace): memory stays flat only
+    if the path leaves nothing for the collector to find."""
+    import gc
+
+    from tcptune.core.trace import annotate_batches, finished_connections
+    from tcptune.render.output import Output
+    from tcptune.render.trace import render_steps, render_trace_json_stream
+
+    segs = _reopened(30) + _MARKED + _CROSSED_SYNS + [s for p in CASES for s in read_segments(open(p, "rb"), p.name)]
+    batches = [segs[i : i + 7] for i in range(0, len(segs), 7)]
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        if json_out:
+            written = "".join(render_trace_json_stream(finished_connections(batches), "x", ReadStats()))
+        else:
+            written = "".join(render_steps(annotate_batches(batches), Output()))
+        assert gc.collect() == 0
+    finally:
+        if was:
+            gc.enable()
+    assert "SYN-ACK K, ack J+1" in written
+
+
+ISSUE_SCENARIOS = [
+    "handshake",
+    "teardown",
+    "refused",
+    "syn-sent",
+    "syn-recv",
+    "fin-wait1",
+    "half-close",
+    "simultaneous-open",
+    "simultaneous-close",
+    "time-wait",
+]
+
+
+def test_scenario_list_says_what_each_of_the_issues_scenarios_shows_and_the_man_page_has_them():
+    r = run_cli("trace", "--scenario", "list")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[2:] if line.strip()}
+    assert sorted(rows) == sorted(ISSUE_SCENARIOS)
+    assert "SYN_SENT -> SYN_RECV -> ESTABLISHED" in " ".join(r.stdout.split())
+    man = (Path(__file__).resolve().parents[2] / "man/tcptune.8").read_text().replace("\\-", "-")
+    assert all(name in man for name in ISSUE_SCENARIOS)
+
+
+def test_loopback_is_never_paced_outside_the_namespace_trace_made(monkeypatch):
+    """The simultaneous-open scenario puts a tbf qdisc on lo: only in the private namespace
+    enter_private_netns made, never in the one the tests (or a user) run in."""
+    import subprocess
+
+    from tcptune.probe import scenarios
+
+    def no_tc(*args, **kwargs):
+        raise AssertionError(f"tc was run: {args}")
+
+    monkeypatch.setattr(subprocess, "run", no_tc)
+    with pytest.raises(TcptuneError) as exc:
+        scenarios._pace_loopback()
+    assert "not in a private network namespace" in str(exc.value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.text(alphabet="SYNACKFIJ+:0123456789()[].,byteswhl-", min_size=1, max_size=14), min_size=1, max_size=9),
+    st.integers(8, 60),
+)
+def test_the_lane_wrap_is_textwrap(words, width):
+    import textwrap
+
+    from tcptune.render.trace import _wrap
+
+    text = " ".join(words)
+    assert _wrap(text, width) == textwrap.wrap(text, width)
+
+
+def test_a_finished_connection_keeps_only_its_last_segments_for_resends():
+    """Text --read follows 1024 finished connections: each keeps 64 segments per end to know a
+    resend (its FIN again), not the 4096 of a bulk transfer (memory flat on bulk captures)."""
+    from tcptune.core.trace import SENT_AFTER_DONE, Tracer
+
+    segs = [seg(0, "c", SYN, 10), seg(0.1, "s", SYN | ACK, 50, 11), seg(0.2, "c", ACK, 11, 51)]
+    segs += [seg(0.3 + i / 1000, "c", ACK, 11 + 100 * i, 51, length=100) for i in range(500)]
+    end = 11 + 100 * 500
+    segs += [seg(1.0, "c", FIN | ACK, end, 51), seg(1.1, "s", FIN | ACK, 51, end + 1), seg(1.2, "c", ACK, end + 1, 52)]
+    tracer = Tracer(keep=False, forget=True)
+    for s in segs:
+        tracer.feed(s)
+    (tr,) = tracer.trackers.values()
+    assert tr.retired and len(tr.client.sent) == SENT_AFTER_DONE
+    (again,) = tracer.feed(seg(1.5, "s", FIN | ACK, 51, end + 1))  # the server's FIN resent
+    assert again[1].retransmission == 1
