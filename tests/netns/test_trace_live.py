@@ -26,17 +26,39 @@ def validate(stdout: str) -> None:
 
 
 def _capturing() -> bool:
+    """Is the trace's AF_PACKET socket receiving?  It is listed from socket() on, but made with
+    protocol 0 it receives nothing until its bind() (after the filter): the R (running) column
+    of /proc/net/packet (packet_seq_show()) turns 1 only then.  Waiting for the line alone lost
+    the first packets on a loaded machine (4 runs in 8)."""
     with open("/proc/net/packet") as fh:
-        return len(fh.readlines()) > 1  # header + the trace's AF_PACKET socket
+        rows = [line.split() for line in fh.readlines()[1:]]
+    return any(len(row) > 5 and row[5] == "1" for row in rows)
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    p = subprocess.Popen(TCPTUNE + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        TCPTUNE + args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Ctrl-C as a terminal delivers it, even when the suite runs as a background job (SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     for _ in range(200):
         if _capturing() or p.poll() is not None:
             break
         time.sleep(0.02)
     return p
+
+
+def _finish(p: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """p's output; a trace still running after ``timeout`` is killed (by its pid: our child), then the test fails."""
+    try:
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
 
 
 def _conversation(addr: str, port: int, family=socket.AF_INET) -> None:
@@ -61,7 +83,7 @@ def _conversation(addr: str, port: int, family=socket.AF_INET) -> None:
 def _live_and_read(pcap: str):
     p = _start(["--port", "8888", "--count", "9", "--json", "--pcap", pcap])
     _conversation("127.0.0.1", 8888)
-    out, err = p.communicate(timeout=20)
+    out, err = _finish(p, 20)
     read = subprocess.run([*TCPTUNE, "--read", pcap, "--json"], capture_output=True, text=True)
     return p.returncode, out, err, read.returncode, read.stdout
 
@@ -110,11 +132,11 @@ def _filtered():
     _conversation("127.0.0.1", 8889)  # another host
     _conversation("127.0.0.2", 8890)  # another port
     _conversation("127.0.0.2", 8889)
-    out, err = p.communicate(timeout=20)
+    out, err = _finish(p, 20)
     p6 = _start(["--port", "8891", "--host", "::1", "--count", "3", "--json", "--absolute"])
     _conversation("127.0.0.1", 8891)
     _conversation("::1", 8891, socket.AF_INET6)
-    out6, err6 = p6.communicate(timeout=20)
+    out6, err6 = _finish(p6, 20)
     return out, err, out6, err6
 
 
@@ -141,7 +163,7 @@ def _interrupted():
     c = socket.create_connection(("127.0.0.1", 8892))
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=10)
+    out, err = _finish(p, 10)
     c.close()
     return p.returncode, out, err
 
