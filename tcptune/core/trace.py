@@ -255,32 +255,30 @@ def _label(flags: int, from_client: bool, seq_off: int, ack_key: int, length: in
     ``ack_key``: the ack relative to the peer's ISN, or ~ack when that ISN is not known yet
     (then the raw number is shown)."""
     me, peer = ("J", "K") if from_client else ("K", "J")
-    ack = f", ack {_rel(peer, ack_key) if ack_key >= 0 else ~ack_key}" if flags & ACK else ""
-    if flags & RST:
-        return "RST" + ack
-    if flags & SYN:
-        return f"SYN-ACK {_rel(me, seq_off)}{ack}" if flags & ACK else f"SYN {_rel(me, seq_off)}"
-    if flags & FIN:
-        data = f", {length} bytes" if length else ""
-        return f"FIN {_rel(me, (seq_off + length) % MOD)}{ack}{data}"
-    if length:
-        return f"data {_rel(me, seq_off)}:{_rel(me, (seq_off + length) % MOD)} ({length} bytes){ack}"
-    return f"ACK {_rel(peer, ack_key) if ack_key >= 0 else ~ack_key}" if flags & ACK else "segment with no flags"
+    ack = (_rel(peer, ack_key) if ack_key >= 0 else str(~ack_key)) if flags & ACK else None
+    return _compose(flags, _rel(me, seq_off), _rel(me, (seq_off + length) % MOD), ack, length)
 
 
 def _label_absolute(flags: int, seq: int, ack: int, length: int) -> str:
     """The label with the raw sequence numbers (--absolute)."""
-    acks = f", ack {ack % MOD}" if flags & ACK else ""
+    acked = str(ack % MOD) if flags & ACK else None
+    return _compose(flags, str(seq % MOD), str((seq + length) % MOD), acked, length)
+
+
+def _compose(flags: int, seq: str, end: str, ack: str | None, length: int) -> str:
+    """A label from its numbers as shown: ``seq`` the first byte's, ``end`` the one after the
+    data (and a FIN), ``ack`` the acknowledgment (None without ACK)."""
+    acks = f", ack {ack}" if ack is not None else ""
     if flags & RST:
         return "RST" + acks
     if flags & SYN:
-        return f"SYN-ACK {seq % MOD}{acks}" if flags & ACK else f"SYN {seq % MOD}"
+        return f"SYN-ACK {seq}{acks}" if flags & ACK else f"SYN {seq}"
     if flags & FIN:
         data = f", {length} bytes" if length else ""
-        return f"FIN {(seq + length) % MOD}{acks}{data}"
+        return f"FIN {end}{acks}{data}"
     if length:
-        return f"data {seq % MOD}:{(seq + length) % MOD} ({length} bytes){acks}"
-    return f"ACK {ack % MOD}" if flags & ACK else "segment with no flags"
+        return f"data {seq}:{end} ({length} bytes){acks}"
+    return f"ACK {ack}" if ack is not None else "segment with no flags"
 
 
 def _next_states(f: int, me: str, peer: str, acks_peer_fin: bool) -> tuple[str, str, bool]:
