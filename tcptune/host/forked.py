@@ -79,7 +79,7 @@ class Forked:
         try:
             for part in parts:
                 self.input.write(part)
-        except (BrokenPipeError, OSError) as exc:
+        except OSError as exc:  # BrokenPipeError among them
             raise TcptuneError(f"a helper process ended early ({exc.strerror})", ExitCode.INTERNAL) from exc
 
     def __del__(self) -> None:

@@ -85,10 +85,10 @@ def _fd_links(dfd: int, names) -> list[str]:
 
 
 # Fd links read per process by sample_socket_fds(); above this many open fds it reads a sample.
-# Looking up one /proc/PID/fd/N costs ~5 us of kernel time on this machine whether it is
-# readlink() or stat() (tid_fd_revalidate() and the fd table walk, not the d_path()): 650k
-# fds took 4-5 s, the single largest cost of doctor at a million sockets. 2048 evenly spaced
-# fds estimate a share p to within 1.96 * sqrt(p (1 - p) / 2048), under 2.2 points.
+# Looking up one /proc/PID/fd/N costs ~5 us of kernel time on this machine, measured alike for
+# readlink(), stat() and lstat() (so it is finding the fd entry, not formatting the link):
+# 650k fds took 4-5 s, the single largest cost of doctor at a million sockets.  1024 evenly
+# spaced fds estimate a share p to within 1.96 * sqrt(p (1 - p) / 1024), at most 3.1 points.
 SAMPLE_FDS = 1024
 
 
@@ -119,8 +119,9 @@ def sample_socket_fds(proc: str = "/proc", sample: int = SAMPLE_FDS) -> list[Soc
     proportion; ``scaled()`` turns counts among them into estimates.  Where the fd table
     (FDSize in /proc/PID/status) is at most twice the open fds, the numbers are probed
     without listing the directory (a hole just fails; the open fd count is the directory's
-    st_size: proc_fd_getattr() in fs/proc/fd.c, 6.2+); a sparser table, or a kernel that
-    reports 0 there, is listed and every k-th fd read.  Names are left to the caller: only the few
+    st_size: proc_fd_getattr() in fs/proc/fd.c, since 6.2; on 6.18 measured equal to the
+    listing's count); a sparser table, or a kernel that reports 0 there, is listed and every
+    k-th fd read.  Names are left to the caller: only the few
     processes a finding names need one.
     """
     out: list[SocketSample] = []

@@ -127,18 +127,16 @@ def _dest_keys_for(by, port_range):
 
 def _tcp_sockets() -> int:
     """TCP sockets in this namespace by /proc/net/sockstat{,6} (inuse + tw): a cheap estimate of the dump's size."""
+    from tcptune.core.procfs import parse_sockstat
+
     total = 0
-    for name in ("sockstat", "sockstat6"):
+    for name, proto in (("sockstat", "TCP"), ("sockstat6", "TCP6")):
         try:
             with open(f"/proc/net/{name}", encoding="ascii", errors="replace") as fh:
-                for line in fh:
-                    if line.startswith(("TCP:", "TCP6:")):
-                        words = line.split()
-                        for key in ("inuse", "tw"):
-                            if key in words[1:-1]:
-                                total += int(words[words.index(key) + 1])
-        except (OSError, ValueError):
+                counts = parse_sockstat(fh.read()).get(proto, {})
+        except OSError:
             continue
+        total += counts.get("inuse", 0) + counts.get("tw", 0)
     return total
 
 
