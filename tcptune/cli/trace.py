@@ -110,16 +110,20 @@ def trace_cmd(
 def _read(path: str, port: int | None, host: str | None, json_out: bool, absolute: bool) -> None:
     from tcptune.ops.trace import TraceFilter, read_trace
     from tcptune.render.output import Output
-    from tcptune.render.trace import render_steps, render_trace_json_stream
+    from tcptune.render.trace import render_connection_items, render_json_document, render_step_items
 
-    run = read_trace(path, TraceFilter(port, host), packets=json_out, absolute=absolute)
+    keep = TraceFilter(port, host)
     if json_out:
-        for chunk in render_trace_json_stream(run.connections, run.source, run.stats, absolute):
+        from itertools import chain
+
+        run = read_trace(path, lambda conns: render_connection_items(conns, absolute), keep, True, absolute)
+        for chunk in render_json_document(chain.from_iterable(run.chunks), run.source, run.stats, absolute):
             sys.stdout.write(chunk)
         return
     out = Output.detect(sys.stdout)
-    for chunk in render_steps(run.steps, out, absolute):  # one write per batch of packets
-        sys.stdout.write(chunk)
+    run = read_trace(path, lambda steps: render_step_items(steps, out, absolute), keep, False, absolute)
+    for pieces in run.chunks:  # one write per batch of packets
+        sys.stdout.write("".join(pieces))
     summary = f"{run.stats.tcp} TCP segments of {run.stats.records} packets read from {path}"
     sys.stdout.write("\n" + out.line(summary) + "\n")
 

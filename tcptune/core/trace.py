@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 
 from tcptune.core.pcap import ACK, FIN, RST, SYN, Segment
 
@@ -118,7 +119,13 @@ class Annotated:
     S_LABEL_ABS,
     S_FIRST,
     S_ANN,
-) = range(14)
+    S_KEY,
+) = range(15)
+# S_KEY: where the step comes in the capture's output, for merging the halves of a sharded
+# --read (shard_batches): 2 x the segment's position when it is emitted as it is read, one
+# less when a pending SYN is emitted before the segment that answered it, END + its
+# connection's first position when it is emitted at the capture's end.
+END = 1 << 62
 
 
 def step_annotated(st: list) -> Annotated:
@@ -156,6 +163,7 @@ class Connection:
     # --read --json keeps steps (S_*; their S_CONN is None: no cycle back to this object, so
     # a connection is freed as soon as it is written) instead of an Annotated per segment
     steps: list[list] = field(default_factory=list, repr=False)
+    key: int = field(default=0, repr=False)  # where --read --json writes it (as S_KEY: when it was finished)
 
     def annotated(self) -> list[Annotated]:
         """Its segments as Annotated, whichever way they were kept."""
@@ -198,6 +206,7 @@ class _Tracker:
         "steps",
         "retired",
         "server_sent",
+        "first",
     )
 
     def __init__(self, first: tuple):
@@ -221,6 +230,7 @@ class _Tracker:
         self.steps = 0
         self.retired = False  # among the finished connections still followed (Tracer._done)
         self.server_sent = False
+        self.first = 0  # S_KEY of its first segment
 
     @property
     def done(self) -> bool:
@@ -396,11 +406,13 @@ class Tracer:
         self.feed_batch((seg,), steps)
         return [(st[S_CONN], step_annotated(st)) for st in steps]
 
-    def _start(self, seg: tuple, hit: tuple | None) -> tuple[_Tracker, bool]:
-        """A tracker for the connection ``seg`` opens; ``hit``: the one its 4-tuple had."""
+    def _start(self, seg: tuple, hit: tuple | None, order: int) -> tuple[_Tracker, bool]:
+        """A tracker for the connection ``seg`` opens; ``hit``: the one its 4-tuple had;
+        ``order``: the segment's S_KEY."""
         src, sport, dst, dport = seg[1], seg[2], seg[3], seg[4]
         a, b = (src, sport), (dst, dport)
         tr = _Tracker(seg)
+        tr.first = order
         key = tr.key = (a, b) if a < b else (b, a)
         if hit is not None and self.forget:
             # a new SYN on a 4-tuple whose connection is over (CLOSED or TIME_WAIT: RFC 9293
@@ -408,6 +420,7 @@ class Tracer:
             old = hit[0]
             self._done.pop(key, None)
             old.finish([])  # its final states (it is done: nothing pending)
+            old.conn.key = order - 1
             self.forgotten.append(old.conn)
         if not self.forget:
             self.order.append(tr)
@@ -418,7 +431,7 @@ class Tracer:
         way = self._by_way[(src, sport, dst, dport)] = (tr, a != s)
         return way if a != b else way_back
 
-    def _retire(self, tr: _Tracker) -> None:
+    def _retire(self, tr: _Tracker, order: int) -> None:
         """``tr`` just finished: follow it while it is one of the last KEEP_DONE to, then forget it."""
         tr.retired = True
         for end in (tr.client, tr.server):
@@ -438,12 +451,15 @@ class Tracer:
                 if self._by_way.get(way, (None,))[0] is gone:
                     del self._by_way[way]
             gone.finish([])  # nothing pending: both ends are done
+            gone.conn.key = order
             self.forgotten.append(gone.conn)
 
-    def feed_batch(self, segs, out: list) -> None:
+    def feed_batch(self, segs, out: list, keys: Iterable[int] | None = None) -> None:
         """Annotate ``segs`` (Segments, or plain tuples in Segment's field order) and append
-        each step, once it can be annotated, to ``out``.  The whole per-segment path in one
-        loop with its names bound locally: it runs a million times on a large capture."""
+        each step, once it can be annotated, to ``out``; ``keys``: each segment's S_KEY (its
+        position x 2: shard_batches), where the order of the output matters.  The whole
+        per-segment path in one loop with its names bound locally: it runs a million times on
+        a large capture."""
         by_way, forget, keep, absolute, keep_steps = (
             self._by_way,
             self.forget,
@@ -454,11 +470,11 @@ class Tracer:
         emit = out.append
         shapes = _SHAPES
         done_states, keepalive_states = DONE_STATES, _KEEPALIVE_STATES
-        for seg in segs:
+        for seg, order in zip(segs, repeat(0) if keys is None else keys):
             t, src, sport, dst, dport, f, seq, ack, win, length = seg
             hit = by_way.get((src, sport, dst, dport))
             if hit is None or (f & 0x12 == SYN and hit[0].done and seq != hit[0].client.isn):
-                hit = self._start(seg, hit)
+                hit = self._start(seg, hit, order)
             tr, from_client = hit
             if from_client:
                 me, peer, sender = tr.client, tr.server, "client"
@@ -475,6 +491,7 @@ class Tracer:
                         # the client sent its SYN again: the server never answered the first
                         tr.correct_pending(UNKNOWN)
                         tr.server.state = UNKNOWN
+                p[S_KEY] = order - 1
                 emit(p)
                 tr.pending = None
             conn = tr.conn
@@ -555,6 +572,7 @@ class Tracer:
                 label_abs,
                 not tr.steps,
                 None,
+                order,
             ]
             tr.steps += 1
             if keep:
@@ -566,13 +584,19 @@ class Tracer:
             else:
                 emit(st)
                 if forget and not tr.retired and cs in done_states and ss in done_states:
-                    self._retire(tr)
+                    self._retire(tr, order)
 
     def finish_steps(self, out: list) -> None:
         """The steps still held (a SYN with no reply seen), then every connection's final states."""
-        trackers = list(self.trackers.values()) if self.forget else self.order
+        # in order of their first segments (a 4-tuple's second connection takes the first's
+        # place in self.trackers)
+        trackers = sorted(self.trackers.values(), key=_first) if self.forget else self.order
         for tr in trackers:
+            held = len(out)
             tr.finish(out)
+            for st in out[held:]:
+                st[S_KEY] = END + tr.first
+            tr.conn.key = END + tr.first
         if self.forget:
             self.forgotten.extend(tr.conn for tr in trackers)
             self.trackers.clear()
@@ -582,6 +606,10 @@ class Tracer:
         out: list[list] = []
         self.finish_steps(out)
         return [(st[S_CONN], step_annotated(st)) for st in out]
+
+
+def _first(tr: _Tracker) -> int:
+    return tr.first
 
 
 def annotate(
@@ -595,13 +623,50 @@ def annotate(
     yield from tracer.finish()
 
 
-def annotate_batches(batches: Iterable[list], absolute: bool = False) -> Iterator[list[list]]:
-    """--read as text: the steps of each batch of segments (see S_*), in bounded memory (no
-    segment kept, finished connections forgotten)."""
-    tracer = Tracer(keep=False, absolute=absolute, forget=True)
+SHARDS = 2  # --read splits the connections in two halves, each traced on its own (ops/trace.py)
+
+
+def shard_of(sport: int, dport: int) -> int:
+    """Which half a connection is in: the same for both directions (the ports' XOR), and
+    bits 0 and 1 both count: Linux's connect() prefers even ephemeral ports
+    (__inet_hash_connect, since 4.6), so bit 0 alone would put a client's connections to one
+    server port all in one half."""
+    return _PARITY[(sport ^ dport) & 3]
+
+
+_PARITY = (0, 1, 1, 0)  # of bits 0 and 1
+
+
+def shard_batches(batches: Iterable[list], mine: int) -> Iterator[tuple[list, list[int]]]:
+    """Of each batch, the segments of shard ``mine`` with their S_KEYs (2 x the position in
+    the capture), so that the halves' outputs merge back into the capture's order.  One
+    (possibly empty) pair per batch: the halves stay in step."""
+    pos, parity = 0, _PARITY
     for batch in batches:
+        sel = [parity[(s[2] ^ s[4]) & 3] == mine for s in batch]  # shard_of, inline
+        yield list(compress(batch, sel)), list(compress(range(pos, pos + 2 * len(batch), 2), sel))
+        pos += 2 * len(batch)
+
+
+def _keyed(batches: Iterable, keyed: bool) -> Iterator[tuple[list, Iterable[int]]]:
+    """(segments, S_KEYs) pairs: as given (``keyed``) or numbered here."""
+    if keyed:
+        yield from batches
+        return
+    pos = 0
+    for batch in batches:
+        yield batch, range(pos, pos + 2 * len(batch), 2)
+        pos += 2 * len(batch)
+
+
+def annotate_batches(batches: Iterable, absolute: bool = False, keyed: bool = False) -> Iterator[list[list]]:
+    """--read as text: the steps of each batch of segments (see S_*), in bounded memory (no
+    segment kept, finished connections forgotten).  ``keyed``: the batches are shard_batches'
+    (segments, S_KEYs) pairs."""
+    tracer = Tracer(keep=False, absolute=absolute, forget=True)
+    for batch, keys in _keyed(batches, keyed):
         out: list[list] = []
-        tracer.feed_batch(batch, out)
+        tracer.feed_batch(batch, out, keys)
         tracer.forgotten.clear()
         yield out
     out = []
@@ -609,21 +674,27 @@ def annotate_batches(batches: Iterable[list], absolute: bool = False) -> Iterato
     yield out
 
 
-def finished_connections(batches: Iterable[list], absolute: bool = False) -> Iterator[Connection]:
-    """Each connection with its annotated segments once it is finished (both ends CLOSED or
-    TIME_WAIT and KEEP_DONE others finished since, or the capture's end): in the order they
-    finish, in memory bounded by the connections open at once, not by the capture's length.
-    Fed a batch of segments at a time (read_batches)."""
+def finished_batches(batches: Iterable, absolute: bool = False, keyed: bool = False) -> Iterator[list[Connection]]:
+    """For each batch of segments, the connections finished with it, each with its annotated
+    segments (both ends CLOSED or TIME_WAIT and KEEP_DONE others finished since); then those
+    left at the capture's end.  In the order they finish (Connection.key), in memory bounded
+    by the connections open at once, not by the capture's length.  ``keyed``: as
+    annotate_batches."""
     tracer = Tracer(keep=False, absolute=absolute, forget=True, keep_steps=True)
     sink: list[list] = []
-    for batch in batches:
-        tracer.feed_batch(batch, sink)
+    for batch, keys in _keyed(batches, keyed):
+        tracer.feed_batch(batch, sink, keys)
         sink.clear()
-        if tracer.forgotten:
-            yield from tracer.forgotten
-            tracer.forgotten.clear()
+        yield tracer.forgotten
+        tracer.forgotten = []
     tracer.finish_steps(sink)
-    yield from tracer.forgotten
+    yield tracer.forgotten
+
+
+def finished_connections(batches: Iterable[list], absolute: bool = False) -> Iterator[Connection]:
+    """finished_batches' connections one by one."""
+    for conns in finished_batches(batches, absolute):
+        yield from conns
 
 
 def connection_ends(conn: Connection) -> tuple[tuple[str, int], tuple[str, int]]:

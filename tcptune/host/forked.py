@@ -1,4 +1,5 @@
-"""Work done in a forked child while this process goes on: doctor's fd sample and key counting.
+"""Work done in a forked child while this process goes on: doctor's fd sample and key
+counting, and one half of a large ``trace --read`` (ForkedStream).
 
 HOST layer.  A process and not a thread because the work is many short steps (system calls,
 or dict updates) and the dump's decoding holds the GIL: on a thread, the fd sample's readlink()
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import marshal
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterable, Iterator
 
 from tcptune.errors import ExitCode, TcptuneError
 
@@ -93,3 +95,80 @@ class Forked:
             except OSError:
                 pass
             self.pid = None
+
+
+def spare_cpu() -> bool:
+    """Whether this process may run on more than one CPU (a child would run beside it)."""
+    return len(os.sched_getaffinity(0)) > 1
+
+
+_FRAME_END = (0).to_bytes(8, "little")  # a value's frame is its length, then its marshal; 0: the end
+
+
+class ForkedStream:
+    """``work()``'s values made in a child and handed over one by one as it makes them: the
+    child runs ahead by what the pipe holds (its writes block), so memory stays bounded.
+    ``values()`` raises TcptuneError (exit 70) when the child ends without finishing, and
+    ``close()`` ends a child not read to its end (ours, by its pid)."""
+
+    def __init__(self, work: Callable[[], Iterable]) -> None:
+        self.pid = None
+        out_r, out_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:  # no fork: the caller does the work itself
+            os.close(out_r)
+            os.close(out_w)
+            return
+        if pid == 0:  # the child
+            code = 0
+            try:
+                os.close(out_r)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly; the parent reports
+                with os.fdopen(out_w, "wb", buffering=1 << 16) as out:
+                    for value in work():
+                        frame = marshal.dumps(value)
+                        out.write(len(frame).to_bytes(8, "little"))
+                        out.write(frame)
+                    out.write(_FRAME_END)
+            except BaseException:  # noqa: BLE001 - the parent sees no end frame
+                code = 70
+            finally:
+                os._exit(code)
+        os.close(out_w)
+        self.pid, self._out = pid, os.fdopen(out_r, "rb", buffering=1 << 16)
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def values(self) -> Iterator:
+        read = self._out.read
+        while True:
+            head = read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else -1
+            frame = read(size) if size > 0 else b""
+            if size < 0 or len(frame) != size:
+                self.close()
+                raise TcptuneError("a helper process ended before its work was done", ExitCode.INTERNAL)
+            if size == 0:
+                self.close(finished=True)
+                return
+            yield marshal.loads(frame)
+
+    def close(self, finished: bool = False) -> None:
+        """Reap the child; one that has not ``finished`` is stopped first (its output is not wanted)."""
+        if self.pid is None:
+            return
+        self._out.close()
+        try:
+            pid, _ = os.waitpid(self.pid, 0 if finished else os.WNOHANG)
+            if pid == 0:  # still working: it is not read any more
+                os.kill(self.pid, signal.SIGTERM)
+                os.waitpid(self.pid, 0)
+        except OSError:
+            pass
+        self.pid = None
+
+    def __del__(self) -> None:
+        self.close()

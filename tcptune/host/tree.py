@@ -168,6 +168,19 @@ def open_regular(path: str, what: str, flags: int = os.O_RDONLY) -> int:
     return fd
 
 
+class OwnOffset:
+    """An open file read from an offset of its own (pread): a forked child shares its parent's
+    open files, offsets included, so two readers of one descriptor would take each other's bytes."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pos = fd, 0
+
+    def read(self, size: int) -> bytes:
+        data = os.pread(self.fd, size, self.pos)
+        self.pos += len(data)
+        return data
+
+
 def _is_link(dfd: int, name: str) -> bool:
     try:
         return stat.S_ISLNK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)

@@ -2,14 +2,22 @@
 
 The file is streamed: memory holds the connections' state, not the packets, so a capture of
 millions of packets is read in constant memory when printed as text.
+
+A large capture is read by two processes: the connections are split in two halves by their
+ports (core/trace.shard_of), this process traces and renders one, a forked child the other
+(each reads the whole file: decoding is a fifth of the work), and the halves' output is merged
+back into the capture's order a batch at a time (S_KEY).  The split is the same with one
+process (a small file, one CPU, no fork): the output does not depend on which ran.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import tee
+from operator import itemgetter
 
 from tcptune.core.pcap import ReadStats, Segment, read_batches
 from tcptune.core.trace import (
@@ -17,11 +25,15 @@ from tcptune.core.trace import (
     Connection,
     annotate_batches,
     connection_ends,
-    finished_connections,
+    finished_batches,
+    shard_batches,
     trace_connections,
 )
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.host.tree import open_regular
+from tcptune.host.forked import ForkedStream, spare_cpu
+from tcptune.host.tree import OwnOffset, open_regular
+
+FORK_MIN_BYTES = 4 << 20  # below this a second process costs more than it saves (fork, pipe: milliseconds)
 
 
 @dataclass
@@ -36,20 +48,28 @@ class TraceFilter:
         return self.host is None or self.host in (seg[1], seg[3])
 
 
+# What one half's output is made with: given the half's steps (text: core/trace.annotate_batches)
+# or finished connections (JSON: core/trace.finished_batches), a batch at a time, each
+# batch's pieces of output with their keys (render/trace.render_step_items or render_connection_items).
+HalfRenderer = Callable[[Iterator[list]], Iterable[list[tuple[int, str]]]]
+
+
 @dataclass
 class TraceRun:
-    """Text: the annotated segments as they come, a batch of steps at a time (``steps``, see
-    core/trace.S_*); then ``stats`` once they are consumed."""
+    """The rendered output a batch at a time, in the capture's order (``chunks``: text, one
+    piece per segment; JSON, one per connection, in the order they finish); then ``stats``
+    once they are consumed."""
 
     source: str
-    steps: Iterator[list[list]] | None
+    chunks: Iterator[list[str]]
     stats: ReadStats = field(default_factory=ReadStats)
-    connections: Iterator[Connection] | None = None  # --json: each once finished, in the order they finish
 
 
-def read_trace(path: str, keep: TraceFilter | None = None, packets: bool = True, absolute: bool = False) -> TraceRun:
-    """Text (``packets`` False): ``items``, each segment as it is read; JSON: ``connections``,
-    each with its segments once finished.  Either way memory does not grow with the file."""
+def read_trace(
+    path: str, render: HalfRenderer, keep: TraceFilter | None = None, packets: bool = False, absolute: bool = False
+) -> TraceRun:
+    """Text (``packets`` False): ``render`` gets steps; JSON: connections, each with its
+    segments once finished.  Either way memory does not grow with the file."""
     keep = keep or TraceFilter()
     try:
         fd = open_regular(path, "--read")
@@ -58,7 +78,7 @@ def read_trace(path: str, keep: TraceFilter | None = None, packets: bool = True,
         raise TcptuneError(f"--read {path}: {exc.strerror}", code) from None
     stats = ReadStats()
 
-    def batches() -> Iterator[list[tuple]]:
+    def batches(stream, counts: ReadStats) -> Iterator[list[tuple]]:
         # The cycle collector off while reading: the path makes a few containers per packet
         # (a step, its marks, the segment) and no reference cycles (tests/unit/test_trace.py
         # checks), so its passes every 700 allocations found nothing and took a third of the
@@ -66,22 +86,51 @@ def read_trace(path: str, keep: TraceFilter | None = None, packets: bool = True,
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            # read_batches reads 64 KiB at a time itself: no buffering under it
-            with os.fdopen(fd, "rb", buffering=0) as stream:
-                chunks = read_batches(stream, path, stats)
-                if keep.port is not None or keep.host is not None:
-                    keeps = keep.keeps
-                    chunks = ([s for s in batch if keeps(s)] for batch in chunks)
-                yield from chunks
+            chunks = read_batches(stream, path, counts)
+            if keep.port is not None or keep.host is not None:
+                keeps = keep.keeps
+                chunks = ([s for s in batch if keeps(s)] for batch in chunks)
+            yield from chunks
         finally:
             if was_enabled:
                 gc.enable()
-        if stats.records and not stats.tcp:
-            raise TcptuneError(f"{path}: {stats.records} packets, none of them TCP", ExitCode.BAD_INPUT)
+        if counts.records and not counts.tcp:
+            raise TcptuneError(f"{path}: {counts.records} packets, none of them TCP", ExitCode.BAD_INPUT)
 
-    if packets:
-        return TraceRun(path, None, stats, finished_connections(batches(), absolute))
-    return TraceRun(path, annotate_batches(batches(), absolute), stats)
+    def half(segment_batches: Iterator[list[tuple]], mine: int) -> Iterable[list[tuple[int, str]]]:
+        core = finished_batches if packets else annotate_batches
+        return render(core(shard_batches(segment_batches, mine), absolute, keyed=True))
+
+    def merged() -> Iterator[list[str]]:
+        # read_batches reads 64 KiB at a time itself: no buffering under it
+        with os.fdopen(fd, "rb", buffering=0) as stream:
+            child = None
+            if os.fstat(fd).st_size >= FORK_MIN_BYTES and spare_cpu():
+                child = ForkedStream(lambda: half(batches(OwnOffset(fd), ReadStats()), 1))
+            if child is not None and child.running:
+                own, other = iter(half(batches(stream, stats), 0)), child.values()
+            else:  # both halves here, from one reading of the file
+                ours, theirs = tee(batches(stream, stats))
+                own, other = iter(half(ours, 0)), iter(half(theirs, 1))
+            try:
+                for items in own:
+                    more = next(other, None)
+                    if more is None:
+                        raise TcptuneError("the two halves of the capture ended apart", ExitCode.INTERNAL)
+                    if more:
+                        items += more
+                        items.sort(key=_KEY)
+                    yield [text for _, text in items]
+                if next(other, None) is not None:
+                    raise TcptuneError("the two halves of the capture ended apart", ExitCode.INTERNAL)
+            finally:
+                if child is not None:
+                    child.close()
+
+    return TraceRun(path, merged(), stats)
+
+
+_KEY = itemgetter(0)
 
 
 def scenario_names() -> dict[str, str]:

@@ -11,6 +11,7 @@ from tcptune.core.trace import (
     S_CLIENT,
     S_CONN,
     S_FIRST,
+    S_KEY,
     S_LABEL,
     S_LABEL_ABS,
     S_MARKS,
@@ -113,25 +114,29 @@ def render_packet(ann: Annotated, out: Output, absolute: bool = False) -> list[s
 
 def render_steps(batches: Iterable[list[list]], out: Output, absolute: bool = False) -> Iterator[str]:
     """--read as text: each batch of steps (core/trace.S_*) as one string of lines, a
-    connection's header before its first segment.  A packet's line is its time and a body
-    remembered by what it shows (sender, flags, label, length, states): on a large capture the
-    same few bodies come back again and again."""
+    connection's header before its first segment."""
+    for items in render_step_items(batches, out, absolute):
+        if items:
+            yield "".join([text for _, text in items])
+
+
+def render_step_items(
+    batches: Iterable[list[list]], out: Output, absolute: bool = False
+) -> Iterator[list[tuple[int, str]]]:
+    """For each batch of steps, each step's lines (its connection's header before its first
+    segment, then the packet, then its marks; every line ends in a newline) with the step's
+    S_KEY: a half of a sharded --read is merged with the other by it.  A packet's line is its
+    time and a body remembered by what it shows (sender, flags, label, length, states): on a
+    large capture the same few bodies come back again and again."""
     lane = _lane_width(out)
     bodies: dict[tuple, str] = {}
     marks: dict[str, str] = {}
     letters, time_fmt, line_of = LETTERS, _TIME, out.line
-    columns, joined = _columns(lane), out.line(_JOINED)
+    columns, joined = _columns(lane) + "\n", out.line(_JOINED) + "\n"
     for steps in batches:
-        lines: list[str] = []
-        add = lines.append
+        items: list[tuple[int, str]] = []
+        add = items.append
         for st in steps:
-            if st[S_FIRST]:  # render_header's lines, its two constant ones made once
-                conn = st[S_CONN]
-                add("")
-                add(line_of(f"connection {conn.client} (client) -> {conn.server} (server)"))
-                if conn.joined_mid:
-                    add(joined)
-                add(columns)
             seg = st[S_SEG]
             label = st[S_LABEL_ABS] if absolute and st[S_LABEL_ABS] else st[S_LABEL]
             key = (st[S_SENDER], seg[5], label, seg[9], st[S_CLIENT], st[S_SERVER])
@@ -139,17 +144,21 @@ def render_steps(batches: Iterable[list[list]], out: Output, absolute: bool = Fa
             if body is None:
                 if len(bodies) > MEMO_MAX:
                     bodies.clear()
-                body = bodies[key] = _body(key[0], letters[key[1] & 0xFF], *key[2:], lane)
-            add(time_fmt % st[S_T] + body)
+                body = bodies[key] = _body(key[0], letters[key[1] & 0xFF], *key[2:], lane) + "\n"
+            text = time_fmt % st[S_T] + body
             for mark in st[S_MARKS]:
                 line = marks.get(mark)
                 if line is None:
                     if len(marks) > 4096:
                         marks.clear()
-                    line = marks[mark] = _mark_line(mark, out)
-                add(line)
-        if lines:
-            yield "\n".join(lines) + "\n"
+                    line = marks[mark] = _mark_line(mark, out) + "\n"
+                text += line
+            if st[S_FIRST]:  # render_header's lines, its two constant ones made once
+                conn = st[S_CONN]
+                head = "\n" + line_of(f"connection {conn.client} (client) -> {conn.server} (server)") + "\n"
+                text = head + (joined if conn.joined_mid else "") + columns + text
+            add((st[S_KEY], text))
+        yield items
 
 
 def _kernel_mark(ann: Annotated) -> list[str]:
@@ -209,9 +218,42 @@ def render_trace_json(connections: list[Connection], source: str, stats, absolut
 
 def render_trace_json_stream(connections: Iterable[Connection], source: str, stats, absolute: bool = False):
     """The same document as ``render_trace_json``, written a connection at a time (so a capture
-    of millions of packets is never held whole); the counts come last, once the file is read.
-    Each packet is one line: json.dumps without indent runs in C, with indent it does not
-    (three times slower on a large capture)."""
+    of millions of packets is never held whole); the counts come last, once the file is read."""
+    return render_json_document(map(connection_json(absolute), connections), source, stats, absolute)
+
+
+def render_connection_items(
+    batches: Iterable[list[Connection]], absolute: bool = False
+) -> Iterator[list[tuple[int, str]]]:
+    """For each batch of finished connections (core/trace.finished_batches), each one's JSON
+    text with its Connection.key: a half of a sharded --read --json is merged with the other by it."""
+    text = connection_json(absolute)
+    for conns in batches:
+        yield [(conn.key, text(conn)) for conn in conns]
+
+
+def render_json_document(connections: Iterable[str], source: str, stats, absolute: bool = False) -> Iterator[str]:
+    """``render_trace_json``'s document around connections already written (connection_json)."""
+    import json
+
+    dumps = json.JSONEncoder(allow_nan=False).encode
+    # the head goes out with the first connection: a file with no TCP at all is an error, not half a document
+    head = f'{{\n  "source": {dumps(source)},\n'
+    head += f'  "sequence_numbers": "{"absolute" if absolute else "relative"}",\n  "connections": ['
+    sep = "\n    "
+    for conn in connections:
+        yield head + sep + conn
+        head, sep = "", ",\n    "
+    yield head + ("\n  ]" if sep != "\n    " else "]") + ",\n"
+    yield f'  "packets_read": {stats.records},\n'
+    yield f'  "tcp_segments": {stats.tcp}\n'
+    yield "}\n"
+
+
+def connection_json(absolute: bool = False):
+    """A function writing one connection as ``render_trace_json`` has it.  Each packet is one
+    line: json.dumps without indent runs in C, with indent it does not (three times slower on
+    a large capture)."""
     import json
 
     dumps = json.JSONEncoder(allow_nan=False).encode
@@ -244,17 +286,7 @@ def render_trace_json_stream(connections: Iterable[Connection], source: str, sta
                 fields.append(f"      {dumps(key)}: {dumps(value)}")
         return "{\n" + ",\n".join(fields) + "\n    }"
 
-    # the head goes out with the first connection: a file with no TCP at all is an error, not half a document
-    head = f'{{\n  "source": {dumps(source)},\n'
-    head += f'  "sequence_numbers": "{"absolute" if absolute else "relative"}",\n  "connections": ['
-    sep = "\n    "
-    for conn in connections:
-        yield head + sep + connection(conn)
-        head, sep = "", ",\n    "
-    yield head + ("\n  ]" if sep != "\n    " else "]") + ",\n"
-    yield f'  "packets_read": {stats.records},\n'
-    yield f'  "tcp_segments": {stats.tcp}\n'
-    yield "}\n"
+    return connection
 
 
 _PLAIN = frozenset("0123456789abcdefABCDEF.:[]")

@@ -1,0 +1,200 @@
+"""A large `trace --read` runs in two processes, each tracing half of the connections
+(ops/trace.py): what they write together is what one process writes, byte for byte."""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+from pathlib import Path
+
+import pytest
+from clirunner import run_cli
+
+from tcptune.core.pcap import ACK, FIN, PSH, RST, SYN, PcapWriter, ReadStats, read_batches
+from tcptune.core.trace import annotate_batches, finished_connections, shard_of
+from tcptune.errors import TcptuneError
+from tcptune.host import forked
+from tcptune.ops import trace as ops_trace
+from tcptune.render.output import Output
+from tcptune.render.trace import (
+    render_connection_items,
+    render_json_document,
+    render_step_items,
+    render_steps,
+    render_trace_json_stream,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data/pcap"
+
+
+def _frame(src: str, dst: str, sport: int, dport: int, flags: int, seq: int, ack: int, length: int) -> bytes:
+    tcp = struct.pack(">HHIIBBHHH", sport, dport, seq % (1 << 32), ack % (1 << 32), 5 << 4, flags, 1000, 0, 0)
+    addrs = bytes(map(int, src.split("."))) + bytes(map(int, dst.split(".")))
+    ip = struct.pack(">BBHHHBBH8s", 0x45, 0, 40 + length, 0, 0x4000, 64, 6, 0, addrs)
+    return b"\0" * 12 + b"\x08\x00" + ip + tcp + bytes(length)
+
+
+def _busy_capture(path: Path, connections: int, seed: int = 7) -> None:
+    """Connections that overlap, on 4-tuples used again, some refused, some resent, some
+    never answered or cut off by the capture's end: every way a step is emitted late."""
+    rnd = random.Random(seed)
+    t, live = 0.0, []
+    with open(path, "wb") as fh:
+        w = PcapWriter(fh)
+        for i in range(connections):
+            cl = ("10.0.0.1", 32768 + 2 * rnd.randrange(400))  # even ports, as Linux's connect() picks
+            sv = ("10.0.0.2", rnd.choice((80, 443)))
+            j, k = rnd.randrange(1 << 32), rnd.randrange(1 << 32)
+            kind = rnd.random()
+            if kind < 0.1:
+                script = [(cl, sv, SYN, j, 0, 0), (sv, cl, RST | ACK, 0, j + 1, 0)]
+            elif kind < 0.15:
+                script = [(cl, sv, SYN, j, 0, 0), (cl, sv, SYN, j, 0, 0)]
+            else:
+                n = rnd.randrange(1, 4)
+                script = [(cl, sv, SYN, j, 0, 0), (sv, cl, SYN | ACK, k, j + 1, 0), (cl, sv, ACK, j + 1, k + 1, 0)]
+                script += [(cl, sv, PSH | ACK, j + 1 + 100 * m, k + 1, 100) for m in range(n)]
+                if rnd.random() < 0.2:
+                    script.append(script[-1])  # resent
+                end = j + 1 + 100 * n
+                script += [
+                    (sv, cl, ACK, k + 1, end, 0),
+                    (cl, sv, FIN | ACK, end, k + 1, 0),
+                    (sv, cl, FIN | ACK, k + 1, end + 1, 0),
+                    (cl, sv, ACK, end + 1, k + 2, 0),
+                ]
+            live.append(script)
+            # interleave: write a few segments of the open connections
+            while len(live) > 5 or (i == connections - 1 and live):
+                s = rnd.choice(live)
+                (src, sport), (dst, dport), flags, seq, ack, length = s.pop(0)
+                t += 0.0001
+                w.write(t, _frame(src, dst, sport, dport, flags, seq, ack, length))
+                if not s or (i == connections - 1 and rnd.random() < 0.01):
+                    live.remove(s)  # (some are cut off by the end of the capture)
+
+
+def _one_process(path: Path, json_out: bool, absolute: bool = False) -> str:
+    """The output of the unsplit path: one tracer over the whole capture."""
+    with open(path, "rb") as fh:
+        batches = read_batches(fh, str(path), stats := ReadStats())
+        if json_out:
+            return "".join(
+                render_trace_json_stream(finished_connections(batches, absolute), str(path), stats, absolute)
+            )
+        return "".join(render_steps(annotate_batches(batches, absolute), Output(width=80), absolute))
+
+
+def _read(path: Path, json_out: bool, absolute: bool = False) -> str:
+    out = Output(width=80)
+    if json_out:
+        run = ops_trace.read_trace(
+            str(path), lambda c: render_connection_items(c, absolute), packets=True, absolute=absolute
+        )
+        pieces = (c for chunk in run.chunks for c in chunk)
+        return "".join(render_json_document(pieces, run.source, run.stats, absolute))
+    run = ops_trace.read_trace(str(path), lambda s: render_step_items(s, out, absolute), absolute=absolute)
+    return "".join("".join(chunk) for chunk in run.chunks)
+
+
+@pytest.fixture
+def forks(monkeypatch):
+    """Every file is read by two processes; the list holds the children started."""
+    started = []
+    real = forked.ForkedStream
+
+    def counted(work):
+        child = real(work)
+        started.append(child.pid)
+        return child
+
+    monkeypatch.setattr(ops_trace, "FORK_MIN_BYTES", 0)
+    monkeypatch.setattr(ops_trace, "spare_cpu", lambda: True)
+    monkeypatch.setattr(ops_trace, "ForkedStream", counted)
+    return started
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+@pytest.mark.parametrize("absolute", [False, True])
+def test_two_processes_write_what_one_tracer_writes(tmp_path, forks, json_out, absolute):
+    path = tmp_path / "busy.pcap"
+    _busy_capture(path, 600)
+    assert _read(path, json_out, absolute) == _one_process(path, json_out, absolute)
+    assert len(forks) == 1 and forks[0] is not None
+
+
+@pytest.mark.parametrize("path", sorted(DATA.glob("*.pcap*")), ids=lambda p: p.name)
+@pytest.mark.parametrize("json_out", [False, True])
+def test_the_captures_read_in_two_processes_as_in_one(path, forks, json_out):
+    assert _read(path, json_out) == _one_process(path, json_out)
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_one_cpu_gives_the_same_output_without_a_child(tmp_path, monkeypatch, json_out):
+    path = tmp_path / "busy.pcap"
+    _busy_capture(path, 300, seed=11)
+    monkeypatch.setattr(ops_trace, "FORK_MIN_BYTES", 0)
+    monkeypatch.setattr(ops_trace, "spare_cpu", lambda: False)
+    monkeypatch.setattr(ops_trace, "ForkedStream", None)  # would raise if called
+    assert _read(path, json_out) == _one_process(path, json_out)
+
+
+def test_a_truncated_capture_read_in_two_processes_gives_the_segments_then_the_error(tmp_path, forks):
+    path = tmp_path / "cut.pcap"
+    _busy_capture(path, 200)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 30])
+    out = Output(width=80)
+    run = ops_trace.read_trace(str(path), lambda s: render_step_items(s, out))
+    seen = []
+    with pytest.raises(TcptuneError, match="truncated") as err:
+        for chunk in run.chunks:
+            seen.append("".join(chunk))
+    assert err.value.exit_code == 2
+    with pytest.raises(TcptuneError):
+        _one_process(path, False)
+    assert "".join(seen).count("\nconnection ") > 150
+
+
+def test_a_linux_clients_even_ports_fall_into_both_halves():
+    for server in (80, 443, 8888):
+        halves = [shard_of(port, server) for port in range(32768, 61000, 2)]
+        assert 0.45 < sum(halves) / len(halves) < 0.55
+        assert all(shard_of(port, server) == shard_of(server, port) for port in range(1024, 1100))
+
+
+def test_a_helper_that_fails_is_an_internal_error_not_a_short_output():
+    def work():
+        yield [1]
+        raise RuntimeError("boom")
+
+    child = forked.ForkedStream(work)
+    values = child.values()
+    assert next(values) == [1]
+    with pytest.raises(TcptuneError) as err:
+        next(values)
+    assert err.value.exit_code == 70
+    assert child.pid is None
+
+
+def test_a_helper_not_read_to_its_end_is_stopped_and_reaped():
+    def work():
+        while True:
+            yield ["x" * 1000]
+
+    child = forked.ForkedStream(work)
+    pid = child.pid
+    assert next(child.values()) == ["x" * 1000]
+    child.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped: no longer our child
+
+
+def test_the_cli_reads_a_large_capture_as_one_process_does(tmp_path):
+    path = tmp_path / "large.pcap"
+    _busy_capture(path, 7000, seed=3)
+    assert path.stat().st_size >= ops_trace.FORK_MIN_BYTES
+    r = run_cli("trace", "--read", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == _one_process(path, True)
