@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import compress
 from typing import BinaryIO, NamedTuple
 
 from tcptune.errors import ExitCode, TcptuneError
@@ -89,31 +90,70 @@ def _read_exact(stream: BinaryIO, n: int, source: str, what: str) -> bytes | Non
     return data
 
 
-def read_batches(stream: BinaryIO, source: str, stats: ReadStats | None = None) -> Iterator[list[tuple]]:
+def shard_of(sport: int, dport: int) -> int:
+    """Which of two halves a connection is in (trace --read splits its work by it): the same
+    for both directions (the ports' XOR), and bits 0 and 1 both count: Linux's connect()
+    prefers even ephemeral ports (__inet_hash_connect, since 4.6), so bit 0 alone would put a
+    client's connections to one server port all in one half."""
+    return _PARITY[(sport ^ dport) & 3]
+
+
+_PARITY = (0, 1, 1, 0)  # of bits 0 and 1
+
+
+def read_batches(
+    stream: BinaryIO, source: str, stats: ReadStats | None = None, shard: int | None = None
+) -> Iterator[list[tuple]]:
     """The capture's TCP segments a chunk of the file at a time, each as a plain tuple in
     ``Segment``'s field order (making the NamedTuple is a fifth of decoding; the tracer reads
-    the fields by position).  A bad record ends it with the error after the segments before it."""
+    the fields by position).  A bad record ends it with the error after the segments before it.
+
+    ``shard`` (0 or 1): only the segments of that half (shard_of), each batch as a pair
+    (segments, keys): a key is 2 x the segment's position among all the capture's TCP
+    segments, by which the halves' output merges back into the capture's order.  A pair comes
+    for every chunk, empty or not, and the chunks are the same whoever reads (the halves stay
+    in step); ``stats`` count every segment."""
     stats = stats if stats is not None else ReadStats()
     head = stream.read(4)
     if len(head) < 4:
         raise _bad(source, "empty or not a capture file")
     if head == b"\x0a\x0d\x0d\x0a":
         batch: list[tuple] = []
+        pos = 0
         for seg in _pcapng(stream, head, source, stats):
             batch.append(seg)
             if len(batch) >= 4096:
-                yield batch
+                yield batch if shard is None else _half(batch, shard, pos)
+                pos += 2 * len(batch)
                 batch = []
-        if batch:
-            yield batch
+        if batch or shard is not None:
+            yield batch if shard is None else _half(batch, shard, pos)
         return
     magic = head
     for order in ("<", ">"):
         (m,) = struct.unpack(order + "I", magic)
         if m in (0xA1B2C3D4, 0xA1B23C4D):
-            yield from _pcap(stream, order, 1e-6 if m == 0xA1B2C3D4 else 1e-9, source, stats)
+            yield from _pcap(stream, order, 1e-6 if m == 0xA1B2C3D4 else 1e-9, source, stats, shard)
             return
     raise _bad(source, "not a pcap or pcapng file (unknown magic)")
+
+
+def _half(batch: list[tuple], shard: int, pos: int) -> tuple[list[tuple], list[int]]:
+    """Of a batch of segments, shard ``shard``'s, with their keys (``pos``: the first one's)."""
+    sel = [_PARITY[(s[2] ^ s[4]) & 3] == shard for s in batch]
+    return list(compress(batch, sel)), list(compress(range(pos, pos + 2 * len(batch), 2), sel))
+
+
+def _read_full(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes, fewer only at the end of the file: a read that returns less is read on,
+    so every reader of the file cuts it into the same chunks."""
+    data = stream.read(size)
+    while 0 < len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 CHUNK = (
@@ -127,24 +167,28 @@ _V4_PAIRS: dict[bytes, tuple[str, str]] = {}  # the 8 address bytes -> both dott
 _FAST_MIN = 54  # the frame must hold the 20-byte TCP header (decode_frame's own test)
 
 
-def _pcap(stream: BinaryIO, order: str, tick: float, source: str, stats: ReadStats) -> Iterator[list[tuple]]:
+def _pcap(
+    stream: BinaryIO, order: str, tick: float, source: str, stats: ReadStats, shard: int | None
+) -> Iterator[list[tuple]]:
     rest = _read_exact(stream, 20, source, "file header")
     if rest is None:
         raise _bad(source, "truncated file header")
     linktype = struct.unpack(order + "I", rest[16:20])[0] & 0x0FFFFFFF
     rec = struct.Struct(order + "IIII").unpack_from
     fast = _ETH_V4_TCP.unpack_from if linktype == LINK_ETHERNET else None
-    pairs = _V4_PAIRS
-    buf, off = b"", 0
+    pairs, parity = _V4_PAIRS, _PARITY
+    whole = shard is None
+    buf, off, pos = b"", 0, 0
     while True:
-        chunk = stream.read(CHUNK)
+        chunk = _read_full(stream, CHUNK)
         buf = buf[off:] + chunk if off < len(buf) else chunk
         off, size = 0, len(buf)
         if not chunk and not buf:
             return
         batch: list[tuple] = []
-        append = batch.append
-        records, error = 0, None
+        keys: list[int] = []
+        append, key = batch.append, keys.append
+        records, tcp, error = 0, 0, None
         while off + 16 <= size:
             sec, frac, incl, _orig = rec(buf, off)
             if incl > MAX_RECORD:
@@ -165,6 +209,11 @@ def _pcap(stream: BinaryIO, order: str, tick: float, source: str, stats: ReadSta
             if fast is not None and incl >= _FAST_MIN:
                 etype, vihl, total, frag, proto, addrs, sport, dport, seq, ack, doff, flags, win = fast(buf, p)
                 if etype == 0x0800 and vihl == 0x45 and proto == 6 and not frag & 0x1FFF and doff >= 0x50:
+                    tcp += 1
+                    if not whole:
+                        if parity[(sport ^ dport) & 3] != shard:
+                            continue  # the other half's: no names, no tuple
+                        key(pos + 2 * tcp)
                     names = pairs.get(addrs)
                     if names is None:
                         if len(pairs) > 65536:
@@ -179,13 +228,19 @@ def _pcap(stream: BinaryIO, order: str, tick: float, source: str, stats: ReadSta
             # anything else (VLAN tags, IP or odd TCP header lengths, IPv6, other link types): the general decoder
             seg = decode_frame(linktype, buf[p:off], sec + frac * tick, order)
             if seg is not None:
-                append(tuple(seg))
+                tcp += 1
+                if whole or parity[(seg[2] ^ seg[4]) & 3] == shard:
+                    append(tuple(seg))
+                    key(pos + 2 * tcp)
         stats.records += records
-        stats.tcp += len(batch)
-        stats.skipped += records - len(batch)
+        stats.tcp += tcp
+        stats.skipped += records - tcp
+        pos += 2 * tcp
         if error is None and not chunk and off < size:
             error = _bad(source, f"truncated record header ({size - off} of 16 bytes)")
-        if batch:
+        if not whole:
+            yield batch, keys
+        elif batch:
             yield batch
         if error is not None:
             raise error

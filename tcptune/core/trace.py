@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import repeat
 
 from tcptune.core.pcap import ACK, FIN, RST, SYN, Segment
 
@@ -122,7 +122,7 @@ class Annotated:
     S_KEY,
 ) = range(15)
 # S_KEY: where the step comes in the capture's output, for merging the halves of a sharded
-# --read (shard_batches): 2 x the segment's position when it is emitted as it is read, one
+# --read (core/pcap.read_batches with a shard): 2 x the segment's position when it is emitted as it is read, one
 # less when a pending SYN is emitted before the segment that answered it, END + its
 # connection's first position when it is emitted at the capture's end.
 END = 1 << 62
@@ -623,31 +623,6 @@ def annotate(
     yield from tracer.finish()
 
 
-SHARDS = 2  # --read splits the connections in two halves, each traced on its own (ops/trace.py)
-
-
-def shard_of(sport: int, dport: int) -> int:
-    """Which half a connection is in: the same for both directions (the ports' XOR), and
-    bits 0 and 1 both count: Linux's connect() prefers even ephemeral ports
-    (__inet_hash_connect, since 4.6), so bit 0 alone would put a client's connections to one
-    server port all in one half."""
-    return _PARITY[(sport ^ dport) & 3]
-
-
-_PARITY = (0, 1, 1, 0)  # of bits 0 and 1
-
-
-def shard_batches(batches: Iterable[list], mine: int) -> Iterator[tuple[list, list[int]]]:
-    """Of each batch, the segments of shard ``mine`` with their S_KEYs (2 x the position in
-    the capture), so that the halves' outputs merge back into the capture's order.  One
-    (possibly empty) pair per batch: the halves stay in step."""
-    pos, parity = 0, _PARITY
-    for batch in batches:
-        sel = [parity[(s[2] ^ s[4]) & 3] == mine for s in batch]  # shard_of, inline
-        yield list(compress(batch, sel)), list(compress(range(pos, pos + 2 * len(batch), 2), sel))
-        pos += 2 * len(batch)
-
-
 def _keyed(batches: Iterable, keyed: bool) -> Iterator[tuple[list, Iterable[int]]]:
     """(segments, S_KEYs) pairs: as given (``keyed``) or numbered here."""
     if keyed:
@@ -661,8 +636,8 @@ def _keyed(batches: Iterable, keyed: bool) -> Iterator[tuple[list, Iterable[int]
 
 def annotate_batches(batches: Iterable, absolute: bool = False, keyed: bool = False) -> Iterator[list[list]]:
     """--read as text: the steps of each batch of segments (see S_*), in bounded memory (no
-    segment kept, finished connections forgotten).  ``keyed``: the batches are shard_batches'
-    (segments, S_KEYs) pairs."""
+    segment kept, finished connections forgotten).  ``keyed``: the batches are (segments, S_KEYs)
+    pairs (core/pcap.read_batches with a shard)."""
     tracer = Tracer(keep=False, absolute=absolute, forget=True)
     for batch, keys in _keyed(batches, keyed):
         out: list[list] = []

@@ -11,6 +11,7 @@ before starting any thread: a child of a threaded process inherits locks other t
 
 from __future__ import annotations
 
+import fcntl
 import marshal
 import os
 import signal
@@ -102,6 +103,7 @@ def spare_cpu() -> bool:
     return len(os.sched_getaffinity(0)) > 1
 
 
+PIPE_SIZE = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 _FRAME_END = (0).to_bytes(8, "little")  # a value's frame is its length, then its marshal; 0: the end
 
 
@@ -114,6 +116,12 @@ class ForkedStream:
     def __init__(self, work: Callable[[], Iterable]) -> None:
         self.pid = None
         out_r, out_w = os.pipe()
+        try:
+            # room for the child to run ahead: with the default 64 KiB the two processes took
+            # turns waiting for each other (trace --read --json: 0.44 s of 3.3 s)
+            fcntl.fcntl(out_w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # above /proc/sys/fs/pipe-max-size for this user: the default then
+            pass
         try:
             pid = os.fork()
         except OSError:  # no fork: the caller does the work itself

@@ -4,7 +4,7 @@ The file is streamed: memory holds the connections' state, not the packets, so a
 millions of packets is read in constant memory when printed as text.
 
 A large capture is read by two processes: the connections are split in two halves by their
-ports (core/trace.shard_of), this process traces and renders one, a forked child the other
+ports (core/pcap.shard_of), this process traces and renders one, a forked child the other
 (each reads the whole file: decoding is a fifth of the work), and the halves' output is merged
 back into the capture's order a batch at a time (S_KEY).  The split is the same with one
 process (a small file, one CPU, no fork): the output does not depend on which ran.
@@ -16,17 +16,16 @@ import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import tee
+from itertools import compress, tee
 from operator import itemgetter
 
-from tcptune.core.pcap import ReadStats, Segment, read_batches
+from tcptune.core.pcap import ReadStats, Segment, read_batches, shard_of
 from tcptune.core.trace import (
     Annotated,
     Connection,
     annotate_batches,
     connection_ends,
     finished_batches,
-    shard_batches,
     trace_connections,
 )
 from tcptune.errors import ExitCode, TcptuneError
@@ -78,7 +77,7 @@ def read_trace(
         raise TcptuneError(f"--read {path}: {exc.strerror}", code) from None
     stats = ReadStats()
 
-    def batches(stream, counts: ReadStats) -> Iterator[list[tuple]]:
+    def batches(stream, counts: ReadStats, shard: int | None) -> Iterator:
         # The cycle collector off while reading: the path makes a few containers per packet
         # (a step, its marks, the segment) and no reference cycles (tests/unit/test_trace.py
         # checks), so its passes every 700 allocations found nothing and took a third of the
@@ -86,10 +85,13 @@ def read_trace(
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            chunks = read_batches(stream, path, counts)
+            chunks = read_batches(stream, path, counts, shard)
             if keep.port is not None or keep.host is not None:
                 keeps = keep.keeps
-                chunks = ([s for s in batch if keeps(s)] for batch in chunks)
+                if shard is None:
+                    chunks = ([s for s in batch if keeps(s)] for batch in chunks)
+                else:
+                    chunks = _kept_pairs(chunks, keeps)
             yield from chunks
         finally:
             if was_enabled:
@@ -97,21 +99,21 @@ def read_trace(
         if counts.records and not counts.tcp:
             raise TcptuneError(f"{path}: {counts.records} packets, none of them TCP", ExitCode.BAD_INPUT)
 
-    def half(segment_batches: Iterator[list[tuple]], mine: int) -> Iterable[list[tuple[int, str]]]:
+    def half(keyed_batches: Iterator[tuple[list, list[int]]]) -> Iterable[list[tuple[int, str]]]:
         core = finished_batches if packets else annotate_batches
-        return render(core(shard_batches(segment_batches, mine), absolute, keyed=True))
+        return render(core(keyed_batches, absolute, keyed=True))
 
     def merged() -> Iterator[list[str]]:
         # read_batches reads 64 KiB at a time itself: no buffering under it
         with os.fdopen(fd, "rb", buffering=0) as stream:
             child = None
             if os.fstat(fd).st_size >= FORK_MIN_BYTES and spare_cpu():
-                child = ForkedStream(lambda: half(batches(OwnOffset(fd), ReadStats()), 1))
+                child = ForkedStream(lambda: half(batches(OwnOffset(fd), ReadStats(), 1)))
             if child is not None and child.running:
-                own, other = iter(half(batches(stream, stats), 0)), child.values()
+                own, other = iter(half(batches(stream, stats, 0))), child.values()
             else:  # both halves here, from one reading of the file
-                ours, theirs = tee(batches(stream, stats))
-                own, other = iter(half(ours, 0)), iter(half(theirs, 1))
+                ours, theirs = tee(batches(stream, stats, None))
+                own, other = iter(half(_half_of(ours, 0))), iter(half(_half_of(theirs, 1)))
             try:
                 for items in own:
                     more = next(other, None)
@@ -131,6 +133,21 @@ def read_trace(
 
 
 _KEY = itemgetter(0)
+
+
+def _kept_pairs(pairs: Iterable[tuple[list, list[int]]], keeps) -> Iterator[tuple[list, list[int]]]:
+    for segs, keys in pairs:
+        sel = [keeps(s) for s in segs]
+        yield list(compress(segs, sel)), list(compress(keys, sel))
+
+
+def _half_of(batches: Iterable[list[tuple]], shard: int) -> Iterator[tuple[list, list[int]]]:
+    """What read_batches(..., shard) gives, from batches of every segment (kept by the filter or not)."""
+    pos = 0
+    for batch in batches:
+        sel = [shard_of(s[2], s[4]) == shard for s in batch]
+        yield list(compress(batch, sel)), list(compress(range(pos + 2, pos + 2 * len(batch) + 2, 2), sel))
+        pos += 2 * len(batch)
 
 
 def scenario_names() -> dict[str, str]:

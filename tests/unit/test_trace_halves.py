@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from clirunner import run_cli
 
-from tcptune.core.pcap import ACK, FIN, PSH, RST, SYN, PcapWriter, ReadStats, read_batches
-from tcptune.core.trace import annotate_batches, finished_connections, shard_of
+from tcptune.core.pcap import ACK, FIN, PSH, RST, SYN, PcapWriter, ReadStats, read_batches, shard_of
+from tcptune.core.trace import annotate_batches, finished_connections
 from tcptune.errors import TcptuneError
 from tcptune.host import forked
 from tcptune.ops import trace as ops_trace
