@@ -116,12 +116,12 @@ def _read(path: str, port: int | None, host: str | None, json_out: bool, absolut
     if json_out:
         from itertools import chain
 
-        run = read_trace(path, lambda conns: render_connection_items(conns, absolute), keep, True, absolute)
+        run = read_trace(path, lambda got, spill: render_connection_items(got, absolute, spill), keep, True, absolute)
         for chunk in render_json_document(chain.from_iterable(run.chunks), run.source, run.stats, absolute):
             sys.stdout.write(chunk)
         return
     out = Output.detect(sys.stdout)
-    run = read_trace(path, lambda steps: render_step_items(steps, out, absolute), keep, False, absolute)
+    run = read_trace(path, lambda steps, _spill: render_step_items(steps, out, absolute), keep, False, absolute)
     for pieces in run.chunks:  # one write per batch of packets
         sys.stdout.write("".join(pieces))
     summary = f"{run.stats.tcp} TCP segments of {run.stats.records} packets read from {path}"

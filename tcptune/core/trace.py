@@ -160,14 +160,8 @@ class Connection:
     packets: list[Annotated] = field(default_factory=list)
     final_states: dict[str, str] = field(default_factory=dict)
     kernel_states: dict[str, str] | None = None  # the kernel's own, where the sockets were local
-    # --read --json keeps steps (S_*; their S_CONN is None: no cycle back to this object, so
-    # a connection is freed as soon as it is written) instead of an Annotated per segment
-    steps: list[list] = field(default_factory=list, repr=False)
+    first: int = field(default=0, repr=False)  # S_KEY of its first segment: which connection it is, in --read
     key: int = field(default=0, repr=False)  # where --read --json writes it (as S_KEY: when it was finished)
-
-    def annotated(self) -> list[Annotated]:
-        """Its segments as Annotated, whichever way they were kept."""
-        return self.packets if self.packets or not self.steps else [step_annotated(st) for st in self.steps]
 
     @property
     def disagreements(self) -> list[str]:
@@ -181,7 +175,7 @@ class Connection:
             "client": self.client,
             "server": self.server,
             "joined_mid_connection": self.joined_mid,
-            "packets": [p.to_json(absolute) for p in self.annotated()],
+            "packets": [p.to_json(absolute) for p in self.packets],
             "final_states": dict(self.final_states),
             "kernel_final_states": None if self.kernel_states is None else dict(self.kernel_states),
         }
@@ -206,7 +200,6 @@ class _Tracker:
         "steps",
         "retired",
         "server_sent",
-        "first",
     )
 
     def __init__(self, first: tuple):
@@ -230,7 +223,6 @@ class _Tracker:
         self.steps = 0
         self.retired = False  # among the finished connections still followed (Tracer._done)
         self.server_sent = False
-        self.first = 0  # S_KEY of its first segment
 
     @property
     def done(self) -> bool:
@@ -379,8 +371,8 @@ class Tracer:
     """Push form of ``annotate``: feed segments one at a time (a live capture) or a batch at a
     time (``feed_batch``: --read), then finish.
 
-    ``keep``: each connection keeps its annotated segments (live, scenarios); ``keep_steps``:
-    it keeps its steps instead (--read --json: a list per segment, not an object).
+    ``keep``: each connection keeps its annotated segments (live, scenarios); else each
+    segment's step (S_*) is only handed on (--read).
     ``forget``: memory is bounded however long the capture (--read): a connection whose ends
     are both CLOSED or TIME_WAIT is followed while it is one of the last KEEP_DONE to finish,
     then finished and handed over in ``forgotten`` (a later segment of it starts a connection
@@ -388,10 +380,8 @@ class Tracer:
     ``absolute``: also label with raw sequence numbers (--absolute).
     """
 
-    def __init__(
-        self, keep: bool = True, absolute: bool = False, forget: bool = False, keep_steps: bool = False
-    ) -> None:
-        self.keep, self.absolute, self.forget, self.keep_steps = keep, absolute, forget, keep_steps
+    def __init__(self, keep: bool = True, absolute: bool = False, forget: bool = False) -> None:
+        self.keep, self.absolute, self.forget = keep, absolute, forget
         self.trackers: dict[tuple, _Tracker] = {}  # by the sorted pair of (address, port)
         self._by_way: dict[tuple, tuple[_Tracker, bool]] = {}  # (src, sport, dst, dport) -> tracker, from client
         self.order: list[_Tracker] = []
@@ -412,7 +402,7 @@ class Tracer:
         src, sport, dst, dport = seg[1], seg[2], seg[3], seg[4]
         a, b = (src, sport), (dst, dport)
         tr = _Tracker(seg)
-        tr.first = order
+        tr.conn.first = order
         key = tr.key = (a, b) if a < b else (b, a)
         if hit is not None and self.forget:
             # a new SYN on a 4-tuple whose connection is over (CLOSED or TIME_WAIT: RFC 9293
@@ -460,13 +450,7 @@ class Tracer:
         position x 2: shard_batches), where the order of the output matters.  The whole
         per-segment path in one loop with its names bound locally: it runs a million times on
         a large capture."""
-        by_way, forget, keep, absolute, keep_steps = (
-            self._by_way,
-            self.forget,
-            self.keep,
-            self.absolute,
-            self.keep_steps,
-        )
+        by_way, forget, keep, absolute = self._by_way, self.forget, self.keep, self.absolute
         emit = out.append
         shapes = _SHAPES
         done_states, keepalive_states = DONE_STATES, _KEEPALIVE_STATES
@@ -558,7 +542,7 @@ class Tracer:
                 marks.append("zero window")
             cs, ss = tr.client.state, tr.server.state
             st = [
-                None if keep_steps else conn,
+                conn,
                 t - tr.start,
                 sender,
                 seg,
@@ -577,8 +561,6 @@ class Tracer:
             tr.steps += 1
             if keep:
                 conn.packets.append(step_annotated(st))
-            elif keep_steps:
-                conn.steps.append(st)
             if f & 0x12 == SYN:
                 tr.pending = st
             else:
@@ -595,8 +577,8 @@ class Tracer:
             held = len(out)
             tr.finish(out)
             for st in out[held:]:
-                st[S_KEY] = END + tr.first
-            tr.conn.key = END + tr.first
+                st[S_KEY] = END + tr.conn.first
+            tr.conn.key = END + tr.conn.first
         if self.forget:
             self.forgotten.extend(tr.conn for tr in trackers)
             self.trackers.clear()
@@ -609,7 +591,7 @@ class Tracer:
 
 
 def _first(tr: _Tracker) -> int:
-    return tr.first
+    return tr.conn.first
 
 
 def annotate(
@@ -649,27 +631,24 @@ def annotate_batches(batches: Iterable, absolute: bool = False, keyed: bool = Fa
     yield out
 
 
-def finished_batches(batches: Iterable, absolute: bool = False, keyed: bool = False) -> Iterator[list[Connection]]:
-    """For each batch of segments, the connections finished with it, each with its annotated
-    segments (both ends CLOSED or TIME_WAIT and KEEP_DONE others finished since); then those
-    left at the capture's end.  In the order they finish (Connection.key), in memory bounded
-    by the connections open at once, not by the capture's length.  ``keyed``: as
-    annotate_batches."""
-    tracer = Tracer(keep=False, absolute=absolute, forget=True, keep_steps=True)
-    sink: list[list] = []
+def finished_batches(
+    batches: Iterable, absolute: bool = False, keyed: bool = False
+) -> Iterator[tuple[list[list], list[Connection]]]:
+    """--read --json: for each batch of segments, the steps that could be annotated (S_*, as
+    annotate_batches) and the connections finished with it (both ends CLOSED or TIME_WAIT and
+    KEEP_DONE others finished since; Connection.key: where it is written); then what is left
+    at the capture's end.  A connection's steps come in its order, and all before it is
+    finished; it keeps none of them, so what it takes to hold them is the writer's choice
+    (render/trace.ConnectionsJson).  ``keyed``: as annotate_batches."""
+    tracer = Tracer(keep=False, absolute=absolute, forget=True)
     for batch, keys in _keyed(batches, keyed):
-        tracer.feed_batch(batch, sink, keys)
-        sink.clear()
-        yield tracer.forgotten
+        out: list[list] = []
+        tracer.feed_batch(batch, out, keys)
+        yield out, tracer.forgotten
         tracer.forgotten = []
-    tracer.finish_steps(sink)
-    yield tracer.forgotten
-
-
-def finished_connections(batches: Iterable[list], absolute: bool = False) -> Iterator[Connection]:
-    """finished_batches' connections one by one."""
-    for conns in finished_batches(batches, absolute):
-        yield from conns
+    out = []
+    tracer.finish_steps(out)
+    yield out, tracer.forgotten
 
 
 def connection_ends(conn: Connection) -> tuple[tuple[str, int], tuple[str, int]]:

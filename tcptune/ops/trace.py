@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import compress, tee
 from operator import itemgetter
+from typing import Any
 
 from tcptune.core.pcap import ReadStats, Segment, read_batches, shard_of
 from tcptune.core.trace import (
@@ -30,6 +31,7 @@ from tcptune.core.trace import (
 )
 from tcptune.errors import ExitCode, TcptuneError
 from tcptune.host.forked import ForkedStream, spare_cpu
+from tcptune.host.spill import SpillFile
 from tcptune.host.tree import OwnOffset, open_regular
 
 FORK_MIN_BYTES = 4 << 20  # below this a second process costs more than it saves (fork, pipe: milliseconds)
@@ -48,19 +50,21 @@ class TraceFilter:
 
 
 # What one half's output is made with: given the half's steps (text: core/trace.annotate_batches)
-# or finished connections (JSON: core/trace.finished_batches), a batch at a time, each
-# batch's pieces of output with their keys (render/trace.render_step_items or render_connection_items).
-HalfRenderer = Callable[[Iterator[list]], Iterable[list[tuple[int, str]]]]
+# or steps and finished connections (JSON: core/trace.finished_batches), a batch at a time,
+# and where to put text aside (JSON: host/spill.SpillFile), each batch's pieces of output with
+# their keys (render/trace.render_step_items: a string per segment, or render_connection_items:
+# a list of strings and (offset, bytes) in the spill per connection).
+HalfRenderer = Callable[[Iterator, SpillFile | None], Iterable[list[tuple[int, Any]]]]
 
 
 @dataclass
 class TraceRun:
-    """The rendered output a batch at a time, in the capture's order (``chunks``: text, one
-    piece per segment; JSON, one per connection, in the order they finish); then ``stats``
-    once they are consumed."""
+    """The rendered output a batch at a time, in the capture's order (``chunks``: text, a
+    string per segment; JSON, the strings of each connection, in the order they finish, as an
+    iterator to write from); then ``stats`` once they are consumed."""
 
     source: str
-    chunks: Iterator[list[str]]
+    chunks: Iterator[list]
     stats: ReadStats = field(default_factory=ReadStats)
 
 
@@ -99,26 +103,32 @@ def read_trace(
         if counts.records and not counts.tcp:
             raise TcptuneError(f"{path}: {counts.records} packets, none of them TCP", ExitCode.BAD_INPUT)
 
-    def half(keyed_batches: Iterator[tuple[list, list[int]]]) -> Iterable[list[tuple[int, str]]]:
+    def half(keyed_batches: Iterator[tuple[list, list[int]]], spill: SpillFile | None) -> Iterable[list]:
         core = finished_batches if packets else annotate_batches
-        return render(core(keyed_batches, absolute, keyed=True))
+        return render(core(keyed_batches, absolute, keyed=True), spill)
 
-    def merged() -> Iterator[list[str]]:
+    def merged() -> Iterator[list]:
         # read_batches reads 64 KiB at a time itself: no buffering under it
         with os.fdopen(fd, "rb", buffering=0) as stream:
+            # --json: each half's long connections go to a file of its own, made before the
+            # fork so that this process can read back what the child put there
+            spills = (SpillFile("--read --json"), SpillFile("--read --json")) if packets else (None, None)
             child = None
-            if os.fstat(fd).st_size >= FORK_MIN_BYTES and spare_cpu():
-                child = ForkedStream(lambda: half(batches(OwnOffset(fd), ReadStats(), 1)))
-            if child is not None and child.running:
-                own, other = iter(half(batches(stream, stats, 0))), child.values()
-            else:  # both halves here, from one reading of the file
-                ours, theirs = tee(batches(stream, stats, None))
-                own, other = iter(half(_half_of(ours, 0))), iter(half(_half_of(theirs, 1)))
             try:
+                if os.fstat(fd).st_size >= FORK_MIN_BYTES and spare_cpu():
+                    child = ForkedStream(lambda: half(batches(OwnOffset(fd), ReadStats(), 1), spills[1]))
+                if child is not None and child.running:
+                    own, other = iter(half(batches(stream, stats, 0), spills[0])), child.values()
+                else:  # both halves here, from one reading of the file
+                    ours, theirs = tee(batches(stream, stats, None))
+                    own, other = iter(half(_half_of(ours, 0), spills[0])), iter(half(_half_of(theirs, 1), spills[1]))
                 for items in own:
                     more = next(other, None)
                     if more is None:
                         raise TcptuneError("the two halves of the capture ended apart", ExitCode.INTERNAL)
+                    if packets:
+                        items = [(key, _pieces(p, spills[0])) for key, p in items]
+                        more = [(key, _pieces(p, spills[1])) for key, p in more]
                     if more:
                         items += more
                         items.sort(key=_KEY)
@@ -128,11 +138,21 @@ def read_trace(
             finally:
                 if child is not None:
                     child.close()
+                for spill in spills:
+                    if spill is not None:
+                        spill.close()
 
     return TraceRun(path, merged(), stats)
 
 
 _KEY = itemgetter(0)
+
+
+def _pieces(pieces: list, spill: SpillFile) -> Iterator[str]:
+    """A connection's text from its pieces: strings, or (offset, bytes) in its half's spill,
+    read when written (one piece in memory at a time)."""
+    for piece in pieces:
+        yield piece if isinstance(piece, str) else spill.read(*piece)
 
 
 def _kept_pairs(pairs: Iterable[tuple[list, list[int]]], keeps) -> Iterator[tuple[list, list[int]]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from tcptune.core.pcap import ACK, LETTERS
 from tcptune.core.trace import (
@@ -223,17 +224,22 @@ def render_trace_json_stream(connections: Iterable[Connection], source: str, sta
 
 
 def render_connection_items(
-    batches: Iterable[list[Connection]], absolute: bool = False
-) -> Iterator[list[tuple[int, str]]]:
-    """For each batch of finished connections (core/trace.finished_batches), each one's JSON
-    text with its Connection.key: a half of a sharded --read --json is merged with the other by it."""
-    text = connection_json(absolute)
-    for conns in batches:
-        yield [(conn.key, text(conn)) for conn in conns]
+    batches: Iterable[tuple[list[list], list[Connection]]], absolute: bool = False, spill: Spill | None = None
+) -> Iterator[list[tuple[int, list[Piece]]]]:
+    """For each batch of core/trace.finished_batches (steps, finished connections), each
+    finished connection's JSON text as pieces (ConnectionsJson) with its Connection.key: a
+    half of a sharded --read --json is merged with the other by it.  ``spill``: where
+    packets' lines go once too many are held."""
+    writer = ConnectionsJson(absolute, spill)
+    for steps, conns in batches:
+        yield writer.batch(steps, conns)
 
 
-def render_json_document(connections: Iterable[str], source: str, stats, absolute: bool = False) -> Iterator[str]:
-    """``render_trace_json``'s document around connections already written (connection_json)."""
+def render_json_document(
+    connections: Iterable[str | Iterable[str]], source: str, stats, absolute: bool = False
+) -> Iterator[str]:
+    """``render_trace_json``'s document around connections already written (connection_json),
+    each a string or the strings that make it."""
     import json
 
     dumps = json.JSONEncoder(allow_nan=False).encode
@@ -242,7 +248,11 @@ def render_json_document(connections: Iterable[str], source: str, stats, absolut
     head += f'  "sequence_numbers": "{"absolute" if absolute else "relative"}",\n  "connections": ['
     sep = "\n    "
     for conn in connections:
-        yield head + sep + conn
+        if isinstance(conn, str):
+            yield head + sep + conn
+        else:
+            yield head + sep
+            yield from conn
         head, sep = "", ",\n    "
     yield head + ("\n  ]" if sep != "\n    " else "]") + ",\n"
     yield f'  "packets_read": {stats.records},\n'
@@ -251,32 +261,14 @@ def render_json_document(connections: Iterable[str], source: str, stats, absolut
 
 
 def connection_json(absolute: bool = False):
-    """A function writing one connection as ``render_trace_json`` has it.  Each packet is one
-    line: json.dumps without indent runs in C, with indent it does not (three times slower on
-    a large capture)."""
+    """A function writing one connection with its Annotated packets (live, scenarios) as
+    ``render_trace_json`` has it, each packet on one line: json.dumps without indent runs in
+    C, with indent it does not (three times slower on a large capture)."""
     import json
 
     dumps = json.JSONEncoder(allow_nan=False).encode
 
-    packet_lines = _json_packets(dumps, absolute)
-    finals: dict[tuple, str] = {}  # both ends' final states come in few combinations
-
     def connection(conn: Connection) -> str:
-        if conn.steps:  # --read: the same fields as Connection.to_json, written directly
-            kernel = "null" if conn.kernel_states is None else dumps(dict(conn.kernel_states))
-            fkey = tuple(conn.final_states.items())
-            final = finals.get(fkey)
-            if final is None:
-                final = finals[fkey] = dumps(dict(conn.final_states))
-            body = ",\n        ".join(packet_lines(conn.steps))
-            return (
-                f'{{\n      "client": {_json_word(conn.client, dumps)},\n'
-                f'      "server": {_json_word(conn.server, dumps)},\n'
-                f'      "joined_mid_connection": {"true" if conn.joined_mid else "false"},\n'
-                f'      "packets": [\n        {body}\n      ],\n'
-                f'      "final_states": {final},\n'
-                f'      "kernel_final_states": {kernel}\n    }}'
-            )
         fields = []
         for key, value in conn.to_json(absolute).items():
             if key == "packets" and value:
@@ -287,6 +279,93 @@ def connection_json(absolute: bool = False):
         return "{\n" + ",\n".join(fields) + "\n    }"
 
     return connection
+
+
+class Spill(Protocol):
+    """Text put away until it is wanted (host/spill.SpillFile: an unlinked temporary file)."""
+
+    def put(self, text: str) -> tuple[int, int]:
+        """Where it is now: (offset, bytes), as the one who reads it back needs them."""
+        ...
+
+
+# A piece of output as a half of --read hands it on: text, or where a spill holds it.
+Piece = str | tuple[int, int]
+HOLD_MAX = 4 << 20  # characters of packets' lines held in memory before they are spilled
+_PACKET_SEP = ",\n        "
+
+
+class ConnectionsJson:
+    """--read --json: each step's line written as it comes (core/trace.finished_batches hands
+    on a connection's steps in its order), held for its connection until the connection is
+    finished, then the connection as pieces that make the text ``connection_json`` makes of
+    it.  A connection's packets must all be inside its object, so a long one would be held
+    whole: past HOLD_MAX characters held in all, every connection's lines so far go to
+    ``spill`` (without one they stay) and its pieces say where, so memory stays flat however
+    long the connections."""
+
+    def __init__(self, absolute: bool = False, spill: Spill | None = None, hold_max: int | None = None) -> None:
+        import json
+
+        self.dumps = dumps = json.JSONEncoder(allow_nan=False).encode
+        self.lines = _json_packets(dumps, absolute)
+        self.spill, self.hold_max = spill, HOLD_MAX if hold_max is None else hold_max
+        self.held: dict[int, list[str]] = {}  # Connection.first -> its lines not yet written
+        self.spilled: dict[int, list[tuple[int, int]]] = {}  # Connection.first -> where its lines went
+        self.size = 0  # characters held
+        self.finals: dict[tuple, str] = {}  # both ends' final states come in few combinations
+
+    def batch(self, steps: list[list], conns: list[Connection]) -> list[tuple[int, list[Piece]]]:
+        held = self.held
+        size = self.size
+        for st, line in zip(steps, self.lines(steps), strict=True):
+            first = st[S_CONN].first
+            lines = held.get(first)
+            if lines is None:
+                lines = held[first] = []
+            lines.append(line)
+            size += len(line)
+        self.size = size
+        if size > self.hold_max and self.spill is not None:
+            self._spill_all()
+        return [(conn.key, self.connection(conn)) for conn in conns]
+
+    def _spill_all(self) -> None:
+        for first, lines in self.held.items():
+            if lines:
+                self.spilled.setdefault(first, []).append(self.spill.put(_PACKET_SEP.join(lines)))
+                lines.clear()
+        self.size = 0
+
+    def connection(self, conn: Connection) -> list[Piece]:
+        dumps = self.dumps
+        lines = self.held.pop(conn.first, [])
+        self.size -= sum(map(len, lines))
+        spilled = self.spilled.pop(conn.first, ())
+        kernel = "null" if conn.kernel_states is None else dumps(dict(conn.kernel_states))
+        fkey = tuple(conn.final_states.items())
+        final = self.finals.get(fkey)
+        if final is None:
+            final = self.finals[fkey] = dumps(dict(conn.final_states))
+        head = (
+            f'{{\n      "client": {_json_word(conn.client, dumps)},\n'
+            f'      "server": {_json_word(conn.server, dumps)},\n'
+            f'      "joined_mid_connection": {"true" if conn.joined_mid else "false"},\n'
+            f'      "packets": '
+        )
+        tail = f',\n      "final_states": {final},\n      "kernel_final_states": {kernel}\n    }}'
+        if not spilled:
+            packets = f"[\n        {_PACKET_SEP.join(lines)}\n      ]" if lines else "[]"
+            return [head + packets + tail]
+        pieces: list[Piece] = [head + "[\n        "]
+        for where in spilled:
+            pieces += (where, _PACKET_SEP)
+        if lines:
+            pieces.append(_PACKET_SEP.join(lines))
+        else:
+            pieces.pop()
+        pieces.append("\n      ]" + tail)
+        return pieces
 
 
 _PLAIN = frozenset("0123456789abcdefABCDEF.:[]")

@@ -297,7 +297,7 @@ def _many_connections(n):
 
 
 def test_forgetting_finished_connections_bounds_memory_and_changes_no_annotation():
-    from tcptune.core.trace import KEEP_DONE, Tracer, finished_connections
+    from tcptune.core.trace import KEEP_DONE, S_CONN, S_LABEL, Tracer, finished_batches
 
     segs = _many_connections(3 * KEEP_DONE)
     tracer = Tracer(keep=False, forget=True)
@@ -308,9 +308,14 @@ def test_forgetting_finished_connections_bounds_memory_and_changes_no_annotation
         most = max(most, len(tracer.trackers))
     assert most == KEEP_DONE + 1
     kept = trace_connections(segs)
-    streamed = list(finished_connections([segs[:1000], segs[1000:]]))
+    labels: dict[int, list[str]] = {}
+    streamed = []
+    for steps, finished in finished_batches([segs[:1000], segs[1000:]]):
+        for step in steps:
+            labels.setdefault(step[S_CONN].first, []).append(step[S_LABEL])
+        streamed += finished
     assert len(streamed) == len(kept) == 3 * KEEP_DONE
-    assert sorted((c.client, [p.label for p in c.annotated()], c.final_states["client"]) for c in streamed) == sorted(
+    assert sorted((c.client, labels[c.first], c.final_states["client"]) for c in streamed) == sorted(
         (c.client, [p.label for p in c.packets], c.final_states["client"]) for c in kept
     )
 
@@ -456,20 +461,17 @@ _MARKED = [
 def test_the_json_written_from_steps_is_json_dumps_of_to_json(segs, absolute):
     """--read --json formats each kept step by hand: byte for byte what the encoder makes of
     Annotated.to_json (float repr, null, key order, escaped labels and marks)."""
-    from tcptune.core.trace import finished_connections
-    from tcptune.render.trace import render_trace_json_stream
+    from tcptune.core.trace import finished_batches
+    from tcptune.render.trace import connection_json, render_connection_items
 
-    def text(conns):
-        conns = sorted(conns, key=lambda c: (c.client, c.server, c.annotated()[0].segment.t))
-        return "".join(render_trace_json_stream(conns, "x", ReadStats(), absolute))
-
-    from_steps = list(finished_connections([segs], absolute))
-    assert all(c.steps and not c.packets for c in from_steps)
-    assert text(from_steps) == text(trace_connections(segs, absolute))
-    assert (
-        any(p["marks"] for c in json.loads(text(from_steps))["connections"] for p in c["packets"])
-        or segs is not _MARKED
+    from_steps = sorted(
+        "".join(text)
+        for items in render_connection_items(finished_batches([segs], absolute), absolute)
+        for _, text in items
     )
+    from_annotated = sorted(map(connection_json(absolute), trace_connections(segs, absolute)))
+    assert from_steps == from_annotated
+    assert any(p["marks"] for c in map(json.loads, from_steps) for p in c["packets"]) or segs is not _MARKED
 
 
 @pytest.mark.parametrize("json_out", [False, True])
@@ -478,9 +480,9 @@ def test_reading_a_capture_makes_no_reference_cycles(json_out):
     if the path leaves nothing for the collector to find."""
     import gc
 
-    from tcptune.core.trace import annotate_batches, finished_connections
+    from tcptune.core.trace import annotate_batches, finished_batches
     from tcptune.render.output import Output
-    from tcptune.render.trace import render_steps, render_trace_json_stream
+    from tcptune.render.trace import render_connection_items, render_steps
 
     segs = _reopened(30) + _MARKED + _CROSSED_SYNS + [s for p in CASES for s in read_segments(open(p, "rb"), p.name)]
     batches = [segs[i : i + 7] for i in range(0, len(segs), 7)]
@@ -489,7 +491,9 @@ def test_reading_a_capture_makes_no_reference_cycles(json_out):
     gc.disable()
     try:
         if json_out:
-            written = "".join(render_trace_json_stream(finished_connections(batches), "x", ReadStats()))
+            written = "".join(
+                "".join(text) for items in render_connection_items(finished_batches(batches)) for _, text in items
+            )
         else:
             written = "".join(render_steps(annotate_batches(batches), Output()))
         assert gc.collect() == 0

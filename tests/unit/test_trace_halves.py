@@ -12,7 +12,7 @@ import pytest
 from clirunner import run_cli
 
 from tcptune.core.pcap import ACK, FIN, PSH, RST, SYN, PcapWriter, ReadStats, read_batches, shard_of
-from tcptune.core.trace import annotate_batches, finished_connections
+from tcptune.core.trace import annotate_batches, finished_batches
 from tcptune.errors import TcptuneError
 from tcptune.host import forked
 from tcptune.ops import trace as ops_trace
@@ -22,7 +22,6 @@ from tcptune.render.trace import (
     render_json_document,
     render_step_items,
     render_steps,
-    render_trace_json_stream,
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data/pcap"
@@ -80,9 +79,8 @@ def _one_process(path: Path, json_out: bool, absolute: bool = False) -> str:
     with open(path, "rb") as fh:
         batches = read_batches(fh, str(path), stats := ReadStats())
         if json_out:
-            return "".join(
-                render_trace_json_stream(finished_connections(batches, absolute), str(path), stats, absolute)
-            )
+            items = render_connection_items(finished_batches(batches, absolute), absolute)
+            return "".join(render_json_document((t for got in items for _, t in got), str(path), stats, absolute))
         return "".join(render_steps(annotate_batches(batches, absolute), Output(width=80), absolute))
 
 
@@ -90,11 +88,11 @@ def _read(path: Path, json_out: bool, absolute: bool = False) -> str:
     out = Output(width=80)
     if json_out:
         run = ops_trace.read_trace(
-            str(path), lambda c: render_connection_items(c, absolute), packets=True, absolute=absolute
+            str(path), lambda got, spill: render_connection_items(got, absolute, spill), packets=True, absolute=absolute
         )
         pieces = (c for chunk in run.chunks for c in chunk)
         return "".join(render_json_document(pieces, run.source, run.stats, absolute))
-    run = ops_trace.read_trace(str(path), lambda s: render_step_items(s, out, absolute), absolute=absolute)
+    run = ops_trace.read_trace(str(path), lambda s, _: render_step_items(s, out, absolute), absolute=absolute)
     return "".join("".join(chunk) for chunk in run.chunks)
 
 
@@ -146,7 +144,7 @@ def test_a_truncated_capture_read_in_two_processes_gives_the_segments_then_the_e
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 30])
     out = Output(width=80)
-    run = ops_trace.read_trace(str(path), lambda s: render_step_items(s, out))
+    run = ops_trace.read_trace(str(path), lambda s, _: render_step_items(s, out))
     seen = []
     with pytest.raises(TcptuneError, match="truncated") as err:
         for chunk in run.chunks:
@@ -198,3 +196,72 @@ def test_the_cli_reads_a_large_capture_as_one_process_does(tmp_path):
     r = run_cli("trace", "--read", str(path), "--json")
     assert r.returncode == 0, r.stderr
     assert r.stdout == _one_process(path, True)
+
+
+def _bulk_capture(path: Path, transfers: int, segments: int) -> None:
+    """Long connections side by side: what --json would hold whole."""
+    with open(path, "wb") as fh:
+        w = PcapWriter(fh)
+        t = 0.0
+        for i in range(transfers):
+            cl, sv = ("10.0.0.1", 40000 + i), ("10.0.0.2", 443)
+            script = [(cl, sv, SYN, 0, 0, 0), (sv, cl, SYN | ACK, 0, 1, 0), (cl, sv, ACK, 1, 1, 0)]
+            script += [(cl, sv, PSH | ACK, 1 + 100 * m, 1, 100) for m in range(segments)]
+            end = 1 + 100 * segments
+            script += [(cl, sv, FIN | ACK, end, 1, 0), (sv, cl, FIN | ACK, 1, end + 1, 0), (cl, sv, ACK, end + 1, 2, 0)]
+            for (src, sport), (dst, dport), flags, seq, ack, length in script:
+                t += 0.0001
+                w.write(t, _frame(src, dst, sport, dport, flags, seq, ack, length))
+
+
+def test_long_connections_spill_and_read_back_as_they_were(tmp_path, forks, monkeypatch):
+    from tcptune.host.spill import SpillFile
+    from tcptune.render import trace as render_trace
+
+    path = tmp_path / "bulk.pcap"
+    _bulk_capture(path, 6, 3000)
+    monkeypatch.setattr(render_trace, "HOLD_MAX", 50_000)  # (the child is forked with it too)
+    puts = []
+    real_put = SpillFile.put
+
+    def put(self, text):
+        puts.append(len(text))
+        return real_put(self, text)
+
+    monkeypatch.setattr(SpillFile, "put", put)
+    assert _read(path, True) == _one_process(path, True)
+    assert len(forks) == 1 and len(puts) > 20  # (this process's puts: the child's are its own)
+
+
+def test_the_lines_held_stay_under_the_bound(tmp_path):
+    from tcptune.host.spill import SpillFile
+    from tcptune.render.trace import ConnectionsJson
+
+    path = tmp_path / "bulk.pcap"
+    _bulk_capture(path, 4, 2000)
+    spill = SpillFile("--read --json")
+    writer = ConnectionsJson(spill=spill, hold_max=20_000)
+    kept = ConnectionsJson()
+    most, texts, same = 0, [], []
+    with open(path, "rb") as fh:
+        for steps, finished in finished_batches(read_batches(fh, str(path))):
+            texts += [p for _, p in writer.batch(steps, finished)]
+            same += [p for _, p in kept.batch(steps, finished)]
+            most = max(most, writer.size)
+    assert most < 20_000 + 200 * 1000  # the bound, and at most a batch's lines above it
+    assert max(map(len, kept.held.values()), default=0) == 0
+    read = ["".join(p if isinstance(p, str) else spill.read(*p) for p in pieces) for pieces in texts]
+    assert read == ["".join(pieces) for pieces in same]
+    assert any(not isinstance(p, str) for pieces in texts for p in pieces)
+    spill.close()
+
+
+def test_no_room_for_the_spill_is_one_clear_error(monkeypatch, tmp_path):
+    import tempfile
+
+    from tcptune.host.spill import SpillFile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    with pytest.raises(TcptuneError, match="cannot put long connections' packets aside in .*gone") as err:
+        SpillFile("--read --json")
+    assert err.value.exit_code == 2 and "TMPDIR" in str(err.value)
