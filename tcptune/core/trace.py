@@ -14,6 +14,7 @@ CLOSED when the reply is a RST) is known only from the reply.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -33,6 +34,7 @@ FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT = (
 TIME_WAIT_LEN = 60.0  # TCP_TIMEWAIT_LEN (include/net/tcp.h): not a sysctl, whatever tutorials say
 MOD = 1 << 32
 SENT_KEEP = 4096  # segments per end remembered to recognise retransmissions
+SENT_SLACK = 1024  # more than SENT_KEEP before the oldest are dropped
 SENT_AFTER_DONE = 64  # of them, once both ends are CLOSED or TIME_WAIT
 
 
@@ -152,7 +154,7 @@ def step_annotated(st: list) -> Annotated:
 _new = tuple.__new__
 
 
-@dataclass
+@dataclass(slots=True)
 class Connection:
     client: str  # "addr:port"
     server: str
@@ -348,9 +350,21 @@ class _Memo(dict):
 def _shape(
     flags: int, from_client: bool, seq_off: int, ack_key: int, length: int, me: str, peer: str, acks_fin: bool
 ) -> tuple[str, str, str, bool]:
-    return (_label(flags, from_client, seq_off, ack_key, length), *_next_states(flags, me, peer, acks_fin))
+    if flags == ACK and ack_key >= 0:  # data and its ACKs: a bulk transfer misses the memo with every segment
+        me_letter, peer_letter = ("J", "K") if from_client else ("K", "J")
+        ack = f"{peer_letter}+{ack_key}" if ack_key else peer_letter
+        if length:
+            label = f"data {_rel(me_letter, seq_off)}:{_rel(me_letter, (seq_off + length) % MOD)} ({length} bytes), ack {ack}"
+        else:
+            label = f"ACK {ack}"
+    else:
+        label = _label(flags, from_client, seq_off, ack_key, length)
+    return (label, *_STATES[flags, me, peer, acks_fin])
 
 
+# The state machine alone, for the segments whose labels miss the table below (their numbers
+# are new): it has few entries
+_STATES = _Memo(_next_states)
 # The labels and the state machine as a table: (flags, from the client, seq and ack relative
 # to the ISNs, length, my state, the peer's, does it ack the peer's FIN) -> (label, my new
 # state, the peer's, a refusal), filled from _label and _next_states as combinations occur.
@@ -386,7 +400,9 @@ class Tracer:
         self._by_way: dict[tuple, tuple[_Tracker, bool]] = {}  # (src, sport, dst, dport) -> tracker, from client
         self.order: list[_Tracker] = []
         self.forgotten: list[Connection] = []  # finished and no longer followed; the caller empties it
-        self._done: dict[tuple, None] = {}  # insertion-ordered: the oldest finished first
+        # the oldest finished first; an OrderedDict, not a dict: taking a dict's first key
+        # walks the holes its deletions left at the front (0.44 against 0.18 us a connection)
+        self._done: OrderedDict[tuple, None] = OrderedDict()
 
     def tracker_of(self, seg: Segment) -> _Tracker:
         return self._by_way[(seg.src, seg.sport, seg.dst, seg.dport)][0]
@@ -433,8 +449,7 @@ class Tracer:
         done = self._done
         done[tr.key] = None
         if len(done) > KEEP_DONE:
-            old = next(iter(done))
-            del done[old]
+            old, _ = done.popitem(last=False)
             gone = self.trackers.pop(old)
             (a, ap), (b, bp) = old
             for way in ((a, ap, b, bp), (b, bp, a, ap)):
@@ -508,8 +523,11 @@ class Tracer:
                     retrans, last = before
                     sent[rkey] = (retrans + 1, t)
                     marks.append(f"retransmission {retrans}, {t - last:.3f} s after the previous")
-                if len(sent) > SENT_KEEP:  # bounded: a resend of something sent that long ago is not looked for
-                    del sent[next(iter(sent))]
+                if len(sent) > SENT_KEEP + SENT_SLACK:
+                    # bounded: a resend of something sent that long ago is not looked for; the
+                    # oldest go SENT_SLACK at a time (a dict's first key, one at a time, is found
+                    # by walking the holes the deletions before left)
+                    me.sent = dict(list(sent.items())[-SENT_KEEP:])
             # label and states: one lookup in the memo of both
             fl = f & _FLAG_BITS
             seq_off = (seq - isn) % MOD
@@ -523,6 +541,7 @@ class Tracer:
             label_abs = _label_absolute(f, seq, ack, length) if absolute else ""
             if not joined:
                 me.state, peer.state = ms, ps
+                cs, ss = (ms, ps) if from_client else (ps, ms)
                 if refused:
                     marks.append("connection refused: no listener on that port")
                 elif ms == TIME_WAIT or ps == TIME_WAIT:
@@ -530,8 +549,10 @@ class Tracer:
                         if end.state == TIME_WAIT and not end.time_wait_marked:
                             marks.append(_ENTERS_TW[end.name])
                             end.time_wait_marked = True
-            elif f & RST:
-                me.state = peer.state = CLOSED
+            else:
+                if f & RST:
+                    me.state = peer.state = CLOSED
+                cs, ss = tr.client.state, tr.server.state
             end_seq = (seq + length + (f & SYN and 1) + (f & FIN)) % MOD
             nxt = me.next_seq
             if nxt is None or 0 < (end_seq - nxt) % MOD < 0x80000000:
@@ -540,7 +561,6 @@ class Tracer:
                 me.fin_seq = (seq + length) % MOD
             if win == 0 and not f & RST:
                 marks.append("zero window")
-            cs, ss = tr.client.state, tr.server.state
             st = [
                 conn,
                 t - tr.start,

@@ -57,7 +57,15 @@ def _wrap(text: str, width: int) -> list[str]:
     the labels are: words of printable ASCII one space apart, no hyphen, none wider than the
     line, where its greedy fill is this one (tests/unit/test_trace.py checks them equal)."""
     words = text.split(" ")
-    if "-" in text or not text.isascii() or not all(0 < len(w) <= width and w.isprintable() for w in words):
+    # (printable ASCII with no double, leading or trailing space: no empty word; all at C speed)
+    if (
+        "-" in text
+        or not (text.isascii() and text.isprintable())
+        or "  " in text
+        or text[0] == " "
+        or text[-1] == " "
+        or max(map(len, words)) > width
+    ):
         return textwrap.wrap(text, width)
     lines, line = [], words[0]
     for w in words[1:]:
@@ -316,17 +324,8 @@ class ConnectionsJson:
         self.finals: dict[tuple, str] = {}  # both ends' final states come in few combinations
 
     def batch(self, steps: list[list], conns: list[Connection]) -> list[tuple[int, list[Piece]]]:
-        held = self.held
-        size = self.size
-        for st, line in zip(steps, self.lines(steps), strict=True):
-            first = st[S_CONN].first
-            lines = held.get(first)
-            if lines is None:
-                lines = held[first] = []
-            lines.append(line)
-            size += len(line)
-        self.size = size
-        if size > self.hold_max and self.spill is not None:
+        self.size += self.lines(steps, self.held)
+        if self.size > self.hold_max and self.spill is not None:
             self._spill_all()
         return [(conn.key, self.connection(conn)) for conn in conns]
 
@@ -368,16 +367,16 @@ class ConnectionsJson:
         return pieces
 
 
-_PLAIN = frozenset("0123456789abcdefABCDEF.:[]")
-
-
 def _json_word(text: str, dumps) -> str:
-    """``dumps(text)``, without the encoder for an address:port (nothing in it needs escaping)."""
-    return f'"{text}"' if _PLAIN.issuperset(text) else dumps(text)
+    """``dumps(text)``, without the encoder (1 us) for a text with nothing to escape: printable
+    ASCII with no quote or backslash (addresses, labels)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return dumps(text)
 
 
 def _json_packets(dumps, absolute: bool):
-    """Annotated.to_json of each kept step, encoded as json.dumps would (same keys, same
+    """Annotated.to_json of each step, encoded as json.dumps would (same keys, same
     order, floats by repr), by string formatting: the dict and the encoder were two thirds of
     --json's time.  Labels and marks go through ``dumps``; the names of states, senders and
     flags are plain ASCII words."""
@@ -386,9 +385,9 @@ def _json_packets(dumps, absolute: bool):
     heads: dict[tuple, str] = {}  # from "from" to "seq": what the sender, flags and relative numbers make
     tails: dict[tuple, str] = {}  # from "len" to the end
 
-    def lines(steps: list[list]) -> list[str]:
-        out = []
-        add = out.append
+    def lines(steps: list[list], held: dict[int, list[str]]) -> int:
+        """Each step's line, appended to its connection's in ``held``; the characters added."""
+        size = 0
         for st in steps:
             _t, _s, _sp, _d, _dp, f, seq, ack, win, length = st[S_SEG]
             raw = st[S_T]
@@ -418,7 +417,7 @@ def _json_packets(dumps, absolute: bool):
                 if lj is None:
                     if len(labels) > MEMO_MAX:
                         labels.clear()
-                    lj = labels[label] = dumps(label)
+                    lj = labels[label] = _json_word(label, dumps)
                 tail = (
                     f', "len": {length}, "window": {win}, "label": {lj}, '
                     f'"marks": {dumps(marks) if marks else "[]"}, "retransmission": {tkey[3]}, '
@@ -430,9 +429,16 @@ def _json_packets(dumps, absolute: bool):
                         tails.clear()
                     tails[tkey] = tail
             if f & ACK:
-                add(f'{{"t": {ts}{head}{seq}, "ack": {ack}{tail}')
+                line = f'{{"t": {ts}{head}{seq}, "ack": {ack}{tail}'
             else:
-                add(f'{{"t": {ts}{head}{seq}, "ack": null{tail}')
-        return out
+                line = f'{{"t": {ts}{head}{seq}, "ack": null{tail}'
+            size += len(line)
+            first = st[S_CONN].first
+            got = held.get(first)
+            if got is None:
+                held[first] = [line]
+            else:
+                got.append(line)
+        return size
 
     return lines

@@ -573,3 +573,38 @@ def test_a_finished_connection_keeps_only_its_last_segments_for_resends():
     assert tr.retired and len(tr.client.sent) == SENT_AFTER_DONE
     (again,) = tracer.feed(seg(1.5, "s", FIN | ACK, 51, end + 1))  # the server's FIN resent
     assert again[1].retransmission == 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("SYN-ACK J+1:09() .,\t\u00e9\u3000"), min_size=1, max_size=60), st.integers(8, 60)
+)
+def test_the_lane_wrap_is_textwrap_for_any_spacing(text, width):
+    import textwrap
+
+    from tcptune.render.trace import _wrap
+
+    assert _wrap(text, width) == textwrap.wrap(text, width)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30))
+def test_a_json_word_is_what_the_encoder_makes(text):
+    from tcptune.render.trace import _json_word
+
+    assert _json_word(text, json.dumps) == json.dumps(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from([ACK, ACK | RST, ACK | FIN, SYN, SYN | ACK, 0]),
+    st.booleans(),
+    st.integers(0, (1 << 32) - 1),
+    st.integers(-(1 << 32), (1 << 32) - 1),
+    st.integers(0, 65535),
+)
+def test_the_data_labels_made_in_line_are_the_label_function_s(flags, from_client, seq_off, ack_key, length):
+    from tcptune.core.trace import ESTABLISHED, _label, _shape
+
+    label = _shape(flags, from_client, seq_off, ack_key, length, ESTABLISHED, ESTABLISHED, False)[0]
+    assert label == _label(flags, from_client, seq_off, ack_key, length)
