@@ -117,8 +117,7 @@ def _read(path: str, port: int | None, host: str | None, json_out: bool, absolut
         from itertools import chain
 
         run = read_trace(path, lambda got, spill: render_connection_items(got, absolute, spill), keep, True, absolute)
-        for chunk in render_json_document(chain.from_iterable(run.chunks), run.source, run.stats, absolute):
-            sys.stdout.write(chunk)
+        sys.stdout.writelines(render_json_document(chain.from_iterable(run.chunks), run.source, run.stats, absolute))
         return
     out = Output.detect(sys.stdout)
     run = read_trace(path, lambda steps, _spill: render_step_items(steps, out, absolute), keep, False, absolute)

@@ -126,9 +126,9 @@ def read_trace(
                     more = next(other, None)
                     if more is None:
                         raise TcptuneError("the two halves of the capture ended apart", ExitCode.INTERNAL)
-                    if packets:
-                        items = [(key, _pieces(p, spills[0])) for key, p in items]
-                        more = [(key, _pieces(p, spills[1])) for key, p in more]
+                    if packets:  # a connection held whole is one string; one spilled, its pieces read when written
+                        items = [(key, p[0] if len(p) == 1 else _pieces(p, spills[0])) for key, p in items]
+                        more = [(key, p[0] if len(p) == 1 else _pieces(p, spills[1])) for key, p in more]
                     if more:
                         items += more
                         items.sort(key=_KEY)

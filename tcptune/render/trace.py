@@ -380,10 +380,8 @@ def _json_packets(dumps, absolute: bool):
     order, floats by repr), by string formatting: the dict and the encoder were two thirds of
     --json's time.  Labels and marks go through ``dumps``; the names of states, senders and
     flags are plain ASCII words."""
-    labels: dict[str, str] = {}
     times: dict[float, str] = {}  # round() and repr(float) are 0.8 us: times that come back are written once
-    heads: dict[tuple, str] = {}  # from "from" to "seq": what the sender, flags and relative numbers make
-    tails: dict[tuple, str] = {}  # from "len" to the end
+    pieces: dict[tuple, tuple[str, str]] = {}  # what comes before and after the raw numbers
 
     def lines(steps: list[list], held: dict[int, list[str]]) -> int:
         """Each step's line, appended to its connection's in ``held``; the characters added."""
@@ -398,36 +396,36 @@ def _json_packets(dumps, absolute: bool):
                 ts = times[raw] = repr(round(raw, 6))  # (-0.0 is a key of its own: 0.0 == -0.0, same hash)
                 if raw == 0:
                     del times[raw]
-            hkey = (st[S_SENDER], f, st[S_REL_SEQ], st[S_REL_ACK])
-            head = heads.get(hkey)
-            if head is None:
-                if len(heads) > MEMO_MAX:
-                    heads.clear()
-                ack_rel = hkey[3] if f & ACK else "null"
-                head = heads[hkey] = (
-                    f', "from": "{hkey[0]}", "flags": "{LETTERS[f & 0xFF]}", "seq_rel": {hkey[2]}, '
-                    f'"ack_rel": {ack_rel}, "seq": '
-                )
             marks = st[S_MARKS]
             label = st[S_LABEL_ABS] if absolute and st[S_LABEL_ABS] else st[S_LABEL]
-            tkey = (length, win, label, st[S_RETRANS], st[S_CLIENT], st[S_SERVER])
-            tail = None if marks else tails.get(tkey)
-            if tail is None:
-                lj = labels.get(label)
-                if lj is None:
-                    if len(labels) > MEMO_MAX:
-                        labels.clear()
-                    lj = labels[label] = _json_word(label, dumps)
-                tail = (
-                    f', "len": {length}, "window": {win}, "label": {lj}, '
-                    f'"marks": {dumps(marks) if marks else "[]"}, "retransmission": {tkey[3]}, '
-                    f'"states_after": {{"client": "{tkey[4]}", "server": "{tkey[5]}"}}, '
-                    '"states_source": "inferred", "kernel_states": null, "disagrees": []}'
+            key = (
+                st[S_SENDER],
+                f,
+                st[S_REL_SEQ],
+                st[S_REL_ACK],
+                length,
+                win,
+                label,
+                st[S_RETRANS],
+                st[S_CLIENT],
+                st[S_SERVER],
+            )
+            ends = None if marks else pieces.get(key)
+            if ends is None:
+                ack_rel = key[3] if f & ACK else "null"
+                ends = (
+                    f', "from": "{key[0]}", "flags": "{LETTERS[f & 0xFF]}", "seq_rel": {key[2]}, '
+                    f'"ack_rel": {ack_rel}, "seq": ',
+                    f', "len": {length}, "window": {win}, "label": {_json_word(label, dumps)}, '
+                    f'"marks": {dumps(marks) if marks else "[]"}, "retransmission": {key[7]}, '
+                    f'"states_after": {{"client": "{key[8]}", "server": "{key[9]}"}}, '
+                    '"states_source": "inferred", "kernel_states": null, "disagrees": []}',
                 )
                 if not marks:
-                    if len(tails) > MEMO_MAX:
-                        tails.clear()
-                    tails[tkey] = tail
+                    if len(pieces) > MEMO_MAX:
+                        pieces.clear()
+                    pieces[key] = ends
+            head, tail = ends
             if f & ACK:
                 line = f'{{"t": {ts}{head}{seq}, "ack": {ack}{tail}'
             else:
