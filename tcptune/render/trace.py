@@ -121,14 +121,6 @@ def render_packet(ann: Annotated, out: Output, absolute: bool = False) -> list[s
     return lines
 
 
-def render_steps(batches: Iterable[list[list]], out: Output, absolute: bool = False) -> Iterator[str]:
-    """--read as text: each batch of steps (core/trace.S_*) as one string of lines, a
-    connection's header before its first segment."""
-    for items in render_step_items(batches, out, absolute):
-        if items:
-            yield "".join([text for _, text in items])
-
-
 def render_step_items(
     batches: Iterable[list[list]], out: Output, absolute: bool = False
 ) -> Iterator[list[tuple[int, str]]]:
@@ -225,12 +217,6 @@ def render_trace_json(connections: list[Connection], source: str, stats, absolut
     }
 
 
-def render_trace_json_stream(connections: Iterable[Connection], source: str, stats, absolute: bool = False):
-    """The same document as ``render_trace_json``, written a connection at a time (so a capture
-    of millions of packets is never held whole); the counts come last, once the file is read."""
-    return render_json_document(map(connection_json(absolute), connections), source, stats, absolute)
-
-
 def render_connection_items(
     batches: Iterable[tuple[list[list], list[Connection]]], absolute: bool = False, spill: Spill | None = None
 ) -> Iterator[list[tuple[int, list[Piece]]]]:
@@ -246,7 +232,7 @@ def render_connection_items(
 def render_json_document(
     connections: Iterable[str | Iterable[str]], source: str, stats, absolute: bool = False
 ) -> Iterator[str]:
-    """``render_trace_json``'s document around connections already written (connection_json),
+    """``render_trace_json``'s document around connections already written (render_connection_items),
     each a string or the strings that make it."""
     import json
 
@@ -268,27 +254,6 @@ def render_json_document(
     yield "}\n"
 
 
-def connection_json(absolute: bool = False):
-    """A function writing one connection with its Annotated packets (live, scenarios) as
-    ``render_trace_json`` has it, each packet on one line: json.dumps without indent runs in
-    C, with indent it does not (three times slower on a large capture)."""
-    import json
-
-    dumps = json.JSONEncoder(allow_nan=False).encode
-
-    def connection(conn: Connection) -> str:
-        fields = []
-        for key, value in conn.to_json(absolute).items():
-            if key == "packets" and value:
-                body = ",\n        ".join(map(dumps, value))
-                fields.append(f'      "packets": [\n        {body}\n      ]')
-            else:
-                fields.append(f"      {dumps(key)}: {dumps(value)}")
-        return "{\n" + ",\n".join(fields) + "\n    }"
-
-    return connection
-
-
 class Spill(Protocol):
     """Text put away until it is wanted (host/spill.SpillFile: an unlinked temporary file)."""
 
@@ -306,8 +271,8 @@ _PACKET_SEP = ",\n        "
 class ConnectionsJson:
     """--read --json: each step's line written as it comes (core/trace.finished_batches hands
     on a connection's steps in its order), held for its connection until the connection is
-    finished, then the connection as pieces that make the text ``connection_json`` makes of
-    it.  A connection's packets must all be inside its object, so a long one would be held
+    finished, then the connection as pieces that make its text: its Connection.to_json with each
+    packet json.dumps'd on one line (tests/unit/test_trace.py checks it byte for byte).  A connection's packets must all be inside its object, so a long one would be held
     whole: past HOLD_MAX characters held in all, every connection's lines so far go to
     ``spill`` (without one they stay) and its pieces say where, so memory stays flat however
     long the connections."""

@@ -368,14 +368,34 @@ def test_a_new_syn_on_a_finished_4_tuple_is_a_new_connection():
 
 @pytest.mark.parametrize("absolute", [False, True])
 def test_the_streamed_json_is_the_same_document(absolute):
-    from tcptune.render.trace import render_trace_json, render_trace_json_stream
+    from tcptune.render.trace import render_json_document, render_trace_json
 
     conns = [c for p in CASES for c in _trace(p)]
     stats = ReadStats(records=7, tcp=5)
-    streamed = json.loads("".join(render_trace_json_stream(conns, "x.pcap", stats, absolute)))
+    streamed = json.loads(
+        "".join(render_json_document(map(connection_json(absolute), conns), "x.pcap", stats, absolute))
+    )
     assert streamed == render_trace_json(conns, "x.pcap", stats, absolute)
-    empty = json.loads("".join(render_trace_json_stream([], "x.pcap", stats)))
+    empty = json.loads("".join(render_json_document([], "x.pcap", stats)))
     assert empty["connections"] == []
+
+
+def connection_json(absolute: bool = False):
+    """What --read --json writes of a connection, from its Annotated packets: to_json's fields,
+    each packet json.dumps'd on one line (the reference the hand-formatted path must equal)."""
+    dumps = json.JSONEncoder(allow_nan=False).encode
+
+    def connection(conn) -> str:
+        fields = []
+        for key, value in conn.to_json(absolute).items():
+            if key == "packets" and value:
+                body = ",\n        ".join(map(dumps, value))
+                fields.append(f'      "packets": [\n        {body}\n      ]')
+            else:
+                fields.append(f"      {dumps(key)}: {dumps(value)}")
+        return "{\n" + ",\n".join(fields) + "\n    }"
+
+    return connection
 
 
 def _reopened(times: int = 3):
@@ -409,10 +429,11 @@ def test_the_streamed_text_is_the_text_of_the_kept_connections(segs, absolute):
     """--read's batch path (steps) prints what the Annotated path prints, a header per connection."""
     from tcptune.core.trace import annotate_batches
     from tcptune.render.output import Output
-    from tcptune.render.trace import render_steps, render_trace_text
+    from tcptune.render.trace import render_step_items, render_trace_text
 
     out = Output(width=80)
-    streamed = "".join(render_steps(annotate_batches([segs[:2], segs[2:]], absolute), out, absolute))
+    items = render_step_items(annotate_batches([segs[:2], segs[2:]], absolute), out, absolute)
+    streamed = "".join(text for got in items for _, text in got)
     conns = trace_connections(segs, absolute)
     kept = "\n".join(render_trace_text([(c, a) for c in conns for a in c.packets], out, absolute)) + "\n"
     assert streamed == kept
@@ -462,7 +483,7 @@ def test_the_json_written_from_steps_is_json_dumps_of_to_json(segs, absolute):
     """--read --json formats each kept step by hand: byte for byte what the encoder makes of
     Annotated.to_json (float repr, null, key order, escaped labels and marks)."""
     from tcptune.core.trace import finished_batches
-    from tcptune.render.trace import connection_json, render_connection_items
+    from tcptune.render.trace import render_connection_items
 
     from_steps = sorted(
         "".join(text)
@@ -482,7 +503,7 @@ def test_reading_a_capture_makes_no_reference_cycles(json_out):
 
     from tcptune.core.trace import annotate_batches, finished_batches
     from tcptune.render.output import Output
-    from tcptune.render.trace import render_connection_items, render_steps
+    from tcptune.render.trace import render_connection_items, render_step_items
 
     segs = _reopened(30) + _MARKED + _CROSSED_SYNS + [s for p in CASES for s in read_segments(open(p, "rb"), p.name)]
     batches = [segs[i : i + 7] for i in range(0, len(segs), 7)]
@@ -495,7 +516,7 @@ def test_reading_a_capture_makes_no_reference_cycles(json_out):
                 "".join(text) for items in render_connection_items(finished_batches(batches)) for _, text in items
             )
         else:
-            written = "".join(render_steps(annotate_batches(batches), Output()))
+            written = "".join(t for got in render_step_items(annotate_batches(batches), Output()) for _, t in got)
         assert gc.collect() == 0
     finally:
         if was:

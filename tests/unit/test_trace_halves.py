@@ -21,7 +21,6 @@ from tcptune.render.trace import (
     render_connection_items,
     render_json_document,
     render_step_items,
-    render_steps,
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data/pcap"
@@ -81,7 +80,8 @@ def _one_process(path: Path, json_out: bool, absolute: bool = False) -> str:
         if json_out:
             items = render_connection_items(finished_batches(batches, absolute), absolute)
             return "".join(render_json_document((t for got in items for _, t in got), str(path), stats, absolute))
-        return "".join(render_steps(annotate_batches(batches, absolute), Output(width=80), absolute))
+        items = render_step_items(annotate_batches(batches, absolute), Output(width=80), absolute)
+        return "".join(text for got in items for _, text in got)
 
 
 def _read(path: Path, json_out: bool, absolute: bool = False) -> str:
