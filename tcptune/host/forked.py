@@ -132,7 +132,9 @@ class ForkedStream:
             code = 0
             try:
                 os.close(out_r)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly; the parent reports
+                # Ctrl-C (the whole foreground group gets it) is for the parent to report; it stops
+                # this child itself (close) rather than find it gone and call that an internal error
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
                 with os.fdopen(out_w, "wb", buffering=1 << 16) as out:
                     for value in work():
                         frame = marshal.dumps(value)

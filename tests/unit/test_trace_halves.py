@@ -265,3 +265,34 @@ def test_no_room_for_the_spill_is_one_clear_error(monkeypatch, tmp_path):
     with pytest.raises(TcptuneError, match="cannot put long connections' packets aside in .*gone") as err:
         SpillFile("--read --json")
     assert err.value.exit_code == 2 and "TMPDIR" in str(err.value)
+
+
+def test_ctrl_c_during_a_read_in_two_processes_is_an_interruption_and_leaves_no_child(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "large.pcap"
+    _busy_capture(path, 20000, seed=5)
+
+    def as_a_terminal_job():  # its own group, SIGINT not ignored (a suite started in the background would)
+        os.setpgrp()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    argv = [sys.executable, "-m", "tcptune", "trace", "--read", str(path), "--json"]
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=as_a_terminal_job)
+    children, deadline = [], time.monotonic() + 10
+    while not children and p.poll() is None and time.monotonic() < deadline:
+        with open(f"/proc/{p.pid}/task/{p.pid}/children") as fh:
+            children = fh.read().split()
+        time.sleep(0.002)
+    assert children, "the read ended before its helper could be seen"
+    # Ctrl-C reaches the whole foreground group, in no set order: the child first here
+    os.kill(int(children[0]), signal.SIGINT)
+    time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    assert b"helper process" not in err
+    assert not os.path.exists(f"/proc/{children[0]}")
