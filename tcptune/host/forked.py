@@ -16,8 +16,33 @@ import marshal
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
+from typing import NoReturn
 
 from tcptune.errors import ExitCode, TcptuneError
+
+
+def _fork(*fds: int | None) -> int | None:
+    """os.fork(); None when it fails (process limits), with ``fds`` closed: the caller then
+    does the work itself."""
+    try:
+        return os.fork()
+    except OSError:
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
+        return None
+
+
+def _run_child(body: Callable[[], None]) -> NoReturn:
+    """In the child: ``body``, then os._exit (0, or 70 when it failed: no finally or atexit
+    of the parent's runs here)."""
+    code = 0
+    try:
+        body()
+    except BaseException:  # noqa: BLE001 - whatever it was, the parent sees incomplete output
+        code = 70
+    finally:
+        os._exit(code)
 
 
 class Forked:
@@ -28,16 +53,12 @@ class Forked:
         self.input = None
         out_r, out_w = os.pipe()
         in_r, in_w = os.pipe() if feed else (None, None)
-        try:
-            pid = os.fork()
-        except OSError:  # no fork (process limits): the caller does the work itself
-            for fd in (out_r, out_w, in_r, in_w):
-                if fd is not None:
-                    os.close(fd)
+        pid = _fork(out_r, out_w, in_r, in_w)
+        if pid is None:
             return
-        if pid == 0:  # the child
-            code = 0
-            try:
+        if pid == 0:  # the child: the parent sees an empty pipe if it fails
+
+            def child() -> None:
                 os.close(out_r)
                 if in_w is not None:
                     os.close(in_w)
@@ -45,10 +66,8 @@ class Forked:
                 view = memoryview(marshal.dumps(value))
                 while view:
                     view = view[os.write(out_w, view) :]
-            except BaseException:  # noqa: BLE001 - the parent sees an empty pipe
-                code = 70
-            finally:
-                os._exit(code)
+
+            _run_child(child)
         os.close(out_w)
         if in_r is not None:
             os.close(in_r)
@@ -122,15 +141,12 @@ class ForkedStream:
             fcntl.fcntl(out_w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:  # above /proc/sys/fs/pipe-max-size for this user: the default then
             pass
-        try:
-            pid = os.fork()
-        except OSError:  # no fork: the caller does the work itself
-            os.close(out_r)
-            os.close(out_w)
+        pid = _fork(out_r, out_w)
+        if pid is None:
             return
-        if pid == 0:  # the child
-            code = 0
-            try:
+        if pid == 0:  # the child: the parent sees no end frame if it fails
+
+            def child() -> None:
                 os.close(out_r)
                 # Ctrl-C (the whole foreground group gets it) is for the parent to report; it stops
                 # this child itself (close) rather than find it gone and call that an internal error
@@ -141,10 +157,8 @@ class ForkedStream:
                         out.write(len(frame).to_bytes(8, "little"))
                         out.write(frame)
                     out.write(_FRAME_END)
-            except BaseException:  # noqa: BLE001 - the parent sees no end frame
-                code = 70
-            finally:
-                os._exit(code)
+
+            _run_child(child)
         os.close(out_w)
         self.pid, self._out = pid, os.fdopen(out_r, "rb", buffering=1 << 16)
 
