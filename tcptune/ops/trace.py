@@ -60,7 +60,7 @@ HalfRenderer = Callable[[Iterator, SpillFile | None], Iterable[list[tuple[int, A
 @dataclass
 class TraceRun:
     """The rendered output a batch at a time, in the capture's order (``chunks``: text, a
-    string per segment; JSON, the strings of each connection, in the order they finish, as an
+    string per segment; JSON, the strings of each connection, in the order they are let go (Connection.key), as an
     iterator to write from); then ``stats`` once they are consumed."""
 
     source: str

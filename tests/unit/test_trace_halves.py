@@ -1,8 +1,12 @@
 """A large `trace --read` runs in two processes, each tracing half of the connections
-(ops/trace.py): what they write together is what one process writes, byte for byte."""
+(ops/trace.py): what they write together is what the two halves write in one process, byte
+for byte, and what one tracer writes while no half has more than KEEP_DONE finished
+connections to follow (past that each half lets its own go: the JSON's order and which late
+segment still joins its connection are the halves')."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import struct
@@ -27,7 +31,12 @@ DATA = Path(__file__).resolve().parents[1] / "data/pcap"
 
 
 def _frame(src: str, dst: str, sport: int, dport: int, flags: int, seq: int, ack: int, length: int) -> bytes:
+    """Ethernet, then IPv4 (the decoder's fast path) or IPv6 (its general one)."""
     tcp = struct.pack(">HHIIBBHHH", sport, dport, seq % (1 << 32), ack % (1 << 32), 5 << 4, flags, 1000, 0, 0)
+    if ":" in src:
+        addrs = ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed
+        ip = struct.pack(">IHBB32s", 6 << 28, 20 + length, 6, 64, addrs)
+        return b"\0" * 12 + b"\x86\xdd" + ip + tcp + bytes(length)
     addrs = bytes(map(int, src.split("."))) + bytes(map(int, dst.split(".")))
     ip = struct.pack(">BBHHHBBH8s", 0x45, 0, 40 + length, 0, 0x4000, 64, 6, 0, addrs)
     return b"\0" * 12 + b"\x08\x00" + ip + tcp + bytes(length)
@@ -41,8 +50,9 @@ def _busy_capture(path: Path, connections: int, seed: int = 7) -> None:
     with open(path, "wb") as fh:
         w = PcapWriter(fh)
         for i in range(connections):
-            cl = ("10.0.0.1", 32768 + 2 * rnd.randrange(400))  # even ports, as Linux's connect() picks
-            sv = ("10.0.0.2", rnd.choice((80, 443)))
+            v6 = rnd.random() < 0.2
+            cl = ("fd00::1" if v6 else "10.0.0.1", 32768 + 2 * rnd.randrange(400))  # even ports, as Linux's connect()
+            sv = ("fd00::2" if v6 else "10.0.0.2", rnd.choice((80, 443)))
             j, k = rnd.randrange(1 << 32), rnd.randrange(1 << 32)
             kind = rnd.random()
             if kind < 0.1:
@@ -74,7 +84,8 @@ def _busy_capture(path: Path, connections: int, seed: int = 7) -> None:
 
 
 def _one_process(path: Path, json_out: bool, absolute: bool = False) -> str:
-    """The output of the unsplit path: one tracer over the whole capture."""
+    """The output of the unsplit path: one tracer over the whole capture (the same as the
+    halves' while fewer than KEEP_DONE connections finish in a half while others are followed)."""
     with open(path, "rb") as fh:
         batches = read_batches(fh, str(path), stats := ReadStats())
         if json_out:
@@ -120,6 +131,30 @@ def test_two_processes_write_what_one_tracer_writes(tmp_path, forks, json_out, a
     _busy_capture(path, 600)
     assert _read(path, json_out, absolute) == _one_process(path, json_out, absolute)
     assert len(forks) == 1 and forks[0] is not None
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_a_port_filter_read_in_two_processes_as_in_one(tmp_path, forks, json_out):
+    path = tmp_path / "busy.pcap"
+    _busy_capture(path, 600, seed=9)
+    keep = ops_trace.TraceFilter(port=443)
+    out = Output(width=80)
+    if json_out:
+        run = ops_trace.read_trace(str(path), lambda got, spill: render_connection_items(got, False, spill), keep, True)
+        got = "".join(render_json_document((c for chunk in run.chunks for c in chunk), run.source, run.stats))
+    else:
+        run = ops_trace.read_trace(str(path), lambda s, _: render_step_items(s, out), keep)
+        got = "".join("".join(chunk) for chunk in run.chunks)
+    with open(path, "rb") as fh:
+        stats = ReadStats()
+        batches = ([s for s in b if keep.keeps(s)] for b in read_batches(fh, str(path), stats))
+        if json_out:
+            items = render_connection_items(finished_batches(batches))
+            want = "".join(render_json_document((t for g in items for _, t in g), str(path), stats))
+        else:
+            want = "".join(t for g in render_step_items(annotate_batches(batches), out) for _, t in g)
+    assert got == want and ":443" in got and ":80 " not in got and "fd00::" in got
+    assert len(forks) == 1
 
 
 @pytest.mark.parametrize("path", sorted(DATA.glob("*.pcap*")), ids=lambda p: p.name)
@@ -189,13 +224,20 @@ def test_a_helper_not_read_to_its_end_is_stopped_and_reaped():
         os.waitpid(pid, os.WNOHANG)  # reaped: no longer our child
 
 
-def test_the_cli_reads_a_large_capture_as_one_process_does(tmp_path):
+@pytest.mark.parametrize("json_out", [False, True])
+def test_the_cli_reads_a_large_capture_as_the_halves_do_in_one_process(tmp_path, monkeypatch, json_out):
+    """7000 connections on 1600 4-tuples: each half lets finished ones go (KEEP_DONE)."""
     path = tmp_path / "large.pcap"
     _busy_capture(path, 7000, seed=3)
     assert path.stat().st_size >= ops_trace.FORK_MIN_BYTES
-    r = run_cli("trace", "--read", str(path), "--json")
+    r = run_cli("trace", "--read", str(path), *(["--json"] if json_out else []), env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stderr
-    assert r.stdout == _one_process(path, True)
+    monkeypatch.setattr(ops_trace, "spare_cpu", lambda: False)
+    monkeypatch.setattr(ops_trace, "ForkedStream", None)  # would raise if called
+    if json_out:
+        assert r.stdout == _read(path, True)
+    else:
+        assert r.stdout.startswith(_read(path, False)) and "TCP segments of" in r.stdout
 
 
 def _bulk_capture(path: Path, transfers: int, segments: int) -> None:
