@@ -3,7 +3,8 @@
 HOST layer.  A JSON connection holds all its packets, so a capture of a few long transfers
 would hold them all in memory until each ends; past a bound the writer (render/trace.py
 ConnectionsJson) puts them here instead.  The file is unlinked from the start (O_TMPFILE or
-tempfile's unlink), in $TMPDIR, and goes when both processes that read it have closed it.
+tempfile's unlink), in $TMPDIR, made when first needed (or before a fork), and goes when
+both processes that read it have closed it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,18 @@ class SpillFile:
 
     def __init__(self, what: str) -> None:
         self.what = what  # the option it serves, for errors
-        try:
-            self._file = tempfile.TemporaryFile()  # noqa: SIM115 - open for as long as the reading
-        except OSError as exc:
-            raise self._error(exc) from None
-        self.fd = self._file.fileno()
+        self._file = None
+        self.fd = -1
         self.end = 0
+
+    def open(self) -> None:
+        """Make the file now (before a fork, for both processes to have it); else the first put does."""
+        if self._file is None:
+            try:
+                self._file = tempfile.TemporaryFile()  # noqa: SIM115 - open for as long as the reading
+            except OSError as exc:
+                raise self._error(exc) from None
+            self.fd = self._file.fileno()
 
     def _error(self, exc: OSError) -> TcptuneError:
         return TcptuneError(
@@ -35,6 +42,7 @@ class SpillFile:
         )
 
     def put(self, text: str) -> tuple[int, int]:
+        self.open()
         data = text.encode()
         view, offset = memoryview(data), self.end
         try:
@@ -56,4 +64,6 @@ class SpillFile:
         return b"".join(parts).decode()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -115,7 +115,7 @@ def read_trace(
             spills = (SpillFile("--read --json"), SpillFile("--read --json")) if packets else (None, None)
             child = None
             try:
-                if os.fstat(fd).st_size >= FORK_MIN_BYTES and spare_cpu():
+                if os.fstat(fd).st_size >= FORK_MIN_BYTES and spare_cpu() and _opened(spills):
                     child = ForkedStream(lambda: half(batches(OwnOffset(fd), ReadStats(), 1), spills[1]))
                 if child is not None and child.running:
                     own, other = iter(half(batches(stream, stats, 0), spills[0])), child.values()
@@ -146,6 +146,19 @@ def read_trace(
 
 
 _KEY = itemgetter(0)
+
+
+def _opened(spills: tuple[SpillFile | None, ...]) -> bool:
+    """Both halves' spill files made before a fork (so both processes have them).  When that
+    fails the halves run here instead, and a spill is made only if one is needed (so a
+    capture of short connections reads with no room in $TMPDIR)."""
+    try:
+        for spill in spills:
+            if spill is not None:
+                spill.open()
+    except TcptuneError:
+        return False
+    return True
 
 
 def _pieces(pieces: list, spill: SpillFile) -> Iterator[str]:

@@ -305,8 +305,20 @@ def test_no_room_for_the_spill_is_one_clear_error(monkeypatch, tmp_path):
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
     with pytest.raises(TcptuneError, match="cannot put long connections' packets aside in .*gone") as err:
-        SpillFile("--read --json")
+        SpillFile("--read --json").put("x")
     assert err.value.exit_code == 2 and "TMPDIR" in str(err.value)
+
+
+def test_no_room_for_a_spill_reads_short_connections_in_one_process(tmp_path, monkeypatch):
+    import tempfile
+
+    path = tmp_path / "busy.pcap"
+    _busy_capture(path, 300, seed=13)
+    monkeypatch.setattr(ops_trace, "FORK_MIN_BYTES", 0)
+    monkeypatch.setattr(ops_trace, "spare_cpu", lambda: True)
+    monkeypatch.setattr(ops_trace, "ForkedStream", None)  # would raise if called
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    assert _read(path, True) == _one_process(path, True)
 
 
 def test_ctrl_c_during_a_read_in_two_processes_is_an_interruption_and_leaves_no_child(tmp_path):
