@@ -14,7 +14,9 @@ from __future__ import annotations
 import fcntl
 import marshal
 import os
+import select
 import signal
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import NoReturn
 
@@ -123,14 +125,20 @@ def spare_cpu() -> bool:
 
 
 PIPE_SIZE = 1 << 20  # the default /proc/sys/fs/pipe-max-size
+READ_SIZE = 1 << 16  # os.read() allocates this much whatever it gets: 1 MiB each time was an mmap
 _FRAME_END = (0).to_bytes(8, "little")  # a value's frame is its length, then its marshal; 0: the end
 
 
+END = object()  # what ForkedStream.wait() gives once the child has sent all its values
+
+
 class ForkedStream:
-    """``work()``'s values made in a child and handed over one by one as it makes them: the
-    child runs ahead by what the pipe holds (its writes block), so memory stays bounded.
-    ``values()`` raises TcptuneError (exit 70) when the child ends without finishing, and
-    ``close()`` ends a child not read to its end (ours, by its pid)."""
+    """``work()``'s values made in a child and handed over as it makes them: the child runs
+    ahead by what the pipe holds (its writes block), so memory stays bounded.  ``ready()``
+    takes the values already through the pipe without waiting, ``wait()`` one value (or END)
+    waiting for it, and raises TcptuneError (exit 70) when the child ended without finishing.  ``close()`` ends a child not read to its end (ours, by its pid)."""
+
+    END = END
 
     def __init__(self, work: Callable[[], Iterable]) -> None:
         self.pid = None
@@ -160,31 +168,73 @@ class ForkedStream:
 
             _run_child(child)
         os.close(out_w)
-        self.pid, self._out = pid, os.fdopen(out_r, "rb", buffering=1 << 16)
+        os.set_blocking(out_r, False)  # ready() takes what is there and goes on
+        self.pid, self._fd = pid, out_r
+        self._buf = bytearray()  # bytes read, not yet whole frames
+        self._values: deque = deque()  # values read, not yet taken
+        self._eof = self._ended = False  # the pipe's end; the child's end frame
 
     @property
     def running(self) -> bool:
         return self.pid is not None
 
-    def values(self) -> Iterator:
-        read = self._out.read
-        while True:
-            head = read(8)
-            size = int.from_bytes(head, "little") if len(head) == 8 else -1
-            frame = read(size) if size > 0 else b""
-            if size < 0 or len(frame) != size:
-                self.close()
-                raise TcptuneError("a helper process ended before its work was done", ExitCode.INTERNAL)
+    def _read(self, block: bool) -> None:
+        """What the pipe holds into values (waiting for something first, with ``block``)."""
+        if block and not self._eof:
+            select.select([self._fd], [], [])
+        while not self._eof:
+            try:
+                chunk = os.read(self._fd, READ_SIZE)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self._eof = True
+                break
+            self._buf += chunk
+        buf, at = self._buf, 0
+        while not self._ended and len(buf) - at >= 8:
+            size = int.from_bytes(buf[at : at + 8], "little")
             if size == 0:
+                self._ended = True
+                at += 8
+            elif len(buf) - at - 8 >= size:
+                self._values.append(marshal.loads(buf[at + 8 : at + 8 + size]))
+                at += 8 + size
+            else:
+                break
+        del buf[:at]
+
+    def _failed(self) -> TcptuneError:
+        self.close()
+        return TcptuneError("a helper process ended before its work was done", ExitCode.INTERNAL)
+
+    def ready(self) -> list:
+        """The values already sent, without waiting (a child gone early is wait()'s to say)."""
+        self._read(block=False)
+        taken = list(self._values)
+        self._values.clear()
+        return taken
+
+    def wait(self):
+        """The next value, or END, waiting for it."""
+        while not self._values:
+            if self._ended:
                 self.close(finished=True)
-                return
-            yield marshal.loads(frame)
+                return self.END
+            if self._eof:
+                raise self._failed()
+            self._read(block=True)
+        return self._values.popleft()
+
+    def values(self) -> Iterator:
+        while (value := self.wait()) is not self.END:
+            yield value
 
     def close(self, finished: bool = False) -> None:
         """Reap the child; one that has not ``finished`` is stopped first (its output is not wanted)."""
         if self.pid is None:
             return
-        self._out.close()
+        os.close(self._fd)
         try:
             pid, _ = os.waitpid(self.pid, 0 if finished else os.WNOHANG)
             if pid == 0:  # still working: it is not read any more

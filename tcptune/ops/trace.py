@@ -12,10 +12,13 @@ process (a small file, one CPU, no fork): the output does not depend on which ra
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import compress, tee
 from operator import itemgetter
 from typing import Any
@@ -30,11 +33,12 @@ from tcptune.core.trace import (
     trace_connections,
 )
 from tcptune.errors import ExitCode, TcptuneError
-from tcptune.host.forked import ForkedStream, spare_cpu
+from tcptune.host.forked import END, ForkedStream, spare_cpu
 from tcptune.host.spill import SpillFile
 from tcptune.host.tree import OwnOffset, open_regular
 
 FORK_MIN_BYTES = 4 << 20  # below this a second process costs more than it saves (fork, pipe: milliseconds)
+LEAD_MAX = 256  # batches this half's output may wait for the other's (about a bulk transfer's, 10k segments)
 
 
 @dataclass
@@ -107,33 +111,64 @@ def read_trace(
         core = finished_batches if packets else annotate_batches
         return render(core(keyed_batches, absolute, keyed=True), spill)
 
+    def merge(items: list, more) -> list:
+        """One batch: this half's pieces and the other's, in the capture's order."""
+        if more is END:
+            raise TcptuneError("the two halves of the capture ended apart", ExitCode.INTERNAL)
+        if packets:  # a connection held whole is one string; one spilled, its pieces read when written
+            items = [(key, p[0] if len(p) == 1 else _pieces(p, spills[0])) for key, p in items]
+            more = [(key, p[0] if len(p) == 1 else _pieces(p, spills[1])) for key, p in more]
+        if more:
+            items += more
+            items.sort(key=_KEY)
+        return [text for _, text in items]
+
+    # --json: each half's long connections go to a file of its own, made before the fork so
+    # that this process can read back what the child put there
+    spills = (SpillFile("--read --json"), SpillFile("--read --json")) if packets else (None, None)
+
     def merged() -> Iterator[list]:
         # read_batches reads 64 KiB at a time itself: no buffering under it
         with os.fdopen(fd, "rb", buffering=0) as stream:
-            # --json: each half's long connections go to a file of its own, made before the
-            # fork so that this process can read back what the child put there
-            spills = (SpillFile("--read --json"), SpillFile("--read --json")) if packets else (None, None)
             child = None
             try:
                 if os.fstat(fd).st_size >= FORK_MIN_BYTES and spare_cpu() and _opened(spills):
                     child = ForkedStream(lambda: half(batches(OwnOffset(fd), ReadStats(), 1), spills[1]))
                 if child is not None and child.running:
-                    own, other = iter(half(batches(stream, stats, 0), spills[0])), child.values()
-                else:  # both halves here, from one reading of the file
+                    own = iter(half(batches(stream, stats, 0), spills[0]))
+                    ready, wait = child.ready, child.wait
+                else:  # both halves here, from one reading of the file, in step
                     ours, theirs = tee(batches(stream, stats, None))
                     own, other = iter(half(_half_of(ours, 0), spills[0])), iter(half(_half_of(theirs, 1), spills[1]))
-                for items in own:
-                    more = next(other, None)
-                    if more is None:
-                        raise TcptuneError("the two halves of the capture ended apart", ExitCode.INTERNAL)
-                    if packets:  # a connection held whole is one string; one spilled, its pieces read when written
-                        items = [(key, p[0] if len(p) == 1 else _pieces(p, spills[0])) for key, p in items]
-                        more = [(key, p[0] if len(p) == 1 else _pieces(p, spills[1])) for key, p in more]
-                    if more:
-                        items += more
-                        items.sort(key=_KEY)
-                    yield [text for _, text in items]
-                if next(other, None) is not None:
+                    wait = partial(next, other, END)
+                    ready = lambda: [wait()]  # noqa: E731
+                # This half runs ahead of the other by up to LEAD_MAX batches: on long
+                # transfers one after another the work comes to one half at a time, and
+                # waiting for the child at every batch made the halves take turns.
+                mine: deque = deque()
+                theirs_ready: deque = deque()
+                try:
+                    for items in own:
+                        mine.append(items)
+                        theirs_ready.extend(ready())
+                        while len(mine) > LEAD_MAX and not theirs_ready:
+                            theirs_ready.append(wait())
+                        while mine and theirs_ready:
+                            yield merge(mine.popleft(), theirs_ready.popleft())
+                except TcptuneError:
+                    # a bad record: what came before it is written first (the other half
+                    # stopped at the same record, after sending its batches before it)
+                    with contextlib.suppress(TcptuneError):
+                        while mine:
+                            if not theirs_ready:
+                                theirs_ready.append(wait())
+                            yield merge(mine.popleft(), theirs_ready.popleft())
+                    raise
+                while mine:
+                    if not theirs_ready:
+                        theirs_ready.append(wait())
+                    yield merge(mine.popleft(), theirs_ready.popleft())
+                if theirs_ready or wait() is not END:
                     raise TcptuneError("the two halves of the capture ended apart", ExitCode.INTERNAL)
             finally:
                 if child is not None:
