@@ -38,7 +38,9 @@ from tcptune.host.spill import SpillFile
 from tcptune.host.tree import OwnOffset, open_regular
 
 FORK_MIN_BYTES = 4 << 20  # below this a second process costs more than it saves (fork, pipe: milliseconds)
-LEAD_MAX = 256  # batches this half's output may wait for the other's (about a bulk transfer's, 10k segments)
+LEAD_MAX = (
+    4 << 20
+)  # characters of this half's output that may wait for the other's (a bulk transfer's 10k segments: 1.5 Mi)
 
 
 @dataclass
@@ -142,19 +144,26 @@ def read_trace(
                     own, other = iter(half(_half_of(ours, 0), spills[0])), iter(half(_half_of(theirs, 1), spills[1]))
                     wait = partial(next, other, END)
                     ready = lambda: [wait()]  # noqa: E731
-                # This half runs ahead of the other by up to LEAD_MAX batches: on long
-                # transfers one after another the work comes to one half at a time, and
-                # waiting for the child at every batch made the halves take turns.
+                # This half runs ahead of the other by up to LEAD_MAX characters of its
+                # output: on long transfers one after another the work comes to one half at
+                # a time, and waiting for the child at every batch made the halves take
+                # turns.  The child runs ahead of this one by what its pipe holds.
                 mine: deque = deque()
                 theirs_ready: deque = deque()
+                size = _json_size if packets else _text_size
+                ahead = 0
                 try:
                     for items in own:
                         mine.append(items)
-                        theirs_ready.extend(ready())
-                        while len(mine) > LEAD_MAX and not theirs_ready:
+                        ahead += size(items)
+                        if not theirs_ready:
+                            theirs_ready.extend(ready())
+                        while ahead > LEAD_MAX and not theirs_ready:
                             theirs_ready.append(wait())
                         while mine and theirs_ready:
-                            yield merge(mine.popleft(), theirs_ready.popleft())
+                            done = mine.popleft()
+                            ahead -= size(done)
+                            yield merge(done, theirs_ready.popleft())
                 except TcptuneError:
                     # a bad record: what came before it is written first (the other half
                     # stopped at the same record, after sending its batches before it)
@@ -181,6 +190,15 @@ def read_trace(
 
 
 _KEY = itemgetter(0)
+
+
+def _text_size(items: list[tuple[int, str]]) -> int:
+    return sum(len(text) for _, text in items)
+
+
+def _json_size(items: list[tuple[int, list]]) -> int:
+    """Characters of the connections' texts, those spilled counted as their bytes on disk."""
+    return sum(len(p) if isinstance(p, str) else p[1] for _, pieces in items for p in pieces)
 
 
 def _opened(spills: tuple[SpillFile | None, ...]) -> bool:
