@@ -17,7 +17,7 @@ import os
 import select
 import signal
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import NoReturn
 
 from tcptune.errors import ExitCode, TcptuneError
@@ -125,7 +125,7 @@ def spare_cpu() -> bool:
 
 
 PIPE_SIZE = 1 << 20  # the default /proc/sys/fs/pipe-max-size
-READ_SIZE = 1 << 16  # os.read() allocates this much whatever it gets: 1 MiB each time was an mmap
+READ_SIZE = 1 << 16  # os.read() allocates what it is asked for, whatever it gets (os_read_impl)
 _FRAME_END = (0).to_bytes(8, "little")  # a value's frame is its length, then its marshal; 0: the end
 
 
@@ -225,10 +225,6 @@ class ForkedStream:
                 raise self._failed()
             self._read(block=True)
         return self._values.popleft()
-
-    def values(self) -> Iterator:
-        while (value := self.wait()) is not self.END:
-            yield value
 
     def close(self, finished: bool = False) -> None:
         """Reap the child; one that has not ``finished`` is stopped first (its output is not wanted)."""

@@ -23,7 +23,7 @@ from itertools import compress, tee
 from operator import itemgetter
 from typing import Any
 
-from tcptune.core.pcap import ReadStats, Segment, read_batches, shard_of
+from tcptune.core.pcap import ReadStats, Segment, half_of, read_batches
 from tcptune.core.trace import (
     Annotated,
     Connection,
@@ -148,35 +148,37 @@ def read_trace(
                 # output: on long transfers one after another the work comes to one half at
                 # a time, and waiting for the child at every batch made the halves take
                 # turns.  The child runs ahead of this one by what its pipe holds.
-                mine: deque = deque()
+                mine: deque = deque()  # (batch, its characters)
                 theirs_ready: deque = deque()
                 size = _json_size if packets else _text_size
                 ahead = 0
+
+                def flush() -> Iterator[list]:
+                    """The batches this half is ahead by, each with the other's."""
+                    while mine:
+                        if not theirs_ready:
+                            theirs_ready.append(wait())
+                        yield merge(mine.popleft()[0], theirs_ready.popleft())
+
                 try:
                     for items in own:
-                        mine.append(items)
-                        ahead += size(items)
+                        mine.append((items, chars := size(items)))
+                        ahead += chars
                         if not theirs_ready:
                             theirs_ready.extend(ready())
                         while ahead > LEAD_MAX and not theirs_ready:
                             theirs_ready.append(wait())
                         while mine and theirs_ready:
-                            done = mine.popleft()
-                            ahead -= size(done)
+                            done, chars = mine.popleft()
+                            ahead -= chars
                             yield merge(done, theirs_ready.popleft())
                 except TcptuneError:
                     # a bad record: what came before it is written first (the other half
                     # stopped at the same record, after sending its batches before it)
                     with contextlib.suppress(TcptuneError):
-                        while mine:
-                            if not theirs_ready:
-                                theirs_ready.append(wait())
-                            yield merge(mine.popleft(), theirs_ready.popleft())
+                        yield from flush()
                     raise
-                while mine:
-                    if not theirs_ready:
-                        theirs_ready.append(wait())
-                    yield merge(mine.popleft(), theirs_ready.popleft())
+                yield from flush()
                 if theirs_ready or wait() is not END:
                     raise TcptuneError("the two halves of the capture ended apart", ExitCode.INTERNAL)
             finally:
@@ -231,8 +233,7 @@ def _half_of(batches: Iterable[list[tuple]], shard: int) -> Iterator[tuple[list,
     """What read_batches(..., shard) gives, from batches of every segment (kept by the filter or not)."""
     pos = 0
     for batch in batches:
-        sel = [shard_of(s[2], s[4]) == shard for s in batch]
-        yield list(compress(batch, sel)), list(compress(range(pos + 2, pos + 2 * len(batch) + 2, 2), sel))
+        yield half_of(batch, shard, pos)
         pos += 2 * len(batch)
 
 

@@ -210,10 +210,9 @@ def test_a_helper_that_fails_is_an_internal_error_not_a_short_output():
         raise RuntimeError("boom")
 
     child = forked.ForkedStream(work)
-    values = child.values()
-    assert next(values) == [1]
+    assert child.wait() == [1]
     with pytest.raises(TcptuneError) as err:
-        next(values)
+        child.wait()
     assert err.value.exit_code == 70
     assert child.pid is None
 
@@ -225,7 +224,7 @@ def test_a_helper_not_read_to_its_end_is_stopped_and_reaped():
 
     child = forked.ForkedStream(work)
     pid = child.pid
-    assert next(child.values()) == ["x" * 1000]
+    assert child.wait() == ["x" * 1000]
     child.close()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reaped: no longer our child
